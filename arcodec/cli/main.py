@@ -1,0 +1,48 @@
+"""Click group and the error handling every command shares."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from arcodec import __version__
+
+
+class ArcodecGroup(click.Group):
+    """Turns expected failures into one line on stderr and exit status 1 (never a traceback)."""
+
+    def invoke(self, ctx):
+        from arcodec.errors import ArcodecError
+
+        try:
+            return super().invoke(ctx)
+        except ArcodecError as e:
+            click.echo(f"arcodec: error: {e}", err=True)
+            sys.exit(1)
+        except (OSError, KeyError, ValueError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            click.echo(f"arcodec: error: {msg}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("arcodec: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=ArcodecGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="arcodec")
+def main():
+    """Lossless image compression with learned probability models.
+
+    \b
+    Examples:
+      arcodec compress digit.png              # writes digit.png.arc
+      arcodec decompress digit.png.arc        # writes digit.png
+      arcodec compress a.png b.png dir/ -o set.arc
+      arcodec decompress set.arc -o outdir/
+      arcodec info digit.png.arc
+      arcodec models
+    """
+
+
+from arcodec.cli import codec_cmds, train_cmds  # noqa: E402,F401  (register the commands)

@@ -1,0 +1,77 @@
+"""``arcodec train``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from arcodec.cli.main import main
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--set")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@main.command()
+@click.option("--model", "arch", default="gated-pixelcnn", show_default=True, help="Architecture name.")
+@click.option("--data", default="mnist", show_default=True, help="Data set: mnist, digits.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Model setting (e.g. hidden=32) or training setting (e.g. steps=4000); repeatable.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--data-root", default=None, help="Root of the torchvision data sets.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+def train(arch, data, sets, out, data_root, resume):
+    """Train a model; logs train/val bits/dim to OUT/log.jsonl and keeps OUT/best.pt.
+
+    \b
+    Example:
+      arcodec train --model gated-pixelcnn --data mnist --set hidden=32 --set steps=4000 --out runs/mnist
+    """
+    from arcodec.train import TrainConfig, train as run
+
+    values = _parse_sets(sets)
+    train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    tcfg = {k: type(train_fields[k].default)(v) for k, v in values.items() if k in train_fields}
+    model_settings = {k: v for k, v in values.items() if k not in train_fields}
+    cfg = TrainConfig(arch=arch, data=data, **tcfg)
+    path = run(cfg, model_settings, out, resume=resume, data_root=data_root)
+    click.echo(f"run saved in {path}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--name", required=True, help="Zoo name, e.g. mnist-gated.")
+@click.option("--id", "model_id", type=int, required=True, help="Permanent numeric id written in .arc headers.")
+@click.option("--data", default=None, help="Data set to report test NLL on (e.g. mnist).")
+@click.option("--data-root", default=None)
+@click.option("--command", "command", default="", help="The training command, recorded in the card.")
+@click.option("-f", "--force", is_flag=True, help="Replace an existing zoo entry.")
+def export(run, name, model_id, data, data_root, command, force):
+    """Turn a training run (its best.pt) into a zoo entry with a card and sha256.
+
+    \b
+    Example:
+      arcodec export runs/mnist-gated --name mnist-gated --id 1 --data mnist
+    """
+    from pathlib import Path
+
+    from arcodec.zoo import export_checkpoint
+
+    path = Path(run)
+    ckpt = path / "best.pt" if path.is_dir() else path
+    extra = {"command": command} if command else {}
+    card = export_checkpoint(ckpt, name, model_id, extra, force=force)
+    if data:
+        from arcodec.evaluate import test_nll
+        from arcodec.zoo import export_checkpoint as _again
+
+        extra.update(test_nll(name, data, data_root))
+        card = _again(ckpt, name, model_id, extra, force=True)
+    click.echo(f"exported {name} (id {model_id}, sha256 {card['sha256']})")

@@ -1,0 +1,87 @@
+"""Entropy coding of symbol arrays with per-symbol probability tables (constriction's
+range coder). The only module of the project that imports constriction.
+
+Probabilities are given as non-negative float64 weights of shape (n, K); they need not be
+normalised. ``Categorical(perfect=False)`` quantises them to fixed point and gives every
+symbol at least the smallest representable probability, so any symbol stays codable: an
+unlikely image costs more bits but never fails. Encoder and decoder must pass bit-identical
+weights (see :mod:`arcodec.models.exact`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import constriction
+
+from arcodec.errors import FormatError
+
+Categorical = constriction.stream.model.Categorical
+RangeEncoder = constriction.stream.queue.RangeEncoder
+RangeDecoder = constriction.stream.queue.RangeDecoder
+
+_FAMILY = Categorical(perfect=False)
+
+
+def _table(weights) -> np.ndarray:
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    if w.ndim != 2:
+        raise ValueError(f"probability table must be (n, K), got shape {w.shape}")
+    return w
+
+
+class Encoder:
+    """Appends symbols; ``finish()`` returns the payload bytes."""
+
+    def __init__(self):
+        self._enc = RangeEncoder()
+
+    def encode(self, symbols, weights) -> None:
+        """Encode ``symbols`` (n,) with one table row each (n, K), in one call."""
+        s = np.ascontiguousarray(symbols, dtype=np.int32).reshape(-1)
+        w = _table(weights)
+        if len(s) != len(w):
+            raise ValueError(f"{len(s)} symbols but {len(w)} probability rows")
+        if len(s):
+            if s.min() < 0 or s.max() >= w.shape[1]:
+                raise ValueError(f"symbol out of range 0..{w.shape[1] - 1}")
+            self._enc.encode(s, _FAMILY, w)
+
+    def finish(self) -> bytes:
+        """Compressed bytes: little-endian 32-bit words, the last word's trailing zero bytes
+        (at most 3) dropped; :class:`Decoder` pads them back."""
+        data = self._enc.get_compressed().astype("<u4").tobytes()
+        cut = 0
+        while cut < 3 and cut < len(data) and data[-1 - cut] == 0:
+            cut += 1
+        return data[: len(data) - cut]
+
+
+class Decoder:
+    """Reads symbols back in the order they were encoded."""
+
+    def __init__(self, payload: bytes):
+        padded = payload + b"\0" * (-len(payload) % 4)
+        try:
+            self._dec = RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
+        except Exception as e:
+            raise FormatError(f"corrupt payload ({e})") from None
+
+    def decode(self, weights) -> np.ndarray:
+        """Decode one symbol per table row (n, K), in one call."""
+        w = _table(weights)
+        if not len(w):
+            return np.zeros(0, dtype=np.int64)
+        try:
+            return np.asarray(self._dec.decode(_FAMILY, w), dtype=np.int64)
+        except Exception as e:  # constriction reports invalid data with various types
+            raise FormatError(f"corrupt payload ({e})") from None
+
+
+def encode(symbols, weights) -> bytes:
+    enc = Encoder()
+    enc.encode(symbols, weights)
+    return enc.finish()
+
+
+def decode(payload: bytes, weights) -> np.ndarray:
+    return Decoder(payload).decode(weights)

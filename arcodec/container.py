@@ -1,0 +1,245 @@
+"""The ``.arc`` file: header, payload, CRC32. Imports no torch. Spec: ``docs/format.md``.
+
+Layout (all integers are LEB128 varints unless a width is given; multi-byte fixed-width
+fields are little-endian)::
+
+    magic        2 bytes   b"AR"
+    version|flags 1 byte   high nibble: format version (1); low nibble: flags
+                           bit 0 archive, bit 1 RGB (single image), bit 2 extension block
+    model id     varint    permanent id of the zoo model (never reused)
+    fingerprint  2 bytes   first 2 bytes of the sha256 of the model weights
+    [extension]  varint length, then (tag varint, value varint) pairs:
+                 1 bit depth (default 8), 2 tile size (default 64), 3 channels
+    single image: height varint, width varint
+    archive:      count varint, then per image: name length varint, UTF-8 name,
+                  height varint, width varint, channels varint
+    payload      range-coder bytes, up to the last 4 bytes
+    crc32        4 bytes   CRC32 of every byte before it, continued over the pixels
+                           (uint8, H x W x C, images in order): a flipped bit anywhere in
+                           the file or a wrong decoded pixel both fail the check
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from arcodec.errors import FormatError
+
+MAGIC = b"AR"
+VERSION = 1
+DEFAULT_BIT_DEPTH = 8
+DEFAULT_TILE = 64
+MAX_SIDE = 1 << 16  # 65,536 pixels a side
+MAX_SUBPIXELS = 1 << 28  # 268M sub-pixels per image (about 16k x 16k grayscale)
+MAX_IMAGES = 1 << 20
+MAX_NAME = 4096
+
+_ARCHIVE, _RGB, _EXT = 1, 2, 4
+_TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image: its name (archives only), height, width and channels."""
+
+    height: int
+    width: int
+    channels: int = 1
+    name: str = ""
+
+    @property
+    def subpixels(self) -> int:
+        return self.height * self.width * self.channels
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: int
+    fingerprint: bytes
+    entries: tuple[Entry, ...]
+    archive: bool = False
+    bit_depth: int = DEFAULT_BIT_DEPTH
+    tile: int = DEFAULT_TILE
+    version: int = VERSION
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+def crc32_pixels(arrays, crc: int = 0) -> int:
+    """CRC32 over the uint8 pixel bytes of the images, in order (H x W x C, C order),
+    continuing from ``crc``."""
+    for a in arrays:
+        crc = zlib.crc32(a.tobytes(), crc)
+    return crc & 0xFFFFFFFF
+
+
+def put_varint(out: bytearray, value: int) -> None:
+    if value < 0:
+        raise ValueError("varint must be non-negative")
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise FormatError(f"file is truncated (in {what})")
+        out = self.data[self.pos: self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, what: str) -> int:
+        value, shift = 0, 0
+        while True:
+            if self.pos >= len(self.data):
+                raise FormatError(f"file is truncated (in {what})")
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise FormatError(f"corrupt header (overlong number in {what})")
+
+
+def _check_entry(e: Entry) -> None:
+    if not (1 <= e.height <= MAX_SIDE and 1 <= e.width <= MAX_SIDE):
+        raise FormatError(f"header claims a {e.height}x{e.width} image: sides must be 1..{MAX_SIDE}")
+    if not 1 <= e.channels <= 4:
+        raise FormatError(f"header claims {e.channels} channels: 1..4 supported")
+    if e.subpixels > MAX_SUBPIXELS:
+        raise FormatError(f"header claims a {e.height}x{e.width}x{e.channels} image: "
+                          f"more than {MAX_SUBPIXELS} sub-pixels")
+
+
+def write(header: Header, payload: bytes, images) -> bytes:
+    """Serialise a header and the coder payload, and append the CRC32 of the file's bytes
+    and the images' pixels (uint8 arrays, H x W x C)."""
+    if len(header.fingerprint) != 2:
+        raise ValueError("fingerprint must be 2 bytes")
+    entries = header.entries
+    if not header.archive and len(entries) != 1:
+        raise ValueError("a single-image file holds exactly one image")
+    for e in entries:
+        _check_entry(e)
+    ext = bytearray()
+    if header.bit_depth != DEFAULT_BIT_DEPTH:
+        put_varint(ext, _TAG_BIT_DEPTH)
+        put_varint(ext, header.bit_depth)
+    if header.tile != DEFAULT_TILE:
+        put_varint(ext, _TAG_TILE)
+        put_varint(ext, header.tile)
+    single = entries[0] if not header.archive else None
+    rgb = single is not None and single.channels == 3
+    if single is not None and single.channels not in (1, 3):
+        put_varint(ext, _TAG_CHANNELS)
+        put_varint(ext, single.channels)
+    flags = (_ARCHIVE if header.archive else 0) | (_RGB if rgb else 0) | (_EXT if ext else 0)
+    out = bytearray(MAGIC)
+    out.append((header.version << 4) | flags)
+    put_varint(out, header.model_id)
+    out += header.fingerprint
+    if ext:
+        put_varint(out, len(ext))
+        out += ext
+    if header.archive:
+        put_varint(out, len(entries))
+        for e in entries:
+            name = e.name.encode("utf-8")
+            put_varint(out, len(name))
+            out += name
+            put_varint(out, e.height)
+            put_varint(out, e.width)
+            put_varint(out, e.channels)
+    else:
+        put_varint(out, single.height)
+        put_varint(out, single.width)
+    out += payload
+    out += crc32_pixels(images, zlib.crc32(out)).to_bytes(4, "little")
+    return bytes(out)
+
+
+def verify(data: bytes, images) -> bool:
+    """True when the file's CRC32 matches its bytes and these decoded pixels."""
+    return crc32_pixels(images, zlib.crc32(data[:-4])) == int.from_bytes(data[-4:], "little")
+
+
+def read(data: bytes) -> tuple[Header, bytes, int]:
+    """Parse a file into (header, payload, crc); raises FormatError on anything invalid."""
+    data = bytes(data)
+    if len(data) < 2 or data[:2] != MAGIC:
+        raise FormatError("not an arcodec file (wrong magic bytes)")
+    r = _Reader(data)
+    r.pos = 2
+    vf = r.take(1, "version")[0]
+    version, flags = vf >> 4, vf & 0x0F
+    if version == 0:
+        raise FormatError("corrupt header (format version 0)")
+    if version > VERSION:
+        raise FormatError(f"file uses format version {version}; this arcodec reads up to version "
+                          f"{VERSION}: upgrade arcodec")
+    if flags & 0x08:
+        raise FormatError("corrupt header (reserved flag set)")
+    model_id = r.varint("model id")
+    fingerprint = r.take(2, "fingerprint")
+    bit_depth, tile, channels = DEFAULT_BIT_DEPTH, DEFAULT_TILE, 3 if flags & _RGB else 1
+    if flags & _EXT:
+        n = r.varint("extension length")
+        ext = _Reader(r.take(n, "extension"))
+        while ext.pos < len(ext.data):
+            tag, value = ext.varint("extension"), ext.varint("extension")
+            if tag == _TAG_BIT_DEPTH:
+                bit_depth = value
+            elif tag == _TAG_TILE:
+                tile = value
+            elif tag == _TAG_CHANNELS:
+                channels = value
+            else:
+                raise FormatError(f"unknown header field {tag}: written by a newer arcodec?")
+    if not 1 <= bit_depth <= 8:
+        raise FormatError(f"header claims bit depth {bit_depth}: 1..8 supported")
+    if not 8 <= tile <= 4096:
+        raise FormatError(f"header claims tile size {tile}: 8..4096 supported")
+    archive = bool(flags & _ARCHIVE)
+    if archive:
+        count = r.varint("image count")
+        if count > MAX_IMAGES:
+            raise FormatError(f"header claims {count} images: at most {MAX_IMAGES}")
+        entries = []
+        for _ in range(count):
+            n = r.varint("name")
+            if n > MAX_NAME:
+                raise FormatError("corrupt header (name too long)")
+            try:
+                name = r.take(n, "name").decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormatError("corrupt header (name is not UTF-8)") from None
+            e = Entry(r.varint("height"), r.varint("width"), r.varint("channels"), name)
+            _check_entry(e)
+            entries.append(e)
+    else:
+        entries = [Entry(r.varint("height"), r.varint("width"), channels)]
+        _check_entry(entries[0])
+    if len(data) - r.pos < 4:
+        raise FormatError("file is truncated (no checksum)")
+    payload = data[r.pos: len(data) - 4]
+    crc = int.from_bytes(data[-4:], "little")
+    header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version)
+    return header, payload, crc
+
+
+def header_size(data: bytes) -> int:
+    """Bytes of the file that are not payload (header and checksum)."""
+    _, payload, _ = read(data)
+    return len(data) - len(payload)

@@ -1,0 +1,137 @@
+"""Exact (order-independent) arithmetic for the codec's forward pass.
+
+An entropy decoder only works if it sees *bit-identical* probabilities to the encoder.
+Floating-point convolutions do not guarantee that: the summation order depends on the
+batch size, the input shape, the thread count and the algorithm (Winograd mixes in
+values of pixels that the causal mask hides). A difference of one unit in the last place
+is enough to decode garbage.
+
+In exact mode every layer works on dyadic fixed-point numbers held in float64:
+
+* activations lie on the grid ``2**-ACT_FRAC`` and are clamped to ``±ACT_LIMIT``;
+* a convolution rounds its weights to integers times ``2**-s`` (``s`` chosen per layer
+  from the weights so that they keep ``WEIGHT_BITS`` significant bits), multiplies
+  integer-valued tensors and sums them. Every partial sum is an integer below ``2**53``,
+  so float64 represents it exactly and the result is the same in any order, on any
+  machine, for any crop of the input that contains the receptive field;
+* non-linearities are table look-ups. The tables come from an exponential computed with
+  Python integers, so they are the same on every platform.
+
+The float path (training) and the exact path compute the same function up to the
+quantisation (~1e-4 relative); the codec always uses the exact path on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal, getcontext
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+ACT_FRAC = 12  # activations are multiples of 2**-12
+ACT_LIMIT = 2.0**9  # and lie in [-512, 512]
+WEIGHT_BITS = 15  # significant bits kept for the largest weight of a layer
+TABLE_RANGE = 16  # tanh/sigmoid inputs are clamped to [-16, 16]
+TABLE_FRAC = 24  # table outputs are multiples of 2**-24
+EXP_FRAC = 44  # softmax weights exp(d) are multiples of 2**-44, d in [-EXP_RANGE, 0]
+EXP_RANGE = 24
+
+_ONE = 2**ACT_FRAC
+_FIXED = 100  # bits of the integer fixed-point exponential
+
+
+@lru_cache(maxsize=None)
+def _exp_neg_fixed(n: int) -> tuple[int, ...]:
+    """exp(-k / 2**ACT_FRAC) * 2**_FIXED for k = 0..n, computed with integers only."""
+    getcontext().prec = 50
+    step = int((Decimal(-1) / _ONE).exp() * (Decimal(2) ** _FIXED))
+    out = [1 << _FIXED]
+    half = 1 << (_FIXED - 1)
+    for _ in range(n):
+        out.append((out[-1] * step + half) >> _FIXED)
+    return tuple(out)
+
+
+def _to_grid(values: list[float], frac: int) -> torch.Tensor:
+    t = torch.tensor(values, dtype=torch.float64)
+    return torch.round(t * 2.0**frac) * 2.0**-frac
+
+
+@lru_cache(maxsize=None)
+def gate_tables() -> tuple[torch.Tensor, torch.Tensor]:
+    """tanh and sigmoid at t = k / 2**ACT_FRAC, k in [-R, R], on the 2**-TABLE_FRAC grid."""
+    n = TABLE_RANGE * _ONE
+    e = _exp_neg_fixed(2 * n)
+    scale = 2.0**-_FIXED
+    sig, tanh = [], []
+    for k in range(-n, n + 1):
+        # sigmoid(t) = 1 / (1 + exp(-t)); for t < 0 use exp(t) / (1 + exp(t))
+        a = e[abs(k)] * scale
+        sig.append(1.0 / (1.0 + a) if k >= 0 else a / (1.0 + a))
+        # tanh(t) = (1 - exp(-2|t|)) / (1 + exp(-2|t|)) * sign(t)
+        b = e[2 * abs(k)] * scale
+        tanh.append(math.copysign((1.0 - b) / (1.0 + b), k))
+    return _to_grid(tanh, TABLE_FRAC), _to_grid(sig, TABLE_FRAC)
+
+
+@lru_cache(maxsize=None)
+def exp_table() -> torch.Tensor:
+    """exp(-k / 2**ACT_FRAC) on the 2**-EXP_FRAC grid for k = 0..EXP_RANGE*2**ACT_FRAC."""
+    n = EXP_RANGE * _ONE
+    e = _exp_neg_fixed(n)
+    shift = _FIXED - EXP_FRAC
+    return torch.tensor([(v + (1 << (shift - 1))) >> shift for v in e], dtype=torch.float64) * 2.0**-EXP_FRAC
+
+
+def to_grid(x: torch.Tensor) -> torch.Tensor:
+    """Round a float64 tensor onto the activation grid and clamp it."""
+    return (torch.round(x * float(_ONE)) / _ONE).clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
+def weight_shift(weight: torch.Tensor) -> int:
+    """Exponent s such that round(w * 2**s) keeps WEIGHT_BITS bits of the largest weight."""
+    peak = float(weight.detach().abs().max())
+    if peak == 0.0:
+        return 0
+    _, e = math.frexp(peak)  # peak = m * 2**e with 0.5 <= m < 1
+    return WEIGHT_BITS - e
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation=1) -> torch.Tensor:
+    """Convolution (no padding) of grid activations, exact in any summation order."""
+    s = weight_shift(weight)
+    wq = torch.round(weight.detach().double() * 2.0**s)
+    fan_in = wq[0].numel()
+    # |x| <= 2 * ACT_LIMIT (a clamped activation plus a residual), so |x| * 2**ACT_FRAC <= 2**22,
+    # and |wq| < 2**WEIGHT_BITS: every partial sum stays below 2**53.
+    assert fan_in * 2.0 ** (22 + WEIGHT_BITS) < 2.0**53, "layer too wide for exact mode"
+    # float64 convolutions never take the oneDNN/Winograd paths (they support float32 only).
+    acc = F.conv2d(x * float(_ONE), wq, None, dilation=dilation)
+    if bias is not None:
+        acc = acc + torch.round(bias.detach().double() * 2.0 ** (s + ACT_FRAC)).view(1, -1, 1, 1)
+    # acc is value * 2**(s + ACT_FRAC); bring it back to the activation grid.
+    return (torch.round(acc * 2.0**-s) / _ONE).clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
+def _lookup(table: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    n = TABLE_RANGE * _ONE
+    idx = (torch.round(x * float(_ONE)).clamp_(-n, n) + n).long()
+    return table[idx]
+
+
+def gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """tanh(a) * sigmoid(b) on the activation grid."""
+    tanh, sig = gate_tables()
+    return to_grid(_lookup(tanh, a) * _lookup(sig, b))
+
+
+def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    """Unnormalised, strictly positive weights exp(logit - max) from grid logits.
+
+    The result is a pure function of the integer logits: identical on every machine.
+    """
+    d = logits - logits.amax(dim=dim, keepdim=True)
+    k = torch.round(-d * float(_ONE)).clamp_(0, EXP_RANGE * _ONE).long()
+    return exp_table()[k]

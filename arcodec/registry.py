@@ -1,0 +1,53 @@
+"""Model registry: names to (class, config dataclass); ``build_model`` is the one constructor."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+_MODELS: dict[str, tuple[type[nn.Module], type]] = {}
+
+
+def register_model(name: str, config_cls: type):
+    """Class decorator: ``@register_model("gated-pixelcnn", GatedPixelCNNConfig)``."""
+
+    def wrap(cls):
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        _MODELS[name] = (cls, config_cls)
+        cls.arch = name
+        return cls
+
+    return wrap
+
+
+def architectures() -> list[str]:
+    _load()
+    return sorted(_MODELS)
+
+
+def make_config(arch: str, values: dict[str, Any] | None = None):
+    """The config dataclass of ``arch`` with ``values`` (strings are converted to field types)."""
+    _load()
+    if arch not in _MODELS:
+        raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(_MODELS))}")
+    cls = _MODELS[arch][1]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in (values or {}).items():
+        if key not in fields:
+            raise KeyError(f"{arch} has no setting {key!r}; settings: {', '.join(fields)}")
+        default = fields[key].default
+        kwargs[key] = type(default)(value) if isinstance(value, str) and default is not None else value
+    return cls(**kwargs)
+
+
+def build_model(arch: str, config) -> nn.Module:
+    _load()
+    return _MODELS[arch][0](config)
+
+
+def _load() -> None:
+    import arcodec.models  # noqa: F401  (registers the architectures)

@@ -1,0 +1,166 @@
+"""The model zoo: shipped weights with their cards, loaded with their sha256 verified.
+
+Each model has ``<name>.json`` (machine-readable card: permanent id, architecture,
+config, sha256 of the weights, data, command, measured NLL), ``<name>.pt`` (a state dict,
+loaded with ``weights_only=True``) and ``<name>.md`` (the human-readable card).
+A model can also be a checkpoint written by ``arcodec train`` (``runs/X/best.pt``);
+such a model has id 0 and must be named again when decompressing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from arcodec.errors import ModelError
+from arcodec.models.layers import set_exact
+from arcodec.registry import build_model, make_config
+
+ZOO_DIR = Path(__file__).resolve().parent
+DEFAULT_GRAY = "mnist-gated"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    model_id: int  # permanent id written in .arc headers; 0 for a checkpoint file
+    sha256: str
+    net: torch.nn.Module  # eval mode, exact arithmetic
+    card: dict
+
+    @property
+    def fingerprint(self) -> bytes:
+        return bytes.fromhex(self.sha256)[:2]
+
+    @property
+    def levels(self) -> int:
+        return self.net.config.levels
+
+    @property
+    def channels(self) -> int:
+        return self.net.config.channels
+
+    @property
+    def bit_depth(self) -> int:
+        return (self.levels - 1).bit_length()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cards() -> list[dict]:
+    """Every shipped model's card, sorted by id."""
+    return sorted((json.loads(p.read_text()) for p in ZOO_DIR.glob("*.json")), key=lambda c: c["id"])
+
+
+def _finish(net: torch.nn.Module) -> torch.nn.Module:
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return set_exact(net, True)
+
+
+@lru_cache(maxsize=8)
+def load_model(name: str = DEFAULT_GRAY) -> LoadedModel:
+    """A zoo model by name, or a training checkpoint by path; verifies the sha256."""
+    path = Path(name)
+    if name.endswith(".pt") and path.is_file():
+        return _load_checkpoint(path)
+    card_path = ZOO_DIR / f"{name}.json"
+    if not card_path.is_file():
+        known = ", ".join(c["name"] for c in cards()) or "none"
+        raise ModelError(f"unknown model {name!r} (shipped: {known})")
+    card = json.loads(card_path.read_text())
+    weights = ZOO_DIR / card["weights"]
+    if not weights.is_file():
+        raise ModelError(f"weights of model {name!r} are missing: {weights}")
+    digest = sha256_file(weights)
+    if digest != card["sha256"]:
+        raise ModelError(f"weights of model {name!r} do not match their card's sha256 "
+                         f"({digest[:12]}... != {card['sha256'][:12]}...): the file is damaged")
+    net = build_model(card["arch"], make_config(card["arch"], card["config"]))
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return LoadedModel(name, int(card["id"]), digest, _finish(net), card)
+
+
+def _load_checkpoint(path: Path) -> LoadedModel:
+    from arcodec.train import load_checkpoint
+
+    try:
+        net, ckpt = load_checkpoint(path)
+    except Exception as e:  # a user's file: any failure to read it is their input's fault
+        raise ModelError(f"cannot load checkpoint {path}: {e}") from None
+    from arcodec.causality import violations
+
+    bad = violations(net)
+    if bad:
+        (out, inp), n = bad[0], len(bad)
+        raise ModelError(f"refusing {path}: the model is not causal (the distribution of pixel {out} "
+                         f"depends on pixel {inp}, {n} such dependencies); it cannot be decoded")
+    card = {"name": str(path), "id": 0, "arch": ckpt["arch"], "config": json.loads(ckpt["config"])}
+    return LoadedModel(str(path), 0, sha256_file(path), _finish(net), card)
+
+
+def model_for_id(model_id: int, fingerprint: bytes) -> LoadedModel:
+    """The zoo model a file names; checks the weights' fingerprint."""
+    for card in cards():
+        if card["id"] == model_id:
+            m = load_model(card["name"])
+            check_fingerprint(m, fingerprint)
+            return m
+    if model_id == 0:
+        raise ModelError("the file was made with a checkpoint, not a zoo model: pass it with --model")
+    raise ModelError(f"the file needs model id {model_id}, which this arcodec does not ship: upgrade arcodec")
+
+
+def check_fingerprint(m: LoadedModel, fingerprint: bytes) -> None:
+    if m.fingerprint != fingerprint:
+        raise ModelError(f"the file was made with different weights than model {m.name!r} "
+                         f"(fingerprint {fingerprint.hex()} != {m.fingerprint.hex()})")
+
+
+def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_extra: dict | None = None,
+                      zoo_dir: Path = ZOO_DIR, force: bool = False) -> dict:
+    """Turn a training checkpoint into a zoo entry: ``<name>.pt`` (state dict only) and
+    ``<name>.json`` (card with the full sha256). Returns the card."""
+    from arcodec.imageio import write_atomic
+    from arcodec.train import load_checkpoint
+
+    if model_id < 1:
+        raise ModelError("zoo ids start at 1 (0 means 'a checkpoint file')")
+    for c in cards() if zoo_dir == ZOO_DIR else []:
+        if c["id"] == model_id and c["name"] != name:
+            raise ModelError(f"id {model_id} belongs to {c['name']!r}: ids are permanent, pick another")
+    net, ckpt = load_checkpoint(checkpoint)
+    weights = zoo_dir / f"{name}.pt"
+    tmp = weights.with_suffix(".pt.tmp")
+    torch.save({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
+    data = tmp.read_bytes()
+    tmp.unlink()
+    write_atomic(weights, data, force)
+    card = {
+        "name": name,
+        "id": model_id,
+        "arch": ckpt["arch"],
+        "config": json.loads(ckpt["config"]),
+        "weights": weights.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "train_config": json.loads(ckpt["train_config"]),
+        "step": ckpt["step"],
+        "val_bpd": ckpt.get("val_bpd"),
+        **(card_extra or {}),
+    }
+    write_atomic(zoo_dir / f"{name}.json", (json.dumps(card, indent=2) + "\n").encode(), force=True)
+    load_model.cache_clear()
+    return card

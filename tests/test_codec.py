@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+
+import arcodec
+from arcodec import container
+from arcodec.codec import decode_file, encode_images
+from arcodec.coding import autoregressive as ar
+from arcodec.errors import ArcodecError, FormatError, IntegrityError, ModelError
+
+
+def test_roundtrip_real_digits_tiny_model(tiny, digits):
+    imgs = list(digits[:6])
+    enc = encode_images(imgs, [f"{i}.png" for i in range(6)], model=tiny)
+    header, out = decode_file(enc.data, model=tiny)
+    assert [e.name for e in header.entries] == [f"{i}.png" for i in range(6)]
+    for a, b in zip(imgs, out):
+        assert np.array_equal(a, b[:, :, 0])
+
+
+def test_shapes_tiles_and_colour_channel_by_channel(tiny):
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (37, 21, 3), dtype=np.uint8),  # RGB, several tiles
+            rng.integers(0, 256, (1, 1), dtype=np.uint8),
+            np.full((9, 40), 255, dtype=np.uint8),
+            rng.integers(0, 256, (20, 8, 4), dtype=np.uint8)]
+    enc = encode_images(imgs, ["a", "b", "c", "d"], model=tiny, tile=16)
+    header, out = decode_file(enc.data, model=tiny)
+    assert header.tile == 16
+    for a, b in zip(imgs, out):
+        assert np.array_equal(a.reshape(b.shape), b)
+
+
+def test_encoder_and_decoder_see_identical_tables(tiny, digits):
+    """The table used to encode each symbol equals, element for element, the table the
+    decoder computes for it (float64 weights compared with ==)."""
+    x = torch.from_numpy(digits[:5]).long()[:, None]
+    seen_enc, seen_dec = [], []
+    payload, _ = ar.encode_stream(tiny.net, x, on_table=lambda r0, r1, w: seen_enc.append(w))
+    y = ar.decode_stream(tiny.net, payload, 5, 1, 28, 28, on_table=lambda r, c, ch, w: seen_dec.append(w))
+    assert torch.equal(x, y)
+    enc = np.concatenate(seen_enc)
+    dec = np.concatenate(seen_dec)
+    assert enc.shape == dec.shape == (5 * 784, 256)
+    assert np.array_equal(enc, dec)
+
+
+def test_naive_and_cached_decoders_agree(tiny, digits):
+    x = torch.from_numpy(digits[:3, :12, :12].copy()).long()[:, None]
+    payload, _ = ar.encode_stream(tiny.net, x)
+    assert torch.equal(ar.decode_stream(tiny.net, payload, 3, 1, 12, 12, naive=True), x)
+    assert torch.equal(ar.decode_stream(tiny.net, payload, 3, 1, 12, 12), x)
+
+
+def test_unlikely_images_cost_more_but_decode(tiny):
+    noise = np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8)
+    data = arcodec.compress(noise, model=tiny)
+    assert np.array_equal(arcodec.decompress(data, model=tiny), noise)
+    blank = arcodec.compress(np.zeros((28, 28), np.uint8), model=tiny)
+    assert len(blank) < len(data)
+
+
+def test_estimate_matches_real_size(tiny, digits):
+    enc = encode_images(list(digits[:20]), [str(i) for i in range(20)], model=tiny)
+    overhead = len(enc.data) - enc.nll_bits / 8
+    assert 0 <= overhead < container.header_size(enc.data) + 16
+
+
+def test_bit_flips_and_truncation_never_pass_silently(tiny, digits):
+    data = arcodec.compress(digits[0], model=tiny)
+    rng = np.random.default_rng(0)
+    for pos in rng.permutation(len(data))[:25]:
+        bad = bytearray(data)
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(ArcodecError):
+            arcodec.decompress(bytes(bad), model=tiny)
+    for n in rng.permutation(len(data))[:15]:
+        with pytest.raises(ArcodecError):
+            arcodec.decompress(data[:n], model=tiny)
+
+
+def test_crc_mismatch(tiny, digits):
+    data = arcodec.compress(digits[1], model=tiny)
+    with pytest.raises(IntegrityError, match="CRC32"):
+        arcodec.decompress(data[:-4] + bytes(4), model=tiny)
+    a = digits[1].copy()
+    a[5, 5] ^= 1  # right file bytes, different pixels
+    assert not container.verify(data, [a[:, :, None]])
+    assert container.verify(data, [digits[1][:, :, None]])
+
+
+def test_model_mismatch_and_unknown_models(tiny, digits, tmp_path):
+    data = arcodec.compress(digits[2], model=tiny)
+    with pytest.raises(ModelError, match="checkpoint"):
+        arcodec.decompress(data)  # id 0: the file needs its checkpoint
+    other = tmp_path / "other.pt"
+    ckpt = torch.load(tiny.name, weights_only=True)
+    ckpt["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    torch.save(ckpt, other)
+    with pytest.raises(ModelError, match="different weights"):
+        arcodec.decompress(data, model=str(other))
+    with pytest.raises(ModelError, match="unknown model"):
+        arcodec.compress(digits[0], model="no-such-model")
+    with pytest.raises(ModelError, match="model id 99"):
+        h, payload, crc = container.read(data)
+        arcodec.decompress(container.write(container.Header(99, h.fingerprint, h.entries), payload, []))
+
+
+def test_newer_version_and_bad_arrays(tiny):
+    data = bytearray(arcodec.compress(np.zeros((4, 4), np.uint8), model=tiny))
+    data[2] = (9 << 4) | (data[2] & 15)
+    with pytest.raises(FormatError, match="version 9"):
+        arcodec.decompress(bytes(data), model=tiny)
+    for bad in (np.zeros((4, 4), np.float32), np.zeros((4, 4, 7), np.uint8), np.zeros((0, 4), np.uint8),
+                np.full((2, 2), 300)):
+        with pytest.raises(ArcodecError):
+            arcodec.compress(bad, model=tiny)
+
+
+def test_shipped_model_roundtrip_on_real_digits(shipped, digits):
+    imgs = list(digits[:8])
+    enc = encode_images(imgs, [str(i) for i in range(8)], model=shipped)
+    _, out = decode_file(enc.data)  # the model comes from the file's id and fingerprint
+    assert all(np.array_equal(a, b[:, :, 0]) for a, b in zip(imgs, out))
+    single = arcodec.compress(digits[9])
+    assert np.array_equal(arcodec.decompress(single), digits[9])
+    assert 8 * len(single) / 784 < 2.0  # far below PNG's 2.68 bits/dim on MNIST

@@ -1,0 +1,95 @@
+import zlib
+
+import numpy as np
+import pytest
+
+from arcodec import container
+from arcodec.container import Entry, Header
+from arcodec.errors import FormatError
+
+FP = b"\x12\x34"
+
+
+PIXELS = [np.arange(784, dtype=np.uint8).reshape(28, 28, 1)]
+
+
+def single(h=28, w=28, c=1, payload=b"\x01\x02\x03", **kw):
+    return container.write(Header(1, FP, (Entry(h, w, c),), **kw), payload, PIXELS)
+
+
+def test_single_roundtrip_and_size():
+    data = single()
+    header, payload, crc = container.read(data)
+    assert header.entries == (Entry(28, 28, 1),) and header.model_id == 1 and header.fingerprint == FP
+    assert (payload, header.bit_depth, header.tile, header.archive) == (b"\x01\x02\x03", 8, 64, False)
+    assert crc == zlib.crc32(PIXELS[0].tobytes(), zlib.crc32(data[:-4]))
+    assert container.verify(data, PIXELS)
+    assert not container.verify(data, [PIXELS[0] ^ 1])
+    for i in range(len(data)):  # any single flipped bit fails the check
+        assert not container.verify(data[:i] + bytes([data[i] ^ 4]) + data[i + 1:], PIXELS)
+    # the whole overhead of a 28x28 grayscale file: 8 header bytes + 4 CRC bytes
+    assert container.header_size(data) == 12
+
+
+def test_extension_fields_roundtrip():
+    data = single(300, 5000, 2, bit_depth=2, tile=32)
+    header, _, _ = container.read(data)
+    assert header.entries == (Entry(300, 5000, 2),) and header.bit_depth == 2 and header.tile == 32
+
+
+def test_archive_roundtrip_and_overhead_per_image():
+    entries = tuple(Entry(28, 28, 1, f"d/{i}.png") for i in range(1000))
+    data = container.write(Header(7, FP, entries, archive=True), b"xyz", [])
+    header, payload, crc = container.read(data)
+    assert header.entries == entries and header.archive and payload == b"xyz"
+    fixed = container.header_size(data) - sum(1 + len(e.name) + 3 for e in entries)
+    assert fixed <= 16  # the per-image cost is its name and shape alone
+
+
+def test_crc_of_pixels():
+    a = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    assert container.crc32_pixels([a, a]) == zlib.crc32(a.tobytes() * 2)
+    assert container.crc32_pixels([a], 77) == zlib.crc32(a.tobytes(), 77)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: b"PK" + d[2:], "magic"),
+    (lambda d: d[:2] + bytes([(2 << 4) | (d[2] & 15)]) + d[3:], "version 2"),
+    (lambda d: d[:2] + bytes([d[2] | 8]) + d[3:], "reserved"),
+    (lambda d: d[:3], "truncated"),
+    (lambda d: b"", "magic"),
+])
+def test_rejects_bad_headers(mutate, message):
+    with pytest.raises(FormatError, match=message):
+        container.read(mutate(single()))
+
+
+def test_truncation_inside_header_or_checksum_is_rejected():
+    data = single()  # 8 header bytes, 3 payload bytes, 4 CRC bytes
+    for n in range(12):  # shorter files cannot hold a header and a CRC (the codec's CRC check
+        with pytest.raises(FormatError):  # catches cuts inside the payload: test_codec)
+            container.read(data[:n])
+
+
+def test_rejects_gigantic_image_claims():
+    out = bytearray(b"AR\x10\x01\x12\x34")
+    container.put_varint(out, 100_000)
+    container.put_varint(out, 100_000)
+    with pytest.raises(FormatError, match="100000x100000"):
+        container.read(bytes(out) + b"\0" * 8)
+    out = bytearray(b"AR\x10\x01\x12\x34")
+    container.put_varint(out, 60_000)
+    container.put_varint(out, 60_000)
+    with pytest.raises(FormatError, match="sub-pixels"):
+        container.read(bytes(out) + b"\0" * 8)
+    with pytest.raises(FormatError, match="overlong"):
+        container.read(b"AR\x10" + b"\xff" * 20)
+
+
+def test_rejects_unknown_extension_and_bad_names():
+    out = bytearray(b"AR\x14\x01\x12\x34\x02\x09\x01\x1c\x1c")  # tag 9
+    with pytest.raises(FormatError, match="unknown header field"):
+        container.read(bytes(out) + b"\0" * 4)
+    bad = bytearray(b"AR\x11\x01\x12\x34\x01\x02\xff\xfe\x1c\x1c\x01")
+    with pytest.raises(FormatError, match="UTF-8"):
+        container.read(bytes(bad) + b"\0" * 4)
