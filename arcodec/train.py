@@ -98,7 +98,7 @@ def _save(obj, path: Path) -> None:
 
 
 def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool = False,
-          data_root: str | None = None, progress: bool = True) -> Path:
+          data_root: str | None = None, progress: bool = True, download: bool = False) -> Path:
     """Train ``cfg.arch`` on ``cfg.data``; returns the run directory."""
     from tqdm import tqdm
 
@@ -116,10 +116,14 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         opt.load_state_dict(ckpt["optimizer"])
         step = ckpt["step"]
         best = ckpt.get("best_val_bpd") or float("inf")
+        log_path = out / "log.jsonl"
+        if log_path.exists():  # drop what was logged after the checkpoint
+            kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= step]
+            log_path.write_text("".join(ln + "\n" for ln in kept))
     (out / "config.json").write_text(json.dumps(
         {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config)}, indent=2))
 
-    train_x = load_dataset(cfg.data, "train", data_root)
+    train_x = load_dataset(cfg.data, "train", data_root, download)
     val_x = load_dataset(cfg.data, "val", data_root)
     if cfg.val_limit:
         val_x = val_x[: cfg.val_limit]

@@ -26,8 +26,9 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
               help="Model setting (e.g. hidden=32) or training setting (e.g. steps=4000); repeatable.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--data-root", default=None, help="Root of the torchvision data sets.")
+@click.option("--download", is_flag=True, help="Let torchvision download the data set into --data-root.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-def train(arch, data, sets, out, data_root, resume):
+def train(arch, data, sets, out, data_root, download, resume):
     """Train a model; logs train/val bits/dim to OUT/log.jsonl and keeps OUT/best.pt.
 
     \b
@@ -41,7 +42,7 @@ def train(arch, data, sets, out, data_root, resume):
     tcfg = {k: type(train_fields[k].default)(v) for k, v in values.items() if k in train_fields}
     model_settings = {k: v for k, v in values.items() if k not in train_fields}
     cfg = TrainConfig(arch=arch, data=data, **tcfg)
-    path = run(cfg, model_settings, out, resume=resume, data_root=data_root)
+    path = run(cfg, model_settings, out, resume=resume, data_root=data_root, download=download)
     click.echo(f"run saved in {path}")
 
 
@@ -52,8 +53,9 @@ def train(arch, data, sets, out, data_root, resume):
 @click.option("--data", default=None, help="Data set to report test NLL on (e.g. mnist).")
 @click.option("--data-root", default=None)
 @click.option("--command", "command", default="", help="The training command, recorded in the card.")
+@click.option("--notes", default="", help="Free text for the card (e.g. what is worse than hoped).")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing zoo entry.")
-def export(run, name, model_id, data, data_root, command, force):
+def export(run, name, model_id, data, data_root, command, notes, force):
     """Turn a training run (its best.pt) into a zoo entry with a card and sha256.
 
     \b
@@ -66,7 +68,7 @@ def export(run, name, model_id, data, data_root, command, force):
 
     path = Path(run)
     ckpt = path / "best.pt" if path.is_dir() else path
-    extra = {"command": command} if command else {}
+    extra = {k: v for k, v in (("command", command), ("notes", notes)) if v}
     card = export_checkpoint(ckpt, name, model_id, extra, force=force)
     if data:
         from arcodec.evaluate import test_nll

@@ -99,18 +99,37 @@ def weight_shift(weight: torch.Tensor) -> int:
     return WEIGHT_BITS - e
 
 
-def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation=1) -> torch.Tensor:
-    """Convolution (no padding) of grid activations, exact in any summation order."""
+def quantize_conv(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """(integer weights, integer bias, shift s) of a convolution for :func:`conv2d`."""
     s = weight_shift(weight)
     wq = torch.round(weight.detach().double() * 2.0**s)
-    fan_in = wq[0].numel()
     # |x| <= 2 * ACT_LIMIT (a clamped activation plus a residual), so |x| * 2**ACT_FRAC <= 2**22,
     # and |wq| < 2**WEIGHT_BITS: every partial sum stays below 2**53.
-    assert fan_in * 2.0 ** (22 + WEIGHT_BITS) < 2.0**53, "layer too wide for exact mode"
-    # float64 convolutions never take the oneDNN/Winograd paths (they support float32 only).
-    acc = F.conv2d(x * float(_ONE), wq, None, dilation=dilation)
-    if bias is not None:
-        acc = acc + torch.round(bias.detach().double() * 2.0 ** (s + ACT_FRAC)).view(1, -1, 1, 1)
+    assert wq[0].numel() * 2.0 ** (22 + WEIGHT_BITS) < 2.0**53, "layer too wide for exact mode"
+    bq = None if bias is None else torch.round(bias.detach().double() * 2.0 ** (s + ACT_FRAC)).view(1, -1, 1, 1)
+    return wq, bq, s
+
+
+def conv2d(x: torch.Tensor, q: tuple[torch.Tensor, torch.Tensor | None, int], dilation=1) -> torch.Tensor:
+    """Convolution (no padding) of grid activations with quantized weights ``q``, exact in
+    any summation order."""
+    wq, bq, s = q
+    b, _, h, w = x.shape
+    o, _, kh, kw = wq.shape
+    ho, wo = h - dilation * (kh - 1), w - dilation * (kw - 1)
+    # im2col and one float64 matrix product over the whole batch: integer-valued operands,
+    # so the result is exact whatever order the BLAS sums in (torch's float64 conv2d would
+    # also be exact, but it runs one small product per image).
+    xs = x * float(_ONE)
+    if kh == kw == 1:
+        cols = xs.permute(0, 2, 3, 1).reshape(-1, xs.shape[1])
+    else:
+        taps = [xs[:, :, i * dilation: i * dilation + ho, j * dilation: j * dilation + wo]
+                for i in range(kh) for j in range(kw)]
+        cols = torch.stack(taps, dim=-1).permute(0, 2, 3, 1, 4).reshape(b * ho * wo, -1)
+    acc = (cols @ wq.view(o, -1).t()).view(b, ho, wo, o).permute(0, 3, 1, 2)
+    if bq is not None:
+        acc = acc + bq
     # acc is value * 2**(s + ACT_FRAC); bring it back to the activation grid.
     return (torch.round(acc * 2.0**-s) / _ONE).clamp_(-ACT_LIMIT, ACT_LIMIT)
 
@@ -118,7 +137,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dil
 def _lookup(table: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     n = TABLE_RANGE * _ONE
     idx = (torch.round(x * float(_ONE)).clamp_(-n, n) + n).long()
-    return table[idx]
+    return torch.take(table, idx)
 
 
 def gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -64,8 +64,18 @@ class CausalConv2d(ExactModule):
         if any(self.pad):
             x = F.pad(x, self.pad)
         if self.exact:
-            return exact.conv2d(x, self.conv.weight, self.conv.bias, self.dilation)
+            return exact.conv2d(x, self._quantized(), self.dilation)
         return self.conv(x)
+
+    def _quantized(self):
+        """Quantized weights, recomputed only when the weights change."""
+        w, b = self.conv.weight, self.conv.bias
+        key = (w._version, w.data_ptr(), None if b is None else (b._version, b.data_ptr()))
+        cache = self.__dict__.get("_qcache")
+        if cache is None or cache[0] != key:
+            cache = (key, exact.quantize_conv(w, b))
+            self.__dict__["_qcache"] = cache
+        return cache[1]
 
 
 class Gate(ExactModule):

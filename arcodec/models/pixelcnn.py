@@ -53,19 +53,19 @@ class GatedLayer(ExactModule):
         self.gate = Gate()
 
     def vertical(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pre-gate features passed to the horizontal stack, output of the vertical stack)."""
+        """(the vertical stack's contribution to the horizontal one, output of the vertical stack)."""
         pre = self.v(v)
-        return pre, self.gate(pre)
+        return self.link(pre), self.gate(pre)
 
-    def horizontal(self, h: torch.Tensor, v_pre: torch.Tensor) -> torch.Tensor:
-        y = self.out(self.gate(self.h(h) + self.link(v_pre)))
+    def horizontal(self, h: torch.Tensor, link: torch.Tensor) -> torch.Tensor:
+        y = self.out(self.gate(self.h(h) + link))
         if not self.first:
             y = y + h
         return y.clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else y
 
     def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pre, v = self.vertical(v)
-        return v, self.horizontal(h, pre)
+        link, v = self.vertical(v)
+        return v, self.horizontal(h, link)
 
 
 @register_model("gated-pixelcnn", GatedPixelCNNConfig)
@@ -123,7 +123,7 @@ class GatedIncremental:
         self.width = width
         n = len(model.layers)
         self.v_rows: list[list[torch.Tensor]] = [[] for _ in range(n)]  # gated vertical outputs
-        self.v_pre: list[torch.Tensor | None] = [None] * n  # link input of the current row
+        self.v_link: list[torch.Tensor | None] = [None] * n  # vertical-to-horizontal link, current row
         self.h_cols: list[list[torch.Tensor]] = [[] for _ in range(n + 1)]  # inputs of layer l
 
     def _rows(self, rows: list[torch.Tensor], keep: int) -> torch.Tensor:
@@ -139,8 +139,8 @@ class GatedIncremental:
                 src = m.embed(x[:, :, max(0, r - kh): r + 1])
             else:
                 src = self._rows(self.v_rows[i - 1], kh)
-            pre, out = layer.vertical(src)
-            self.v_pre[i] = pre[:, :, -1:]
+            link, out = layer.vertical(src)
+            self.v_link[i] = link[:, :, -1:]
             self.v_rows[i].append(out[:, :, -1:])
         self.h_cols = [[] for _ in range(len(m.layers) + 1)]
 
@@ -155,6 +155,6 @@ class GatedIncremental:
                 cols = self.h_cols[i]
                 del cols[:-kw]
                 src = torch.cat(cols, dim=3)
-            h = layer.horizontal(src, self.v_pre[i][:, :, :, max(0, c - src.shape[3] + 1): c + 1])
+            h = layer.horizontal(src, self.v_link[i][:, :, :, max(0, c - src.shape[3] + 1): c + 1])
             self.h_cols[i + 1].append(h[:, :, :, -1:])
         return m.logits(self.h_cols[-1][-1])[:, :, :, 0, 0]

@@ -162,5 +162,34 @@ def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_ext
         **(card_extra or {}),
     }
     write_atomic(zoo_dir / f"{name}.json", (json.dumps(card, indent=2) + "\n").encode(), force=True)
+    write_atomic(zoo_dir / f"{name}.md", model_card_markdown(card).encode(), force=True)
     load_model.cache_clear()
     return card
+
+
+def model_card_markdown(card: dict) -> str:
+    """The human-readable card, generated from the JSON card (no number typed by hand)."""
+    cfg = ", ".join(f"{k}={v}" for k, v in card["config"].items())
+    tr = card.get("train_config", {})
+    lines = [
+        f"# Model card: `{card['name']}` (id {card['id']})",
+        "",
+        f"- **Architecture**: `{card['arch']}` ({cfg})",
+        f"- **Weights**: `{card['weights']}`, {card['size_bytes']} bytes, sha256 `{card['sha256']}` "
+        "(verified on every load)",
+        f"- **Training data**: {tr.get('data', '?')} training split (see `arcodec/data.py`), "
+        f"{tr.get('steps', '?')} steps of batch {tr.get('batch', '?')}, best validation checkpoint at step "
+        f"{card.get('step')}, validation NLL {card.get('val_bpd')} bits/dim",
+        f"- **Training settings**: {json.dumps(tr)}",
+    ]
+    if card.get("command"):
+        lines.append(f"- **Command**: `{card['command']}`")
+    if "test_nll_bpd" in card:
+        lines += [
+            f"- **Test NLL** on the {card['test_images']} {card['data']} test images: "
+            f"**{card['test_nll_bpd']} bits/dim** in the codec's exact arithmetic "
+            f"({card['test_nll_bpd_float']} in float32); measured by `arcodec export ... --data {card['data']}`",
+        ]
+    if card.get("notes"):
+        lines += ["", card["notes"]]
+    return "\n".join(lines) + "\n"

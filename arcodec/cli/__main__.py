@@ -1,0 +1,3 @@
+from arcodec.cli import main
+
+main(prog_name="arcodec")

@@ -1,0 +1,137 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from arcodec.cli import main
+
+
+@pytest.fixture
+def run(tiny):
+    def invoke(*args, input=None):
+        return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+    return invoke
+
+
+def png(path, a):
+    Image.fromarray(a).save(path)
+    return path
+
+
+def test_compress_decompress_single_file_gzip_manners(run, tiny, digits, tmp_path):
+    src = png(tmp_path / "d.png", digits[0])
+    r = run("compress", "-m", tiny.name, src)
+    assert r.exit_code == 0, r.output
+    assert not src.exists() and (tmp_path / "d.png.arc").exists()  # like gzip: input removed
+    r = run("decompress", "-m", tiny.name, "-k", tmp_path / "d.png.arc")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(src)), digits[0])
+    # the output exists now: no overwrite without -f, and the existing file is untouched
+    before = src.read_bytes()
+    r = run("decompress", "-m", tiny.name, "-k", tmp_path / "d.png.arc")
+    assert r.exit_code == 1 and "already exists" in r.output and src.read_bytes() == before
+    r = run("decompress", "-m", tiny.name, "-f", tmp_path / "d.png.arc")
+    assert r.exit_code == 0 and not (tmp_path / "d.png.arc").exists()
+
+
+def test_keep_and_info(run, tiny, digits, tmp_path):
+    src = png(tmp_path / "a.png", digits[1])
+    assert run("compress", "-k", "-m", tiny.name, src).exit_code == 0
+    assert src.exists()
+    r = run("info", tmp_path / "a.png.arc")
+    assert r.exit_code == 0
+    assert "28, 28, 1" in r.output and "bits/dim" in r.output and "12 header+CRC" in r.output
+
+
+def test_archive_of_files_and_directories(run, tiny, digits, tmp_path):
+    d = tmp_path / "dir"
+    (d / "sub").mkdir(parents=True)
+    png(d / "x.png", digits[2])
+    png(d / "sub" / "y.png", np.stack([digits[3]] * 3, axis=-1))
+    a = png(tmp_path / "a.png", digits[4])
+    r = run("compress", "-m", tiny.name, a, d, "-o", tmp_path / "set.arc")
+    assert r.exit_code == 0, r.output
+    assert a.exists()  # archives keep their inputs
+    out = tmp_path / "out"
+    r = run("decompress", "-m", tiny.name, tmp_path / "set.arc", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(out / "a.png")), digits[4])
+    assert np.array_equal(np.asarray(Image.open(out / "dir" / "x.png")), digits[2])
+    assert np.array_equal(np.asarray(Image.open(out / "dir" / "sub" / "y.png"))[:, :, 1], digits[3])
+
+
+def test_stdin_stdout(run, tiny, digits, tmp_path):
+    src = png(tmp_path / "s.png", digits[5])
+    r = CliRunner().invoke(main, ["compress", "-m", tiny.name, "-"], input=src.read_bytes())
+    assert r.exit_code == 0
+    arc = r.stdout_bytes
+    assert arc[:2] == b"AR"
+    r = CliRunner().invoke(main, ["decompress", "-m", tiny.name, "-"], input=arc)
+    assert r.exit_code == 0
+    back = tmp_path / "back.png"
+    back.write_bytes(r.stdout_bytes)
+    assert np.array_equal(np.asarray(Image.open(back)), digits[5])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"this is not an image", "not a readable image"),
+    (b"", "not a readable image"),
+])
+def test_bad_images_give_one_line_and_no_output(run, tiny, tmp_path, content, message):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(content)
+    r = run("compress", "-m", tiny.name, bad)
+    assert r.exit_code == 1 and message in r.output and len(r.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"PK\x03\x04zipzipzip", "not an arcodec file"),
+    (b"AR\x90\x01\x00\x00\x1c\x1c0000", "format version 9"),
+    (b"AR\x10", "truncated"),
+])
+def test_bad_arc_files_give_one_line_and_no_output(run, tiny, tmp_path, content, message):
+    bad = tmp_path / "bad.png.arc"
+    bad.write_bytes(content)
+    r = run("decompress", "-m", tiny.name, bad)
+    assert r.exit_code == 1 and message in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png.arc"]
+
+
+def test_corrupt_payload_writes_nothing(run, tiny, digits, tmp_path):
+    src = png(tmp_path / "c.png", digits[6])
+    run("compress", "-m", tiny.name, src)
+    arc = tmp_path / "c.png.arc"
+    data = bytearray(arc.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    arc.write_bytes(bytes(data))
+    r = run("decompress", "-m", tiny.name, arc)
+    assert r.exit_code == 1 and ("CRC32" in r.output or "corrupt" in r.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png.arc"]
+
+
+def test_unknown_model_and_missing_file(run, tmp_path):
+    r = run("compress", "-m", "nope", tmp_path / "missing.png")
+    assert r.exit_code == 1 and "no such file" in r.output
+    png(tmp_path / "z.png", np.zeros((4, 4), np.uint8))
+    r = run("compress", "-m", "nope", tmp_path / "z.png")
+    assert r.exit_code == 1 and "unknown model" in r.output
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    bad = tmp_path / "x.arc"
+    bad.write_bytes(b"garbage")
+    p = subprocess.run([sys.executable, "-m", "arcodec.cli", "decompress", str(bad)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1
+    assert p.stderr.strip() == "arcodec: error: not an arcodec file (wrong magic bytes)"
+    assert "Traceback" not in p.stderr
+
+
+def test_help_has_examples(run):
+    for cmd in ("compress", "decompress", "info", "train"):
+        r = run(cmd, "--help")
+        assert r.exit_code == 0 and "Example" in r.output

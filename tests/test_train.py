@@ -1,0 +1,47 @@
+import json
+
+import torch
+from click.testing import CliRunner
+
+from arcodec.cli import main
+from arcodec.train import load_checkpoint
+from arcodec.zoo import export_checkpoint, model_card_markdown
+
+
+def test_train_logs_checkpoints_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--set", "hidden=8", "--set", "layers=2", "--set", "head=8",
+            "--set", "batch=16", "--set", "val_every=4", "--set", "warmup=1", "--set", "threads=1", "--out", str(out)]
+    r = CliRunner().invoke(main, args + ["--set", "steps=4"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    log = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    assert [rec["step"] for rec in log] == [1, 2, 3, 4] and "val_bpd" in log[-1]
+    assert all(0 < rec["train_bpd"] < 9 for rec in log)
+    r = CliRunner().invoke(main, args + ["--set", "steps=8", "--resume"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    log = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    assert [rec["step"] for rec in log] == list(range(1, 9))
+    model, ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["step"] in (4, 8) and ckpt["arch"] == "gated-pixelcnn" and model.config.hidden == 8
+
+
+def test_same_seed_same_weights(tmp_path):
+    def run(d):
+        args = ["train", "--data", "digits", "--set", "hidden=4", "--set", "layers=2", "--set", "head=4",
+                "--set", "steps=3", "--set", "val_every=3", "--set", "threads=1", "--out", str(d)]
+        assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+        return torch.load(d / "best.pt", weights_only=True)["model"]
+    a, b = run(tmp_path / "a"), run(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_writes_weights_and_cards(tiny_checkpoint, tmp_path):
+    card = export_checkpoint(tiny_checkpoint, "tiny", 42, {"command": "arcodec train ..."}, zoo_dir=tmp_path)
+    assert (tmp_path / "tiny.pt").exists() and len(card["sha256"]) == 64
+    assert json.loads((tmp_path / "tiny.json").read_text())["sha256"] == card["sha256"]
+    assert card["sha256"] in model_card_markdown(card)
+
+
+def test_models_lists_the_shipped_model_verified(shipped):
+    r = CliRunner().invoke(main, ["models"], catch_exceptions=False)
+    assert r.exit_code == 0 and "mnist-gated" in r.output and "verified" in r.output
