@@ -120,7 +120,6 @@ class GatedIncremental:
 
     def __init__(self, model: GatedPixelCNN, batch: int, height: int, width: int):
         self.model = model
-        self.width = width
         n = len(model.layers)
         self.v_rows: list[list[torch.Tensor]] = [[] for _ in range(n)]  # gated vertical outputs
         self.v_link: list[torch.Tensor | None] = [None] * n  # vertical-to-horizontal link, current row
@@ -141,7 +140,8 @@ class GatedIncremental:
                 src = self._rows(self.v_rows[i - 1], kh)
             link, out = layer.vertical(src)
             self.v_link[i] = link[:, :, -1:]
-            self.v_rows[i].append(out[:, :, -1:])
+            if i + 1 < len(m.layers):  # the next layer's input
+                self.v_rows[i].append(out[:, :, -1:])
         self.h_cols = [[] for _ in range(len(m.layers) + 1)]
 
     @torch.no_grad()
