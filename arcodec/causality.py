@@ -4,17 +4,29 @@ by the codec before it trusts a checkpoint."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from arcodec.models.layers import set_exact
+
+
+def _logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """model(x); a class-conditional model (``config.classes`` > 0) gets label 0 for every
+    image (a label is the same for every pixel: it cannot carry a pixel's value)."""
+    if getattr(model.config, "classes", 0):
+        return model(x, torch.zeros(len(x), dtype=torch.long))
+    return model(x)
 
 
 def violations(model: torch.nn.Module, height: int = 7, width: int = 7, seed: int = 0) -> list[tuple]:
     """(output position, input position) pairs where information flows the wrong way.
 
     Positions are (row, column, channel); raster order, channels in order within a pixel.
-    Runs in float mode on a random image; an empty list means the model is causal.
+    Runs in float mode on a random image; an empty list means the model is causal. A model
+    defined for one image shape only names it in ``causality_shape`` (H, W).
     """
+    height, width = getattr(model, "causality_shape", (height, width))
     cfg = model.config
     C, K = cfg.channels, cfg.levels
     was_exact = getattr(model, "exact", False)
@@ -23,12 +35,13 @@ def violations(model: torch.nn.Module, height: int = 7, width: int = 7, seed: in
         g = torch.Generator().manual_seed(seed)
         xi = torch.randint(0, K, (1, C, height, width), generator=g)
         x = xi.float().requires_grad_(True)
-        logp = torch.log_softmax(model(x), dim=1)  # (1, K, C, H, W)
+        logp = torch.log_softmax(_logits(model, x), dim=1)  # (1, K, C, H, W)
         bad = []
         for r in range(height):
             for c in range(width):
                 for ch in range(C):
-                    (grad,) = torch.autograd.grad(logp[0, xi[0, ch, r, c], ch, r, c], x, retain_graph=True)
+                    (grad,) = torch.autograd.grad(logp[0, xi[0, ch, r, c], ch, r, c], x, retain_graph=True,
+                                                  allow_unused=True, materialize_grads=True)
                     for ch2, r2, c2 in torch.nonzero(grad[0]).tolist():
                         if (r2, c2, ch2) >= (r, c, ch):
                             bad.append(((r, c, ch), (r2, c2, ch2)))
@@ -47,9 +60,41 @@ def receptive_field(model: torch.nn.Module, height: int, width: int, row: int, c
         g = torch.Generator().manual_seed(seed)
         xi = torch.randint(0, cfg.levels, (1, cfg.channels, height, width), generator=g)
         x = xi.float().requires_grad_(True)
-        logp = torch.log_softmax(model(x), dim=1)[0, :, :, row, col]  # (K, C)
+        logp = torch.log_softmax(_logits(model, x), dim=1)[0, :, :, row, col]  # (K, C)
         total = sum(logp[xi[0, ch, row, col], ch] for ch in range(cfg.channels))
-        (grad,) = torch.autograd.grad(total, x)
+        (grad,) = torch.autograd.grad(total, x, allow_unused=True, materialize_grads=True)
         return grad[0].abs().amax(dim=0)
     finally:
         set_exact(model, was_exact)
+
+
+def receptive_field_png(model: torch.nn.Module, path: str | Path, height: int = 28, width: int = 28,
+                        row: int = 14, col: int = 14, seed: int = 0) -> Path:
+    """Draw :func:`receptive_field` (|d log p(x_(row, col)) / d x|, maximum over channels) of
+    ``model`` on a random ``height`` x ``width`` image as a PNG: log10 of the gradient, pixels
+    that the target does not depend on in white, the target pixel outlined in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rf = receptive_field(model, height, width, row, col, seed).detach().double().numpy()
+    shown = np.ma.masked_equal(rf, 0.0)
+    shown = np.ma.log10(shown) if shown.count() else shown
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=120)
+    try:
+        im = ax.imshow(shown, cmap=cmap, interpolation="nearest")
+        if shown.count():
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="log10 |d log p / d x|")
+        ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+        name = getattr(model, "arch", type(model).__name__)
+        ax.set_title(f"{name}: receptive field of pixel ({row}, {col})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        path = Path(path)
+        fig.savefig(path, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path

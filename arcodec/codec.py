@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
 
 from arcodec import container
-from arcodec.coding.autoregressive import DEFAULT_CHUNK, decode_stream, encode_stream, gather, plan_streams, scatter
+from arcodec.coding.autoregressive import (DEFAULT_CHUNK, Stream, decode_streams, encode_streams, gather,
+                                          plan_streams, scatter)
 from arcodec.container import Entry, Header
 from arcodec.errors import ArcodecError, FormatError, IntegrityError
 from arcodec.zoo import DEFAULT_GRAY, LoadedModel, check_fingerprint, load_model, model_for_id
 
+MAX_BATCH = 512  # tiles pushed through the model together (memory grows with it)
 Progress = Callable[[int], None]  # called with the number of sub-pixels just coded
 
 
@@ -54,41 +57,96 @@ def _stream_lengths(payloads: list[bytes]) -> bytes:
     return bytes(out)
 
 
+@dataclass
+class _Job:
+    """One .arc file being coded: its images, its streams and their payloads."""
+
+    images: list[np.ndarray]
+    streams: list[Stream]
+    payloads: list[bytes] = field(default_factory=list)
+    bits: list[float] = field(default_factory=list)
+
+
+def _batches(jobs: list[_Job], max_tiles: int) -> list[list[tuple[int, int]]]:
+    """(job, stream) pairs grouped by tile shape, cut into batches of at most ``max_tiles``
+    tiles (a stream is never split): every batch goes through the model together."""
+    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for j, job in enumerate(jobs):
+        for k, s in enumerate(job.streams):
+            groups.setdefault((s.height, s.width), []).append((j, k))
+    out = []
+    for refs in groups.values():
+        batch, size = [], 0
+        for j, k in refs:
+            n = len(jobs[j].streams[k].tiles)
+            if batch and size + n > max_tiles:
+                out.append(batch)
+                batch, size = [], 0
+            batch.append((j, k))
+            size += n
+        out.append(batch)
+    return out
+
+
+def _check(m: LoadedModel, a: np.ndarray) -> None:
+    if int(a.max()) >= m.levels:
+        raise ArcodecError(f"model {m.name!r} codes levels 0..{m.levels - 1}, the image has {a.max()}")
+    if m.channels != 1 and a.shape[2] != m.channels:
+        raise ArcodecError(f"model {m.name!r} codes {m.channels}-channel images, got {a.shape[2]} channels")
+
+
+def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None, bool]], tile: int,
+            progress: Progress | None, max_tiles: int) -> list[Encoded]:
+    """Encode several files (images, names, archive?) with one model, batching their streams."""
+    t0 = time.perf_counter()
+    jobs = []
+    for imgs, _, _ in files:
+        streams = plan_streams([a.shape for a in imgs], m.channels, tile, DEFAULT_CHUNK)
+        jobs.append(_Job(imgs, streams, [b""] * len(streams), [0.0] * len(streams)))
+    for batch in _batches(jobs, max_tiles):
+        xs = [gather(jobs[j].images, jobs[j].streams[k]) for j, k in batch]
+        for (j, k), (payload, bits) in zip(batch, encode_streams(m.net, torch.cat(xs), [len(x) for x in xs])):
+            jobs[j].payloads[k], jobs[j].bits[k] = payload, bits
+        if progress is not None:
+            progress(sum(x.numel() for x in xs))
+    seconds = (time.perf_counter() - t0) / len(files)
+    out = []
+    for job, (imgs, names, archive) in zip(jobs, files):
+        entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(imgs, names or [""] * len(imgs)))
+        header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile)
+        data = container.write(header, _stream_lengths(job.payloads) + b"".join(job.payloads), imgs)
+        out.append(Encoded(data, sum(job.bits), sum(a.size for a in imgs), seconds))
+    return out
+
+
 def encode_images(images: list, names: list[str] | None = None, model=None, tile: int = container.DEFAULT_TILE,
                   archive: bool | None = None, progress: Progress | None = None) -> Encoded:
     """Compress images into one .arc file (an archive when ``names`` is given or archive=True)."""
-    t0 = time.perf_counter()
     m = resolve(model)
     imgs = [as_image(a) for a in images]
     for a in imgs:
-        if int(a.max()) >= m.levels:
-            raise ArcodecError(f"model {m.name!r} codes levels 0..{m.levels - 1}, the image has {a.max()}")
-        if m.channels != 1 and a.shape[2] != m.channels:
-            raise ArcodecError(f"model {m.name!r} codes {m.channels}-channel images, got {a.shape[2]} channels")
+        _check(m, a)
     archive = bool(names) if archive is None else archive
     if not archive and len(imgs) != 1:
         raise ArcodecError("a single-image file holds one image; use an archive for several")
-    names = names or [""] * len(imgs)
-    entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(imgs, names))
-    streams = plan_streams([a.shape for a in imgs], m.channels, tile, DEFAULT_CHUNK)
-    payloads, bits = [], 0.0
-    for s in streams:
-        x = gather(imgs, s)
-        payload, b = encode_stream(m.net, x)
-        payloads.append(payload)
-        bits += b
-        if progress is not None:
-            progress(x.numel())
-    header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile)
-    body = _stream_lengths(payloads) + b"".join(payloads)
-    data = container.write(header, body, imgs)
-    return Encoded(data, bits, sum(a.size for a in imgs), time.perf_counter() - t0)
+    return _encode(m, [(imgs, names, archive)], tile, progress, MAX_BATCH)[0]
 
 
-def decode_file(data: bytes, model=None, naive: bool = False,
-                progress: Progress | None = None) -> tuple[Header, list[np.ndarray]]:
-    """Decode .arc bytes to (header, images (H, W, C) uint8); verifies the CRC32."""
-    header, body, crc = container.read(data)
+def encode_many(images: list, model=None, tile: int = container.DEFAULT_TILE,
+                progress: Progress | None = None, max_tiles: int | None = None) -> list[Encoded]:
+    """One single-image .arc file per image, the images pushed through the model together.
+
+    ``Encoded.seconds`` is the call's time divided by the number of files."""
+    m = resolve(model)
+    imgs = [as_image(a) for a in images]
+    for a in imgs:
+        _check(m, a)
+    return _encode(m, [([a], None, False) for a in imgs], tile, progress, max_tiles or MAX_BATCH)
+
+
+def _open(data: bytes, model) -> tuple[Header, bytes, LoadedModel, _Job, list[int]]:
+    """Parse a file and plan its decoding: (header, body, model, job, stream lengths)."""
+    header, body, _ = container.read(data)
     if model is None:
         m = model_for_id(header.model_id, header.fingerprint)
     else:
@@ -104,17 +162,49 @@ def decode_file(data: bytes, model=None, naive: bool = False,
     if sum(lengths) > rest:
         raise FormatError("file is truncated (payload shorter than its streams)")
     lengths.append(rest - sum(lengths))
-    images = [np.zeros(s, dtype=np.uint8) for s in shapes]
-    pos = r.pos
-    for s, n in zip(streams, lengths):
-        channels = 1 if m.channels == 1 else m.channels
-        x = decode_stream(m.net, body[pos: pos + n], len(s.tiles), channels, s.height, s.width,
-                          naive=naive, progress=progress)
+    payloads, pos = [], r.pos
+    for n in lengths:
+        payloads.append(body[pos: pos + n])
         pos += n
-        scatter(images, s, x)
-    if not container.verify(data, images):
-        raise IntegrityError("the CRC32 check fails: the file is corrupt")
-    return header, images
+    job = _Job([np.zeros(s, dtype=np.uint8) for s in shapes], streams, payloads)
+    return header, body, m, job, lengths
+
+
+def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: Progress | None = None,
+                max_tiles: int | None = None) -> list[tuple[Header, list[np.ndarray]]]:
+    """Decode several .arc files, the streams of equal tile shape (across files) pushed
+    through the model together; each file's CRC32 is verified. Returns (header, images
+    (H, W, C) uint8) per file, in order. A corrupt file fails the whole call."""
+    opened = [_open(d, model) for d in datas]
+    by_model: dict[int, list[int]] = {}
+    for i, (_, _, m, _, _) in enumerate(opened):
+        by_model.setdefault(id(m), []).append(i)
+    for idx in by_model.values():
+        m = opened[idx[0]][2]
+        jobs = [opened[i][3] for i in idx]
+        channels = m.channels
+        for batch in _batches(jobs, max_tiles or MAX_BATCH):
+            s0 = jobs[batch[0][0]].streams[batch[0][1]]
+            x = decode_streams(m.net, [jobs[j].payloads[k] for j, k in batch],
+                               [len(jobs[j].streams[k].tiles) for j, k in batch],
+                               channels, s0.height, s0.width, naive=naive, progress=progress)
+            pos = 0
+            for j, k in batch:
+                n = len(jobs[j].streams[k].tiles)
+                scatter(jobs[j].images, jobs[j].streams[k], x[pos: pos + n])
+                pos += n
+    out = []
+    for data, (header, _, _, job, _) in zip(datas, opened):
+        if not container.verify(data, job.images):
+            raise IntegrityError("the CRC32 check fails: the file is corrupt")
+        out.append((header, job.images))
+    return out
+
+
+def decode_file(data: bytes, model=None, naive: bool = False,
+                progress: Progress | None = None) -> tuple[Header, list[np.ndarray]]:
+    """Decode .arc bytes to (header, images (H, W, C) uint8); verifies the CRC32."""
+    return decode_many([data], model, naive, progress)[0]
 
 
 def compress(array, model: str | LoadedModel | None = None) -> bytes:

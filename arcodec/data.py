@@ -1,22 +1,62 @@
 """Data sets as uint8 tensors (N, C, H, W): uint8 in, uint8 out.
 
-Splits (seeded, documented in the README):
-* ``mnist`` / ``train``: the first 55,000 images of a fixed permutation (seed 0) of the
-  60,000 MNIST training images; ``val``: the other 5,000; ``test``: the 10,000 test images.
-* ``digits``: scikit-learn's 8x8 digits scaled to 0..255 (1,797 images): 80/10/10 split.
+Every data set is registered by name with the number of levels its values take.
+Splits are fixed and seeded (``SPLIT_SEED``):
+
+* ``mnist``, ``fashion-mnist``: ``train`` is the first 55,000 images of a fixed permutation
+  of the 60,000 training images, ``val`` the other 5,000; ``test`` the 10,000 test images.
+* ``cifar10``: the same with 45,000 / 5,000 of the 50,000 training images; 10,000 test.
+* ``binarized-mnist``: MNIST's splits thresholded at 128 (pixel >= 128 -> 1): a fixed,
+  deterministic binarization, 2 levels.
+* ``colour-mnist``: MNIST's splits with stroke and background in colours drawn per image
+  (seeded by split and index), 2 bits per channel: (N, 3, 28, 28), values 0..3.
+* ``digits``: scikit-learn's 8x8 digits scaled to 0..255 (1,797 images): 80/10/10.
+* ``folder:PATH``: every image file under PATH; the files (sorted) are split 80/10/10 by a
+  seeded permutation, and each split is cut into seeded random crops of ``crop`` x ``crop``
+  pixels (``crops`` per image), grayscale or RGB as the files are (``mode`` forces one).
+
+The torchvision sets are read from ``--data-root`` (default ``../shared/data`` beside the
+checkout, or ``$ARCODEC_DATA``); ``download=True`` lets torchvision fetch them there.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from arcodec.imageio import IMAGE_SUFFIXES, read_image
+
 DEFAULT_ROOT = os.environ.get("ARCODEC_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 SPLIT_SEED = 0
-MNIST_VAL = 5000
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    levels: int
+    load: Callable[..., torch.Tensor]  # (split, root, download, **options) -> (N, C, H, W) uint8
+    description: str
+
+
+DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, levels: int, description: str):
+    """Decorator: ``@register_dataset("mnist", 256, "...")`` on ``load(split, root, download, **options)``."""
+
+    def wrap(fn):
+        if name in DATASETS:
+            raise ValueError(f"data set {name!r} registered twice")
+        DATASETS[name] = DatasetInfo(name, levels, fn, description)
+        return fn
+
+    return wrap
 
 
 def _split(n: int, fractions: tuple[float, float]) -> dict[str, np.ndarray]:
@@ -26,23 +66,81 @@ def _split(n: int, fractions: tuple[float, float]) -> dict[str, np.ndarray]:
     return {"train": perm[:a], "val": perm[a:b], "test": perm[b:]}
 
 
-def load_mnist(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
-    """MNIST as (N, 1, 28, 28) uint8 through torchvision (``download=True`` fetches it)."""
-    from torchvision.datasets import MNIST
+def _torchvision(cls_name: str, split: str, root: str | None, download: bool, val: int,
+                 targets: bool = False):
+    import torchvision.datasets as tvd
 
     root = root or DEFAULT_ROOT
     try:
-        ds = MNIST(root=root, train=split != "test", download=download)
+        ds = getattr(tvd, cls_name)(root=root, train=split != "test", download=download)
     except RuntimeError as e:
-        raise FileNotFoundError(f"MNIST not found under {root} (use --download or --data-root): {e}") from None
-    data = ds.data.unsqueeze(1).contiguous()
-    if split == "test":
-        return data
-    perm = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(data)))
-    return data[perm[MNIST_VAL:]] if split == "train" else data[perm[:MNIST_VAL]]
+        raise FileNotFoundError(f"{cls_name} not found under {root} (use --download or --data-root): {e}") from None
+    data = torch.as_tensor(ds.data)
+    data = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # CIFAR is NHWC
+    labels = torch.as_tensor(ds.targets)
+    if split != "test":
+        perm = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(data)))
+        idx = perm[val:] if split == "train" else perm[:val]
+        data, labels = data[idx], labels[idx]
+    data = data.contiguous()
+    return (data, labels) if targets else data
 
 
-def load_digits(split: str) -> torch.Tensor:
+@register_dataset("mnist", 256, "MNIST, 28x28 grayscale, 55,000 / 5,000 / 10,000")
+def load_mnist(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    """MNIST as (N, 1, 28, 28) uint8 through torchvision (``download=True`` fetches it)."""
+    return _torchvision("MNIST", split, root, download, 5000)
+
+
+def load_mnist_labels(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    """The digit labels (N,) of :func:`load_mnist`'s images, in the same order."""
+    return _torchvision("MNIST", split, root, download, 5000, targets=True)[1]
+
+
+@register_dataset("fashion-mnist", 256, "Fashion-MNIST, 28x28 grayscale, 55,000 / 5,000 / 10,000")
+def load_fashion_mnist(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    return _torchvision("FashionMNIST", split, root, download, 5000)
+
+
+@register_dataset("cifar10", 256, "CIFAR-10, 32x32 RGB, 45,000 / 5,000 / 10,000")
+def load_cifar10(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    return _torchvision("CIFAR10", split, root, download, 5000)
+
+
+@register_dataset("binarized-mnist", 2, "MNIST thresholded at 128, values 0/1")
+def load_binarized_mnist(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    return (load_mnist(split, root, download) >= 128).to(torch.uint8)
+
+
+# Colour MNIST: 2 bits per channel. Background and stroke colours are drawn from the 64
+# colours of {0..3}^3 per image, the stroke's at least 4 steps (L1) from the background's
+# so that the digit stays visible; the stroke strength is MNIST's intensity cut into
+# 3 bands so anti-aliased edges get a colour between the two.
+_COLOUR_SEED = {"train": 1, "val": 2, "test": 3}
+
+
+def colourize(gray: torch.Tensor, seed: int) -> torch.Tensor:
+    """(N, 1, H, W) uint8 grayscale -> (N, 3, H, W) uint8 with values 0..3 (deterministic)."""
+    rng = np.random.default_rng(seed)
+    palette = np.array([(r, g, b) for r in range(4) for g in range(4) for b in range(4)])
+    n = len(gray)
+    far = np.abs(palette[:, None] - palette[None]).sum(axis=2) >= 4  # (bg, fg) allowed pairs
+    b = rng.integers(0, 64, n)
+    pick = np.floor(rng.random(n) * far[b].sum(axis=1)).astype(int)  # the pick-th allowed fg
+    f = np.argmax(np.cumsum(far[b], axis=1) > pick[:, None], axis=1)
+    bg, fg = palette[b], palette[f]
+    t = np.digitize(gray.numpy()[:, 0], [64, 160]) / 2.0  # 0, 0.5, 1
+    out = bg[:, :, None, None] + (fg - bg)[:, :, None, None] * t[:, None]
+    return torch.from_numpy(np.round(out).astype(np.uint8))
+
+
+@register_dataset("colour-mnist", 4, "MNIST in seeded colours, 28x28x3, 2 bits per channel")
+def load_colour_mnist(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    return colourize(load_mnist(split, root, download), _COLOUR_SEED[split])
+
+
+@register_dataset("digits", 256, "scikit-learn's 8x8 digits scaled to 0..255, 80/10/10 of 1,797")
+def load_digits(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
     """scikit-learn's 8x8 digits (values 0..16) scaled to 0..255, as (N, 1, 8, 8) uint8."""
     from sklearn.datasets import load_digits as sk_digits
 
@@ -51,14 +149,70 @@ def load_digits(split: str) -> torch.Tensor:
     return data[torch.from_numpy(_split(len(data), (0.8, 0.1))[split])]
 
 
-DATASETS = {"mnist": load_mnist, "digits": load_digits}
+def image_files(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such folder: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | {".jpg", ".jpeg"} and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"no image files under {folder}")
+    return files
 
 
-def load_dataset(name: str, split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
-    if split not in ("train", "val", "test"):
+def load_folder(folder: str | Path, split: str, crop: int = 32, crops: int = 64, mode: str = "") -> torch.Tensor:
+    """Seeded random ``crop`` x ``crop`` crops (``crops`` per image) of the images of one split
+    of a folder, as (N, C, crop, crop) uint8; ``mode`` "L" or "RGB" forces the channels."""
+    files = image_files(folder)
+    idx = _split(len(files), (0.8, 0.1))[split] if len(files) >= 3 else np.arange(len(files))
+    rng = np.random.default_rng([SPLIT_SEED, SPLITS.index(split)])
+    out = []
+    for i in sorted(idx.tolist()):
+        img = read_image(files[i].read_bytes(), str(files[i]))  # (H, W, C) uint8
+        if mode == "L" and img.shape[2] != 1:
+            img = np.round(img[:, :, :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
+        elif mode == "RGB" and img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        h, w = img.shape[:2]
+        if h < crop or w < crop:
+            raise ValueError(f"{files[i]} is {h}x{w}, smaller than the crop size {crop}")
+        ys = rng.integers(0, h - crop + 1, crops)
+        xs = rng.integers(0, w - crop + 1, crops)
+        out += [img[y: y + crop, x: x + crop] for y, x in zip(ys, xs)]
+    if not out:
+        raise ValueError(f"the {split} split of {folder} holds no image ({len(files)} files in all)")
+    channels = {a.shape[2] for a in out}
+    if len(channels) > 1:
+        raise ValueError(f"{folder} mixes grayscale and colour images: pass mode=L or mode=RGB")
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+def dataset_levels(name: str) -> int:
+    """Number of levels the values of data set ``name`` take."""
+    if name.startswith("folder:"):
+        return 256
+    _known(name)
+    return DATASETS[name].levels
+
+
+def _known(name: str) -> None:
+    _load_extra()
+    if name not in DATASETS:
+        raise KeyError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}, folder:PATH")
+
+
+def load_dataset(name: str, split: str, root: str | None = None, download: bool = False,
+                 **options) -> torch.Tensor:
+    """Split ``split`` of data set ``name`` as (N, C, H, W) uint8.
+
+    ``options`` go to the loader (for ``folder:PATH``: crop, crops, mode)."""
+    if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
-    if name == "mnist":
-        return load_mnist(split, root, download)
-    if name == "digits":
-        return load_digits(split)
-    raise KeyError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    if name.startswith("folder:"):
+        return load_folder(name[len("folder:"):], split, **options)
+    _known(name)
+    return DATASETS[name].load(split, root, download, **options)
+
+
+def _load_extra() -> None:
+    """Data sets defined next to the models that use them register themselves on import."""
+    import arcodec.toydata  # noqa: F401

@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 _MODELS: dict[str, tuple[type[nn.Module], type]] = {}
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def register_model(name: str, config_cls: type):
@@ -40,6 +41,10 @@ def make_config(arch: str, values: dict[str, Any] | None = None):
         if key not in fields:
             raise KeyError(f"{arch} has no setting {key!r}; settings: {', '.join(fields)}")
         default = fields[key].default
+        if isinstance(value, str) and isinstance(default, bool):  # bool("false") is True
+            if value.lower() not in _BOOLS:
+                raise ValueError(f"{arch} setting {key!r} is a yes/no value, got {value!r}")
+            value = _BOOLS[value.lower()]
         kwargs[key] = type(default)(value) if isinstance(value, str) and default is not None else value
     return cls(**kwargs)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from arcodec import __version__
-from arcodec.data import load_dataset
+from arcodec.data import dataset_levels, load_dataset
 from arcodec.models.heads import nll_bits
 from arcodec.registry import build_model, make_config
 
@@ -33,12 +33,20 @@ class TrainConfig:
     batch: int = 64
     lr: float = 1e-3
     warmup: int = 200
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # decoupled decay (AdamW's); with optimizer=sgd it equals an L2 penalty
+    l2: float = 0.0  # explicit penalty (l2 / 2) * ||theta||^2 added to the loss in bits/dim (MAP, docs/theory.md)
     clip: float = 1.0
     val_every: int = 500
     val_limit: int = 0  # 0: the whole validation set
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    optimizer: str = "adamw"  # or "sgd" (plain SGD, as the course's warm-up models use)
+    crop: int = 32  # folder:PATH data: crop size,
+    crops: int = 64  # crops per image,
+    mode: str = ""  # and "L" or "RGB" to force the channels
+
+    def data_options(self) -> dict:
+        return {"crop": self.crop, "crops": self.crops, "mode": self.mode} if self.data.startswith("folder:") else {}
 
 
 def _seed(seed: int) -> None:
@@ -59,6 +67,23 @@ def evaluate_nll(model: torch.nn.Module, data: torch.Tensor, batch: int = 256) -
         count += x.numel()
     model.train(was_training)
     return total / count
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adamw, sgd)")
+
+
+def check_data(model: torch.nn.Module, x: torch.Tensor, name: str) -> None:
+    """A clear error when the data does not fit the model's channels or levels."""
+    cfg = model.config
+    if x.shape[1] != cfg.channels:
+        raise ValueError(f"{name} has {x.shape[1]} channel(s), the model codes {cfg.channels} (set channels=...)")
+    if len(x) and int(x.max()) >= cfg.levels:
+        raise ValueError(f"{name} has values up to {int(x.max())}, the model has {cfg.levels} levels (set levels=...)")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -97,18 +122,77 @@ def _save(obj, path: Path) -> None:
     tmp.replace(path)
 
 
+class _Dist:
+    """The process group when run under ``torchrun`` (WORLD_SIZE > 1), else a no-op."""
+
+    def __init__(self):
+        import os
+
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.active = self.world > 1
+        if self.active:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            self.dist = dist
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value: torch.Tensor) -> float:
+        value = value.detach()
+        if self.active:
+            value = value.clone()
+            self.dist.all_reduce(value)
+            value /= self.world
+        return float(value)
+
+    def barrier(self) -> None:
+        if self.active:
+            self.dist.barrier()
+
+    def close(self) -> None:
+        if self.active:
+            self.dist.destroy_process_group()
+
+
+def _epoch_order(n: int, cfg: TrainConfig, epoch: int, d: _Dist) -> list[int]:
+    """This rank's share of epoch ``epoch``'s shuffled order (DistributedSampler: rank r takes
+    every world-th index, so the ranks' shares of a step make up the global batch)."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(n), num_replicas=d.world, rank=d.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
 def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool = False,
           data_root: str | None = None, progress: bool = True, download: bool = False) -> Path:
-    """Train ``cfg.arch`` on ``cfg.data``; returns the run directory."""
+    """Train ``cfg.arch`` on ``cfg.data``; returns the run directory.
+
+    Runs unchanged under ``torchrun --nproc_per_node=N``: DistributedDataParallel, each
+    rank takes ``batch / N`` images of every step's global batch, rank 0 logs, validates,
+    saves and plots."""
     from tqdm import tqdm
 
+    d = _Dist()
+    if cfg.batch % d.world:
+        raise ValueError(f"batch {cfg.batch} does not split into {d.world} processes")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed(cfg.seed)
-    model = build_model(cfg.arch, make_config(cfg.arch, model_settings))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    settings = dict(model_settings)
+    if "levels" not in settings and hasattr(make_config(cfg.arch), "levels"):
+        settings["levels"] = dataset_levels(cfg.data)  # the data's levels unless told otherwise
+    model = build_model(cfg.arch, make_config(cfg.arch, settings))
+    opt = make_optimizer(model, cfg)
     step, best = 0, float("inf")
     if resume and (out / "last.pt").exists():
         ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
@@ -117,51 +201,71 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         step = ckpt["step"]
         best = ckpt.get("best_val_bpd") or float("inf")
         log_path = out / "log.jsonl"
-        if log_path.exists():  # drop what was logged after the checkpoint
+        if d.main and log_path.exists():  # drop what was logged after the checkpoint
             kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= step]
             log_path.write_text("".join(ln + "\n" for ln in kept))
-    (out / "config.json").write_text(json.dumps(
-        {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config)}, indent=2))
+    if d.main:
+        (out / "config.json").write_text(json.dumps(
+            {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config)}, indent=2))
 
-    train_x = load_dataset(cfg.data, "train", data_root, download)
-    val_x = load_dataset(cfg.data, "val", data_root)
+    train_x = load_dataset(cfg.data, "train", data_root, download and d.main, **cfg.data_options())
+    val_x = load_dataset(cfg.data, "val", data_root, **cfg.data_options())
+    check_data(model, train_x, cfg.data)
     if cfg.val_limit:
         val_x = val_x[: cfg.val_limit]
-    gen = torch.Generator().manual_seed(cfg.seed + step)
-    log = (out / "log.jsonl").open("a")
+    core = model
+    if d.active:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    per_rank = cfg.batch // d.world
+    per_epoch = (len(train_x) // d.world) // per_rank  # steps in an epoch
+    if per_epoch == 0:
+        raise ValueError(f"{cfg.data} has {len(train_x)} training images, fewer than a batch of {cfg.batch}")
+    epoch, k = divmod(step, per_epoch)
+    order = _epoch_order(len(train_x), cfg, epoch, d)
+    log = (out / "log.jsonl").open("a") if d.main else None
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
-    order = torch.randperm(len(train_x), generator=gen)
-    pos, start_step, t0 = 0, step, time.time()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
+    start_step, t0 = step, time.time()
     while step < cfg.steps:
-        if pos + cfg.batch > len(order):
-            order, pos = torch.randperm(len(train_x), generator=gen), 0
-        x = train_x[order[pos: pos + cfg.batch]]
-        pos += cfg.batch
+        if k == per_epoch:
+            epoch, k = epoch + 1, 0
+            order = _epoch_order(len(train_x), cfg, epoch, d)
+        x = train_x[order[k * per_rank: (k + 1) * per_rank]]
+        k += 1
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = nll_bits(model(x), x).mean()
+        objective = loss + 0.5 * cfg.l2 * sum(p.pow(2).sum() for p in core.parameters()) if cfg.l2 else loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         if cfg.clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         step += 1
+        train_bpd = d.mean(loss)
         ips = cfg.batch * (step - start_step) / max(1e-9, time.time() - t0)
-        record = {"step": step, "train_bpd": round(loss.item(), 5), "lr": opt.param_groups[0]["lr"]}
+        record = {"step": step, "train_bpd": round(train_bpd, 5), "lr": opt.param_groups[0]["lr"]}
         if step % cfg.val_every == 0 or step == cfg.steps:
-            val = evaluate_nll(model, val_x)
-            record["val_bpd"] = round(val, 5)
-            if val < best:
-                best = val
-                _save(checkpoint(model, cfg, step, val_bpd=val), out / "best.pt")
-            last = checkpoint(model, cfg, step, opt, val)
-            last["best_val_bpd"] = best
-            _save(last, out / "last.pt")
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        bar.set_postfix(bpd=f"{loss.item():.4f}", val=f"{best:.4f}", img_s=f"{ips:.0f}")
+            if d.main:
+                val = evaluate_nll(core, val_x)
+                record["val_bpd"] = round(val, 5)
+                if val < best:
+                    best = val
+                    _save(checkpoint(core, cfg, step, val_bpd=val), out / "best.pt")
+                last = checkpoint(core, cfg, step, opt, val)
+                last["best_val_bpd"] = best
+                _save(last, out / "last.pt")
+            d.barrier()
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        bar.set_postfix(bpd=f"{train_bpd:.4f}", val=f"{best:.4f}", img_s=f"{ips:.0f}")
         bar.update(1)
     bar.close()
-    log.close()
+    if log is not None:
+        log.close()
+        from arcodec.plots import plot_curves
+
+        plot_curves(out)
+    d.close()
     return out

@@ -4,7 +4,7 @@ import torch
 
 import arcodec
 from arcodec import container
-from arcodec.codec import decode_file, encode_images
+from arcodec.codec import decode_file, decode_many, encode_images, encode_many
 from arcodec.coding import autoregressive as ar
 from arcodec.errors import ArcodecError, FormatError, IntegrityError, ModelError
 
@@ -43,6 +43,25 @@ def test_encoder_and_decoder_see_identical_tables(tiny, digits):
     dec = np.concatenate(seen_dec)
     assert enc.shape == dec.shape == (5 * 784, 256)
     assert np.array_equal(enc, dec)
+
+
+def test_files_coded_together_equal_files_coded_alone(tiny, digits):
+    """Batching several files through the model changes neither their bytes nor their pixels."""
+    imgs = [digits[0], digits[1, :13, :20], digits[2], digits[3, :5, :5]]
+    alone = [encode_images([a], model=tiny).data for a in imgs]
+    together = encode_many(imgs, model=tiny, max_tiles=3)  # several batches, mixed shapes
+    assert [e.data for e in together] == alone
+    decoded = decode_many(alone[::-1], model=tiny, max_tiles=2)
+    for a, (header, (b,)) in zip(imgs[::-1], decoded):
+        assert not header.archive and np.array_equal(a, b[:, :, 0])
+
+
+def test_one_corrupt_file_fails_a_batched_decode(tiny, digits):
+    files = [e.data for e in encode_many(list(digits[:3]), model=tiny)]
+    bad = bytearray(files[1])
+    bad[-6] ^= 0x10  # a payload byte: decodes to other pixels, caught by the CRC32
+    with pytest.raises((IntegrityError, FormatError)):
+        decode_many([files[0], bytes(bad), files[2]], model=tiny)
 
 
 def test_naive_and_cached_decoders_agree(tiny, digits):

@@ -7,7 +7,9 @@ from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
 from arcodec.registry import architectures, build_model, make_config
 
-SMALL = {"gated-pixelcnn": {"hidden": 8, "layers": 3, "head": 16}}
+SMALL = {"gated-pixelcnn": {"hidden": 8, "layers": 3, "head": 16},
+         "pixelcnn": {"hidden": 8, "blocks": 2, "head": 16},
+         "stack-pixelcnn": {"hidden": 8, "layers": 3}}
 
 
 def small(arch, **kw):

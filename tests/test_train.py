@@ -45,3 +45,53 @@ def test_export_writes_weights_and_cards(tiny_checkpoint, tmp_path):
 def test_models_lists_the_shipped_model_verified(shipped):
     r = CliRunner().invoke(main, ["models"], catch_exceptions=False)
     assert r.exit_code == 0 and "mnist-gated" in r.output and "verified" in r.output
+
+
+def test_curves_png_is_drawn(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--set", "hidden=4", "--set", "layers=2", "--set", "head=4",
+            "--set", "steps=6", "--set", "batch=16", "--set", "val_every=3", "--set", "threads=1", "--out", str(out)]
+    assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+    png = out / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # drawn at the end of training
+    png.unlink()
+    r = CliRunner().invoke(main, ["plot", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0 and png.exists()
+    r = CliRunner().invoke(main, ["plot", str(tmp_path)])
+    assert r.exit_code == 1 and "no training log" in r.output
+
+
+def test_torchrun_two_processes_match_one(tmp_path):
+    """DDP on 2 gloo processes, each with half of every batch, trains the same weights as
+    one process with the whole batch (up to float summation order)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sets = ["--data", "digits", "--set", "hidden=6", "--set", "layers=2", "--set", "head=6", "--set", "steps=3",
+            "--set", "batch=16", "--set", "val_every=3", "--set", "warmup=1", "--set", "lr=3e-3", "--set", "threads=1"]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "arcodec", "train", *sets,
+                        "--out", str(tmp_path / "ddp")], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert CliRunner().invoke(main, ["train", *sets, "--out", str(tmp_path / "one")]).exit_code == 0
+    log = [json.loads(ln) for ln in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [rec["step"] for rec in log] == [1, 2, 3]  # rank 0 alone writes the log
+    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert not all(torch.equal(a[k], torch.zeros_like(a[k])) for k in a)
+
+
+def test_l2_penalty_shrinks_the_weights(tmp_path):
+    def norm(l2):
+        d = tmp_path / f"l2_{l2}"
+        args = ["train", "--data", "digits", "--set", "hidden=4", "--set", "layers=2", "--set", "head=4",
+                "--set", "steps=5", "--set", "val_every=5", "--set", "threads=1", "--set", f"l2={l2}",
+                "--set", "lr=1e-2", "--out", str(d)]
+        assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+        w = torch.load(d / "last.pt", weights_only=True)["model"]
+        return sum(float(v.float().pow(2).sum()) for v in w.values())
+    assert norm(10.0) < norm(0.0)

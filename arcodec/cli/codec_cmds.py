@@ -84,7 +84,7 @@ def compress(inputs, output, model, force, keep, tile, verbose):
       arcodec compress a.png b.png dir/ -o set.arc
       cat digit.png | arcodec compress - > digit.arc
     """
-    from arcodec.codec import encode_images
+    from arcodec.codec import encode_images, encode_many
     from arcodec.imageio import read_image
 
     items = _expand(inputs)
@@ -93,22 +93,27 @@ def compress(inputs, output, model, force, keep, tile, verbose):
         output = "-"
     if output is not None and len(items) > 1 and not archive:
         raise ArcodecError("several inputs need -o ARCHIVE.arc")
-    jobs = [(items, output)] if output is not None else [([it], it[0] + SUFFIX) for it in items]
-    for group, target in jobs:
+    targets = [output] if output is not None else [path + SUFFIX for path, _ in items]
+    for target in targets:  # refuse before doing any work
         if target != "-" and Path(target).exists() and not force:
             raise ArcodecError(f"{target} already exists (use -f to overwrite)")
-        images = [read_image(_read_input(path), path) for path, _ in group]
-        total = sum(a.size for a in images)
-        with _bar(total, "compress") as bar:
-            enc = encode_images(images, [n for _, n in group] if archive else None, model=model,
-                                tile=tile, archive=archive, progress=bar.update)
+    images = [read_image(_read_input(path), path) for path, _ in items]
+    total = sum(a.size for a in images)
+    with _bar(total, "compress") as bar:
+        if output is not None:
+            encs = [encode_images(images, [n for _, n in items] if archive else None, model=model,
+                                  tile=tile, archive=archive, progress=bar.update)]
+        else:  # one file per image, all images through the model together
+            encs = encode_many(images, model=model, tile=tile, progress=bar.update)
+    for target, enc in zip(targets, encs):
         _write_output(target, enc.data, force)
-        if verbose or target != "-" and len(jobs) == 1 and archive:
-            click.echo(f"{target}: {len(images)} image(s), {total} sub-pixels, {len(enc.data)} bytes, "
-                       f"{8 * len(enc.data) / total:.4f} bits/dim (model NLL {enc.nll_bits / total:.4f})",
-                       err=True)
-        if output is None and not keep:
-            Path(group[0][0]).unlink()
+        if verbose or (archive and target != "-"):
+            click.echo(f"{target}: {enc.subpixels} sub-pixels, {len(enc.data)} bytes, "
+                       f"{8 * len(enc.data) / enc.subpixels:.4f} bits/dim "
+                       f"(model NLL {enc.nll_bits / enc.subpixels:.4f})", err=True)
+    if output is None and not keep:
+        for path, _ in items:
+            Path(path).unlink()
 
 
 def _safe_name(name: str) -> Path:

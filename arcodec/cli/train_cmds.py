@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import click
 
@@ -21,7 +22,9 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 
 @main.command()
 @click.option("--model", "arch", default="gated-pixelcnn", show_default=True, help="Architecture name.")
-@click.option("--data", default="mnist", show_default=True, help="Data set: mnist, digits.")
+@click.option("--data", default="mnist", show_default=True,
+              help="Data set: mnist, fashion-mnist, cifar10, binarized-mnist, colour-mnist, digits, toy1d, "
+                   "toy2d, or folder:PATH (random crops; --set crop=32 --set crops=64 --set mode=L|RGB).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Model setting (e.g. hidden=32) or training setting (e.g. steps=4000); repeatable.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
@@ -31,9 +34,14 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 def train(arch, data, sets, out, data_root, download, resume):
     """Train a model; logs train/val bits/dim to OUT/log.jsonl and keeps OUT/best.pt.
 
+    Writes OUT/curves.png at the end (also `arcodec plot OUT`). Runs unchanged under
+    torchrun (DistributedDataParallel; --set batch is the global batch).
+
     \b
-    Example:
+    Examples:
       arcodec train --model gated-pixelcnn --data mnist --set hidden=32 --set steps=4000 --out runs/mnist
+      arcodec train --data mnist --set steps=8000 --out runs/mnist --resume
+      torchrun --standalone --nproc_per_node=2 -m arcodec train --data mnist --out runs/ddp
     """
     from arcodec.train import TrainConfig, train as run
 
@@ -43,7 +51,8 @@ def train(arch, data, sets, out, data_root, download, resume):
     model_settings = {k: v for k, v in values.items() if k not in train_fields}
     cfg = TrainConfig(arch=arch, data=data, **tcfg)
     path = run(cfg, model_settings, out, resume=resume, data_root=data_root, download=download)
-    click.echo(f"run saved in {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
+        click.echo(f"run saved in {path} (curves: {path / 'curves.png'})")
 
 
 @main.command()

@@ -26,7 +26,7 @@ from arcodec.models.exact import softmax_weights
 from arcodec.models.heads import nll_bits
 
 DEFAULT_CHUNK = 256
-ENCODE_BAND = 8  # rows of logits the encoder computes at a time
+ENCODE_POSITIONS = 1 << 18  # pixels (tiles x rows x columns) the encoder evaluates at a time
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,8 @@ class Stepper(Protocol):
 
 
 class FullPassStepper:
-    """The naive decoder: the whole network on every row up to r, at every pixel."""
+    """The naive decoder: the whole network on the rows above r that pixel (r, c) can see,
+    at every pixel."""
 
     def __init__(self, model, batch: int, height: int, width: int):
         self.model = model
@@ -107,7 +108,9 @@ class FullPassStepper:
 
     @torch.no_grad()
     def step(self, x, r, c):
-        return self.model(x[:, :, : r + 1])[:, :, :, r, c]
+        # only the rows the receptive field reaches (exact arithmetic: same numbers as the full image)
+        lo = max(0, r - self.model.receptive_field()[0]) if hasattr(self.model, "receptive_field") else 0
+        return self.model(x[:, :, lo: r + 1])[:, :, :, r - lo, c]
 
 
 def make_stepper(model, batch: int, channels: int, height: int, width: int, naive: bool = False) -> Stepper:
@@ -119,11 +122,15 @@ def make_stepper(model, batch: int, channels: int, height: int, width: int, naiv
 
 
 @torch.no_grad()
-def teacher_forced_logits(model, x: torch.Tensor, band: int = ENCODE_BAND) -> Iterator[tuple[int, int, torch.Tensor]]:
+def teacher_forced_logits(model, x: torch.Tensor, band: int | None = None
+                          ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """(r0, r1, logits of rows r0..r1-1) for x (n, C, h, w), computed band by band.
 
-    A band only needs the rows its receptive field reaches, so memory stays bounded."""
-    h = x.shape[2]
+    A band needs only the rows its receptive field reaches, so memory stays bounded; bands
+    are as tall as ``ENCODE_POSITIONS`` allows (the whole tile when it fits), because every
+    band recomputes the rows above it."""
+    n, _, h, w = x.shape
+    band = band or max(1, min(h, ENCODE_POSITIONS // max(1, n * w)))
     above = model.receptive_field()[0] if hasattr(model, "receptive_field") else h
     for r0 in range(0, h, band):
         r1 = min(h, r0 + band)
@@ -132,30 +139,49 @@ def teacher_forced_logits(model, x: torch.Tensor, band: int = ENCODE_BAND) -> It
 
 
 @torch.no_grad()
-def encode_stream(model, x: torch.Tensor, on_table: Callable | None = None) -> tuple[bytes, float]:
-    """Encode tiles x (n, C, h, w); returns (payload, model NLL in bits of these symbols)."""
-    enc = StreamEncoder()
-    n, C, h, w = x.shape
-    bits = 0.0
+def encode_streams(model, x: torch.Tensor, counts: list[int],
+                   on_table: Callable | None = None) -> list[tuple[bytes, float]]:
+    """Encode tiles x (n, C, h, w) as consecutive streams of ``counts[i]`` tiles each.
+
+    One teacher-forced pass over the whole batch; returns (payload, model NLL in bits of
+    its symbols) per stream. ``on_table(r0, r1, weights)`` sees the batch's table in
+    decoder order (row, column, channel, tile)."""
+    if sum(counts) != len(x):
+        raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
+    bounds = np.cumsum([0, *counts]).tolist()
+    encs = [StreamEncoder() for _ in counts]
+    bits = [0.0] * len(counts)
+    n = len(x)
     for r0, r1, logits in teacher_forced_logits(model, x):
         xs = x[:, :, r0:r1]
-        bits += float(nll_bits(logits, xs).sum())
+        nb = nll_bits(logits, xs).flatten(1).sum(1)
         K = logits.shape[1]
-        # decoder order: row, column, channel, tile
-        lg = logits.permute(3, 4, 2, 0, 1).reshape(-1, K)
-        weights = table(lg)
+        weights = table(logits.permute(3, 4, 2, 0, 1).reshape(-1, K))  # row, column, channel, tile
         if on_table is not None:
             on_table(r0, r1, weights)
-        enc.encode(xs.permute(2, 3, 1, 0).reshape(-1).numpy(), weights)
-    return enc.finish(), bits
+        weights = weights.reshape(-1, n, K)
+        symbols = xs.permute(2, 3, 1, 0).reshape(-1, n).numpy()
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            bits[i] += float(nb[a:b].sum())
+            encs[i].encode(symbols[:, a:b], weights[:, a:b].reshape(-1, K))
+    return [(e.finish(), b) for e, b in zip(encs, bits)]
+
+
+def encode_stream(model, x: torch.Tensor, on_table: Callable | None = None) -> tuple[bytes, float]:
+    """Encode tiles x (n, C, h, w) as one stream; returns (payload, model NLL in bits)."""
+    return encode_streams(model, x, [len(x)], on_table)[0]
 
 
 @torch.no_grad()
-def decode_stream(model, payload: bytes, n: int, channels: int, h: int, w: int,
-                  naive: bool = False, on_table: Callable | None = None,
-                  progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """Decode n tiles of (channels, h, w) in raster order, all tiles as one batch."""
-    dec = StreamDecoder(payload)
+def decode_streams(model, payloads: list[bytes], counts: list[int], channels: int, h: int, w: int,
+                   naive: bool = False, on_table: Callable | None = None,
+                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Decode consecutive streams of ``counts[i]`` tiles of (channels, h, w) in raster order,
+    every tile of every stream in one batch: one model step per pixel, one coder call per
+    stream and pixel."""
+    decs = [StreamDecoder(p) for p in payloads]
+    bounds = np.cumsum([0, *counts]).tolist()
+    n = bounds[-1]
     x = torch.zeros(n, channels, h, w, dtype=torch.long)
     stepper = make_stepper(model, n, channels, h, w, naive)
     for r in range(h):
@@ -165,7 +191,14 @@ def decode_stream(model, payload: bytes, n: int, channels: int, h: int, w: int,
                 weights = table(stepper.step(x, r, c)[:, :, ch])
                 if on_table is not None:
                     on_table(r, c, ch, weights)
-                x[:, ch, r, c] = torch.from_numpy(dec.decode(weights))
+                out = np.concatenate([d.decode(weights[a:b]) for d, a, b in zip(decs, bounds[:-1], bounds[1:])])
+                x[:, ch, r, c] = torch.from_numpy(out)
         if progress is not None:
-            progress(w * n)
+            progress(w * n * channels)
     return x
+
+
+def decode_stream(model, payload: bytes, n: int, channels: int, h: int, w: int, naive: bool = False,
+                  on_table: Callable | None = None, progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Decode one stream of n tiles of (channels, h, w)."""
+    return decode_streams(model, [payload], [n], channels, h, w, naive, on_table, progress)

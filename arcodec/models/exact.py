@@ -154,3 +154,58 @@ def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
     d = logits - logits.amax(dim=dim, keepdim=True)
     k = torch.round(-d * float(_ONE)).clamp_(0, EXP_RANGE * _ONE).long()
     return exp_table()[k]
+
+
+NORM_TABLE_BITS = 16  # the reciprocal-square-root table covers m in [1, 2**NORM_TABLE_BITS)
+NORM_FRAC = 30  # its entries are floor(2**NORM_FRAC / sqrt(m))
+NORM_MAX_GROUP = 512  # channels per normalised group: keeps every integer below 2**63
+
+
+@lru_cache(maxsize=None)
+def rsqrt_table() -> torch.Tensor:
+    """floor(2**NORM_FRAC / sqrt(m)) for m = 0..2**NORM_TABLE_BITS - 1 (entry 0 unused), int64,
+    computed with Python's integer square root: the same on every platform."""
+    one = 1 << (2 * NORM_FRAC)
+    return torch.tensor([0] + [math.isqrt(one // m) for m in range(1, 1 << NORM_TABLE_BITS)], dtype=torch.int64)
+
+
+def group_norm(x: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) over each of ``groups`` contiguous groups of the channels
+    of x (B, C, H, W), separately at every position; grid in, grid out.
+
+    Integer arithmetic only (int64 tensors): with v = x * 2**ACT_FRAC, n channels in a group,
+    S = sum v and Q = n sum v**2 - S**2 (= n**2 var in grid units), the result is
+    (n v - S) / sqrt(Q + E) with E = eps n**2 2**(2 ACT_FRAC). The square root comes from
+    :func:`rsqrt_table`: Q + E = m * 4**e with m < 2**NORM_TABLE_BITS (the low bits of
+    Q + E dropped), then a multiplication and a rounding shift.
+    """
+    b, c, h, w = x.shape
+    n = c // groups
+    if n * groups != c or n > NORM_MAX_GROUP:
+        raise ValueError(f"exact group_norm: {c} channels in {groups} groups (at most {NORM_MAX_GROUP} a group)")
+    v = torch.round(x * float(_ONE)).long().view(b, groups, n, h, w)  # |v| <= 2**21
+    s = v.sum(dim=2, keepdim=True)
+    q = n * (v * v).sum(dim=2, keepdim=True) - s * s  # >= 0, < n**2 2**42 <= 2**60
+    m = q + max(1, round(eps * n * n * float(_ONE) ** 2))
+    # e = the smallest shift with m >> 2e < 2**NORM_TABLE_BITS. frexp of m as a float64
+    # gives its bit length, or one more when the conversion rounds up: still a valid shift
+    # (m >> 2e stays >= 2**(NORM_TABLE_BITS - 3)), and the conversion is deterministic.
+    _, length = torch.frexp(m.double())
+    e = torch.div(length.long() - NORM_TABLE_BITS + 1, 2, rounding_mode="floor").clamp_(min=0)
+    r = rsqrt_table().to(m.device)[torch.bitwise_right_shift(m, 2 * e)]  # ~ 2**(NORM_FRAC + e) / sqrt(m)
+    # |n v - S| <= sqrt(n m), so |t| <= sqrt(n) 2**(NORM_FRAC + e) < 2**62
+    t = (n * v - s) * r
+    shift = NORM_FRAC - ACT_FRAC + e
+    half = torch.bitwise_left_shift(torch.ones_like(shift), shift - 1)
+    y = torch.bitwise_right_shift(t + half, shift)  # round half up, in grid units
+    return (y.view(b, c, h, w).double() / _ONE).clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
+def scale_shift(x: torch.Tensor, q: tuple[torch.Tensor, torch.Tensor | None, int]) -> torch.Tensor:
+    """x * weight + bias per channel, with ``q`` = :func:`quantize_conv` of the weights
+    viewed as (C, 1, 1, 1): a depthwise 1x1 convolution, exact like :func:`conv2d`."""
+    wq, bq, s = q
+    acc = torch.round(x * float(_ONE)) * wq.view(1, -1, 1, 1)  # |x| 2**12 <= 2**17, |wq| < 2**15
+    if bq is not None:
+        acc = acc + bq
+    return (torch.round(acc * 2.0**-s) / _ONE).clamp_(-ACT_LIMIT, ACT_LIMIT)

@@ -1,10 +1,22 @@
-"""Gated PixelCNN (van den Oord et al., 2016, "Conditional Image Generation with PixelCNN
-Decoders"): a vertical stack that sees every row above, a horizontal stack that sees the
-pixels to the left, gated tanh * sigmoid units, a residual connection in the horizontal
-stack and a link from the vertical to the horizontal stack. No blind spot.
+"""The PixelCNN family. Tensors in, logits out: ``forward(x)`` maps integer images
+(B, C, H, W) to logits (B, K, C, H, W) over the K intensity levels of every sub-pixel.
 
-Tensors in, logits out: ``forward(x)`` maps integer images (B, C, H, W) to logits
-(B, K, C, H, W) over the K intensity levels of every sub-pixel.
+* ``pixelcnn`` — PixelCNN (van den Oord et al., 2016, "Pixel Recurrent Neural Networks",
+  Table 1): a 7x7 type-A masked convolution, residual blocks of 1x1 / 3x3 / 1x1 type-B
+  masked convolutions, two 1x1 type-B layers to the logits. Colour masks for C > 1. Its
+  3x3 masks leave a blind spot above right of every pixel.
+* ``stack-pixelcnn`` — the vertical / horizontal stacks of the Gated PixelCNN without the
+  gates: no blind spot, ReLU units.
+* ``gated-pixelcnn`` — Gated PixelCNN (van den Oord et al., 2016, "Conditional Image
+  Generation with PixelCNN Decoders"): a vertical stack that sees every row above, a
+  horizontal stack that sees the pixels to the left, gated tanh * sigmoid units, a
+  residual connection in the horizontal stack and a link from the vertical to the
+  horizontal stack. Optional dilations and a class-conditional bias.
+
+Every model has ``causal: bool = True``; ``causal=False`` lets pixel i see input pixel i
+(an ablation for study only: such a model cannot be decoded, and the codec refuses it).
+``receptive_field()`` gives (rows above, columns to either side) that a pixel's
+distribution can depend on; the encoder computes bands of rows from crops that hold them.
 """
 
 from __future__ import annotations
@@ -12,12 +24,180 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from arcodec.models import exact
-from arcodec.models.layers import CausalConv2d, ExactModule, Gate
+from arcodec.models.layers import CausalConv2d, ChannelNorm, ExactModule, Gate, MaskedConv2d
 from arcodec.registry import register_model
 
+
+def _check_common(channels: int, levels: int, kernels: tuple[int, ...]) -> None:
+    if channels < 1 or levels < 2:
+        raise ValueError("channels >= 1 and levels >= 2 are required")
+    if any(k < 1 or k % 2 == 0 for k in kernels):
+        raise ValueError(f"odd kernel sizes are required, got {kernels}")
+
+
+class _Levels(ExactModule):
+    """Shared by the family: integer levels in, inputs in [-1, 1] to the first layer."""
+
+    config: object
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer levels 0..K-1 to inputs in [-1, 1] (float64 on the grid in exact mode)."""
+        if self.exact:
+            return exact.to_grid(x.double() * (2.0 / (self.config.levels - 1)) - 1.0)
+        return x.float() * (2.0 / (self.config.levels - 1)) - 1.0
+
+    def _sum(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a + b, clamped to the activation range in exact mode."""
+        return (a + b).clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else a + b
+
+
+# ----------------------------------------------------------------------------- PixelCNN
+
+@dataclass(frozen=True)
+class PixelCNNConfig:
+    channels: int = 1  # sub-pixels per pixel; C > 1 uses the colour masks (R before G before B)
+    levels: int = 256  # K intensity levels per sub-pixel
+    hidden: int = 128  # feature maps between the blocks (2h in the paper; h inside a block)
+    blocks: int = 12  # residual blocks
+    first_kernel: int = 7  # the type-A layer
+    kernel: int = 3  # the middle layer of each block
+    head: int = 256  # width of the 1x1 output network (1024 in the paper)
+    norm: bool = False  # layer normalisation (per pixel and colour group) at each block's input
+    causal: bool = True  # False: the first layer is type B (sees the pixel itself); study only
+
+    def __post_init__(self):
+        _check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
+        c = self.channels
+        if self.blocks < 0 or self.hidden < 2 * c or self.hidden % (2 * c) or self.head < c or self.head % c:
+            raise ValueError(f"pixelcnn needs blocks >= 0, hidden a multiple of 2 * channels ({2 * c}) "
+                             f"and head a multiple of channels ({c})")
+
+
+class ResidualBlock(ExactModule):
+    """x + 1x1(ReLU(kxk(ReLU(1x1(ReLU(norm(x))))))), all type B, halving then restoring the width."""
+
+    def __init__(self, width: int, kernel: int, colours: int, norm: bool):
+        super().__init__()
+        self.norm = ChannelNorm(width, colours) if norm else None
+        self.reduce = MaskedConv2d(width, width // 2, 1, "B", colours)
+        self.conv = MaskedConv2d(width // 2, width // 2, kernel, "B", colours)
+        self.expand = MaskedConv2d(width // 2, width, 1, "B", colours)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.norm is None else self.norm(x)
+        h = self.expand(torch.relu(self.conv(torch.relu(self.reduce(torch.relu(h))))))
+        return (x + h).clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else x + h
+
+
+@register_model("pixelcnn", PixelCNNConfig)
+class PixelCNN(_Levels):
+    """Exact mode: masked convolutions and ReLU are exact; the layer normalisation
+    (``norm=True``) runs in integer arithmetic (:func:`exact.group_norm`), so every option
+    works in the codec."""
+
+    def __init__(self, config: PixelCNNConfig):
+        super().__init__()
+        self.config = c = config
+        C = c.channels
+        self.first = MaskedConv2d(C, c.hidden, c.first_kernel, "A" if c.causal else "B", C)
+        self.blocks = nn.ModuleList(ResidualBlock(c.hidden, c.kernel, C, c.norm) for _ in range(c.blocks))
+        self.head = nn.Sequential(
+            nn.ReLU(), MaskedConv2d(c.hidden, c.head, 1, "B", C),
+            nn.ReLU(), MaskedConv2d(c.head, C * c.levels, 1, "B", C))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.first(self.embed(x))
+        for block in self.blocks:
+            h = block(h)
+        b, _, hh, ww = h.shape
+        # the output's colour groups are contiguous: channel c's K logits are block c
+        return self.head(h).view(b, self.config.channels, self.config.levels, hh, ww).transpose(1, 2)
+
+    def receptive_field(self) -> tuple[int, int]:
+        """(rows above, columns to either side) that a pixel's distribution can depend on."""
+        c = self.config
+        reach = c.first_kernel // 2 + c.blocks * (c.kernel // 2)
+        return reach, reach
+
+
+# ----------------------------------------------------------------------- stack PixelCNN
+
+@dataclass(frozen=True)
+class StackPixelCNNConfig:
+    channels: int = 1  # one channel only: colour images are coded channel by channel
+    levels: int = 256
+    hidden: int = 32  # feature maps of each stack
+    layers: int = 8  # layers, the first one included
+    first_kernel: int = 7
+    kernel: int = 3
+    causal: bool = True  # False: the first horizontal layer sees the pixel itself; study only
+
+    def __post_init__(self):
+        if self.channels != 1:
+            raise ValueError("stack-pixelcnn models one channel; code colour channel by channel "
+                             "(or use pixelcnn, which has colour masks)")
+        _check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
+        if self.layers < 1 or self.hidden < 1:
+            raise ValueError("layers >= 1 and hidden >= 1 are required")
+
+
+class StackLayer(ExactModule):
+    """One layer of both stacks with ReLU units: vertical v' = ReLU(V * v), horizontal
+    h' = h + 1x1(ReLU(H * h + 1x1(V * v))) (no residual in the first layer)."""
+
+    def __init__(self, cin: int, f: int, k: int, first: bool, causal: bool = True):
+        super().__init__()
+        self.first = first
+        if first:  # rows above / pixels to the left, never the current pixel (unless not causal)
+            self.v = CausalConv2d(cin, f, (k // 2, k), "down", shift=True)
+            self.h = (CausalConv2d(cin, f, (1, k // 2), "right", shift=True) if causal
+                      else CausalConv2d(cin, f, (1, k // 2 + 1), "right"))
+        else:
+            self.v = CausalConv2d(f, f, (k // 2 + 1, k), "down")
+            self.h = CausalConv2d(f, f, (1, k // 2 + 1), "right")
+        self.link = CausalConv2d(f, f, (1, 1), "point")
+        self.out = CausalConv2d(f, f, (1, 1), "point")
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = self.v(v)
+        y = self.out(torch.relu(self.h(h) + self.link(pre)))  # |.| <= 2 ACT_LIMIT: fine for exact.conv2d
+        if not self.first:
+            y = y + h
+        return torch.relu(pre), (y.clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else y)
+
+
+@register_model("stack-pixelcnn", StackPixelCNNConfig)
+class StackPixelCNN(_Levels):
+    """Exact mode: causal convolutions and ReLU, all exact."""
+
+    def __init__(self, config: StackPixelCNNConfig):
+        super().__init__()
+        self.config = c = config
+        self.layers = nn.ModuleList(
+            StackLayer(c.channels if i == 0 else c.hidden, c.hidden, c.first_kernel if i == 0 else c.kernel,
+                       first=i == 0, causal=c.causal)
+            for i in range(c.layers))
+        self.out = CausalConv2d(c.hidden, c.levels * c.channels, (1, 1), "point")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = h = self.embed(x)
+        for layer in self.layers:
+            v, h = layer(v, h)
+        b, _, hh, ww = h.shape
+        return self.out(torch.relu(self._sum(v, h))).view(b, self.config.levels, self.config.channels, hh, ww)
+
+    def receptive_field(self) -> tuple[int, int]:
+        """(rows above, columns to either side) that a pixel's distribution can depend on."""
+        c = self.config
+        reach = c.first_kernel // 2 + (c.layers - 1) * (c.kernel // 2)
+        return reach, reach
+
+
+# ----------------------------------------------------------------------- gated PixelCNN
 
 @dataclass(frozen=True)
 class GatedPixelCNNConfig:
@@ -28,83 +208,138 @@ class GatedPixelCNNConfig:
     first_kernel: int = 7
     kernel: int = 3
     head: int = 128  # width of the 1x1 output network
+    dilation: str = "1"  # dilations of layers 2, 3, ... cycling through a list: "1,2,4,8" (the first: 1)
+    classes: int = 0  # > 0: class-conditional, every gated layer adds V y (y one-hot) before its gate
+    causal: bool = True  # False: the first horizontal layer sees the pixel itself; study only
 
     def __post_init__(self):
         if self.channels != 1:
             raise ValueError("gated-pixelcnn models one channel; code colour channel by channel")
         if self.layers < 1 or self.kernel % 2 == 0 or self.first_kernel % 2 == 0:
             raise ValueError("layers >= 1 and odd kernel sizes are required")
+        if self.classes < 0:
+            raise ValueError("classes >= 0 is required")
+        d = self.dilation
+        text = ",".join(str(v) for v in d) if isinstance(d, (tuple, list)) else str(d)
+        try:
+            ok = all(int(v) >= 1 for v in text.split(","))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"dilation must list integers >= 1 separated by commas (e.g. '1,2,4'), got {d!r}")
+        object.__setattr__(self, "dilation", ",".join(str(int(v)) for v in text.split(",")))
+
+    def dilations(self) -> tuple[int, ...]:
+        """The dilation of every layer: 1 for the first, then the cycle of ``dilation``."""
+        cycle = [int(v) for v in self.dilation.split(",")]
+        return tuple(1 if i == 0 else cycle[(i - 1) % len(cycle)] for i in range(self.layers))
 
 
 class GatedLayer(ExactModule):
-    """One layer of both stacks. The first layer is strictly causal (mask A)."""
+    """One layer of both stacks. The first layer is strictly causal (mask A) unless
+    ``causal=False``; ``classes`` > 0 adds a class-conditional bias to both stacks."""
 
-    def __init__(self, cin: int, f: int, k: int, first: bool):
+    def __init__(self, cin: int, f: int, k: int, first: bool, dilation: int = 1, classes: int = 0,
+                 causal: bool = True):
         super().__init__()
         self.first = first
         if first:  # sees rows above / pixels to the left, never the current pixel
-            self.v = CausalConv2d(cin, 2 * f, (k // 2, k), "down", shift=True)
-            self.h = CausalConv2d(cin, 2 * f, (1, k // 2), "right", shift=True)
+            self.v = CausalConv2d(cin, 2 * f, (k // 2, k), "down", shift=True, dilation=dilation)
+            self.h = (CausalConv2d(cin, 2 * f, (1, k // 2), "right", shift=True, dilation=dilation) if causal
+                      else CausalConv2d(cin, 2 * f, (1, k // 2 + 1), "right", dilation=dilation))
         else:
-            self.v = CausalConv2d(f, 2 * f, (k // 2 + 1, k), "down")
-            self.h = CausalConv2d(f, 2 * f, (1, k // 2 + 1), "right")
+            self.v = CausalConv2d(f, 2 * f, (k // 2 + 1, k), "down", dilation=dilation)
+            self.h = CausalConv2d(f, 2 * f, (1, k // 2 + 1), "right", dilation=dilation)
         self.link = CausalConv2d(2 * f, 2 * f, (1, 1), "point")
         self.out = CausalConv2d(f, f, (1, 1), "point")
         self.gate = Gate()
+        if classes:  # V y for each stack: y is one-hot (B, classes, 1, 1), broadcast over the image
+            self.cond_v = CausalConv2d(classes, 2 * f, (1, 1), "point", bias=False)
+            self.cond_h = CausalConv2d(classes, 2 * f, (1, 1), "point", bias=False)
 
-    def vertical(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _add(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a + b).clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else a + b
+
+    def vertical(self, v: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(the vertical stack's contribution to the horizontal one, output of the vertical stack)."""
         pre = self.v(v)
+        if y is not None:
+            pre = self._add(pre, self.cond_v(y))
         return self.link(pre), self.gate(pre)
 
-    def horizontal(self, h: torch.Tensor, link: torch.Tensor) -> torch.Tensor:
-        y = self.out(self.gate(self.h(h) + link))
+    def horizontal(self, h: torch.Tensor, link: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        pre = self.h(h) + link
+        if y is not None:
+            pre = pre + self.cond_h(y)  # the gate's tables clamp their inputs
+        out = self.out(self.gate(pre))
         if not self.first:
-            y = y + h
-        return y.clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else y
+            out = out + h
+        return out.clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else out
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        link, v = self.vertical(v)
-        return v, self.horizontal(h, link)
+    def forward(self, v: torch.Tensor, h: torch.Tensor, y: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        link, v = self.vertical(v, y)
+        return v, self.horizontal(h, link, y)
 
 
 @register_model("gated-pixelcnn", GatedPixelCNNConfig)
-class GatedPixelCNN(ExactModule):
+class GatedPixelCNN(_Levels):
+    """Exact mode: causal convolutions (any dilation), gates by table look-up, the
+    class-conditional bias as a 1x1 convolution of the one-hot label: all exact.
+
+    ``forward(x, y=None)``: a class-conditional model (``classes`` > 0) needs the labels y,
+    (B,) integers or (B, classes) one-hot; the others take none. The codec has no place
+    for labels in its files, so it cannot code with a class-conditional model.
+    """
+
     def __init__(self, config: GatedPixelCNNConfig):
         super().__init__()
         self.config = c = config
         self.layers = nn.ModuleList(
             GatedLayer(c.channels if i == 0 else c.hidden, c.hidden,
-                       c.first_kernel if i == 0 else c.kernel, first=i == 0)
-            for i in range(c.layers))
+                       c.first_kernel if i == 0 else c.kernel, first=i == 0, dilation=d,
+                       classes=c.classes, causal=c.causal)
+            for i, d in enumerate(c.dilations()))
         self.head = nn.Sequential(
             nn.ReLU(), CausalConv2d(c.hidden, c.head, (1, 1), "point"),
             nn.ReLU(), CausalConv2d(c.head, c.levels * c.channels, (1, 1), "point"))
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer levels 0..K-1 to inputs in [-1, 1] (float64 on the grid in exact mode)."""
-        if self.exact:
-            return exact.to_grid(x.double() * (2.0 / (self.config.levels - 1)) - 1.0)
-        return x.float() * (2.0 / (self.config.levels - 1)) - 1.0
+    def condition(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """Labels to the one-hot (B, classes, 1, 1) the layers take (None without classes)."""
+        k = self.config.classes
+        if (y is None) != (k == 0):
+            raise ValueError(f"this gated-pixelcnn has classes={k}: "
+                             + ("forward(x, y) needs the labels y" if k else "it takes no labels y"))
+        if y is None:
+            return None
+        if y.ndim == 1:
+            if y.is_floating_point() or int(y.min()) < 0 or int(y.max()) >= k:
+                raise ValueError(f"labels must be integers 0..{k - 1}")
+            y = F.one_hot(y.long(), k)
+        if tuple(y.shape) != (batch, k):
+            raise ValueError(f"expected labels (B,) or one-hot (B, {k}) for a batch of {batch}, got {tuple(y.shape)}")
+        return y.to(torch.float64 if self.exact else torch.float32).view(batch, k, 1, 1)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         b, _, hh, ww = h.shape
         return self.head(h).view(b, self.config.levels, self.config.channels, hh, ww)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        cond = self.condition(y, x.shape[0])
         v = h = self.embed(x)
         for layer in self.layers:
-            v, h = layer(v, h)
+            v, h = layer(v, h, cond)
         return self.logits(h)
 
     def receptive_field(self) -> tuple[int, int]:
         """(rows above, columns to either side) that a pixel's distribution can depend on."""
         c = self.config
-        reach = c.first_kernel // 2 + (c.layers - 1) * (c.kernel // 2)
+        reach = c.first_kernel // 2 + sum((c.kernel // 2) * d for d in c.dilations()[1:])
         return reach, reach
 
-    def incremental(self, batch: int, height: int, width: int) -> "GatedIncremental":
-        return GatedIncremental(self, batch, height, width)
+    def incremental(self, batch: int, height: int, width: int, y: torch.Tensor | None = None
+                    ) -> "GatedIncremental":
+        return GatedIncremental(self, batch, height, width, y)
 
 
 class GatedIncremental:
@@ -113,17 +348,25 @@ class GatedIncremental:
     ``begin_row(x, r)`` computes the vertical stack for row r from the rows above;
     ``step(x, r, c)`` then computes the horizontal stack at (r, c) from the columns to
     the left and returns the logits (B, K, C) of pixel (r, c). Each layer convolves only
-    the few rows/columns its kernel covers. In exact mode every value equals the one the
-    full forward pass computes, bit for bit, because exact arithmetic does not depend on
-    the shape of the tensors it runs on.
+    the few rows/columns its (dilated) kernel covers: (kh - 1) * dilation + 1 rows of the
+    layer below, (kw - 1) * dilation + 1 columns. In exact mode every value equals the one
+    the full forward pass computes, bit for bit, because exact arithmetic does not depend
+    on the shape of the tensors it runs on. Works with every option (dilation, classes:
+    pass the labels ``y``, causal=False).
     """
 
-    def __init__(self, model: GatedPixelCNN, batch: int, height: int, width: int):
+    def __init__(self, model: GatedPixelCNN, batch: int, height: int, width: int, y: torch.Tensor | None = None):
         self.model = model
         n = len(model.layers)
+        self.cond = model.condition(y, batch)
         self.v_rows: list[list[torch.Tensor]] = [[] for _ in range(n)]  # gated vertical outputs
         self.v_link: list[torch.Tensor | None] = [None] * n  # vertical-to-horizontal link, current row
         self.h_cols: list[list[torch.Tensor]] = [[] for _ in range(n + 1)]  # inputs of layer l
+
+    @staticmethod
+    def _reach(conv: CausalConv2d, dim: int) -> int:
+        """Rows (dim 0) or columns (dim 1) of its input one output of ``conv`` spans."""
+        return (conv.conv.kernel_size[dim] - 1) * conv.dilation + 1
 
     def _rows(self, rows: list[torch.Tensor], keep: int) -> torch.Tensor:
         del rows[:-keep]
@@ -133,12 +376,12 @@ class GatedIncremental:
     def begin_row(self, x: torch.Tensor, r: int) -> None:
         m = self.model
         for i, layer in enumerate(m.layers):
-            kh = layer.v.conv.kernel_size[0]
             if i == 0:  # strictly above: rows r-kh..r-1 of the image (row r is not used)
+                kh = self._reach(layer.v, 0)
                 src = m.embed(x[:, :, max(0, r - kh): r + 1])
             else:
-                src = self._rows(self.v_rows[i - 1], kh)
-            link, out = layer.vertical(src)
+                src = self._rows(self.v_rows[i - 1], self._reach(layer.v, 0))
+            link, out = layer.vertical(src, self.cond)
             self.v_link[i] = link[:, :, -1:]
             if i + 1 < len(m.layers):  # the next layer's input
                 self.v_rows[i].append(out[:, :, -1:])
@@ -148,13 +391,13 @@ class GatedIncremental:
     def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
         m = self.model
         for i, layer in enumerate(m.layers):
-            kw = layer.h.conv.kernel_size[1]
-            if i == 0:  # strictly left: columns c-kw..c-1 of row r (column c is not used)
+            kw = self._reach(layer.h, 1)
+            if i == 0:  # columns c-kw..c of row r (column c is not used by a causal model)
                 src = m.embed(x[:, :, r: r + 1, max(0, c - kw): c + 1])
             else:
                 cols = self.h_cols[i]
                 del cols[:-kw]
                 src = torch.cat(cols, dim=3)
-            h = layer.horizontal(src, self.v_link[i][:, :, :, max(0, c - src.shape[3] + 1): c + 1])
+            h = layer.horizontal(src, self.v_link[i][:, :, :, max(0, c - src.shape[3] + 1): c + 1], self.cond)
             self.h_cols[i + 1].append(h[:, :, :, -1:])
         return m.logits(self.h_cols[-1][-1])[:, :, :, 0, 0]

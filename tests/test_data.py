@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from arcodec.data import colourize, dataset_levels, load_dataset
+
+
+def test_digits_splits_are_disjoint_and_seeded():
+    parts = {s: load_dataset("digits", s) for s in ("train", "val", "test")}
+    assert sum(len(p) for p in parts.values()) == 1797
+    assert parts["train"].shape[1:] == (1, 8, 8) and parts["train"].dtype == torch.uint8
+    assert torch.equal(parts["val"], load_dataset("digits", "val"))
+    flat = {s: {bytes(a.numpy()) for a in p} for s, p in parts.items()}
+    assert len(flat["val"] & flat["test"]) < 5  # (a few digits repeat exactly in the data set itself)
+
+
+def test_colourize_is_deterministic_two_bit_and_keeps_the_digit():
+    gray = load_dataset("digits", "test")
+    gray = torch.nn.functional.interpolate(gray.float(), size=(28, 28)).round().to(torch.uint8)
+    a, b = colourize(gray, 3), colourize(gray, 3)
+    assert torch.equal(a, b) and a.shape == (len(gray), 3, 28, 28) and int(a.max()) <= 3
+    assert not torch.equal(a, colourize(gray, 4))
+    stroke, background = gray[:, 0] >= 160, gray[:, 0] < 64
+    for i in range(len(a)):  # stroke and background colours differ by >= 4 steps (L1)
+        if stroke[i].any():
+            fg = a[i][:, stroke[i]][:, 0].int()
+            bg = a[i][:, background[i]][:, 0].int()
+            assert int((fg - bg).abs().sum()) >= 4
+
+
+def test_folder_of_images_gives_seeded_crops(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    x = load_dataset(f"folder:{tmp_path}", "train", crop=16, crops=3)
+    assert x.shape == (8 * 3, 3, 16, 16) and x.dtype == torch.uint8
+    assert torch.equal(x, load_dataset(f"folder:{tmp_path}", "train", crop=16, crops=3))
+    g = load_dataset(f"folder:{tmp_path}", "val", crop=16, crops=2, mode="L")
+    assert g.shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        load_dataset(f"folder:{tmp_path}", "test", crop=64)
+    with pytest.raises(FileNotFoundError):
+        load_dataset(f"folder:{tmp_path / 'nothing'}", "train")
+
+
+def test_levels_and_unknown_names():
+    assert dataset_levels("mnist") == 256 and dataset_levels("binarized-mnist") == 2
+    assert dataset_levels("colour-mnist") == 4
+    with pytest.raises(KeyError, match="unknown data set"):
+        load_dataset("imagenet", "train")
+    with pytest.raises(ValueError, match="split"):
+        load_dataset("digits", "dev")
+
+
+def test_missing_torchvision_data_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--download"):
+        load_dataset("fashion-mnist", "test", root=str(tmp_path))
