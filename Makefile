@@ -23,6 +23,9 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/mnist_codec.py --limit 500
+	$(BIN)/python benchmarks/train_throughput.py --steps 30
+	$(BIN)/python benchmarks/toy_models.py
+	$(BIN)/python benchmarks/readme.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -9,10 +9,13 @@ fields are little-endian)::
     model id     varint    permanent id of the zoo model (never reused)
     fingerprint  2 bytes   first 2 bytes of the sha256 of the model weights
     [extension]  varint length, then (tag varint, value varint) pairs:
-                 1 bit depth (default 8), 2 tile size (default 64), 3 channels
+                 1 bit depth (default 8), 2 tile size (default 64), 3 channels,
+                 4 packed entry table (value 1)
     single image: height varint, width varint
-    archive:      count varint, then per image: name length varint, UTF-8 name,
-                  height varint, width varint, channels varint
+    archive:      count varint, then the entry table: per image name length varint,
+                  UTF-8 name, height varint, width varint, channels varint. With tag 4
+                  the table is stored as varint length + raw DEFLATE of it (the writer
+                  packs it when that is shorter: names like 00001.png shrink several-fold)
     payload      range-coder bytes, up to the last 4 bytes
     crc32        4 bytes   CRC32 of every byte before it, continued over the pixels
                            (uint8, H x W x C, images in order): a flipped bit anywhere in
@@ -36,7 +39,8 @@ MAX_IMAGES = 1 << 20
 MAX_NAME = 4096
 
 _ARCHIVE, _RGB, _EXT = 1, 2, 4
-_TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS = 1, 2, 3
+_TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS, _TAG_PACKED = 1, 2, 3, 4
+_ENTRY_LIMIT = MAX_NAME + 3 * 10  # most bytes one entry of the table can take
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,21 @@ def write(header: Header, payload: bytes, images) -> bytes:
         raise ValueError("a single-image file holds exactly one image")
     for e in entries:
         _check_entry(e)
+    table = b""
+    if header.archive:
+        raw = bytearray()
+        for e in entries:
+            name = e.name.encode("utf-8")
+            put_varint(raw, len(name))
+            raw += name
+            put_varint(raw, e.height)
+            put_varint(raw, e.width)
+            put_varint(raw, e.channels)
+        packed = bytearray()
+        body = zlib.compress(bytes(raw), 9, wbits=-15)
+        put_varint(packed, len(body))
+        packed += body
+        table = bytes(packed) if len(packed) + 3 < len(raw) else bytes(raw)  # (+3: the tag)
     ext = bytearray()
     if header.bit_depth != DEFAULT_BIT_DEPTH:
         put_varint(ext, _TAG_BIT_DEPTH)
@@ -145,6 +164,9 @@ def write(header: Header, payload: bytes, images) -> bytes:
     if single is not None and single.channels not in (1, 3):
         put_varint(ext, _TAG_CHANNELS)
         put_varint(ext, single.channels)
+    if header.archive and len(table) < len(raw):
+        put_varint(ext, _TAG_PACKED)
+        put_varint(ext, 1)
     flags = (_ARCHIVE if header.archive else 0) | (_RGB if rgb else 0) | (_EXT if ext else 0)
     out = bytearray(MAGIC)
     out.append((header.version << 4) | flags)
@@ -155,13 +177,7 @@ def write(header: Header, payload: bytes, images) -> bytes:
         out += ext
     if header.archive:
         put_varint(out, len(entries))
-        for e in entries:
-            name = e.name.encode("utf-8")
-            put_varint(out, len(name))
-            out += name
-            put_varint(out, e.height)
-            put_varint(out, e.width)
-            put_varint(out, e.channels)
+        out += table
     else:
         put_varint(out, single.height)
         put_varint(out, single.width)
@@ -194,6 +210,7 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
     model_id = r.varint("model id")
     fingerprint = r.take(2, "fingerprint")
     bit_depth, tile, channels = DEFAULT_BIT_DEPTH, DEFAULT_TILE, 3 if flags & _RGB else 1
+    packed = False
     if flags & _EXT:
         n = r.varint("extension length")
         ext = _Reader(r.take(n, "extension"))
@@ -205,6 +222,8 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
                 tile = value
             elif tag == _TAG_CHANNELS:
                 channels = value
+            elif tag == _TAG_PACKED and value == 1:
+                packed = True
             else:
                 raise FormatError(f"unknown header field {tag}: written by a newer arcodec?")
     if not 1 <= bit_depth <= 8:
@@ -216,18 +235,23 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
         count = r.varint("image count")
         if count > MAX_IMAGES:
             raise FormatError(f"header claims {count} images: at most {MAX_IMAGES}")
+        t = r
+        if packed:
+            t = _Reader(_inflate(r.take(r.varint("entry table length"), "entry table"), count * _ENTRY_LIMIT))
         entries = []
         for _ in range(count):
-            n = r.varint("name")
+            n = t.varint("name")
             if n > MAX_NAME:
                 raise FormatError("corrupt header (name too long)")
             try:
-                name = r.take(n, "name").decode("utf-8")
+                name = t.take(n, "name").decode("utf-8")
             except UnicodeDecodeError:
                 raise FormatError("corrupt header (name is not UTF-8)") from None
-            e = Entry(r.varint("height"), r.varint("width"), r.varint("channels"), name)
+            e = Entry(t.varint("height"), t.varint("width"), t.varint("channels"), name)
             _check_entry(e)
             entries.append(e)
+        if packed and t.pos != len(t.data):
+            raise FormatError("corrupt header (entry table longer than its images)")
     else:
         entries = [Entry(r.varint("height"), r.varint("width"), channels)]
         _check_entry(entries[0])
@@ -237,6 +261,18 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
     crc = int.from_bytes(data[-4:], "little")
     header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version)
     return header, payload, crc
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """Raw DEFLATE data, refusing more than ``limit`` bytes of output (no zip bombs)."""
+    d = zlib.decompressobj(-15)
+    try:
+        out = d.decompress(data, limit)
+    except zlib.error:
+        raise FormatError("corrupt header (entry table does not inflate)") from None
+    if d.unconsumed_tail or not d.eof:
+        raise FormatError("corrupt header (entry table too long or cut short)")
+    return out
 
 
 def header_size(data: bytes) -> int:

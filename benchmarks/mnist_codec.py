@@ -42,11 +42,19 @@ def classical_sizes(images: np.ndarray) -> dict[str, float]:
     out["PNG (Pillow, optimize)"] = 8 * float(np.mean(png)) / n
     try:
         import imagecodecs as ic
-
-        out["WebP lossless (method 6)"] = 8 * np.mean([len(ic.webp_encode(a, lossless=True, method=6)) for a in images]) / n
-        out["JPEG XL lossless (effort 10)"] = 8 * np.mean([len(ic.jpegxl_encode(a, lossless=True, effort=10)) for a in images]) / n
-    except Exception as e:  # imagecodecs missing or built without a codec: say so, go on
-        print(f"(classical codecs from imagecodecs unavailable: {e})", file=sys.stderr)
+    except ImportError as e:
+        print(f"(imagecodecs unavailable: {e})", file=sys.stderr)
+        return out
+    codecs = {
+        # WebP has no grayscale mode: the gray image as RGB, as a user would have to
+        "WebP lossless (method 6, gray as RGB)": lambda a: ic.webp_encode(np.stack([a] * 3, -1), lossless=True, method=6),
+        "JPEG XL lossless (effort 10)": lambda a: ic.jpegxl_encode(a, lossless=True, effort=10),
+    }
+    for name, encode in codecs.items():
+        try:
+            out[name] = 8 * float(np.mean([len(encode(a)) for a in images])) / n
+        except Exception as e:  # a codec missing from this imagecodecs build: say so, go on
+            print(f"({name} unavailable: {e})", file=sys.stderr)
     return out
 
 

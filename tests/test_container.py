@@ -93,3 +93,35 @@ def test_rejects_unknown_extension_and_bad_names():
     bad = bytearray(b"AR\x11\x01\x12\x34\x01\x02\xff\xfe\x1c\x1c\x01")
     with pytest.raises(FormatError, match="UTF-8"):
         container.read(bytes(bad) + b"\0" * 4)
+
+
+def test_archive_entry_table_is_packed_when_that_is_shorter():
+    entries = tuple(Entry(28, 28, 1, f"mnist/{i:05d}.png") for i in range(300))
+    data = container.write(Header(1, FP, entries, archive=True), b"\x07", [])
+    header, payload, _ = container.read(data)
+    assert header.entries == entries and payload == b"\x07"
+    raw = sum(1 + len(e.name) + 3 for e in entries)
+    assert container.header_size(data) < raw / 3  # sequential names shrink several-fold
+    few = (Entry(3, 4, 1, "a"),)  # too small to gain: stored as is
+    data = container.write(Header(1, FP, few, archive=True), b"", [])
+    assert container.read(data)[0].entries == few and container.header_size(data) < 20
+
+
+def _packed_archive(count: int, table: bytes) -> bytes:
+    out = bytearray(b"AR" + bytes([(1 << 4) | 1 | 4]) + b"\x01" + FP)
+    out += bytes([2, 4, 1])  # extension block: tag 4 (packed entry table) = 1
+    container.put_varint(out, count)
+    container.put_varint(out, len(table))
+    return bytes(out + table + b"\0\0\0\0")
+
+
+def test_packed_entry_table_rejects_bombs_and_garbage():
+    bomb = zlib.compress(b"\x00" * 10_000_000, 9, wbits=-15)  # far more than one entry can take
+    with pytest.raises(FormatError, match="entry table"):
+        container.read(_packed_archive(1, bomb))
+    with pytest.raises(FormatError, match="entry table"):
+        container.read(_packed_archive(1, b"\xff\xfe garbage"))
+    ok = zlib.compress(b"\x01a\x03\x04\x01", 9, wbits=-15)
+    assert container.read(_packed_archive(1, ok))[0].entries == (Entry(3, 4, 1, "a"),)
+    with pytest.raises(FormatError):
+        container.read(_packed_archive(2, ok))  # the table holds fewer entries than claimed

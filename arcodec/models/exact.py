@@ -112,26 +112,33 @@ def quantize_conv(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torc
 
 def conv2d(x: torch.Tensor, q: tuple[torch.Tensor, torch.Tensor | None, int], dilation=1) -> torch.Tensor:
     """Convolution (no padding) of grid activations with quantized weights ``q``, exact in
-    any summation order."""
+    any summation order.
+
+    Every product x * wq is a multiple of 2**-ACT_FRAC, and every partial sum stays below
+    2**(53 - ACT_FRAC) in magnitude (see :func:`quantize_conv`), so float64 holds each one
+    exactly: the result does not depend on the algorithm's order of summation. On the CPU
+    torch's float64 convolution (im2col and a matrix product; no Winograd or FFT, which
+    would bring in inexact fractions) is used; elsewhere an explicit im2col."""
     wq, bq, s = q
+    bias = None if bq is None else bq.view(-1) * 2.0**-ACT_FRAC  # value units: multiples of 2**-ACT_FRAC
     b, _, h, w = x.shape
     o, _, kh, kw = wq.shape
     ho, wo = h - dilation * (kh - 1), w - dilation * (kw - 1)
-    # im2col and one float64 matrix product over the whole batch: integer-valued operands,
-    # so the result is exact whatever order the BLAS sums in (torch's float64 conv2d would
-    # also be exact, but it runs one small product per image).
-    xs = x * float(_ONE)
-    if kh == kw == 1:
-        cols = xs.permute(0, 2, 3, 1).reshape(-1, xs.shape[1])
+    if ho == wo == 1 and dilation == 1:  # one output per image (the decoder's steps): one matrix product
+        flat = wq.view(o, -1).t()
+        acc = (torch.addmm(bias, x.reshape(b, -1), flat) if bias is not None else x.reshape(b, -1) @ flat)
+        acc = acc.view(b, o, 1, 1)
+    elif x.device.type == "cpu":
+        acc = F.conv2d(x, wq, bias, dilation=dilation)
     else:
-        taps = [xs[:, :, i * dilation: i * dilation + ho, j * dilation: j * dilation + wo]
+        taps = [x[:, :, i * dilation: i * dilation + ho, j * dilation: j * dilation + wo]
                 for i in range(kh) for j in range(kw)]
         cols = torch.stack(taps, dim=-1).permute(0, 2, 3, 1, 4).reshape(b * ho * wo, -1)
-    acc = (cols @ wq.view(o, -1).t()).view(b, ho, wo, o).permute(0, 3, 1, 2)
-    if bq is not None:
-        acc = acc + bq
-    # acc is value * 2**(s + ACT_FRAC); bring it back to the activation grid.
-    return (torch.round(acc * 2.0**-s) / _ONE).clamp_(-ACT_LIMIT, ACT_LIMIT)
+        acc = (cols @ wq.view(o, -1).t()).view(b, ho, wo, o).permute(0, 3, 1, 2)
+        if bias is not None:
+            acc = acc + bias.view(1, -1, 1, 1)
+    # acc is the value times 2**s: back to the activation grid, in place
+    return acc.mul_(2.0 ** (ACT_FRAC - s)).round_().mul_(2.0**-ACT_FRAC).clamp_(-ACT_LIMIT, ACT_LIMIT)
 
 
 def _lookup(table: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

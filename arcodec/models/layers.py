@@ -63,6 +63,16 @@ class CausalConv2d(ExactModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if any(self.pad):
             x = F.pad(x, self.pad)
+        return self._conv(x)
+
+    def last_column(self, x: torch.Tensor) -> torch.Tensor:
+        """The output's last column only: what a decoder step needs (equal to
+        ``self(x)[..., -1:]``, without computing the other columns)."""
+        if any(self.pad):
+            x = F.pad(x, self.pad)
+        return self._conv(x[..., -((self.conv.kernel_size[1] - 1) * self.dilation + 1):])
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
         if self.exact:
             return exact.conv2d(x, self._quantized(), self.dilation)
         return self.conv(x)

@@ -267,13 +267,15 @@ class GatedLayer(ExactModule):
             pre = self._add(pre, self.cond_v(y))
         return self.link(pre), self.gate(pre)
 
-    def horizontal(self, h: torch.Tensor, link: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        pre = self.h(h) + link
+    def horizontal(self, h: torch.Tensor, link: torch.Tensor, y: torch.Tensor | None = None,
+                   last: bool = False) -> torch.Tensor:
+        """The horizontal stack's output; ``last``: its last column only (a decoder step)."""
+        pre = (self.h.last_column(h) if last else self.h(h)) + link
         if y is not None:
             pre = pre + self.cond_h(y)  # the gate's tables clamp their inputs
         out = self.out(self.gate(pre))
         if not self.first:
-            out = out + h
+            out = out + (h[:, :, :, -1:] if last else h)
         return out.clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else out
 
     def forward(self, v: torch.Tensor, h: torch.Tensor, y: torch.Tensor | None = None
@@ -398,6 +400,6 @@ class GatedIncremental:
                 cols = self.h_cols[i]
                 del cols[:-kw]
                 src = torch.cat(cols, dim=3)
-            h = layer.horizontal(src, self.v_link[i][:, :, :, max(0, c - src.shape[3] + 1): c + 1], self.cond)
-            self.h_cols[i + 1].append(h[:, :, :, -1:])
+            h = layer.horizontal(src, self.v_link[i][:, :, :, c: c + 1], self.cond, last=True)
+            self.h_cols[i + 1].append(h)
         return m.logits(self.h_cols[-1][-1])[:, :, :, 0, 0]

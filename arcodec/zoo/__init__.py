@@ -70,12 +70,30 @@ def _finish(net: torch.nn.Module) -> torch.nn.Module:
     return set_exact(net, True)
 
 
-@lru_cache(maxsize=8)
 def load_model(name: str = DEFAULT_GRAY) -> LoadedModel:
-    """A zoo model by name, or a training checkpoint by path; verifies the sha256."""
+    """A zoo model by name, or a training checkpoint by path; verifies the sha256.
+
+    Loaded models are cached; a checkpoint is loaded again when its file changes."""
     path = Path(name)
     if name.endswith(".pt") and path.is_file():
-        return _load_checkpoint(path)
+        st = path.stat()
+        return _cached_checkpoint(str(path.resolve()), st.st_mtime_ns, st.st_size, name)
+    return _load_zoo(name)
+
+
+def clear_cache() -> None:
+    """Forget loaded models (after the zoo changed)."""
+    _load_zoo.cache_clear()
+    _cached_checkpoint.cache_clear()
+
+
+@lru_cache(maxsize=8)
+def _cached_checkpoint(resolved: str, mtime_ns: int, size: int, name: str) -> LoadedModel:
+    return _load_checkpoint(Path(name))
+
+
+@lru_cache(maxsize=8)
+def _load_zoo(name: str) -> LoadedModel:
     card_path = ZOO_DIR / f"{name}.json"
     if not card_path.is_file():
         known = ", ".join(c["name"] for c in cards()) or "none"
@@ -107,6 +125,9 @@ def _load_checkpoint(path: Path) -> LoadedModel:
         (out, inp), n = bad[0], len(bad)
         raise ModelError(f"refusing {path}: the model is not causal (the distribution of pixel {out} "
                          f"depends on pixel {inp}, {n} such dependencies); it cannot be decoded")
+    if getattr(net.config, "classes", 0):
+        raise ModelError(f"refusing {path}: a class-conditional model (classes={net.config.classes}) "
+                         "needs labels, which .arc files do not carry")
     card = {"name": str(path), "id": 0, "arch": ckpt["arch"], "config": json.loads(ckpt["config"])}
     return LoadedModel(str(path), 0, sha256_file(path), _finish(net), card)
 
@@ -163,7 +184,7 @@ def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_ext
     }
     write_atomic(zoo_dir / f"{name}.json", (json.dumps(card, indent=2) + "\n").encode(), force=True)
     write_atomic(zoo_dir / f"{name}.md", model_card_markdown(card).encode(), force=True)
-    load_model.cache_clear()
+    clear_cache()
     return card
 
 
