@@ -27,6 +27,17 @@ def set_exact(model: nn.Module, flag: bool = True) -> nn.Module:
     return model
 
 
+def quantized_cached(module: nn.Module, tensors: tuple, make):
+    """``make()`` (quantized weights for :mod:`exact`), cached on ``module`` until one of
+    ``tensors`` (weights, bias, mask; None allowed) changes in place or is replaced."""
+    key = tuple(None if t is None else (t._version, t.data_ptr()) for t in tensors)
+    cache = module.__dict__.get("_qcache")
+    if cache is None or cache[0] != key:
+        cache = (key, make())
+        module.__dict__["_qcache"] = cache
+    return cache[1]
+
+
 class CausalConv2d(ExactModule):
     """A convolution whose output at (i, j) sees only a causal neighbourhood of its input.
 
@@ -80,12 +91,7 @@ class CausalConv2d(ExactModule):
     def _quantized(self):
         """Quantized weights, recomputed only when the weights change."""
         w, b = self.conv.weight, self.conv.bias
-        key = (w._version, w.data_ptr(), None if b is None else (b._version, b.data_ptr()))
-        cache = self.__dict__.get("_qcache")
-        if cache is None or cache[0] != key:
-            cache = (key, exact.quantize_conv(w, b))
-            self.__dict__["_qcache"] = cache
-        return cache[1]
+        return quantized_cached(self, (w, b), lambda: exact.quantize_conv(w, b))
 
 
 class Gate(ExactModule):
@@ -165,13 +171,7 @@ class MaskedConv2d(ExactModule):
     def _quantized(self):
         """Quantized masked weights, recomputed only when the weights or the mask change."""
         w, b, m = self.conv.weight, self.conv.bias, self.mask
-        key = (w._version, w.data_ptr(), m._version, m.data_ptr(),
-               None if b is None else (b._version, b.data_ptr()))
-        cache = self.__dict__.get("_qcache")
-        if cache is None or cache[0] != key:
-            cache = (key, exact.quantize_conv(w.detach() * m, b))
-            self.__dict__["_qcache"] = cache
-        return cache[1]
+        return quantized_cached(self, (w, b, m), lambda: exact.quantize_conv(w.detach() * m, b))
 
 
 class ChannelNorm(ExactModule):
@@ -205,9 +205,4 @@ class ChannelNorm(ExactModule):
 
     def _quantized(self):
         w, b = self.weight, self.bias
-        key = (w._version, w.data_ptr(), b._version, b.data_ptr())
-        cache = self.__dict__.get("_qcache")
-        if cache is None or cache[0] != key:
-            cache = (key, exact.quantize_conv(w.detach().view(-1, 1, 1, 1), b))
-            self.__dict__["_qcache"] = cache
-        return cache[1]
+        return quantized_cached(self, (w, b), lambda: exact.quantize_conv(w.detach().view(-1, 1, 1, 1), b))

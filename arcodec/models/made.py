@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from arcodec.models import exact
-from arcodec.models.layers import ExactModule
+from arcodec.models.layers import ExactModule, quantized_cached
 
 
 class MaskedLinear(ExactModule):
@@ -49,14 +49,8 @@ class MaskedLinear(ExactModule):
     def _quantized(self):
         """Quantized masked weights, recomputed only when the weights or the mask change."""
         w, b, m = self.linear.weight, self.linear.bias, self.mask
-        key = (w._version, w.data_ptr(), m._version, m.data_ptr(),
-               None if b is None else (b._version, b.data_ptr()))
-        cache = self.__dict__.get("_qcache")
-        if cache is None or cache[0] != key:
-            weight = (w.detach() * m).view(w.shape[0], w.shape[1], 1, 1)
-            cache = (key, exact.quantize_conv(weight, b))
-            self.__dict__["_qcache"] = cache
-        return cache[1]
+        return quantized_cached(self, (w, b, m), lambda: exact.quantize_conv(
+            (w.detach() * m).view(w.shape[0], w.shape[1], 1, 1), b))
 
 
 def one_hot(x: torch.Tensor, levels: int, exact_mode: bool) -> torch.Tensor:
