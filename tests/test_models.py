@@ -9,7 +9,8 @@ from arcodec.registry import architectures, build_model, make_config
 
 SMALL = {"gated-pixelcnn": {"hidden": 8, "layers": 3, "head": 16},
          "pixelcnn": {"hidden": 8, "blocks": 2, "head": 16},
-         "stack-pixelcnn": {"hidden": 8, "layers": 3}}
+         "stack-pixelcnn": {"hidden": 8, "layers": 3},
+         "pixelcnn-made": {"hidden": 8, "blocks": 2, "features": 8, "made_hidden": 16}}
 
 
 def small(arch, **kw):

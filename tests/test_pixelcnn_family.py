@@ -23,6 +23,7 @@ SMALL = {
     "pixelcnn": {"hidden": 4, "blocks": 2, "head": 4, "levels": 4},
     "stack-pixelcnn": {"hidden": 4, "layers": 3, "levels": 4},
     "gated-pixelcnn": {"hidden": 4, "layers": 3, "head": 8, "levels": 4},
+    "pixelcnn-made": {"hidden": 4, "blocks": 2, "features": 4, "made_hidden": 8, "levels": 4},
 }
 VARIANTS = {  # the options of the family, each tiny
     "pixelcnn": ("pixelcnn", SMALL["pixelcnn"]),

@@ -24,7 +24,7 @@ quantisation (~1e-4 relative); the codec always uses the exact path on both side
 from __future__ import annotations
 
 import math
-from decimal import Decimal, getcontext
+from decimal import Decimal, getcontext, localcontext
 from functools import lru_cache
 
 import torch
@@ -216,3 +216,164 @@ def scale_shift(x: torch.Tensor, q: tuple[torch.Tensor, torch.Tensor | None, int
     if bq is not None:
         acc = acc + bq
     return (torch.round(acc * 2.0**-s) / _ONE).clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
+# ------------------------------------------------------- discretized logistic mixture
+#
+# Log-probabilities are computed in int64 fixed point: logistic arguments t in units of
+# 2**-ACT_FRAC, logarithms in units of 2**-LOG_FRAC. Every table below is built from
+# Python integers and ``decimal`` (whose exp and ln are correctly rounded), so the
+# log-probabilities are the same bits on every machine, for any batch or crop.
+
+LOG_FRAC = 24  # fixed-point logarithms are multiples of 2**-24
+SCALE_FRAC = 20  # 1 / s = exp(-log s) is a multiple of 2**-20
+LOG_SCALE_RANGE = 7  # log s is clamped to [-7, 7] (both paths)
+SOFTPLUS_RANGE = 18  # log(1 + exp(-t)) < 2**-25 beyond t = 18: 0 in LOG_FRAC units
+LOG_MANT_BITS = 16  # ln of a sum: its 16 leading bits (rounded), then a table
+MIXTURE_MAX_LEVELS = 1024  # keeps (edge - mu) * (1 / s) below 2**63 in grid units
+MIXTURE_MAX_COMPONENTS = 256  # keeps a sum of M weights exp(.) (2**-44 units) below 2**53
+_DEC_PREC = 24  # digits: far more than the 2**-24 of the results needs
+
+
+def _round_q(value: Decimal, frac: int) -> int:
+    """round(value * 2**frac) (half away from zero; decimal makes ties deterministic)."""
+    return int((value * (Decimal(2) ** frac)).to_integral_value(rounding="ROUND_HALF_UP"))
+
+
+@lru_cache(maxsize=None)
+def exp_scale_table() -> torch.Tensor:
+    """round(exp(k / 2**ACT_FRAC) * 2**SCALE_FRAC) for k in [-R, R] * 2**ACT_FRAC (R =
+    LOG_SCALE_RANGE), int64, from the integer exponential: entry k + R * 2**ACT_FRAC."""
+    n = LOG_SCALE_RANGE * _ONE
+    e = _exp_neg_fixed(2 * TABLE_RANGE * _ONE)  # the gate tables' cache entry
+    shift = _FIXED - SCALE_FRAC
+    neg = [(e[k] + (1 << (shift - 1))) >> shift for k in range(n, 0, -1)]  # exp(-k), k = n..1
+    pos = [((1 << (_FIXED + SCALE_FRAC)) + e[k] // 2) // e[k] for k in range(0, n + 1)]  # exp(+k)
+    return torch.tensor(neg + pos, dtype=torch.int64)
+
+
+@lru_cache(maxsize=None)
+def softplus_neg_table() -> torch.Tensor:
+    """round(ln(1 + exp(-k / 2**ACT_FRAC)) * 2**LOG_FRAC) for k = 0..SOFTPLUS_RANGE * 2**ACT_FRAC
+    (the last entry is 0), int64."""
+    n = SOFTPLUS_RANGE * _ONE
+    e = _exp_neg_fixed(2 * TABLE_RANGE * _ONE)
+    one = Decimal(1 << _FIXED)
+    with localcontext() as ctx:
+        ctx.prec = _DEC_PREC
+        out = [_round_q(((one + e[k]) / one).ln(), LOG_FRAC) for k in range(n)]
+    return torch.tensor(out + [0], dtype=torch.int64)
+
+
+@lru_cache(maxsize=None)
+def log_mantissa_table() -> torch.Tensor:
+    """round(ln(m / 2**(B-1)) * 2**LOG_FRAC) for m = 2**(B-1)..2**B (B = LOG_MANT_BITS), int64:
+    entry m - 2**(B-1)."""
+    half = 1 << (LOG_MANT_BITS - 1)
+    with localcontext() as ctx:
+        ctx.prec = _DEC_PREC
+        out = [_round_q((Decimal(m) / half).ln(), LOG_FRAC) for m in range(half, 2 * half + 1)]
+    return torch.tensor(out, dtype=torch.int64)
+
+
+@lru_cache(maxsize=None)
+def log1m_exp_table(levels: int) -> torch.Tensor:
+    """round(ln(1 - exp(-d)) * 2**LOG_FRAC), d = 2 exp(-k / 2**ACT_FRAC) / (levels - 1) the
+    width of a bin over the scale s = exp(k / 2**ACT_FRAC), for k in [-R, R] * 2**ACT_FRAC
+    (entry k + R * 2**ACT_FRAC), int64. Entries whose value rounds to 0 (d > 18) are 0."""
+    n = LOG_SCALE_RANGE * _ONE
+    with localcontext() as ctx:
+        ctx.prec = _DEC_PREC
+        two = Decimal(2) / (levels - 1)
+        out = []
+        for k in range(-n, n + 1):
+            d = two * (Decimal(-k) / _ONE).exp()
+            out.append(0 if d > SOFTPLUS_RANGE else _round_q((1 - (-d).exp()).ln(), LOG_FRAC))
+    return torch.tensor(out, dtype=torch.int64)
+
+
+@lru_cache(maxsize=None)
+def _exp_weights_int() -> torch.Tensor:
+    """:func:`exp_table` as exact int64 multiples of 2**-EXP_FRAC."""
+    return torch.round(exp_table() * 2.0**EXP_FRAC).long()
+
+
+def _log_sigmoid_q(t: torch.Tensor) -> torch.Tensor:
+    """ln sigmoid(t) in LOG_FRAC units for int64 t in ACT_FRAC units:
+    min(t, 0) - ln(1 + exp(-|t|))."""
+    table = softplus_neg_table().to(t.device)
+    idx = t.abs().clamp_(max=len(table) - 1)
+    return torch.clamp(t, max=0) * (1 << (LOG_FRAC - ACT_FRAC)) - table[idx]
+
+
+def _log_q(s: torch.Tensor, frac: int) -> torch.Tensor:
+    """ln(s / 2**frac) in LOG_FRAC units for int64 1 <= s < 2**53: the LOG_MANT_BITS leading
+    bits of s (rounded) through :func:`log_mantissa_table`, plus a multiple of ln 2."""
+    _, n = torch.frexp(s.double())  # s < 2**53: exact, n = bit length of s
+    shift = (n.long() - LOG_MANT_BITS).clamp_(min=0)
+    half = torch.bitwise_left_shift(torch.ones_like(shift), (shift - 1).clamp(min=0)) * (shift > 0)
+    m = torch.bitwise_right_shift(s + half, shift)  # in [2**(B-1), 2**B], or below when s is small
+    low = m < (1 << (LOG_MANT_BITS - 1))  # only when s < 2**(B-1): scale it up instead
+    up = torch.where(low, LOG_MANT_BITS - n.long(), torch.zeros_like(shift))
+    m = torch.where(low, torch.bitwise_left_shift(s, up), m)
+    ln2 = _round_q(Decimal(2).ln(), LOG_FRAC)
+    table = log_mantissa_table().to(s.device)
+    return table[m - (1 << (LOG_MANT_BITS - 1))] + (shift - up + LOG_MANT_BITS - 1 - frac) * ln2
+
+
+def _logsumexp_q(v: torch.Tensor, dim: int) -> torch.Tensor:
+    """ln sum exp over ``dim`` of int64 v in LOG_FRAC units: the maximum plus the ln of a sum
+    of :func:`exp_table` weights of the rounded differences (exact integers in any order)."""
+    top = v.amax(dim=dim, keepdim=True)
+    k = torch.bitwise_right_shift(top - v + (1 << (LOG_FRAC - ACT_FRAC - 1)), LOG_FRAC - ACT_FRAC)
+    table = _exp_weights_int().to(v.device)
+    w = torch.where(k < len(table), table[k.clamp(max=len(table) - 1)], torch.zeros_like(k))
+    return top.squeeze(dim) + _log_q(w.sum(dim=dim), EXP_FRAC)
+
+
+def _mixture_chunk(pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor, levels: int) -> torch.Tensor:
+    """(P, M) int64 parameters in ACT_FRAC units -> (P, K) int64 log-probabilities in LOG_FRAC units."""
+    K, r = levels, LOG_SCALE_RANGE * _ONE
+    up_shift = 1 << (LOG_FRAC - ACT_FRAC)
+    log_pi = pi * up_shift
+    log_pi = log_pi - _logsumexp_q(log_pi, 1).unsqueeze(1)  # (P, M)
+    s = log_s.clamp(-r, r) + r
+    inv = exp_scale_table().to(pi.device)[2 * r - s]  # 1 / scale = exp(-log s), SCALE_FRAC units
+    j = torch.arange(K - 1, device=pi.device)
+    # t_j = (edge_j - mu) / scale, edge_j = (2j + 2 - K) / (K - 1) the upper edge of bin j
+    num = ((2 * j + 2 - K) * _ONE).view(1, 1, -1) - (mu * (K - 1)).unsqueeze(2)  # edge - mu, 2**-12 / (K-1) units
+    den = (K - 1) << SCALE_FRAC
+    t = torch.div(2 * num * inv.unsqueeze(2) + den, 2 * den, rounding_mode="floor")  # (P, M, K-1), ACT_FRAC units
+    upper = _log_sigmoid_q(t)  # ln sigmoid(t_j): ln P(value <= edge j)
+    lower = _log_sigmoid_q(-t)  # ln (1 - sigmoid(t_j))
+    gap = log1m_exp_table(K).to(pi.device)[s].unsqueeze(2)  # ln(1 - exp(-(t_j - t_{j-1})))
+    # bin k: sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(-(a - b))); tails: one CDF
+    comp = torch.cat([upper[:, :, :1], upper[:, :, 1:] + lower[:, :, :-1] + gap, lower[:, :, -1:]], dim=2)
+    return _logsumexp_q(log_pi.unsqueeze(2) + comp, 1)  # (P, K)
+
+
+MIXTURE_CHUNK = 1 << 22  # positions x components x levels evaluated at a time
+
+
+def logistic_mixture(pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor, levels: int) -> torch.Tensor:
+    """Discretized logistic mixture log-probabilities on the activation grid.
+
+    pi (mixture logits), mu (means in [-1, 1] units: level k is 2k / (K-1) - 1) and log_s
+    (log scales), each (B, M, C, H, W) on the activation grid -> (B, K, C, H, W) float64 on
+    the grid. Integer arithmetic throughout; every position is computed on its own, so the
+    result does not depend on the batch, the crop or the device."""
+    if not 2 <= levels <= MIXTURE_MAX_LEVELS:
+        raise ValueError(f"exact logistic mixture: levels must be 2..{MIXTURE_MAX_LEVELS}, got {levels}")
+    b, m, c, h, w = pi.shape
+    if m > MIXTURE_MAX_COMPONENTS:
+        raise ValueError(f"exact logistic mixture: at most {MIXTURE_MAX_COMPONENTS} components, got {m}")
+
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return torch.round(x * float(_ONE)).long().permute(0, 2, 3, 4, 1).reshape(-1, m)
+
+    p, u, s = flat(pi), flat(mu), flat(log_s)
+    step = max(1, MIXTURE_CHUNK // (m * levels))
+    out = torch.cat([_mixture_chunk(p[i: i + step], u[i: i + step], s[i: i + step], levels)
+                     for i in range(0, len(p), step)]) if len(p) else torch.zeros(0, levels, dtype=torch.int64)
+    out = to_grid(out.double() * 2.0**-LOG_FRAC)  # (B*C*H*W, K)
+    return out.view(b, c, h, w, levels).permute(0, 4, 1, 2, 3).contiguous()

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from arcodec.models import exact
+from arcodec.models.heads import DiscretizedLogisticMixture
 from arcodec.models.layers import CausalConv2d, ChannelNorm, ExactModule, Gate, MaskedConv2d
 from arcodec.registry import register_model
 
@@ -68,10 +69,14 @@ class PixelCNNConfig:
     head: int = 256  # width of the 1x1 output network (1024 in the paper)
     norm: bool = False  # layer normalisation (per pixel and colour group) at each block's input
     causal: bool = True  # False: the first layer is type B (sees the pixel itself); study only
+    mixture: int = 0  # 0: K categorical logits per sub-pixel; M > 0: a discretized logistic mixture of M
 
     def __post_init__(self):
         _check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
         c = self.channels
+        if not 0 <= self.mixture <= exact.MIXTURE_MAX_COMPONENTS:
+            raise ValueError(f"mixture must be 0 (categorical) to {exact.MIXTURE_MAX_COMPONENTS} components, "
+                             f"got {self.mixture}")
         if self.blocks < 0 or self.hidden < 2 * c or self.hidden % (2 * c) or self.head < c or self.head % c:
             raise ValueError(f"pixelcnn needs blocks >= 0, hidden a multiple of 2 * channels ({2 * c}) "
                              f"and head a multiple of channels ({c})")
@@ -96,8 +101,15 @@ class ResidualBlock(ExactModule):
 @register_model("pixelcnn", PixelCNNConfig)
 class PixelCNN(_Levels):
     """Exact mode: masked convolutions and ReLU are exact; the layer normalisation
-    (``norm=True``) runs in integer arithmetic (:func:`exact.group_norm`), so every option
-    works in the codec."""
+    (``norm=True``) runs in integer arithmetic (:func:`exact.group_norm`), and so does the
+    logistic mixture head (``mixture`` > 0, :func:`exact.logistic_mixture`), so every
+    option works in the codec.
+
+    ``mixture`` = M > 0: the last layer gives every sub-pixel M mixture logits, means and
+    log scales (PixelCNN++'s output, without its coupling of the colour channels: channel c
+    sees channels < c through the colour masks instead), and
+    :class:`~arcodec.models.heads.DiscretizedLogisticMixture` turns them into
+    log-probabilities over the K levels, which take the place of the logits."""
 
     def __init__(self, config: PixelCNNConfig):
         super().__init__()
@@ -107,15 +119,20 @@ class PixelCNN(_Levels):
         self.blocks = nn.ModuleList(ResidualBlock(c.hidden, c.kernel, C, c.norm) for _ in range(c.blocks))
         self.head = nn.Sequential(
             nn.ReLU(), MaskedConv2d(c.hidden, c.head, 1, "B", C),
-            nn.ReLU(), MaskedConv2d(c.head, C * c.levels, 1, "B", C))
+            nn.ReLU(), MaskedConv2d(c.head, C * (3 * c.mixture if c.mixture else c.levels), 1, "B", C))
+        if c.mixture:  # no parameters: categorical state dicts are unchanged
+            self.mixture = DiscretizedLogisticMixture(c.levels, c.mixture)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.first(self.embed(x))
         for block in self.blocks:
             h = block(h)
         b, _, hh, ww = h.shape
+        out = self.head(h)
+        if self.config.mixture:  # channel c's block: M logits, M means, M log scales
+            return self.mixture(*self.mixture.split(out))
         # the output's colour groups are contiguous: channel c's K logits are block c
-        return self.head(h).view(b, self.config.channels, self.config.levels, hh, ww).transpose(1, 2)
+        return out.view(b, self.config.channels, self.config.levels, hh, ww).transpose(1, 2)
 
     def receptive_field(self) -> tuple[int, int]:
         """(rows above, columns to either side) that a pixel's distribution can depend on."""

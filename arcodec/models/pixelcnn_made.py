@@ -1,0 +1,85 @@
+"""PixelCNN-MADE: PixelCNN features of the previous pixels, a MADE over the channels of
+the current pixel.
+
+    p(x_i^1..C | x_<i) = prod_c g(x_i^c | x_i^<c, phi_i),   phi_i = phi(x_<i)
+
+phi is a PixelCNN without colour masks (colours=1): a type-A first layer hides every
+channel of pixel i, the type-B blocks keep it hidden, so phi_i sees the pixels before i
+only. The MADE (:class:`~arcodec.models.made.MADE`, ``context=features``) reads the true
+channels of pixel i (teacher forcing) and phi_i, and gives the logits of channel c from
+the channels before c. ``forward(x)``: (B, C, H, W) integer levels -> logits (B, K, C, H, W).
+
+Exact mode: the masked convolutions, ReLU and the MADE's masked linear layers are exact
+(the MADE's context is phi on the activation grid, its input a one-hot), so the codec can
+use the model. The naive decoder calls it once per channel of a pixel with the channels
+already decoded filled in; channels not yet decoded are zeros, which the MADE's masks
+(exactly zero weights) and the type-A first layer never read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from arcodec.models.layers import MaskedConv2d
+from arcodec.models.made import MADE
+from arcodec.models.pixelcnn import ResidualBlock, _check_common, _Levels
+from arcodec.registry import register_model
+
+
+@dataclass(frozen=True)
+class PixelCNNMADEConfig:
+    channels: int = 3  # sub-pixels per pixel: the MADE's variables, in order (R, G, B)
+    levels: int = 256  # K intensity levels per sub-pixel
+    hidden: int = 96  # feature maps of the PixelCNN (halved inside a block)
+    blocks: int = 6  # residual blocks of 1x1 / kxk / 1x1 type-B masked convolutions
+    first_kernel: int = 7  # the type-A layer
+    kernel: int = 3  # the middle layer of each block
+    features: int = 64  # phi_i: context features per pixel, fed to the MADE
+    made_hidden: int = 128  # width of each MADE hidden layer
+    made_layers: int = 1  # MADE hidden layers
+    norm: bool = False  # layer normalisation (per pixel) at each block's input
+    causal: bool = True  # False: the first layer is type B (phi_i sees pixel i); study only
+
+    def __post_init__(self):
+        _check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
+        if self.blocks < 0 or self.hidden < 2 or self.hidden % 2 or self.features < 1:
+            raise ValueError("pixelcnn-made needs blocks >= 0, an even hidden >= 2 and features >= 1")
+        if self.made_hidden < 1 or self.made_layers < 1:
+            raise ValueError("pixelcnn-made needs made_hidden >= 1 and made_layers >= 1")
+
+
+@register_model("pixelcnn-made", PixelCNNMADEConfig)
+class PixelCNNMADE(_Levels):
+    """PixelCNN features of x_<i, a MADE over the C channels of pixel i (module docstring)."""
+
+    def __init__(self, config: PixelCNNMADEConfig):
+        super().__init__()
+        self.config = c = config
+        self.first = MaskedConv2d(c.channels, c.hidden, c.first_kernel, "A" if c.causal else "B", 1)
+        self.blocks = nn.ModuleList(ResidualBlock(c.hidden, c.kernel, 1, c.norm) for _ in range(c.blocks))
+        self.features = MaskedConv2d(c.hidden, c.features, 1, "B", 1)
+        self.made = MADE(c.channels, c.levels, (c.made_hidden,) * c.made_layers, context=c.features)
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        """phi (B, features, H, W): position i from the pixels before i."""
+        h = self.first(self.embed(x))
+        for block in self.blocks:
+            h = block(h)
+        return torch.relu(self.features(torch.relu(h)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, C, H, W = x.shape
+        phi = self.context(x)
+        ctx = phi.permute(0, 2, 3, 1).reshape(b * H * W, -1)
+        xs = x.permute(0, 2, 3, 1).reshape(b * H * W, C)  # the MADE reads the true channels
+        out = self.made(xs, ctx)  # (B*H*W, K, C)
+        return out.view(b, H, W, self.config.levels, C).permute(0, 3, 4, 1, 2)
+
+    def receptive_field(self) -> tuple[int, int]:
+        """(rows above, columns to either side) that a pixel's distribution can depend on."""
+        c = self.config
+        reach = c.first_kernel // 2 + c.blocks * (c.kernel // 2)
+        return reach, reach
