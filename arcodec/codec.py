@@ -14,7 +14,7 @@ from arcodec.coding.autoregressive import (DEFAULT_CHUNK, Stream, decode_streams
                                           plan_streams, scatter)
 from arcodec.container import Entry, Header
 from arcodec.errors import ArcodecError, FormatError, IntegrityError
-from arcodec.zoo import DEFAULT_GRAY, LoadedModel, check_fingerprint, load_model, model_for_id
+from arcodec.zoo import DEFAULT_GRAY, LoadedModel, check_fingerprint, default_model, load_model, model_for_id
 
 MAX_BATCH = 512  # tiles pushed through the model together (memory grows with it)
 Progress = Callable[[int], None]  # called with the number of sub-pixels just coded
@@ -122,8 +122,8 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
 def encode_images(images: list, names: list[str] | None = None, model=None, tile: int = container.DEFAULT_TILE,
                   archive: bool | None = None, progress: Progress | None = None) -> Encoded:
     """Compress images into one .arc file (an archive when ``names`` is given or archive=True)."""
-    m = resolve(model)
     imgs = [as_image(a) for a in images]
+    m = resolve(model if model is not None else default_model(imgs))
     for a in imgs:
         _check(m, a)
     archive = bool(names) if archive is None else archive
@@ -137,11 +137,22 @@ def encode_many(images: list, model=None, tile: int = container.DEFAULT_TILE,
     """One single-image .arc file per image, the images pushed through the model together.
 
     ``Encoded.seconds`` is the call's time divided by the number of files."""
-    m = resolve(model)
     imgs = [as_image(a) for a in images]
-    for a in imgs:
-        _check(m, a)
-    return _encode(m, [([a], None, False) for a in imgs], tile, progress, max_tiles or MAX_BATCH)
+    if model is not None:
+        groups = {"": list(range(len(imgs)))}
+    else:  # the default model depends on the image
+        groups = {}
+        for i, a in enumerate(imgs):
+            groups.setdefault(default_model([a]), []).append(i)
+    out: list[Encoded | None] = [None] * len(imgs)
+    for name, idx in groups.items():
+        m = resolve(model if model is not None else name)
+        for i in idx:
+            _check(m, imgs[i])
+        encoded = _encode(m, [([imgs[i]], None, False) for i in idx], tile, progress, max_tiles or MAX_BATCH)
+        for i, e in zip(idx, encoded):
+            out[i] = e
+    return out
 
 
 def _open(data: bytes, model) -> tuple[Header, bytes, LoadedModel, _Job, list[int]]:
@@ -208,7 +219,10 @@ def decode_file(data: bytes, model=None, naive: bool = False,
 
 
 def compress(array, model: str | LoadedModel | None = None) -> bytes:
-    """Compress one image ((H, W) or (H, W, C) uint8) to .arc bytes, in the manner of zlib."""
+    """Compress one image ((H, W) or (H, W, C) uint8) to .arc bytes, in the manner of zlib.
+
+    Without ``model``: the shipped colour model for RGB images with values 0..3, the
+    grayscale MNIST model otherwise."""
     return encode_images([array], model=model).data
 
 

@@ -36,11 +36,13 @@ MODELS = [
     ("PixelCNN", "pixelcnn", "mnist", {"hidden": 32, "blocks": 6, "head": 64}),
     ("stack PixelCNN (no gates)", "stack-pixelcnn", "mnist", {"hidden": 32, "layers": 8}),
     ("Gated PixelCNN", "gated-pixelcnn", "mnist", {"hidden": 32, "layers": 8, "head": 64}),
-    ("PixelCNN-MADE", "pixelcnn-made", "mnist", {}),
+    ("PixelCNN-MADE", "pixelcnn-made", "mnist",
+     {"channels": 1, "hidden": 32, "blocks": 6, "features": 32, "made_hidden": 64}),
     ("Gated PixelCNN, NOT causal (ablation)", "gated-pixelcnn", "mnist",
      {"hidden": 32, "layers": 8, "head": 64, "causal": "false"}),
     ("PixelCNN (colour masks)", "pixelcnn", "colour-mnist", {"channels": 3, "hidden": 48, "blocks": 6, "head": 48}),
-    ("PixelCNN-MADE", "pixelcnn-made", "colour-mnist", {"channels": 3}),
+    ("PixelCNN-MADE", "pixelcnn-made", "colour-mnist",
+     {"channels": 3, "hidden": 48, "blocks": 6, "features": 48, "made_hidden": 96}),
 ]
 
 

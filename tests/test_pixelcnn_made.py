@@ -206,3 +206,17 @@ def test_pixelcnn_mixture_codec_round_trip(tmp_path):
     img = np.random.default_rng(6).integers(0, 256, (6, 5), dtype=np.uint8)  # 8-bit grayscale
     enc = round_trip(m, "pixelcnn", img, tmp_path)
     assert enc.nll_bits > 0
+
+
+def test_pixelcnn_made_stepper_sees_the_encoders_tables():
+    """The cached stepper (phi once per pixel, the MADE per channel) and the naive decoder
+    both reproduce, element for element, the tables of the teacher-forced encoder."""
+    m = set_exact(train_steps(build("pixelcnn-made", {**MADE_SMALL, "channels": 3, "levels": 4})), True)
+    x = torch.randint(0, 4, (3, 3, 9, 10), generator=torch.Generator().manual_seed(5))
+    enc_tables, dec_tables = [], []
+    payload, _ = ar.encode_stream(m, x, on_table=lambda r0, r1, w: enc_tables.append(w))
+    assert isinstance(ar.make_stepper(m, 3, 3, 9, 10), type(m.incremental(3, 9, 10)))
+    y = ar.decode_stream(m, payload, 3, 3, 9, 10, on_table=lambda r, c, ch, w: dec_tables.append(w))
+    assert torch.equal(x, y)
+    assert np.array_equal(np.concatenate(enc_tables), np.concatenate(dec_tables))
+    assert torch.equal(ar.decode_stream(m, payload, 3, 3, 9, 10, naive=True), x)

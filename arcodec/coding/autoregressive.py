@@ -114,9 +114,9 @@ class FullPassStepper:
 
 
 def make_stepper(model, batch: int, channels: int, height: int, width: int, naive: bool = False) -> Stepper:
-    """The cached stepper of the model where it has one (one call per pixel), else the
-    naive one (which may be called again for each channel of a pixel)."""
-    if not naive and channels == 1 and hasattr(model, "incremental"):
+    """The model's own stepper where it has one, else the naive one. A stepper is called
+    once per channel of a pixel, with the channels before it decoded."""
+    if not naive and hasattr(model, "incremental"):
         return model.incremental(batch, height, width)
     return FullPassStepper(model, batch, height, width)
 

@@ -83,3 +83,32 @@ class PixelCNNMADE(_Levels):
         c = self.config
         reach = c.first_kernel // 2 + c.blocks * (c.kernel // 2)
         return reach, reach
+
+    def incremental(self, batch: int, height: int, width: int) -> "PixelCNNMADEStepper":
+        return PixelCNNMADEStepper(self)
+
+
+class PixelCNNMADEStepper:
+    """Decoder steps: phi at (r, c) once per pixel, from the rows and columns it reaches;
+    then the MADE alone for each channel of the pixel. In exact mode every value equals
+    the full pass's: a crop that holds the receptive field (or the image's own border)
+    gives the same numbers, and the MADE reads only the channels already decoded."""
+
+    def __init__(self, model: PixelCNNMADE):
+        self.model = model
+        self.reach = model.receptive_field()
+        self.at: tuple[int, int] | None = None
+        self.ctx: torch.Tensor | None = None
+
+    def begin_row(self, x: torch.Tensor, r: int) -> None:
+        pass
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        m = self.model
+        if self.at != (r, c):
+            top, side = max(0, r - self.reach[0]), max(0, c - self.reach[1])
+            crop = x[:, :, top: r + 1, side: c + self.reach[1] + 1]
+            self.ctx = m.context(crop)[:, :, r - top, c - side]
+            self.at = (r, c)
+        return m.made(x[:, :, r, c], self.ctx)  # (B, K, C)

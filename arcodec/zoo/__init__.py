@@ -23,6 +23,17 @@ from arcodec.registry import build_model, make_config
 
 ZOO_DIR = Path(__file__).resolve().parent
 DEFAULT_GRAY = "mnist-gated"
+DEFAULT_COLOUR4 = "colour-mnist-made"  # colour images with at most 4 levels per channel
+
+
+def default_model(images) -> str:
+    """The zoo model for images (H, W, C) uint8 when the user names none: the colour model
+    for RGB images whose values all lie in 0..3 (when it is shipped), else the grayscale
+    model (which codes colour channel by channel)."""
+    if (images and all(a.shape[2] == 3 and int(a.max()) < 4 for a in images)
+            and (ZOO_DIR / f"{DEFAULT_COLOUR4}.json").is_file()):
+        return DEFAULT_COLOUR4
+    return DEFAULT_GRAY
 
 
 @dataclass(frozen=True)
