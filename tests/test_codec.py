@@ -7,6 +7,9 @@ from arcodec import container
 from arcodec.codec import decode_file, decode_many, encode_images, encode_many
 from arcodec.coding import autoregressive as ar
 from arcodec.errors import ArcodecError, FormatError, IntegrityError, ModelError
+from conftest import SHARED_MNIST
+
+SHARED_MNIST_PRESENT = SHARED_MNIST.exists()
 
 
 def test_roundtrip_real_digits_tiny_model(tiny, digits):
@@ -143,9 +146,38 @@ def test_shipped_model_roundtrip_on_real_digits(shipped, digits):
     assert all(np.array_equal(a, b[:, :, 0]) for a, b in zip(imgs, out))
     single = arcodec.compress(digits[9])
     assert np.array_equal(arcodec.decompress(single), digits[9])
-    from conftest import SHARED_MNIST
-
-    if SHARED_MNIST.exists():  # real MNIST: far below PNG's 2.68 bits/dim
+    if SHARED_MNIST_PRESENT:  # real MNIST: far below PNG's 2.68 bits/dim
         assert 8 * len(single) / 784 < 2.0
     else:  # upscaled 8x8 digits are not MNIST-like, but still cost less than raw bytes
         assert 8 * len(single) / 784 < 8.0
+
+
+def test_default_model_by_image_type(tmp_path, monkeypatch):
+    import arcodec.zoo as zoo
+
+    rgb4 = np.random.default_rng(0).integers(0, 4, (5, 5, 3)).astype(np.uint8)
+    rgb8 = rgb4.copy()
+    rgb8[0, 0, 0] = 200
+    gray = rgb4[:, :, :1]
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    assert zoo.default_model([rgb4]) == zoo.DEFAULT_GRAY  # no colour model shipped: the gray one
+    (tmp_path / f"{zoo.DEFAULT_COLOUR4}.json").write_text("{}")
+    assert zoo.default_model([rgb4]) == zoo.DEFAULT_COLOUR4
+    assert zoo.default_model([rgb8]) == zoo.DEFAULT_GRAY
+    assert zoo.default_model([gray]) == zoo.DEFAULT_GRAY
+    assert zoo.default_model([rgb4, rgb8]) == zoo.DEFAULT_GRAY  # one model per file
+
+
+def test_shipped_colour_model_is_the_default_for_two_bit_colour(digits):
+    """RGB images with values 0..3 go to the shipped colour PixelCNN-MADE by default."""
+    import arcodec.zoo as zoo
+    from arcodec.data import colourize
+
+    card = next(c for c in zoo.cards() if c["name"] == zoo.DEFAULT_COLOUR4)
+    img = colourize(torch.from_numpy(digits[:1, None]), seed=7)[0].permute(1, 2, 0).numpy()  # (28, 28, 3), 0..3
+    data = arcodec.compress(img)
+    header, _, _ = container.read(data)
+    assert header.model_id == card["id"] and header.bit_depth == 2
+    assert np.array_equal(arcodec.decompress(data), img)
+    if SHARED_MNIST_PRESENT:  # a real colour digit: far below the 2 bits/sub-pixel of raw 2-bit data
+        assert 8 * len(data) / img.size < 1.0

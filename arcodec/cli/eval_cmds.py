@@ -12,7 +12,8 @@ from arcodec.errors import ArcodecError
 
 
 @main.command("eval")
-@click.option("-m", "--model", default=None, help="Zoo model name or checkpoint path [default: mnist-gated].")
+@click.option("-m", "--model", default=None,
+              help="Zoo model name or checkpoint path [default: by image type, as compress].")
 @click.option("--data", required=True, help="Data set name (its test split) or a folder of images.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--limit", type=click.IntRange(0), default=0, help="First N images only (0: all).")
@@ -37,14 +38,15 @@ def eval_(model, data, split, limit, batch, csv_path, data_root, force):
 
     from arcodec.codec import resolve
     from arcodec.evaluate import evaluate_codec, evaluation_images, summarize, write_csv
+    from arcodec.zoo import default_model
 
-    m = resolve(model)
+    images, names = evaluation_images(data, split, limit, data_root)
+    m = resolve(model if model is not None else default_model(images))
     if csv_path is None:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(m.name).stem}-{Path(data).name or data}")
         csv_path = f"eval-{slug}.csv"
     if Path(csv_path).exists() and not force:
         raise ArcodecError(f"{csv_path} already exists (use -f to overwrite)")
-    images, names = evaluation_images(data, split, limit, data_root)
     with tqdm(total=len(images), unit="img", desc="eval", leave=False, disable=None, delay=0.5) as bar:
         records = evaluate_codec(m, images, names, batch, progress=bar.update)
     write_csv(records, csv_path)
