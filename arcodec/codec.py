@@ -146,6 +146,8 @@ def encode_many(images: list, model=None, tile: int = container.DEFAULT_TILE,
             groups.setdefault(default_model([a]), []).append(i)
     out: list[Encoded | None] = [None] * len(imgs)
     for name, idx in groups.items():
+        if not idx:
+            continue
         m = resolve(model if model is not None else name)
         for i in idx:
             _check(m, imgs[i])
