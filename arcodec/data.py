@@ -139,6 +139,33 @@ def load_colour_mnist(split: str, root: str | None = None, download: bool = Fals
     return colourize(load_mnist(split, root, download), _COLOUR_SEED[split])
 
 
+class ColourMNIST(torch.utils.data.Dataset):
+    """Colour MNIST as a torchvision-style Dataset: ``ColourMNIST(root, train=True,
+    download=False, transform=None)[i]`` is (image (3, 28, 28) uint8 with values 0..3, label).
+
+    ``train=True`` gives all 60,000 training digits, ``train=False`` the 10,000 test digits
+    (colours seeded per split, as :func:`colourize`); ``load_dataset("colour-mnist", split)``
+    gives the seeded train/val/test splits instead."""
+
+    def __init__(self, root: str | None = None, train: bool = True, download: bool = False, transform=None):
+        from torchvision.datasets import MNIST
+
+        try:
+            ds = MNIST(root=root or DEFAULT_ROOT, train=train, download=download)
+        except RuntimeError as e:
+            raise FileNotFoundError(f"MNIST not found under {root or DEFAULT_ROOT} (download=True fetches it): {e}") from None
+        self.data = colourize(ds.data.unsqueeze(1), 11 if train else 13)
+        self.targets = torch.as_tensor(ds.targets)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        x = self.data[i]
+        return (self.transform(x) if self.transform else x), int(self.targets[i])
+
+
 @register_dataset("digits", 256, "scikit-learn's 8x8 digits scaled to 0..255, 80/10/10 of 1,797")
 def load_digits(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
     """scikit-learn's 8x8 digits (values 0..16) scaled to 0..255, as (N, 1, 8, 8) uint8."""

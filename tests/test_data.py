@@ -56,3 +56,18 @@ def test_levels_and_unknown_names():
 def test_missing_torchvision_data_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="--download"):
         load_dataset("fashion-mnist", "test", root=str(tmp_path))
+
+
+def test_colour_mnist_dataset_class(tmp_path):
+    """torchvision-style: (image, label) items; a clear error when MNIST is missing."""
+    from conftest import SHARED_MNIST
+
+    from arcodec.data import ColourMNIST
+
+    with pytest.raises(FileNotFoundError, match="download"):
+        ColourMNIST(root=str(tmp_path), train=False)
+    if SHARED_MNIST.exists():
+        ds = ColourMNIST(train=False)
+        x, y = ds[0]
+        assert len(ds) == 10000 and x.shape == (3, 28, 28) and int(x.max()) <= 3 and 0 <= y <= 9
+        assert torch.equal(ColourMNIST(train=False)[5][0], ds[5][0])  # deterministic
