@@ -157,8 +157,8 @@ def encode_many(images: list, model=None, tile: int = container.DEFAULT_TILE,
     return out
 
 
-def _open(data: bytes, model) -> tuple[Header, bytes, LoadedModel, _Job, list[int]]:
-    """Parse a file and plan its decoding: (header, body, model, job, stream lengths)."""
+def _open(data: bytes, model) -> tuple[Header, LoadedModel, _Job]:
+    """Parse a file and plan its decoding: (header, model, job with the streams' payloads)."""
     header, body, _ = container.read(data)
     if model is None:
         m = model_for_id(header.model_id, header.fingerprint)
@@ -180,7 +180,7 @@ def _open(data: bytes, model) -> tuple[Header, bytes, LoadedModel, _Job, list[in
         payloads.append(body[pos: pos + n])
         pos += n
     job = _Job([np.zeros(s, dtype=np.uint8) for s in shapes], streams, payloads)
-    return header, body, m, job, lengths
+    return header, m, job
 
 
 def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: Progress | None = None,
@@ -190,11 +190,11 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
     (H, W, C) uint8) per file, in order. A corrupt file fails the whole call."""
     opened = [_open(d, model) for d in datas]
     by_model: dict[int, list[int]] = {}
-    for i, (_, _, m, _, _) in enumerate(opened):
+    for i, (_, m, _) in enumerate(opened):
         by_model.setdefault(id(m), []).append(i)
     for idx in by_model.values():
-        m = opened[idx[0]][2]
-        jobs = [opened[i][3] for i in idx]
+        m = opened[idx[0]][1]
+        jobs = [opened[i][2] for i in idx]
         channels = m.channels
         for batch in _batches(jobs, max_tiles or MAX_BATCH):
             s0 = jobs[batch[0][0]].streams[batch[0][1]]
@@ -207,7 +207,7 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
                 scatter(jobs[j].images, jobs[j].streams[k], x[pos: pos + n])
                 pos += n
     out = []
-    for data, (header, _, _, job, _) in zip(datas, opened):
+    for data, (header, _, job) in zip(datas, opened):
         if not container.verify(data, job.images):
             raise IntegrityError("the CRC32 check fails: the file is corrupt")
         out.append((header, job.images))
