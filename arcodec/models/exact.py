@@ -100,13 +100,15 @@ def weight_shift(weight: torch.Tensor) -> int:
 
 
 def quantize_conv(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-    """(integer weights, integer bias, shift s) of a convolution for :func:`conv2d`."""
+    """(integer weights wq = w * 2**s, bias on the activation grid scaled by 2**s, shift s) of
+    a convolution for :func:`conv2d`: the bias is computed once here, not at every call."""
     s = weight_shift(weight)
     wq = torch.round(weight.detach().double() * 2.0**s)
     # |x| <= 2 * ACT_LIMIT (a clamped activation plus a residual), so |x| * 2**ACT_FRAC <= 2**22,
     # and |wq| < 2**WEIGHT_BITS: every partial sum stays below 2**53.
     assert wq[0].numel() * 2.0 ** (22 + WEIGHT_BITS) < 2.0**53, "layer too wide for exact mode"
-    bq = None if bias is None else torch.round(bias.detach().double() * 2.0 ** (s + ACT_FRAC)).view(1, -1, 1, 1)
+    # b * 2**s rounded to a multiple of 2**-ACT_FRAC: added exactly to sums of x * wq
+    bq = None if bias is None else torch.round(bias.detach().double() * 2.0 ** (s + ACT_FRAC)) * 2.0**-ACT_FRAC
     return wq, bq, s
 
 
@@ -119,8 +121,7 @@ def conv2d(x: torch.Tensor, q: tuple[torch.Tensor, torch.Tensor | None, int], di
     exactly: the result does not depend on the algorithm's order of summation. On the CPU
     torch's float64 convolution (im2col and a matrix product; no Winograd or FFT, which
     would bring in inexact fractions) is used; elsewhere an explicit im2col."""
-    wq, bq, s = q
-    bias = None if bq is None else bq.view(-1) * 2.0**-ACT_FRAC  # value units: multiples of 2**-ACT_FRAC
+    wq, bias, s = q
     b, _, h, w = x.shape
     o, _, kh, kw = wq.shape
     ho, wo = h - dilation * (kh - 1), w - dilation * (kw - 1)
@@ -214,7 +215,7 @@ def scale_shift(x: torch.Tensor, q: tuple[torch.Tensor, torch.Tensor | None, int
     wq, bq, s = q
     acc = torch.round(x * float(_ONE)) * wq.view(1, -1, 1, 1)  # |x| 2**12 <= 2**17, |wq| < 2**15
     if bq is not None:
-        acc = acc + bq
+        acc = acc + bq.view(1, -1, 1, 1) * float(_ONE)  # integer units, like acc
     return (torch.round(acc * 2.0**-s) / _ONE).clamp_(-ACT_LIMIT, ACT_LIMIT)
 
 
