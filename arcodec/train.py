@@ -55,6 +55,20 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def objective(core: torch.nn.Module, x: torch.Tensor, forward=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimise, code length in bits of every sub-pixel of ``x``).
+
+    The default is the categorical cross-entropy of the logits, :func:`nll_bits`. A model
+    whose loss is something else (a flow's change of variables, a quantile loss) defines
+    ``objective(x, forward)``; ``forward`` is the callable to run the network with (the
+    DistributedDataParallel wrapper while training), ``core`` itself otherwise."""
+    forward = forward or core
+    if hasattr(core, "objective"):
+        return core.objective(x, forward)
+    bits = nll_bits(forward(x), x)
+    return bits.mean(), bits
+
+
 @torch.no_grad()
 def evaluate_nll(model: torch.nn.Module, data: torch.Tensor, batch: int = 256) -> float:
     """Mean NLL in bits/dim of ``model`` on ``data`` (N, C, H, W) uint8."""
@@ -63,7 +77,7 @@ def evaluate_nll(model: torch.nn.Module, data: torch.Tensor, batch: int = 256) -
     total, count = 0.0, 0
     for i in range(0, len(data), batch):
         x = data[i: i + batch]
-        total += float(nll_bits(model(x), x).sum())
+        total += float(objective(model, x)[1].sum())
         count += x.numel()
     model.train(was_training)
     return total / count
@@ -234,10 +248,10 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         k += 1
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = nll_bits(model(x), x).mean()
-        objective = loss + 0.5 * cfg.l2 * sum(p.pow(2).sum() for p in core.parameters()) if cfg.l2 else loss
+        loss, _ = objective(core, x, model)
+        penalised = loss + 0.5 * cfg.l2 * sum(p.pow(2).sum() for p in core.parameters()) if cfg.l2 else loss
         opt.zero_grad(set_to_none=True)
-        objective.backward()
+        penalised.backward()
         if cfg.clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
