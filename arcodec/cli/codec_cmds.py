@@ -70,7 +70,9 @@ def _expand(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--tile", type=click.IntRange(8, 4096), default=64, show_default=True,
               help="Tile side: tiles are decoded together as one batch.")
 @click.option("-v", "--verbose", is_flag=True, help="Print sizes and bits/dim.")
-def compress(inputs, output, model, force, keep, tile, verbose):
+@click.option("--explain", is_flag=True,
+              help="Also draw IMG.bits.png: each pixel's code length beside the image (as arcodec viz bits).")
+def compress(inputs, output, model, force, keep, tile, verbose, explain):
     """Compress images to .arc files.
 
     Without -o each IMG becomes IMG.arc and, as with gzip, IMG is removed unless -k is
@@ -94,7 +96,8 @@ def compress(inputs, output, model, force, keep, tile, verbose):
     if output is not None and len(items) > 1 and not archive:
         raise ArcodecError("several inputs need -o ARCHIVE.arc")
     targets = [output] if output is not None else [path + SUFFIX for path, _ in items]
-    for target in targets:  # refuse before doing any work
+    explained = [path + ".bits.png" for path, _ in items if path != "-"] if explain else []
+    for target in targets + explained:  # refuse before doing any work
         if target != "-" and Path(target).exists() and not force:
             raise ArcodecError(f"{target} already exists (use -f to overwrite)")
     images = [read_image(_read_input(path), path) for path, _ in items]
@@ -111,6 +114,16 @@ def compress(inputs, output, model, force, keep, tile, verbose):
             click.echo(f"{target}: {enc.subpixels} sub-pixels, {len(enc.data)} bytes, "
                        f"{8 * len(enc.data) / enc.subpixels:.4f} bits/dim "
                        f"(model NLL {enc.nll_bits / enc.subpixels:.4f})", err=True)
+    if explain:
+        from arcodec.inference import bits_map
+        from arcodec.viz import bits_figure
+
+        for (path, _), image in zip(items, images):
+            if path != "-":
+                bm = bits_map(image, model, tile)
+                bits_figure(bm, path + ".bits.png", f"where the bits go: {Path(path).name}", force=force)
+                click.echo(f"{path}.bits.png: {bm.total_bits:.1f} bits of code length, "
+                           f"payload {8 * bm.payload_bytes} bits", err=True)
     if output is None and not keep:
         for path, _ in items:
             Path(path).unlink()

@@ -45,4 +45,4 @@ def main():
     """
 
 
-from arcodec.cli import codec_cmds, eval_cmds, train_cmds  # noqa: E402,F401  (register the commands)
+from arcodec.cli import codec_cmds, eval_cmds, inference_cmds, train_cmds  # noqa: E402,F401  (register the commands)
