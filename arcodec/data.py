@@ -176,6 +176,24 @@ def load_digits(split: str, root: str | None = None, download: bool = False) -> 
     return data[torch.from_numpy(_split(len(data), (0.8, 0.1))[split])]
 
 
+def load_digits_labels(split: str) -> torch.Tensor:
+    """The labels (0..9, int64) of ``load_digits(split)``'s images, in the same order."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    target = sk_digits().target
+    return torch.from_numpy(target[_split(len(target), (0.8, 0.1))[split]]).long()
+
+
+@register_dataset("digits-4x4-binary", 2,
+                  "scikit-learn's digits averaged to 4x4 and thresholded (levels 0/1): small "
+                  "enough to enumerate every image (arcodec.inference)")
+def load_digits_4x4_binary(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    """(N, 1, 4, 4) uint8 in {0, 1}: each 2x2 block of the 8x8 digits (0..255) averaged, 1
+    where the mean is at least 64. Same splits as ``digits``."""
+    pooled = torch.nn.functional.avg_pool2d(load_digits(split).float(), 2)
+    return (pooled >= 64).to(torch.uint8)
+
+
 def image_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():

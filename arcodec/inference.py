@@ -41,7 +41,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from arcodec.data import register_dataset
 from arcodec.errors import ArcodecError
 from arcodec.models.layers import set_exact
 
@@ -636,21 +635,6 @@ def empirical_tv(keys: np.ndarray, probs: np.ndarray, sample_keys: np.ndarray) -
     return 0.5 * sum(abs(support.get(k, 0.0) - emp.get(k, 0.0)) for k in allk)
 
 
-# ------------------------------------------------------------ the tiny validation data set
-
-@register_dataset("digits-4x4-binary", 2,
-                  "scikit-learn's digits averaged to 4x4 and thresholded (levels 0/1): small "
-                  "enough to enumerate every image (arcodec.inference)")
-def load_digits_4x4_binary(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
-    """(N, 1, 4, 4) uint8 in {0, 1}: each 2x2 block of the 8x8 digits (0..255) averaged, 1
-    where the mean is at least 64. Same splits as ``digits``."""
-    from arcodec.data import load_digits
-
-    x = load_digits(split).float()
-    pooled = torch.nn.functional.avg_pool2d(x, 2)
-    return (pooled >= 64).to(torch.uint8)
-
-
 def validate_tiny(model, images: torch.Tensor, samples: tuple[int, ...] = (16, 64, 256, 1024),
                   future_samples: tuple[int, ...] = (4, 16, 64, 256), proposals: tuple[int, ...] = (1, 8, 32),
                   sweeps: tuple[int, ...] = (1, 2, 4), n: int = 1000, seed: int = 0) -> list[dict]:
@@ -776,12 +760,9 @@ def bits_map(image, model=None, tile: int | None = None) -> BitsMap:
 
 def digits_with_labels(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 8x8 digits (the ``digits`` data set, same splits) with their labels."""
-    from sklearn.datasets import load_digits as sk_digits
+    from arcodec.data import load_digits, load_digits_labels
 
-    from arcodec.data import _split, load_digits
-
-    idx = torch.from_numpy(_split(len(sk_digits().target), (0.8, 0.1))[split])
-    return load_digits(split), torch.from_numpy(sk_digits().target)[idx].long()
+    return load_digits(split), load_digits_labels(split)
 
 
 def fit_class_conditional(x: torch.Tensor, y: torch.Tensor, settings: dict, steps: int, out: str | Path | None = None,
