@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-all bench clean
+.PHONY: run test test-all bench bench-full gallery clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,28 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
+# quick benchmarks (roughly 15-20 minutes on 2 idle CPU cores, longer on a shared machine);
+# bench-full: the whole MNIST test set and the 24 whole Kodak photos (several hours)
 bench: $(STAMP)
-	$(BIN)/python benchmarks/mnist_codec.py --limit 500
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/compression.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/speed.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/determinism.py
+	$(BIN)/python benchmarks/plots.py
 	$(BIN)/python benchmarks/train_throughput.py --steps 30
 	$(BIN)/python benchmarks/toy_models.py
 	$(BIN)/python benchmarks/readme.py
+
+bench-full: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/compression.py --full
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/classical.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/speed.py --full
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/determinism.py --full
+	$(BIN)/python benchmarks/plots.py
+	$(BIN)/python benchmarks/readme.py
+
+# every figure of docs/gallery.md, from the shipped models (a few minutes on one CPU core)
+gallery: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gallery.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from arcodec import container
+from arcodec.coding import flow as flow_coding
 from arcodec.coding.autoregressive import (DEFAULT_CHUNK, Stream, decode_streams, encode_streams, gather,
                                           plan_streams, scatter)
 from arcodec.container import Entry, Header
@@ -45,9 +46,22 @@ def as_image(array) -> np.ndarray:
 
 
 def resolve(model: str | LoadedModel | None) -> LoadedModel:
-    if isinstance(model, LoadedModel):
-        return model
-    return load_model(model or DEFAULT_GRAY)
+    m = model if isinstance(model, LoadedModel) else load_model(model or DEFAULT_GRAY)
+    _coders(m)  # a model that cannot code is refused here, before any work
+    return m
+
+
+def _coders(m: LoadedModel) -> tuple[Callable, Callable]:
+    """(encode_streams, decode_streams) for the model's kind of coding (``net.coding``):
+    autoregressive models step through the pixels, integer flows invert in one pass; a
+    continuous flow is a density over real vectors and cannot code integers losslessly."""
+    kind = getattr(m.net, "coding", "autoregressive")
+    if kind == "autoregressive":
+        return encode_streams, decode_streams
+    if kind == "flow":
+        return flow_coding.encode_streams, flow_coding.decode_streams
+    raise ArcodecError(f"model {m.name!r} is a {kind} flow (a density over real vectors, see docs/flows.md): "
+                       "it cannot code images losslessly; use an autoregressive model or the integer flow mnist-idf")
 
 
 def _stream_lengths(payloads: list[bytes]) -> bytes:
@@ -93,6 +107,8 @@ def _check(m: LoadedModel, a: np.ndarray) -> None:
         raise ArcodecError(f"model {m.name!r} codes levels 0..{m.levels - 1}, the image has {a.max()}")
     if m.channels != 1 and a.shape[2] != m.channels:
         raise ArcodecError(f"model {m.name!r} codes {m.channels}-channel images, got {a.shape[2]} channels")
+    if getattr(m.net, "coding", "") == "flow":
+        flow_coding.check_shape(m.net, a.shape[0], a.shape[1])
 
 
 def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None, bool]], tile: int,
@@ -103,9 +119,10 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
     for imgs, _, _ in files:
         streams = plan_streams([a.shape for a in imgs], m.channels, tile, DEFAULT_CHUNK)
         jobs.append(_Job(imgs, streams, [b""] * len(streams), [0.0] * len(streams)))
+    encode = _coders(m)[0]
     for batch in _batches(jobs, max_tiles):
         xs = [gather(jobs[j].images, jobs[j].streams[k]) for j, k in batch]
-        for (j, k), (payload, bits) in zip(batch, encode_streams(m.net, torch.cat(xs), [len(x) for x in xs])):
+        for (j, k), (payload, bits) in zip(batch, encode(m.net, torch.cat(xs), [len(x) for x in xs])):
             jobs[j].payloads[k], jobs[j].bits[k] = payload, bits
         if progress is not None:
             progress(sum(x.numel() for x in xs))
@@ -196,9 +213,10 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
         m = opened[idx[0]][1]
         jobs = [opened[i][2] for i in idx]
         channels = m.channels
+        decode = _coders(m)[1]
         for batch in _batches(jobs, max_tiles or MAX_BATCH):
             s0 = jobs[batch[0][0]].streams[batch[0][1]]
-            x = decode_streams(m.net, [jobs[j].payloads[k] for j, k in batch],
+            x = decode(m.net, [jobs[j].payloads[k] for j, k in batch],
                                [len(jobs[j].streams[k].tiles) for j, k in batch],
                                channels, s0.height, s0.width, naive=naive, progress=progress)
             pos = 0

@@ -24,9 +24,12 @@ def register_model(name: str, config_cls: type):
     return wrap
 
 
-def architectures() -> list[str]:
+def architectures(coding: str | None = None) -> list[str]:
+    """Registered names; ``coding`` keeps only models whose class attribute ``coding`` (default
+    "autoregressive"; "flow" for integer flows, "continuous" for density flows) matches."""
     _load()
-    return sorted(_MODELS)
+    return sorted(n for n, (cls, _) in _MODELS.items()
+                  if coding is None or getattr(cls, "coding", "autoregressive") == coding)
 
 
 def make_config(arch: str, values: dict[str, Any] | None = None):

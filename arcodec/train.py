@@ -69,9 +69,24 @@ def objective(core: torch.nn.Module, x: torch.Tensor, forward=None) -> tuple[tor
     return bits.mean(), bits
 
 
-@torch.no_grad()
+def has_likelihood(model: torch.nn.Module) -> bool:
+    """False for a model that defines no likelihood (``likelihood = False``: the quantile
+    regression model): its objective's second value is a per-sub-pixel loss, not bits."""
+    return getattr(model, "likelihood", True)
+
+
 def evaluate_nll(model: torch.nn.Module, data: torch.Tensor, batch: int = 256) -> float:
     """Mean NLL in bits/dim of ``model`` on ``data`` (N, C, H, W) uint8."""
+    if not has_likelihood(model):
+        raise ValueError(f"model {getattr(model, 'arch', type(model).__name__)} defines no likelihood "
+                         "(a quantile regression model): it has no NLL to evaluate")
+    return evaluate_objective(model, data, batch)
+
+
+@torch.no_grad()
+def evaluate_objective(model: torch.nn.Module, data: torch.Tensor, batch: int = 256) -> float:
+    """Mean of the objective's per-sub-pixel value on ``data``: the NLL in bits/dim, or the
+    validation loss of a model without a likelihood (what training logs as ``val_bpd`` then)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -261,7 +276,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         record = {"step": step, "train_bpd": round(train_bpd, 5), "lr": opt.param_groups[0]["lr"]}
         if step % cfg.val_every == 0 or step == cfg.steps:
             if d.main:
-                val = evaluate_nll(core, val_x)
+                val = evaluate_objective(core, val_x)  # the NLL, or the loss of a model without one
                 record["val_bpd"] = round(val, 5)
                 if val < best:
                     best = val

@@ -1,8 +1,8 @@
 """Copy benchmark results into README.md between their markers, so that every number in
 the README is a script's output:
 
-    <!-- results: mnist_codec -->
-    ... replaced by benchmarks/results/mnist_codec.md ...
+    <!-- results: compression -->
+    ... replaced by benchmarks/results/compression.md ...
     <!-- /results -->
 
     python benchmarks/readme.py          # after running the benchmarks (`make bench` does both)

@@ -75,7 +75,8 @@ def save_checkpoint(model, arch, path):
     return path
 
 
-CASES = {**{a: (a, SMALL.get(a, {})) for a in architectures()}, **{f"variant:{k}": v for k, v in VARIANTS.items()},
+CASES = {**{a: (a, SMALL.get(a, {})) for a in architectures("autoregressive")},
+         **{f"variant:{k}": v for k, v in VARIANTS.items()},
          "gated-classes": CONDITIONAL}
 
 

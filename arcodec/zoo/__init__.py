@@ -131,7 +131,8 @@ def _load_checkpoint(path: Path) -> LoadedModel:
         raise ModelError(f"cannot load checkpoint {path}: {e}") from None
     from arcodec.causality import violations
 
-    bad = violations(net)
+    # flows code all pixels at once (no pixel order): causality concerns autoregressive models only
+    bad = violations(net) if getattr(net, "coding", "autoregressive") == "autoregressive" else []
     if bad:
         (out, inp), n = bad[0], len(bad)
         raise ModelError(f"refusing {path}: the model is not causal (the distribution of pixel {out} "
@@ -139,6 +140,8 @@ def _load_checkpoint(path: Path) -> LoadedModel:
     if getattr(net.config, "classes", 0):
         raise ModelError(f"refusing {path}: a class-conditional model (classes={net.config.classes}) "
                          "needs labels, which .arc files do not carry")
+    if getattr(net, "codec_refusal", ""):  # e.g. a quantile model: no likelihood to code with
+        raise ModelError(f"model {path} {net.codec_refusal}")
     card = {"name": str(path), "id": 0, "arch": ckpt["arch"], "config": json.loads(ckpt["config"])}
     return LoadedModel(str(path), 0, sha256_file(path), _finish(net), card)
 
