@@ -33,15 +33,15 @@ def tiny(tiny_checkpoint):
 
 @pytest.fixture(scope="session")
 def digits() -> np.ndarray:
-    """Real handwritten digits: MNIST test images when ../shared is there, else
-    scikit-learn's digits upscaled to 28x28 (both uint8, (N, 28, 28))."""
+    """Real handwritten digits: MNIST test images when ../shared is there, else all 1,797
+    of scikit-learn's digits (test split first) upscaled to 28x28 (both uint8, (N, 28, 28))."""
     if SHARED_MNIST.exists():
         from arcodec.data import load_mnist
 
         return load_mnist("test").numpy()[:, 0]
     from arcodec.data import load_digits
 
-    small = load_digits("test")[:, 0].float()
+    small = torch.cat([load_digits(split) for split in ("test", "val", "train")])[:, 0].float()
     return torch.nn.functional.interpolate(small[:, None], size=(28, 28), mode="bilinear")[:, 0].round().byte().numpy()
 
 
