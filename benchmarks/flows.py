@@ -51,6 +51,24 @@ def speed(model, images: list, batch: int) -> dict:
             "decode_img_s": len(images) / dec_s, "roundtrips_ok": ok}
 
 
+def escapes(model, images: list) -> list[dict]:
+    """Per latent group (scale) of the integer flow: how many latents fall outside the coder's
+    window of 2 WINDOW + 1 values around the prior's mode and are coded by the escape path."""
+    from arcodec.coding import flow as flow_coding
+
+    counts: dict[int, list[int]] = {}
+
+    def seen(group: int, escaped: int, latents: int) -> None:
+        c = counts.setdefault(group, [0, 0])
+        c[0] += escaped
+        c[1] += latents
+
+    x = torch.from_numpy(np.stack(images)[:, None])
+    flow_coding.encode_streams(model.net, x, [len(x)], on_escape=seen)
+    return [{"group": g, "escaped": e, "latents": n, "rate": e / n, "window": 2 * flow_coding.WINDOW + 1}
+            for g, (e, n) in sorted(counts.items())]
+
+
 def different_digit_pairs(labels: torch.Tensor, count: int) -> list[tuple[int, int]]:
     """The first ``count`` pairs (i, j) of test images with labels 2k and 2k + 1 (0/1, 2/3, ...)."""
     pairs = []
@@ -90,13 +108,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--figures", action="store_true", help="also draw docs/figures/flows/*.png")
     ap.add_argument("--runs", type=Path, default=None, help="folder with the training runs (for the curves)")
+    ap.add_argument("--escapes-only", action="store_true",
+                    help="only measure the integer flow's escape rates on --limit images, keeping the other results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    command = " ".join(["python benchmarks/flows.py", *sys.argv[1:]])
+
+    if args.escapes_only:
+        res = json.loads((RESULTS / "flows.json").read_text())
+        images = list(np.ascontiguousarray(load_mnist("test")[: args.limit, 0].numpy()))
+        res["escapes"] = {"command": command, "images": len(images), "groups": escapes(load_model("mnist-idf"), images)}
+        return write(res)
 
     test = load_mnist("test")
     x = test[: args.nll_limit]
     images = list(np.ascontiguousarray(test[: args.limit, 0].numpy()))
-    res: dict = {"command": " ".join(["python benchmarks/flows.py", *sys.argv[1:]]), "torch_threads": args.threads,
+    res: dict = {"command": command, "torch_threads": args.threads,
                  "cpus": os.cpu_count(), "torch": torch.__version__, "machine": platform.machine(), "test_images": len(x)}
 
     coupling = load_model("mnist-coupling")
@@ -119,27 +146,38 @@ def main() -> None:
         "gated_batch": speed(gated, images[: args.gated], 512),
         "gated_one": speed(gated, images[: args.gated_one], 1),
     }
+    res["escapes"] = {"command": command, "images": len(images), "groups": escapes(idf, images)}
     if args.figures:
         res["figures"] = figures(test, load_mnist_labels("test"), args.runs)
+    write(res)
+
+
+def _group_name(group: int, groups: int) -> str:
+    """The IDF yields its latent groups last scale first (the order they are coded in)."""
+    return "the last scale's latents" if group == 0 else f"those factored out at scale {groups - group}"
+
+
+def write(res: dict) -> None:
+    """flows.json, and flows.md with the tables."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "flows.json").write_text(json.dumps(res, indent=2) + "\n")
-
+    threads, x_count, s, idf_float = res["torch_threads"], res["test_images"], res["idf"], res["idf"]["test_nll_bpd_float"]
     sp = res["speed"]
 
     def ratio(batch: str, key: str) -> float:
         return sp[f"idf_{batch}"][key] / sp[f"gated_{batch}"][key]
 
     lines = [
-        f"Flows on the MNIST test set (`{res['command']}`, {args.threads} torch thread(s), "
+        f"Flows on the MNIST test set (`{res['command']}`, {threads} torch thread(s), "
         f"{res['cpus']} CPUs shared with other work, CPU only).",
         "",
         "| model | test NLL bits/dim | coded test images | their NLL under the coder's tables | achieved bits/dim "
         "(one .arc file per image, header and CRC included) | round trips |",
         "|---|---|---|---|---|---|",
         f"| `mnist-coupling` (coupling flow; dequantization bound) | {res['coupling']['test_nll_bpd']:.4f} "
-        f"({len(x)} images) | — | — | — (continuous: the codec refuses it) | — |",
-        f"| `mnist-idf` (integer discrete flow) | {idf_float:.4f} ({len(x)} images, float) | {s['images']} "
-        f"| {s['nll_bpd']:.4f} | {s['file_bpd']:.4f} ({s['overhead_pct']:.1f} % over the tables' NLL) "
+        f"({x_count} images) | — | — | — (continuous: the codec refuses it) | — |",
+        f"| `mnist-idf` (integer discrete flow) | {idf_float:.4f} ({x_count} images, float) | {s['images']} "
+        f"| {s['codec_nll_bpd']:.4f} | {s['file_bpd']:.4f} ({s['overhead_pct']:.1f} % over the tables' NLL) "
         f"| {s['roundtrips_ok']}/{s['images']} |",
         "",
         "| model | batch | images timed | encode img/s | decode img/s | round trips |",
@@ -157,6 +195,12 @@ def main() -> None:
         f"encode {ratio('one', 'encode_img_s'):.1f}x, "
         f"decode {ratio('one', 'decode_img_s'):.1f}x",
     ]
+    if "escapes" in res:
+        e = res["escapes"]
+        lines += ["", f"Escapes of the integer flow's coder on {e['images']} test images (`{e['command']}`): latents "
+                  f"outside the window of {e['groups'][0]['window']} values around their prior's mode, coded by the "
+                  "escape path: " + "; ".join(f"{_group_name(g['group'], len(e['groups']))}: {g['escaped']:,} of "
+                                              f"{g['latents']:,} ({100 * g['rate']:.1f} %)" for g in e["groups"])]
     (RESULTS / "flows.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

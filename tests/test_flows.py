@@ -213,6 +213,24 @@ def test_digits_round_trip_through_the_codec(idf_model, digits):
     assert np.array_equal(codec.decompress(codec.compress(rgb, model=m), model=m), rgb)
 
 
+def test_escape_counts_cover_every_latent_once(idf_model, digits):
+    from arcodec.coding import flow as flow_coding
+
+    _, m = idf_model
+
+    def count(images: np.ndarray) -> tuple[int, int]:
+        seen = []
+        x = torch.from_numpy(images[:, None].astype(np.int64))
+        flow_coding.encode_streams(m.net, x, [len(x)], on_escape=lambda g, e, n: seen.append((e, n)))
+        return sum(e for e, _ in seen), sum(n for _, n in seen)
+
+    esc_digits, n = count(digits[400:410])
+    assert n == 10 * 28 * 28  # every latent of every group, once
+    noise = np.random.default_rng(1).integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    esc_noise, _ = count(noise)
+    assert esc_noise > esc_digits  # the window fits the data the flow saw, not noise
+
+
 def test_bad_input_and_corrupt_files_are_rejected(idf_model, digits):
     from arcodec.errors import IntegrityError
 

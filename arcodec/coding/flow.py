@@ -68,8 +68,8 @@ def _streams_in(bounds: list[int], b0: int, b1: int):
 
 
 @torch.no_grad()
-def encode_streams(model, x: torch.Tensor, counts: list[int],
-                   on_table: Callable | None = None) -> list[tuple[bytes, float]]:
+def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: Callable | None = None,
+                   on_escape: Callable[[int, int, int], None] | None = None) -> list[tuple[bytes, float]]:
     """Encode tiles x (n, C, h, w) as consecutive streams of ``counts[i]`` tiles each.
 
     Every latent is coded in the window of 2 WINDOW + 1 values around the round(mu) of its
@@ -77,7 +77,8 @@ def encode_streams(model, x: torch.Tensor, counts: list[int],
     symbols of a latent group come its escaped latents, each coded with its prior over the
     values outside the window. Returns (payload, code length in bits of its symbols under
     those tables) per stream; ``on_table(group, b0, b1, weights)`` sees every window table
-    (tiles b0..b1-1 of latent group ``group``)."""
+    (tiles b0..b1-1 of latent group ``group``) and ``on_escape(group, escaped, latents)`` how
+    many of a block's latents fell outside the window."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
     check_shape(model, x.shape[2], x.shape[3])
@@ -104,6 +105,8 @@ def encode_streams(model, x: torch.Tensor, counts: list[int],
             h = (w.shape[1] - 2) // 2
             d = z[b0:b1].reshape(-1) - centre
             out = d.abs() > h
+            if on_escape is not None:
+                on_escape(gi, int(out.sum()), out.numel())
             sym = torch.where(out, 2 * h + 1, d + h).numpy()
             per = z.shape[1]
             for i, r0, r1 in _streams_in(bounds, b0, b1):
