@@ -21,7 +21,8 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
-# quick benchmarks (roughly 15-20 minutes on 2 idle CPU cores, longer on a shared machine);
+# quick benchmarks (18 minutes on 2 CPU cores with one other job running; most of it is the
+# autoregressive decoders);
 # bench-full: the whole MNIST test set and the 24 whole Kodak photos (several hours)
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/compression.py
