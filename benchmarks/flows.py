@@ -115,6 +115,8 @@ def main() -> None:
     command = " ".join(["python benchmarks/flows.py", *sys.argv[1:]])
 
     if args.escapes_only:
+        if not (RESULTS / "flows.json").exists():
+            raise SystemExit("error: --escapes-only adds to benchmarks/results/flows.json: run the full script first")
         res = json.loads((RESULTS / "flows.json").read_text())
         images = list(np.ascontiguousarray(load_mnist("test")[: args.limit, 0].numpy()))
         res["escapes"] = {"command": command, "images": len(images), "groups": escapes(load_model("mnist-idf"), images)}
