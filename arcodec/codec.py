@@ -11,6 +11,7 @@ import torch
 
 from arcodec import container
 from arcodec.coding import flow as flow_coding
+from arcodec.coding import wavefront
 from arcodec.coding.autoregressive import (DEFAULT_CHUNK, Stream, decode_streams, encode_streams, gather,
                                           plan_streams, scatter)
 from arcodec.container import Entry, Header
@@ -56,12 +57,25 @@ def _coders(m: LoadedModel) -> tuple[Callable, Callable]:
     autoregressive models step through the pixels, integer flows invert in one pass; a
     continuous flow is a density over real vectors and cannot code integers losslessly."""
     kind = getattr(m.net, "coding", "autoregressive")
+    if kind == "autoregressive" and scan_of(m) == container.SCAN_WAVEFRONT:
+        return wavefront.encode_streams, wavefront.decode_streams
     if kind == "autoregressive":
         return encode_streams, decode_streams
     if kind == "flow":
         return flow_coding.encode_streams, flow_coding.decode_streams
     raise ArcodecError(f"model {m.name!r} is a {kind} flow (a density over real vectors, see docs/flows.md): "
                        "it cannot code images losslessly; use an autoregressive model or the integer flow mnist-idf")
+
+
+def scan_of(m: LoadedModel) -> int:
+    """The symbol order the model's coder writes (a header field)."""
+    return container.SCAN_WAVEFRONT if getattr(m.net, "scan", "raster") == "wavefront" else container.SCAN_RASTER
+
+
+def default_tile(m: LoadedModel) -> int:
+    """Tile side when the caller names none: local models see across tiles' borders only
+    inside a tile, so they take whole images (up to 4096 a side)."""
+    return 4096 if scan_of(m) == container.SCAN_WAVEFRONT else container.DEFAULT_TILE
 
 
 def _stream_lengths(payloads: list[bytes]) -> bytes:
@@ -111,10 +125,11 @@ def _check(m: LoadedModel, a: np.ndarray) -> None:
         flow_coding.check_shape(m.net, a.shape[0], a.shape[1])
 
 
-def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None, bool]], tile: int,
+def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None, bool]], tile: int | None,
             progress: Progress | None, max_tiles: int) -> list[Encoded]:
     """Encode several files (images, names, archive?) with one model, batching their streams."""
     t0 = time.perf_counter()
+    tile = tile or default_tile(m)
     jobs = []
     for imgs, _, _ in files:
         streams = plan_streams([a.shape for a in imgs], m.channels, tile, DEFAULT_CHUNK)
@@ -130,13 +145,13 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
     out = []
     for job, (imgs, names, archive) in zip(jobs, files):
         entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(imgs, names or [""] * len(imgs)))
-        header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile)
+        header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile, scan=scan_of(m))
         data = container.write(header, _stream_lengths(job.payloads) + b"".join(job.payloads), imgs)
         out.append(Encoded(data, sum(job.bits), sum(a.size for a in imgs), seconds))
     return out
 
 
-def encode_images(images: list, names: list[str] | None = None, model=None, tile: int = container.DEFAULT_TILE,
+def encode_images(images: list, names: list[str] | None = None, model=None, tile: int | None = None,
                   archive: bool | None = None, progress: Progress | None = None) -> Encoded:
     """Compress images into one .arc file (an archive when ``names`` is given or archive=True)."""
     imgs = [as_image(a) for a in images]
@@ -149,7 +164,7 @@ def encode_images(images: list, names: list[str] | None = None, model=None, tile
     return _encode(m, [(imgs, names, archive)], tile, progress, MAX_BATCH)[0]
 
 
-def encode_many(images: list, model=None, tile: int = container.DEFAULT_TILE,
+def encode_many(images: list, model=None, tile: int | None = None,
                 progress: Progress | None = None, max_tiles: int | None = None) -> list[Encoded]:
     """One single-image .arc file per image, the images pushed through the model together.
 
@@ -182,6 +197,8 @@ def _open(data: bytes, model) -> tuple[Header, LoadedModel, _Job]:
     else:
         m = resolve(model)
         check_fingerprint(m, header.fingerprint)
+    if scan_of(m) != header.scan:
+        raise FormatError(f"file's scan order ({header.scan}) is not model {m.name!r}'s ({scan_of(m)}): corrupt header")
     if m.bit_depth != header.bit_depth:
         raise FormatError(f"file has bit depth {header.bit_depth}, model {m.name!r} codes {m.bit_depth}")
     shapes = [(e.height, e.width, e.channels) for e in header.entries]

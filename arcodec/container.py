@@ -10,7 +10,8 @@ fields are little-endian)::
     fingerprint  2 bytes   first 2 bytes of the sha256 of the model weights
     [extension]  varint length, then (tag varint, value varint) pairs:
                  1 bit depth (default 8), 2 tile size (default 64), 3 channels,
-                 4 packed entry table (value 1)
+                 4 packed entry table (value 1), 5 scan order (0 raster, the
+                 default; 1 wavefront lines t = c + (h+1) r in bands of 64 rows)
     single image: height varint, width varint
     archive:      count varint, then the entry table: per image name length varint,
                   UTF-8 name, height varint, width varint, channels varint. With tag 4
@@ -39,7 +40,8 @@ MAX_IMAGES = 1 << 20
 MAX_NAME = 4096
 
 _ARCHIVE, _RGB, _EXT = 1, 2, 4
-_TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS, _TAG_PACKED = 1, 2, 3, 4
+_TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS, _TAG_PACKED, _TAG_SCAN = 1, 2, 3, 4, 5
+SCAN_RASTER, SCAN_WAVEFRONT = 0, 1
 _ENTRY_LIMIT = MAX_NAME + 3 * 10  # most bytes one entry of the table can take
 
 
@@ -66,6 +68,7 @@ class Header:
     bit_depth: int = DEFAULT_BIT_DEPTH
     tile: int = DEFAULT_TILE
     version: int = VERSION
+    scan: int = SCAN_RASTER  # the order of the symbols (docs/format.md)
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -159,6 +162,9 @@ def write(header: Header, payload: bytes, images) -> bytes:
     if header.tile != DEFAULT_TILE:
         put_varint(ext, _TAG_TILE)
         put_varint(ext, header.tile)
+    if header.scan != SCAN_RASTER:
+        put_varint(ext, _TAG_SCAN)
+        put_varint(ext, header.scan)
     single = entries[0] if not header.archive else None
     rgb = single is not None and single.channels == 3
     if single is not None and single.channels not in (1, 3):
@@ -211,6 +217,7 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
     fingerprint = r.take(2, "fingerprint")
     bit_depth, tile, channels = DEFAULT_BIT_DEPTH, DEFAULT_TILE, 3 if flags & _RGB else 1
     packed = False
+    scan = SCAN_RASTER
     if flags & _EXT:
         n = r.varint("extension length")
         ext = _Reader(r.take(n, "extension"))
@@ -224,6 +231,8 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
                 channels = value
             elif tag == _TAG_PACKED and value == 1:
                 packed = True
+            elif tag == _TAG_SCAN and value in (SCAN_RASTER, SCAN_WAVEFRONT):
+                scan = value
             else:
                 raise FormatError(f"unknown header field {tag}: written by a newer arcodec?")
     if not 1 <= bit_depth <= 8:
@@ -259,7 +268,7 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
         raise FormatError("file is truncated (no checksum)")
     payload = data[r.pos: len(data) - 4]
     crc = int.from_bytes(data[-4:], "little")
-    header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version)
+    header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version, scan)
     return header, payload, crc
 
 

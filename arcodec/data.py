@@ -13,7 +13,8 @@ Splits are fixed and seeded (``SPLIT_SEED``):
 * ``digits``: scikit-learn's 8x8 digits scaled to 0..255 (1,797 images): 80/10/10.
 * ``folder:PATH``: every image file under PATH; the files (sorted) are split 80/10/10 by a
   seeded permutation, and each split is cut into seeded random crops of ``crop`` x ``crop``
-  pixels (``crops`` per image), grayscale or RGB as the files are (``mode`` forces one).
+  pixels (``crops`` per image), grayscale or RGB as the files are (``mode`` forces one),
+  half of the training crops mirrored when ``flip`` is set.
 
 The torchvision sets are read from ``--data-root`` (default ``../shared/data`` beside the
 checkout, or ``$ARCODEC_DATA``); ``download=True`` lets torchvision fetch them there.
@@ -232,9 +233,11 @@ def image_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def load_folder(folder: str | Path, split: str, crop: int = 32, crops: int = 64, mode: str = "") -> torch.Tensor:
+def load_folder(folder: str | Path, split: str, crop: int = 32, crops: int = 64, mode: str = "",
+                flip: bool = False) -> torch.Tensor:
     """Seeded random ``crop`` x ``crop`` crops (``crops`` per image) of the images of one split
-    of a folder, as (N, C, crop, crop) uint8; ``mode`` "L" or "RGB" forces the channels."""
+    of a folder, as (N, C, crop, crop) uint8; ``mode`` "L" or "RGB" forces the channels;
+    ``flip`` mirrors a seeded half of the training split's crops left to right."""
     files = image_files(folder)
     idx = _split(len(files), (0.8, 0.1))[split] if len(files) >= 3 else np.arange(len(files))
     rng = np.random.default_rng([SPLIT_SEED, SPLITS.index(split)])
@@ -250,7 +253,9 @@ def load_folder(folder: str | Path, split: str, crop: int = 32, crops: int = 64,
             raise ValueError(f"{files[i]} is {h}x{w}, smaller than the crop size {crop}")
         ys = rng.integers(0, h - crop + 1, crops)
         xs = rng.integers(0, w - crop + 1, crops)
-        out += [img[y: y + crop, x: x + crop] for y, x in zip(ys, xs)]
+        flips = rng.random(crops) < 0.5 if flip and split == "train" else np.zeros(crops, dtype=bool)
+        out += [img[y: y + crop, x: x + crop][:, ::-1] if f else img[y: y + crop, x: x + crop]
+                for y, x, f in zip(ys, xs, flips)]
     if not out:
         raise ValueError(f"the {split} split of {folder} holds no image ({len(files)} files in all)")
     channels = {a.shape[2] for a in out}

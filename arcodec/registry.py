@@ -38,18 +38,25 @@ def make_config(arch: str, values: dict[str, Any] | None = None):
     if arch not in _MODELS:
         raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(_MODELS))}")
     cls = _MODELS[arch][1]
+    kwargs = coerce(cls, values or {}, arch)
+    return cls(**kwargs)
+
+
+def coerce(cls, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """``values`` for the fields of dataclass ``cls``, strings converted to each field's type
+    (yes/no words for booleans: ``bool("false")`` would be True); unknown keys are refused."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
-    for key, value in (values or {}).items():
+    for key, value in values.items():
         if key not in fields:
-            raise KeyError(f"{arch} has no setting {key!r}; settings: {', '.join(fields)}")
+            raise KeyError(f"{what} has no setting {key!r}; settings: {', '.join(fields)}")
         default = fields[key].default
-        if isinstance(value, str) and isinstance(default, bool):  # bool("false") is True
+        if isinstance(value, str) and isinstance(default, bool):
             if value.lower() not in _BOOLS:
-                raise ValueError(f"{arch} setting {key!r} is a yes/no value, got {value!r}")
+                raise ValueError(f"{what} setting {key!r} is a yes/no value, got {value!r}")
             value = _BOOLS[value.lower()]
         kwargs[key] = type(default)(value) if isinstance(value, str) and default is not None else value
-    return cls(**kwargs)
+    return kwargs
 
 
 def build_model(arch: str, config) -> nn.Module:

@@ -37,16 +37,19 @@ class TrainConfig:
     l2: float = 0.0  # explicit penalty (l2 / 2) * ||theta||^2 added to the loss in bits/dim (MAP, docs/theory.md)
     clip: float = 1.0
     val_every: int = 500
-    val_limit: int = 0  # 0: the whole validation set
+    val_limit: int = 0  # 0: the whole validation set; else this many, evenly spaced
     seed: int = 0
     threads: int = 0  # 0: torch's default
     optimizer: str = "adamw"  # or "sgd" (plain SGD, as the course's warm-up models use)
     crop: int = 32  # folder:PATH data: crop size,
     crops: int = 64  # crops per image,
-    mode: str = ""  # and "L" or "RGB" to force the channels
+    mode: str = ""  # "L" or "RGB" to force the channels,
+    flip: bool = False  # and mirror half of the training crops
 
     def data_options(self) -> dict:
-        return {"crop": self.crop, "crops": self.crops, "mode": self.mode} if self.data.startswith("folder:") else {}
+        if not self.data.startswith("folder:"):
+            return {}
+        return {"crop": self.crop, "crops": self.crops, "mode": self.mode, "flip": self.flip}
 
 
 def _seed(seed: int) -> None:
@@ -92,8 +95,9 @@ def evaluate_objective(model: torch.nn.Module, data: torch.Tensor, batch: int = 
     total, count = 0.0, 0
     for i in range(0, len(data), batch):
         x = data[i: i + batch]
-        total += float(objective(model, x)[1].sum())
-        count += x.numel()
+        bits = objective(model, x)[1]  # a local model scores only the crop's inner positions
+        total += float(bits.sum())
+        count += bits.numel()
     model.train(was_training)
     return total / count
 
@@ -240,8 +244,8 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     train_x = load_dataset(cfg.data, "train", data_root, download and d.main, **cfg.data_options())
     val_x = load_dataset(cfg.data, "val", data_root, **cfg.data_options())
     check_data(model, train_x, cfg.data)
-    if cfg.val_limit:
-        val_x = val_x[: cfg.val_limit]
+    if cfg.val_limit:  # evenly spaced, so that every validation image keeps its share
+        val_x = val_x[:: max(1, len(val_x) // cfg.val_limit)][: cfg.val_limit]
     core = model
     if d.active:
         model = torch.nn.parallel.DistributedDataParallel(model)

@@ -67,8 +67,9 @@ def _expand(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("-m", "--model", default=None, help="Zoo model name or checkpoint path [default: by image type].")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the input files (always kept for archives and stdin).")
-@click.option("--tile", type=click.IntRange(8, 4096), default=64, show_default=True,
-              help="Tile side: tiles are decoded together as one batch.")
+@click.option("--tile", type=click.IntRange(8, 4096), default=None,
+              help="Tile side: tiles are decoded together as one batch [default: 64, whole images "
+                   "for the local photo models].")
 @click.option("-v", "--verbose", is_flag=True, help="Print sizes and bits/dim.")
 @click.option("--explain", is_flag=True,
               help="Also draw IMG.bits.png: each pixel's code length beside the image (as arcodec viz bits).")

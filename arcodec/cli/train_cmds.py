@@ -43,11 +43,12 @@ def train(arch, data, sets, out, data_root, download, resume):
       arcodec train --data mnist --set steps=8000 --out runs/mnist --resume
       torchrun --standalone --nproc_per_node=2 -m arcodec train --data mnist --out runs/ddp
     """
+    from arcodec.registry import coerce
     from arcodec.train import TrainConfig, train as run
 
     values = _parse_sets(sets)
     train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    tcfg = {k: type(train_fields[k].default)(v) for k, v in values.items() if k in train_fields}
+    tcfg = coerce(TrainConfig, {k: v for k, v in values.items() if k in train_fields}, "training")
     model_settings = {k: v for k, v in values.items() if k not in train_fields}
     cfg = TrainConfig(arch=arch, data=data, **tcfg)
     path = run(cfg, model_settings, out, resume=resume, data_root=data_root, download=download)

@@ -7,6 +7,7 @@ from arcodec.models import toy  # noqa: F401  (registers histogram, ar-mlp-2d, m
 from arcodec.models import classic  # noqa: F401  (registers fvsbn, nade, made, row-lstm)
 from arcodec.models import conditioned, quantile  # noqa: F401  (gray-pixelcnn-made, quantile-pixelcnn)
 from arcodec.models import flows  # noqa: F401  (registers coupling-flow, idf)
+from arcodec.models import local  # noqa: F401  (registers local-photo)
 
 __all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "PixelCNNMADE",
            "PixelCNNMADEConfig", "StackPixelCNN", "StackPixelCNNConfig"]

@@ -1,0 +1,208 @@
+"""Wavefront coding for local models (:class:`arcodec.models.local.LocalPhotoModel`).
+
+A local model's pixel (r, c) depends on rows r-h..r-1 (columns c-h..c+h) and on row r up
+to column c-1. With slope s = h + 1, every pixel on the line t = c + s r depends only on
+pixels of earlier lines, so a decoder decodes a whole line, of every tile of the call, in
+one step: a W x H tile takes (W - 1) + s (H - 1) + 1 steps instead of W H. The encoder
+needs no steps: one teacher-forced pass gives every table.
+
+Symbol order (part of the file format, ``docs/format.md``): a tile's rows are cut into
+bands of ``BAND`` rows, each band its own range-coder sub-stream; inside a band the symbols
+follow (t, channel, row). A stream's payload is its tiles' sub-streams, tile by tile and
+band by band, each but the last preceded by its length (varint). Bands keep the encoder's
+memory bounded (it builds one band's tables at a time) without costing the decoder
+anything: the bands of a tile are decoded together, on the same lines.
+
+Both sides compute the tables from the model's exact integer parameters
+(``exact_params``/``exact_params_at``, ``channel_params``) and
+:func:`arcodec.coding.mixture.frequencies`: the same integers whatever the batch, the band,
+the thread count or the machine.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from arcodec.coding.entropy import Decoder as StreamDecoder
+from arcodec.coding.entropy import Encoder as StreamEncoder
+from arcodec.coding.mixture import code_lengths, frequencies
+from arcodec.container import put_varint
+from arcodec.errors import FormatError
+from arcodec.models.local import exact_levels
+
+BAND = 64  # rows per sub-stream
+ENCODE_POSITIONS = 1 << 17  # pixels whose raw parameters the encoder holds at a time
+TABLE_ROWS = 1 << 15  # sub-pixels whose tables the encoder builds at a time
+
+OnTable = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray], None]
+# on_table(tiles, rows, cols, channel, freq (N, K)): the tables of N sub-pixels of one channel
+
+
+def steps(height: int, width: int, slope: int) -> int:
+    """Decoder steps for a height x width tile."""
+    return (width - 1) + slope * (height - 1) + 1
+
+
+def line(t: int, height: int, width: int, slope: int) -> np.ndarray:
+    """Rows of the pixels on line t (ascending); their columns are t - slope * rows."""
+    lo = max(0, -(-(t - (width - 1)) // slope))
+    hi = min(height - 1, t // slope)
+    return np.arange(lo, hi + 1)
+
+
+def _band_order(r0: int, r1: int, width: int, slope: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of a band's pixels in the order (t, row)."""
+    rr, cc = np.meshgrid(np.arange(r0, r1), np.arange(width), indexing="ij")
+    rr, cc = rr.ravel(), cc.ravel()
+    order = np.lexsort((rr, cc + slope * rr))
+    return rr[order], cc[order]
+
+
+def _tables(model, raw: torch.Tensor, prev: torch.Tensor, ch: int) -> np.ndarray:
+    lg, mu, ls = model.channel_params(raw, prev, ch)
+    return frequencies(lg.numpy(), mu.numpy(), ls.numpy(), model.config.levels)
+
+
+@torch.no_grad()
+def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable | None = None
+                   ) -> list[tuple[bytes, float]]:
+    """Encode tiles x (n, C, H, W) as consecutive streams of ``counts[i]`` tiles; returns
+    (payload, code length in bits of the exact tables) per stream."""
+    if sum(counts) != len(x):
+        raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
+    n, C, H, W = x.shape
+    slope = model.horizon + 1
+    bands = range(0, H, BAND)
+    encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
+    bits = np.zeros(n)
+    group = max(1, ENCODE_POSITIONS // (min(BAND, H) * W))  # tiles whose band parameters fit at once
+    for bi, r0 in enumerate(bands):
+        r1 = min(H, r0 + BAND)
+        rows, cols = _band_order(r0, r1, W, slope)
+        t_of = cols + slope * rows
+        # symbol order inside the band: (t, channel, row)
+        starts = np.flatnonzero(np.r_[True, t_of[1:] != t_of[:-1]])
+        for g0 in range(0, n, group):
+            g1 = min(n, g0 + group)
+            xg = x[g0:g1]
+            raw = model.exact_params(xg, r0, r1)  # (g, P, rows, W)
+            per = max(1, TABLE_ROWS // ((g1 - g0) * C))
+            for s0 in range(0, len(starts), per):  # chunks of whole lines
+                a = starts[s0]
+                b = starts[s0 + per] if s0 + per < len(starts) else len(rows)
+                r, c = rows[a:b], cols[a:b]
+                praw = raw[:, :, r - r0, c].permute(0, 2, 1).reshape(-1, raw.shape[1])
+                prev = xg[:, :, r, c].permute(0, 2, 1).reshape(-1, C)
+                freqs = [_tables(model, praw, prev, ch).reshape(g1 - g0, b - a, -1) for ch in range(C)]
+                if on_table is not None:
+                    tiles = np.repeat(np.arange(g0, g1), b - a)
+                    for ch in range(C):
+                        on_table(tiles, np.tile(r, g1 - g0), np.tile(c, g1 - g0), ch, freqs[ch].reshape(-1, freqs[ch].shape[-1]))
+                # interleave the channels line by line: (t, channel, row)
+                lt = t_of[a:b]
+                seg = np.flatnonzero(np.r_[True, lt[1:] != lt[:-1], True])
+                idx = np.concatenate([np.arange(seg[k], seg[k + 1]) for k in range(len(seg) - 1) for _ in range(C)])
+                chs = np.concatenate([np.full(seg[k + 1] - seg[k], ch) for k in range(len(seg) - 1) for ch in range(C)])
+                stacked = np.stack(freqs, axis=1)  # (g, C, L, K)
+                sym = xg[:, :, r, c].numpy()  # (g, C, L)
+                for i in range(g1 - g0):
+                    f = stacked[i, chs, idx]
+                    s = sym[i, chs, idx]
+                    encs[g0 + i][bi].encode(s, f.astype(np.float64))
+                    bits[g0 + i] += float(code_lengths(f, s).sum())
+    bounds = np.cumsum([0, *counts]).tolist()
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        parts = [e.finish() for i in range(a, b) for e in encs[i]]
+        out.append((_join(parts), float(bits[a:b].sum())))
+    return out
+
+
+def _join(parts: list[bytes]) -> bytes:
+    head = bytearray()
+    for p in parts[:-1]:
+        put_varint(head, len(p))
+    return bytes(head) + b"".join(parts)
+
+
+def _split(payload: bytes, count: int) -> list[bytes]:
+    lengths, pos = [], 0
+    for _ in range(count - 1):
+        value, shift = 0, 0
+        while True:
+            if pos >= len(payload):
+                raise FormatError("file is truncated (in the band lengths)")
+            byte = payload[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise FormatError("corrupt payload (overlong band length)")
+        lengths.append(value)
+    if sum(lengths) > len(payload) - pos:
+        raise FormatError("file is truncated (payload shorter than its bands)")
+    lengths.append(len(payload) - pos - sum(lengths))
+    out = []
+    for n in lengths:
+        out.append(payload[pos: pos + n])
+        pos += n
+    return out
+
+
+@torch.no_grad()
+def decode_streams(model, payloads: list[bytes], counts: list[int], channels: int, h: int, w: int,
+                   naive: bool = False, on_table: OnTable | None = None,
+                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Decode consecutive streams of ``counts[i]`` tiles of (channels, h, w), line by line,
+    every tile of every stream in the same steps. ``naive`` is accepted for the codec's
+    interface (there is no other decoder to compare with)."""
+    n = sum(counts)
+    hz = model.horizon
+    slope = hz + 1
+    nb = -(-h // BAND)
+    decs = []
+    for p, k in zip(payloads, counts):
+        parts = _split(p, k * nb)
+        decs += [[StreamDecoder(parts[i * nb + b]) for b in range(nb)] for i in range(k)]
+    levels = model.config.levels
+    lut = exact_levels(torch.arange(levels), levels)
+    xpad = torch.zeros(n, channels, h + hz, w + 2 * hz, dtype=torch.float64)
+    x = torch.zeros(n, channels, h, w, dtype=torch.long)
+    dr = torch.arange(hz + 1)
+    dc = torch.arange(2 * hz + 1)
+    tiles_all = np.arange(n)
+    for t in range(steps(h, w, slope)):
+        rows = line(t, h, w, slope)
+        cols = t - slope * rows
+        P = len(rows)
+        if P == 0:  # a tile narrower than the slope leaves lines empty
+            continue
+        rt, ct = torch.from_numpy(rows), torch.from_numpy(cols)
+        win = xpad[:, :, (rt[:, None] + dr)[:, :, None], (ct[:, None] + dc)[:, None, :]]  # (n, C, P, h+1, 2h+1)
+        raw = model.exact_params_at(win.permute(0, 2, 1, 3, 4).reshape(n * P, channels, hz + 1, 2 * hz + 1))
+        prev = x[:, :, rt, ct].permute(0, 2, 1).reshape(n * P, channels)
+        band = rows // BAND
+        seg = np.flatnonzero(np.r_[True, band[1:] != band[:-1], True])
+        for ch in range(channels):
+            freq = _tables(model, raw, prev, ch)
+            if on_table is not None:
+                on_table(np.repeat(tiles_all, P), np.tile(rows, n), np.tile(cols, n), ch, freq)
+            weights = freq.astype(np.float64)
+            sym = np.empty(n * P, dtype=np.int64)
+            for i in range(n):
+                for k in range(len(seg) - 1):
+                    a, b = i * P + seg[k], i * P + seg[k + 1]
+                    sym[a:b] = decs[i][band[seg[k]]].decode(weights[a:b])
+            s = torch.from_numpy(sym)
+            prev[:, ch] = s
+            sv = s.view(n, P)
+            x[:, ch, rt, ct] = sv
+            xpad[:, ch, rt + hz, ct + hz] = lut[sv]
+        if progress is not None:
+            progress(n * P * channels)
+    return x

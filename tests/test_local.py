@@ -1,0 +1,177 @@
+"""The local photo model, its integer mixture tables and the wavefront coder: causal,
+one NLL, identical tables on both sides for any batch, band, thread count and image size,
+exact round trips of odd shapes in gray and colour. Tiny models only."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from arcodec import causality
+from arcodec.codec import decode_file, encode_images
+from arcodec.coding import mixture
+from arcodec.coding import wavefront as wf
+from arcodec.container import SCAN_WAVEFRONT, read
+from arcodec.models.heads import nll_bits
+from arcodec.models.layers import set_exact
+from arcodec.models.local import exact_levels
+from arcodec.registry import build_model, make_config
+from arcodec.train import TrainConfig, checkpoint
+
+TINY = {"hidden": 12, "blocks": 1, "components": 3}
+
+
+def tiny(channels=3, seed=0, steps=6, **kw):
+    """A tiny local model after a few Adam steps on smooth random images (so that its
+    distributions are peaked, as a trained model's are)."""
+    torch.manual_seed(seed)
+    m = build_model("local-photo", make_config("local-photo", {**TINY, "channels": channels, **kw}))
+    opt = torch.optim.Adam(m.parameters(), lr=2e-2)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        base = torch.rand(8, 1, 1, 1, generator=g) * 200
+        x = (base + torch.randn(8, channels, 12, 12, generator=g) * 6).round().clamp(0, 255).long()
+        loss, _ = m.objective(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return m.eval()
+
+
+def record(store):
+    def on_table(tiles, rows, cols, ch, freq):
+        for t, r, c, q in zip(tiles.tolist(), rows.tolist(), cols.tolist(), freq):
+            store[(t, r, c, ch)] = q.copy()
+    return on_table
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_causal_at_init_and_after_training(channels):
+    torch.manual_seed(0)
+    m = build_model("local-photo", make_config("local-photo", {**TINY, "channels": channels}))
+    assert causality.violations(m) == []
+    assert causality.violations(tiny(channels)) == []
+
+
+def test_window_is_what_the_wavefront_assumes():
+    m = tiny(horizon=2)
+    rf = causality.receptive_field(m, 12, 13, 7, 6)
+    rows, cols = torch.nonzero(rf, as_tuple=True)
+    assert int(rows.min()) == 5 and int(rows.max()) <= 7 and int((cols - 6).abs().max()) == 2
+    # nothing right of the pixel in its own row (the pixel itself: the colour coupling), nor below
+    assert (rf[7, 7:] == 0).all() and (rf[8:] == 0).all()
+
+
+def test_objective_is_the_nll_of_the_forward_pass_on_the_inner_positions():
+    m = tiny()
+    x = torch.randint(0, 256, (2, 3, 9, 10))
+    with torch.no_grad():
+        loss, bits = m.objective(x)
+        full = nll_bits(m(x), x)[:, :, 3:, 3:7]  # rows h.., columns h..W-h-1
+    assert bits.shape == (2, 3, 6, 4)
+    assert torch.allclose(bits, full, atol=1e-3)
+    logp = m(x)
+    assert torch.allclose(logp.exp().sum(1), torch.ones(2, 3, 9, 10), atol=1e-4)
+    assert logp.min() >= -mixture.TABLE_BITS * math.log(2.0) - 1e-3  # the floor: 1 / 2**24 at least
+
+
+def test_mixture_tables_numba_and_numpy_agree_and_are_valid():
+    rng = np.random.default_rng(0)
+    n, m = 3000, 5
+    lg = rng.integers(-20 << 12, 20 << 12, (n, m))
+    mu = rng.integers(-6 << 12, 6 << 12, (n, m))  # clamped to [-4, 4]
+    ls = rng.integers(-9 << 12, 9 << 12, (n, m))  # clamped to [-7, 7]
+    ls[:100] = -9 << 12  # near-deterministic
+    ls[100:200] = 9 << 12  # near-uniform
+    lg[200:300, 1:] = -(30 << 12)  # one component only
+    for levels in (2, 5, 256):
+        a = mixture.frequencies_numpy(lg, mu, ls, levels)
+        b = mixture.frequencies(lg, mu, ls, levels)
+        assert np.array_equal(a, b)
+        assert a.min() >= 1 and (a.sum(1) == 1 << mixture.TABLE_BITS).all()
+
+
+def test_mixture_tables_follow_the_float_mixture():
+    rng = np.random.default_rng(1)
+    K, n = 256, 40
+    lg = rng.integers(-3 << 12, 3 << 12, (n, 4))
+    mu = rng.integers(-4000, 4000, (n, 4))
+    ls = rng.integers(-5 << 12, -1 << 12, (n, 4))
+    freq = mixture.frequencies(lg, mu, ls, K) / 2.0**mixture.TABLE_BITS
+    edges = (2 * np.arange(K - 1) + 2 - K) / (K - 1)
+    for i in range(n):
+        w = np.exp((lg[i] - lg[i].max()) / 4096.0)
+        w /= w.sum()
+        t = (edges[None] - mu[i][:, None] / 4096.0) * np.exp(-ls[i][:, None] / 4096.0)
+        cdf = (w[:, None] / (1 + np.exp(-t))).sum(0)
+        p = np.diff(np.r_[0.0, cdf, 1.0])
+        assert np.abs(freq[i] - p).max() < 2e-4
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_wavefront_round_trip_and_identical_tables(shape, channels):
+    m = set_exact(tiny(channels), True)
+    rng = np.random.default_rng(sum(shape))
+    x = torch.from_numpy(rng.integers(90, 140, (3, channels, *shape)))
+    enc, dec1, dec3 = {}, {}, {}
+    out = wf.encode_streams(m, x, [2, 1], on_table=record(enc))
+    got = wf.decode_streams(m, [p for p, _ in out], [2, 1], channels, *shape, on_table=record(dec3))
+    assert torch.equal(got, x)
+    one = wf.encode_streams(m, x[2:], [1])  # a batch of one tile: the same bytes
+    assert one[0][0] == out[1][0]
+    wf.decode_streams(m, [out[1][0]], [1], channels, *shape, on_table=record(dec1))
+    assert enc.keys() == dec3.keys() and len(enc) == 3 * channels * shape[0] * shape[1]
+    assert all(np.array_equal(enc[k], dec3[k]) for k in enc)
+    assert all(np.array_equal(enc[(2, *k[1:])], v) for k, v in dec1.items())
+
+
+def test_tables_equal_across_bands_threads_and_numba():
+    """A tile taller than a band: the encoder's bands (crops of the rows above) and the
+    decoder's windows, at 1 and 2 threads, with and without the compiled kernel."""
+    m = set_exact(tiny(3), True)
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.integers(0, 256, (2, 3, wf.BAND + 6, 4)))
+    enc, dec = {}, {}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        out = wf.encode_streams(m, x, [2], on_table=record(enc))
+        torch.set_num_threads(2)
+        kernel = mixture._KERNEL[:]
+        mixture._KERNEL[:] = [None]  # the numpy reference
+        try:
+            got = wf.decode_streams(m, [out[0][0]], [2], 3, wf.BAND + 6, 4, on_table=record(dec))
+        finally:
+            mixture._KERNEL[:] = kernel
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(got, x)
+    assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
+
+
+def test_exact_parameters_from_windows_equal_the_full_pass():
+    m = set_exact(tiny(3), True)
+    x = torch.randint(0, 256, (2, 3, 8, 9))
+    full = m.exact_params(x, 0, 8)
+    band = torch.cat([m.exact_params(x, 0, 5), m.exact_params(x, 5, 8)], dim=2)
+    assert torch.equal(full, band)
+    h = m.horizon
+    xpad = torch.nn.functional.pad(exact_levels(x, 256), (h, h, h, 0))
+    r, c = 6, 2
+    win = xpad[:, :, r: r + h + 1, c: c + 2 * h + 1].clone()
+    win[:, :, h, h:] = 123.0  # what the mask hides does not matter
+    assert torch.equal(m.exact_params_at(win), full[:, :, r, c])
+
+
+def test_codec_round_trip_with_a_checkpoint_and_the_scan_in_the_header(tmp_path):
+    m = tiny(3)
+    path = tmp_path / "local.pt"
+    torch.save(checkpoint(m, TrainConfig(arch="local-photo", data="random"), step=6), path)
+    rng = np.random.default_rng(5)
+    imgs = [rng.integers(0, 256, (11, 7, 3), dtype=np.uint8), rng.integers(0, 256, (5, 3, 3), dtype=np.uint8)]
+    enc = encode_images(imgs, names=["a.png", "b.png"], model=str(path))
+    header, out = decode_file(enc.data, model=str(path))
+    assert header.scan == SCAN_WAVEFRONT and read(enc.data)[0].scan == SCAN_WAVEFRONT
+    assert all(np.array_equal(a, b) for a, b in zip(imgs, out))
