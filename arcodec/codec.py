@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,7 +17,7 @@ from arcodec.coding.autoregressive import (DEFAULT_CHUNK, Stream, decode_streams
                                           plan_streams, scatter)
 from arcodec.container import Entry, Header
 from arcodec.errors import ArcodecError, FormatError, IntegrityError
-from arcodec.zoo import DEFAULT_GRAY, LoadedModel, check_fingerprint, default_model, load_model, model_for_id
+from arcodec.zoo import DEFAULT_GRAY, LoadedModel, applicable, check_fingerprint, load_model, model_for_id
 
 MAX_BATCH = 512  # tiles pushed through the model together (memory grows with it)
 Progress = Callable[[int], None]  # called with the number of sub-pixels just coded
@@ -46,8 +47,15 @@ def as_image(array) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+AUTO = "auto"  # every shipped model that applies, and the stored method: the smallest file wins
+
+
+def is_auto(model) -> bool:
+    return model is None or (isinstance(model, str) and model == AUTO)
+
+
 def resolve(model: str | LoadedModel | None) -> LoadedModel:
-    m = model if isinstance(model, LoadedModel) else load_model(model or DEFAULT_GRAY)
+    m = model if isinstance(model, LoadedModel) else load_model(DEFAULT_GRAY if is_auto(model) else model)
     _coders(m)  # a model that cannot code is refused here, before any work
     return m
 
@@ -126,8 +134,10 @@ def _check(m: LoadedModel, a: np.ndarray) -> None:
 
 
 def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None, bool]], tile: int | None,
-            progress: Progress | None, max_tiles: int) -> list[Encoded]:
-    """Encode several files (images, names, archive?) with one model, batching their streams."""
+            progress: Progress | None, max_tiles: int, maps: list[tuple[int, ...]] | None = None) -> list[Encoded]:
+    """Encode several files (images, names, archive?) with one model, batching their streams.
+    With ``maps``, file i's images are indices into the levels ``maps[i]`` (its header's level
+    map; the CRC covers the pixels the indices stand for)."""
     t0 = time.perf_counter()
     tile = tile or default_tile(m)
     jobs = []
@@ -143,56 +153,130 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
             progress(sum(x.numel() for x in xs))
     seconds = (time.perf_counter() - t0) / len(files)
     out = []
-    for job, (imgs, names, archive) in zip(jobs, files):
+    for i, (job, (imgs, names, archive)) in enumerate(zip(jobs, files)):
+        levels = tuple(maps[i]) if maps and maps[i] else ()
+        pixels = [np.asarray(levels, dtype=np.uint8)[a] for a in imgs] if levels else imgs
         entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(imgs, names or [""] * len(imgs)))
-        header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile, scan=scan_of(m))
-        data = container.write(header, _stream_lengths(job.payloads) + b"".join(job.payloads), imgs)
+        header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile, scan=scan_of(m), levels=levels)
+        data = container.write(header, _stream_lengths(job.payloads) + b"".join(job.payloads), pixels)
         out.append(Encoded(data, sum(job.bits), sum(a.size for a in imgs), seconds))
     return out
 
 
+def encode_stored(images: list[np.ndarray], names: list[str] | None = None, archive: bool = False) -> Encoded:
+    """The stored method: the pixels as they are (raw, or deflated when that is shorter),
+    no model. Bounds every file: header + H W C bytes + CRC at most."""
+    t0 = time.perf_counter()
+    raw = b"".join(a.tobytes() for a in images)
+    packed = zlib.compress(raw, 9)
+    method, payload = (container.METHOD_DEFLATE, packed) if len(packed) < len(raw) else (container.METHOD_RAW, raw)
+    entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(images, names or [""] * len(images)))
+    header = Header(0, b"\0\0", entries, archive, container.DEFAULT_BIT_DEPTH, method=method)
+    data = container.write(header, payload, images)
+    return Encoded(data, 8.0 * len(payload), sum(a.size for a in images), time.perf_counter() - t0)
+
+
+def _scaled(progress: Progress | None, share: float) -> Progress | None:
+    return None if progress is None else (lambda n: progress(n * share))
+
+
+def level_map(images: list[np.ndarray]) -> tuple[tuple[int, ...], list[np.ndarray]] | None:
+    """(the levels the images use, the images as indices into them) when the images use
+    fewer than 256 levels that are not already 0..n-1 (a palette, or 2-bit colour saved as
+    0, 85, 170, 255); None otherwise."""
+    values = np.unique(np.concatenate([a.ravel() for a in images]))
+    if len(values) == 256 or values[-1] == len(values) - 1:
+        return None
+    return tuple(int(v) for v in values), [np.searchsorted(values, a).astype(np.uint8) for a in images]
+
+
+def _candidates(imgs: list[np.ndarray]) -> list[tuple[str, tuple[int, ...]]]:
+    """(model, level map) pairs that apply to the images: every shipped model whose card
+    takes them as they are, and the models of fewer than 256 levels that take their indices
+    into a level map."""
+    out = [(name, ()) for name in applicable(imgs)]
+    mapped = level_map(imgs)
+    if mapped is not None:
+        out += [(name, mapped[0]) for name in applicable(mapped[1], below=256)]
+    return out
+
+
+def _indexed(imgs: list[np.ndarray], levels: tuple[int, ...]) -> list[np.ndarray]:
+    if not levels:
+        return imgs
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[list(levels)] = np.arange(len(levels), dtype=np.uint8)
+    return [lut[a] for a in imgs]
+
+
 def encode_images(images: list, names: list[str] | None = None, model=None, tile: int | None = None,
                   archive: bool | None = None, progress: Progress | None = None) -> Encoded:
-    """Compress images into one .arc file (an archive when ``names`` is given or archive=True)."""
+    """Compress images into one .arc file (an archive when ``names`` is given or archive=True).
+
+    ``model`` None or "auto": every shipped model whose card applies to all the images codes
+    them (directly, or through a level map), and so does the stored method; the smallest
+    file wins."""
     imgs = [as_image(a) for a in images]
-    m = resolve(model if model is not None else default_model(imgs))
-    for a in imgs:
-        _check(m, a)
     archive = bool(names) if archive is None else archive
     if not archive and len(imgs) != 1:
         raise ArcodecError("a single-image file holds one image; use an archive for several")
-    return _encode(m, [(imgs, names, archive)], tile, progress, MAX_BATCH)[0]
+    if not is_auto(model):
+        m = resolve(model)
+        for a in imgs:
+            _check(m, a)
+        return _encode(m, [(imgs, names, archive)], tile, progress, MAX_BATCH)[0]
+    best = encode_stored(imgs, names, archive)
+    cands = _candidates(imgs)
+    for name, levels in cands:
+        enc = _encode(resolve(name), [(_indexed(imgs, levels), names, archive)], tile,
+                      _scaled(progress, 1 / len(cands)), MAX_BATCH, [levels])[0]
+        if len(enc.data) < len(best.data):
+            best = enc
+    if not cands and progress is not None:
+        progress(sum(a.size for a in imgs))
+    return best
 
 
 def encode_many(images: list, model=None, tile: int | None = None,
                 progress: Progress | None = None, max_tiles: int | None = None) -> list[Encoded]:
     """One single-image .arc file per image, the images pushed through the model together.
 
-    ``Encoded.seconds`` is the call's time divided by the number of files."""
+    ``model`` None or "auto": per image, the smallest of every applicable shipped model's
+    file (directly, or through a level map) and the stored one; each model codes all the
+    images it applies to in one batch. ``Encoded.seconds`` is the call's time divided by the
+    number of files."""
     imgs = [as_image(a) for a in images]
-    if model is not None:
-        groups = {"": list(range(len(imgs)))}
-    else:  # the default model depends on the image
-        groups = {}
-        for i, a in enumerate(imgs):
-            groups.setdefault(default_model([a]), []).append(i)
-    out: list[Encoded | None] = [None] * len(imgs)
-    for name, idx in groups.items():
-        if not idx:
-            continue
-        m = resolve(model if model is not None else name)
-        for i in idx:
-            _check(m, imgs[i])
-        encoded = _encode(m, [([imgs[i]], None, False) for i in idx], tile, progress, max_tiles or MAX_BATCH)
-        for i, e in zip(idx, encoded):
-            out[i] = e
-    return out
+    if not is_auto(model):
+        m = resolve(model)
+        for a in imgs:
+            _check(m, a)
+        return _encode(m, [([a], None, False) for a in imgs], tile, progress, max_tiles or MAX_BATCH)
+    best = [encode_stored([a]) for a in imgs]
+    cands = [_candidates([a]) for a in imgs]
+    groups: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
+    for i, cs in enumerate(cands):
+        for name, levels in cs:
+            groups.setdefault(name, []).append((i, levels))
+        if not cs and progress is not None:
+            progress(imgs[i].size)
+    for name, members in groups.items():
+        share = float(np.mean([1 / len(cands[i]) for i, _ in members]))
+        encoded = _encode(resolve(name), [(_indexed([imgs[i]], lv), None, False) for i, lv in members], tile,
+                          _scaled(progress, share), max_tiles or MAX_BATCH, [lv for _, lv in members])
+        for (i, _), e in zip(members, encoded):
+            if len(e.data) < len(best[i].data):
+                best[i] = e
+    return best
 
 
-def _open(data: bytes, model) -> tuple[Header, LoadedModel, _Job]:
-    """Parse a file and plan its decoding: (header, model, job with the streams' payloads)."""
+def _open(data: bytes, model) -> tuple[Header, LoadedModel | None, _Job]:
+    """Parse a file and plan its decoding: (header, model (None for a stored file), job with
+    the streams' payloads)."""
     header, body, _ = container.read(data)
-    if model is None:
+    shapes = [(e.height, e.width, e.channels) for e in header.entries]
+    if header.method != container.METHOD_MODEL:
+        return header, None, _Job([np.zeros(s, dtype=np.uint8) for s in shapes], [], [body])
+    if is_auto(model):
         m = model_for_id(header.model_id, header.fingerprint)
     else:
         m = resolve(model)
@@ -201,7 +285,8 @@ def _open(data: bytes, model) -> tuple[Header, LoadedModel, _Job]:
         raise FormatError(f"file's scan order ({header.scan}) is not model {m.name!r}'s ({scan_of(m)}): corrupt header")
     if m.bit_depth != header.bit_depth:
         raise FormatError(f"file has bit depth {header.bit_depth}, model {m.name!r} codes {m.bit_depth}")
-    shapes = [(e.height, e.width, e.channels) for e in header.entries]
+    if len(header.levels) > m.levels:
+        raise FormatError(f"file's level map has {len(header.levels)} levels, model {m.name!r} codes {m.levels}")
     streams = plan_streams(shapes, m.channels, header.tile, DEFAULT_CHUNK)
     r = container._Reader(body)
     lengths = [r.varint("stream lengths") for _ in streams[:-1]]
@@ -217,6 +302,26 @@ def _open(data: bytes, model) -> tuple[Header, LoadedModel, _Job]:
     return header, m, job
 
 
+def _unstore(header: Header, job: _Job) -> None:
+    """Fill a stored file's images from its payload (raw or deflated pixels)."""
+    total = sum(a.size for a in job.images)
+    body = job.payloads[0]
+    if header.method == container.METHOD_DEFLATE:
+        d = zlib.decompressobj()
+        try:
+            body = d.decompress(body, total + 1)
+        except zlib.error:
+            raise FormatError("corrupt payload (the stored pixels do not inflate)") from None
+        if not d.eof or d.unused_data:
+            raise FormatError("corrupt payload (stored pixels cut short or followed by extra bytes)")
+    if len(body) != total:
+        raise FormatError(f"corrupt payload ({len(body)} stored bytes for {total} sub-pixels)")
+    pos = 0
+    for a in job.images:
+        a[...] = np.frombuffer(body, dtype=np.uint8, count=a.size, offset=pos).reshape(a.shape)
+        pos += a.size
+
+
 def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: Progress | None = None,
                 max_tiles: int | None = None) -> list[tuple[Header, list[np.ndarray]]]:
     """Decode several .arc files, the streams of equal tile shape (across files) pushed
@@ -224,7 +329,12 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
     (H, W, C) uint8) per file, in order. A corrupt file fails the whole call."""
     opened = [_open(d, model) for d in datas]
     by_model: dict[int, list[int]] = {}
-    for i, (_, m, _) in enumerate(opened):
+    for i, (header, m, job) in enumerate(opened):
+        if m is None:
+            _unstore(header, job)
+            if progress is not None:
+                progress(sum(a.size for a in job.images))
+            continue
         by_model.setdefault(id(m), []).append(i)
     for idx in by_model.values():
         m = opened[idx[0]][1]
@@ -243,6 +353,10 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
                 pos += n
     out = []
     for data, (header, _, job) in zip(datas, opened):
+        if header.levels:  # the model decoded indices into the header's level map
+            lut = np.zeros(256, dtype=np.uint8)
+            lut[: len(header.levels)] = header.levels
+            job.images = [lut[a] for a in job.images]
         if not container.verify(data, job.images):
             raise IntegrityError("the CRC32 check fails: the file is corrupt")
         out.append((header, job.images))
@@ -258,8 +372,8 @@ def decode_file(data: bytes, model=None, naive: bool = False,
 def compress(array, model: str | LoadedModel | None = None) -> bytes:
     """Compress one image ((H, W) or (H, W, C) uint8) to .arc bytes, in the manner of zlib.
 
-    Without ``model``: the shipped colour model for RGB images with values 0..3, the
-    grayscale MNIST model otherwise."""
+    Without ``model`` (or "auto"): the smallest file among every shipped model that applies
+    to the image and the stored method."""
     return encode_images([array], model=model).data
 
 

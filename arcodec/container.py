@@ -11,7 +11,12 @@ fields are little-endian)::
     [extension]  varint length, then (tag varint, value varint) pairs:
                  1 bit depth (default 8), 2 tile size (default 64), 3 channels,
                  4 packed entry table (value 1), 5 scan order (0 raster, the
-                 default; 1 wavefront lines t = c + (h+1) r in bands of 64 rows)
+                 default; 1 wavefront lines t = c + (h+1) r in bands of 64 rows),
+                 6 method (0 a model, the default; 1 stored: the raw pixels; 2
+                 stored: the pixels deflated), written with model id 0 and
+                 fingerprint 0000, 7 level map (a bit mask of the levels the
+                 images use, bit v for level v: the model coded each pixel's index
+                 among them)
     single image: height varint, width varint
     archive:      count varint, then the entry table: per image name length varint,
                   UTF-8 name, height varint, width varint, channels varint. With tag 4
@@ -40,8 +45,10 @@ MAX_IMAGES = 1 << 20
 MAX_NAME = 4096
 
 _ARCHIVE, _RGB, _EXT = 1, 2, 4
-_TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS, _TAG_PACKED, _TAG_SCAN = 1, 2, 3, 4, 5
+_TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS, _TAG_PACKED, _TAG_SCAN, _TAG_METHOD, _TAG_LEVELS = 1, 2, 3, 4, 5, 6, 7
 SCAN_RASTER, SCAN_WAVEFRONT = 0, 1
+METHOD_MODEL, METHOD_RAW, METHOD_DEFLATE = 0, 1, 2
+METHOD_NAMES = {METHOD_RAW: "stored (raw pixels)", METHOD_DEFLATE: "stored (deflated pixels)"}
 _ENTRY_LIMIT = MAX_NAME + 3 * 10  # most bytes one entry of the table can take
 
 
@@ -69,6 +76,8 @@ class Header:
     tile: int = DEFAULT_TILE
     version: int = VERSION
     scan: int = SCAN_RASTER  # the order of the symbols (docs/format.md)
+    method: int = METHOD_MODEL  # or a stored method: no model, the pixels as they are
+    levels: tuple[int, ...] = ()  # level map: the model coded indices into these values
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -105,7 +114,7 @@ class _Reader:
         self.pos += n
         return out
 
-    def varint(self, what: str) -> int:
+    def varint(self, what: str, bits: int = 64) -> int:
         value, shift = 0, 0
         while True:
             if self.pos >= len(self.data):
@@ -116,7 +125,7 @@ class _Reader:
             if not byte & 0x80:
                 return value
             shift += 7
-            if shift > 63:
+            if shift >= bits:
                 raise FormatError(f"corrupt header (overlong number in {what})")
 
 
@@ -165,6 +174,14 @@ def write(header: Header, payload: bytes, images) -> bytes:
     if header.scan != SCAN_RASTER:
         put_varint(ext, _TAG_SCAN)
         put_varint(ext, header.scan)
+    if header.method != METHOD_MODEL:
+        put_varint(ext, _TAG_METHOD)
+        put_varint(ext, header.method)
+    if header.levels:
+        if list(header.levels) != sorted(set(header.levels)) or not 0 <= header.levels[0] <= header.levels[-1] <= 255:
+            raise ValueError("a level map lists distinct values 0..255 in increasing order")
+        put_varint(ext, _TAG_LEVELS)
+        put_varint(ext, sum(1 << v for v in header.levels))
     single = entries[0] if not header.archive else None
     rgb = single is not None and single.channels == 3
     if single is not None and single.channels not in (1, 3):
@@ -217,12 +234,13 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
     fingerprint = r.take(2, "fingerprint")
     bit_depth, tile, channels = DEFAULT_BIT_DEPTH, DEFAULT_TILE, 3 if flags & _RGB else 1
     packed = False
-    scan = SCAN_RASTER
+    scan, method, levels = SCAN_RASTER, METHOD_MODEL, ()
     if flags & _EXT:
         n = r.varint("extension length")
         ext = _Reader(r.take(n, "extension"))
         while ext.pos < len(ext.data):
-            tag, value = ext.varint("extension"), ext.varint("extension")
+            tag = ext.varint("extension")
+            value = ext.varint("extension", bits=256 + 7 if tag == _TAG_LEVELS else 64)
             if tag == _TAG_BIT_DEPTH:
                 bit_depth = value
             elif tag == _TAG_TILE:
@@ -233,6 +251,10 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
                 packed = True
             elif tag == _TAG_SCAN and value in (SCAN_RASTER, SCAN_WAVEFRONT):
                 scan = value
+            elif tag == _TAG_METHOD and value in (METHOD_MODEL, METHOD_RAW, METHOD_DEFLATE):
+                method = value
+            elif tag == _TAG_LEVELS and 0 < value < 1 << 256:
+                levels = tuple(v for v in range(256) if value >> v & 1)
             else:
                 raise FormatError(f"unknown header field {tag}: written by a newer arcodec?")
     if not 1 <= bit_depth <= 8:
@@ -268,7 +290,7 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
         raise FormatError("file is truncated (no checksum)")
     payload = data[r.pos: len(data) - 4]
     crc = int.from_bytes(data[-4:], "little")
-    header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version, scan)
+    header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version, scan, method, levels)
     return header, payload, crc
 
 

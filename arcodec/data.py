@@ -223,6 +223,11 @@ def load_digits_4x4_binary(split: str, root: str | None = None, download: bool =
     return (pooled >= 64).to(torch.uint8)
 
 
+def to_luma(img: np.ndarray) -> np.ndarray:
+    """(H, W, C >= 3) uint8 -> (H, W, 1) uint8 gray: round(0.299 R + 0.587 G + 0.114 B)."""
+    return np.round(img[:, :, :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
+
+
 def image_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -245,7 +250,7 @@ def load_folder(folder: str | Path, split: str, crop: int = 32, crops: int = 64,
     for i in sorted(idx.tolist()):
         img = read_image(files[i].read_bytes(), str(files[i]))  # (H, W, C) uint8
         if mode == "L" and img.shape[2] != 1:
-            img = np.round(img[:, :, :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
+            img = to_luma(img)
         elif mode == "RGB" and img.shape[2] == 1:
             img = np.repeat(img, 3, axis=2)
         h, w = img.shape[:2]
@@ -294,3 +299,6 @@ def load_dataset(name: str, split: str, root: str | None = None, download: bool 
 def _load_extra() -> None:
     """Data sets defined next to the models that use them register themselves on import."""
     import arcodec.toydata  # noqa: F401
+
+
+from arcodec.arcdataset import ArcDataset  # noqa: E402,F401

@@ -281,6 +281,8 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         if step % cfg.val_every == 0 or step == cfg.steps:
             if d.main:
                 val = evaluate_objective(core, val_x)  # the NLL, or the loss of a model without one
+                if hasattr(core, "calibrate"):  # scales of the integer engine, stored with the weights
+                    core.calibrate(train_x[:: max(1, len(train_x) // 256)])
                 record["val_bpd"] = round(val, 5)
                 if val < best:
                     best = val

@@ -152,7 +152,9 @@ def test_shipped_model_roundtrip_on_real_digits(shipped, digits):
         assert 8 * len(single) / 784 < 8.0
 
 
-def test_default_model_by_image_type(tmp_path, monkeypatch):
+def test_default_model_by_image_type_from_the_cards(tmp_path, monkeypatch):
+    import json
+
     import arcodec.zoo as zoo
 
     rgb4 = np.random.default_rng(0).integers(0, 4, (5, 5, 3)).astype(np.uint8)
@@ -160,12 +162,17 @@ def test_default_model_by_image_type(tmp_path, monkeypatch):
     rgb8[0, 0, 0] = 200
     gray = rgb4[:, :, :1]
     monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
-    assert zoo.default_model([rgb4]) == zoo.DEFAULT_GRAY  # no colour model shipped: the gray one
-    (tmp_path / f"{zoo.DEFAULT_COLOUR4}.json").write_text("{}")
-    assert zoo.default_model([rgb4]) == zoo.DEFAULT_COLOUR4
-    assert zoo.default_model([rgb8]) == zoo.DEFAULT_GRAY
-    assert zoo.default_model([gray]) == zoo.DEFAULT_GRAY
-    assert zoo.default_model([rgb4, rgb8]) == zoo.DEFAULT_GRAY  # one model per file
+    assert zoo.default_model([rgb4]) == zoo.DEFAULT_GRAY  # no card applies: the gray one
+    card = lambda name, i, rank, rule: (tmp_path / f"{name}.json").write_text(  # noqa: E731
+        json.dumps({"name": name, "id": i, "rank": rank, "applies": rule}))
+    card("colour4", 7, 1, {"channels": [3], "levels": 4})
+    card("rgb", 8, 2, {"channels": [3], "levels": 256})
+    card("small", 9, 1, {"channels": [1], "levels": 256, "max_pixels": 16})
+    assert zoo.default_model([rgb4]) == "colour4" and zoo.applicable([rgb4]) == ["colour4", "rgb"]
+    assert zoo.default_model([rgb8]) == "rgb"
+    assert zoo.default_model([rgb4, rgb8]) == "rgb"  # one model per file
+    assert zoo.default_model([gray]) == zoo.DEFAULT_GRAY  # 25 pixels: more than "small" takes
+    assert zoo.applicable([gray[:4, :4]]) == ["small"]
 
 
 def test_shipped_colour_model_is_the_default_for_two_bit_colour(digits):
@@ -173,7 +180,7 @@ def test_shipped_colour_model_is_the_default_for_two_bit_colour(digits):
     import arcodec.zoo as zoo
     from arcodec.data import colourize
 
-    card = next(c for c in zoo.cards() if c["name"] == zoo.DEFAULT_COLOUR4)
+    card = next(c for c in zoo.cards() if c["name"] == "colour-mnist-made")
     img = colourize(torch.from_numpy(digits[:1, None]), seed=7)[0].permute(1, 2, 0).numpy()  # (28, 28, 3), 0..3
     data = arcodec.compress(img)
     header, _, _ = container.read(data)

@@ -15,7 +15,7 @@ from arcodec.coding import wavefront as wf
 from arcodec.container import SCAN_WAVEFRONT, read
 from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
-from arcodec.models.local import exact_levels
+from arcodec.coding.engine import LocalEngine
 from arcodec.registry import build_model, make_config
 from arcodec.train import TrainConfig, checkpoint
 
@@ -151,18 +151,36 @@ def test_tables_equal_across_bands_threads_and_numba():
     assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
 
 
-def test_exact_parameters_from_windows_equal_the_full_pass():
-    m = set_exact(tiny(3), True)
+def test_engine_parameters_from_windows_equal_the_full_pass_in_any_precision():
+    m = tiny(3)
     x = torch.randint(0, 256, (2, 3, 8, 9))
-    full = m.exact_params(x, 0, 8)
-    band = torch.cat([m.exact_params(x, 0, 5), m.exact_params(x, 5, 8)], dim=2)
-    assert torch.equal(full, band)
+    m.calibrate(x)
+    eng = LocalEngine(m)
+    full = eng.params(x, 0, 8)
+    assert full.dtype == torch.int64 and full.shape == (2, m.n_params, 8, 9)
+    assert torch.equal(full, torch.cat([eng.params(x, 0, 5), eng.params(x, 5, 8)], dim=2))
     h = m.horizon
-    xpad = torch.nn.functional.pad(exact_levels(x, 256), (h, h, h, 0))
+    xpad = torch.nn.functional.pad(eng.input_units(x), (h, h, h, 0))
     r, c = 6, 2
     win = xpad[:, :, r: r + h + 1, c: c + 2 * h + 1].clone()
-    win[:, :, h, h:] = 123.0  # what the mask hides does not matter
-    assert torch.equal(m.exact_params_at(win), full[:, :, r, c])
+    win[:, :, h, h:] = 77.0  # what the mask hides does not matter
+    assert torch.equal(eng.params_at(win), full[:, :, r, c])
+    assert eng.first.dtype == torch.float32  # every partial sum below 2**24
+    for layer in [eng.first, eng.head, *[l for b in eng.blocks for l in b]]:  # float64 products: the same integers
+        layer.dtype, layer.wt = torch.float64, layer.wt.double()
+    assert torch.equal(eng.params(x, 0, 8), full)
+
+
+def test_engine_follows_the_float_model():
+    """Post-training int8 weights and 10-bit activations stay close to the float network."""
+    m = tiny(3, steps=20)
+    x = torch.randint(60, 200, (4, 3, 10, 12))
+    m.calibrate(x)
+    eng = LocalEngine(m)
+    with torch.no_grad():
+        ref = m.raw(x) * 4096.0
+    got = eng.params(x, 0, 10).double()
+    assert (got - ref).abs().mean() < 0.02 * ref.abs().mean()
 
 
 def test_codec_round_trip_with_a_checkpoint_and_the_scan_in_the_header(tmp_path):

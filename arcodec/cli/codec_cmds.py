@@ -64,7 +64,9 @@ def _expand(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file ('-' for stdout). With several inputs: an archive.")
-@click.option("-m", "--model", default=None, help="Zoo model name or checkpoint path [default: by image type].")
+@click.option("-m", "--model", default=None,
+              help="Zoo model name or checkpoint path [default: auto: every shipped model that applies, "
+                   "and the stored pixels; the smallest file wins].")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the input files (always kept for archives and stdin).")
 @click.option("--tile", type=click.IntRange(8, 4096), default=None,
@@ -208,9 +210,16 @@ def info(files):
         over = len(data) - len(payload)
         click.echo(f"{file}:")
         click.echo(f"  format version   {header.version}{' (archive)' if header.archive else ''}")
-        click.echo(f"  model            {names.get(header.model_id, '?')} (id {header.model_id}, "
-                   f"fingerprint {header.fingerprint.hex()})")
+        if header.method != container.METHOD_MODEL:
+            click.echo(f"  method           {container.METHOD_NAMES[header.method]} (no model)")
+        else:
+            click.echo(f"  model            {names.get(header.model_id, '?')} (id {header.model_id}, "
+                       f"fingerprint {header.fingerprint.hex()}, "
+                       f"{'wavefront' if header.scan == container.SCAN_WAVEFRONT else 'raster'} scan)")
         click.echo(f"  bit depth, tile  {header.bit_depth}, {header.tile}")
+        if header.levels:
+            shown = ", ".join(map(str, header.levels[:8])) + (", ..." if len(header.levels) > 8 else "")
+            click.echo(f"  level map        {len(header.levels)} levels ({shown}): the model coded their indices")
         if header.archive:
             click.echo(f"  images           {len(header.entries)}")
             for e in header.entries[:10]:

@@ -13,10 +13,11 @@ band by band, each but the last preceded by its length (varint). Bands keep the 
 memory bounded (it builds one band's tables at a time) without costing the decoder
 anything: the bands of a tile are decoded together, on the same lines.
 
-Both sides compute the tables from the model's exact integer parameters
-(``exact_params``/``exact_params_at``, ``channel_params``) and
-:func:`arcodec.coding.mixture.frequencies`: the same integers whatever the batch, the band,
-the thread count or the machine.
+Both sides compute the tables with the model's integer engine
+(:class:`arcodec.coding.engine.LocalEngine`: raw parameters of whole bands for the encoder,
+of one line's windows for the decoder), its integer colour coupling (``channel_params``)
+and :func:`arcodec.coding.mixture.frequencies`: the same integers whatever the batch, the
+band, the thread count or the machine.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import torch
 
 from arcodec.coding.entropy import Decoder as StreamDecoder
 from arcodec.coding.entropy import Encoder as StreamEncoder
-from arcodec.coding.mixture import code_lengths, frequencies
+from arcodec.coding.mixture import code_lengths
 from arcodec.container import put_varint
 from arcodec.errors import FormatError
-from arcodec.models.local import exact_levels
+from arcodec.coding.engine import LocalEngine
+from arcodec.models.layers import quantized_cached
 
 BAND = 64  # rows per sub-stream
 ENCODE_POSITIONS = 1 << 17  # pixels whose raw parameters the encoder holds at a time
@@ -61,9 +63,9 @@ def _band_order(r0: int, r1: int, width: int, slope: int) -> tuple[np.ndarray, n
     return rr[order], cc[order]
 
 
-def _tables(model, raw: torch.Tensor, prev: torch.Tensor, ch: int) -> np.ndarray:
-    lg, mu, ls = model.channel_params(raw, prev, ch)
-    return frequencies(lg.numpy(), mu.numpy(), ls.numpy(), model.config.levels)
+def engine(model) -> LocalEngine:
+    """The model's integer engine, built once (again only if its weights change)."""
+    return quantized_cached(model, tuple(model.state_dict().values()), lambda: LocalEngine(model))
 
 
 @torch.no_grad()
@@ -75,6 +77,7 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
     n, C, H, W = x.shape
     slope = model.horizon + 1
+    eng = engine(model)
     bands = range(0, H, BAND)
     encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
     bits = np.zeros(n)
@@ -88,15 +91,18 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
         for g0 in range(0, n, group):
             g1 = min(n, g0 + group)
             xg = x[g0:g1]
-            raw = model.exact_params(xg, r0, r1)  # (g, P, rows, W)
-            per = max(1, TABLE_ROWS // ((g1 - g0) * C))
-            for s0 in range(0, len(starts), per):  # chunks of whole lines
-                a = starts[s0]
-                b = starts[s0 + per] if s0 + per < len(starts) else len(rows)
+            raw = eng.params(xg, r0, r1)  # (g, P, rows, W)
+            ends = np.r_[starts[1:], len(rows)]  # line k holds rows[starts[k]:ends[k]]
+            per = max(1, TABLE_ROWS // ((g1 - g0) * C))  # pixels whose tables a chunk builds
+            s0 = 0
+            while s0 < len(starts):  # chunks of whole lines
+                s1 = max(s0 + 1, int(np.searchsorted(ends, starts[s0] + per, side="right")))
+                a, b = starts[s0], ends[s1 - 1]
+                s0 = s1
                 r, c = rows[a:b], cols[a:b]
-                praw = raw[:, :, r - r0, c].permute(0, 2, 1).reshape(-1, raw.shape[1])
-                prev = xg[:, :, r, c].permute(0, 2, 1).reshape(-1, C)
-                freqs = [_tables(model, praw, prev, ch).reshape(g1 - g0, b - a, -1) for ch in range(C)]
+                praw = raw[:, :, r - r0, c].permute(0, 2, 1).reshape(-1, raw.shape[1]).numpy()
+                prev = xg[:, :, r, c].permute(0, 2, 1).reshape(-1, C).numpy()
+                freqs = [eng.tables(praw, prev, ch).reshape(g1 - g0, b - a, -1) for ch in range(C)]
                 if on_table is not None:
                     tiles = np.repeat(np.arange(g0, g1), b - a)
                     for ch in range(C):
@@ -154,6 +160,18 @@ def _split(payload: bytes, count: int) -> list[bytes]:
     return out
 
 
+class _OneThread:
+    """torch at one thread inside a decoder loop: a line's matrix products are too small to
+    share, and waking a pool for each costs more than it saves."""
+
+    def __enter__(self):
+        self.n = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.n)
+
+
 @torch.no_grad()
 def decode_streams(model, payloads: list[bytes], counts: list[int], channels: int, h: int, w: int,
                    naive: bool = False, on_table: OnTable | None = None,
@@ -169,12 +187,19 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     for p, k in zip(payloads, counts):
         parts = _split(p, k * nb)
         decs += [[StreamDecoder(parts[i * nb + b]) for b in range(nb)] for i in range(k)]
-    levels = model.config.levels
-    lut = exact_levels(torch.arange(levels), levels)
-    xpad = torch.zeros(n, channels, h + hz, w + 2 * hz, dtype=torch.float64)
-    x = torch.zeros(n, channels, h, w, dtype=torch.long)
-    dr = torch.arange(hz + 1)
-    dc = torch.arange(2 * hz + 1)
+    eng = engine(model)
+    lut = eng.input_units(torch.arange(model.config.levels)).numpy()
+    xpad = np.zeros((n, channels, h + hz, w + 2 * hz), dtype=np.float32)  # input units, 0 outside
+    x = np.zeros((n, channels, h, w), dtype=np.int64)
+    with _OneThread():
+        _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, on_table, progress)
+    return torch.from_numpy(x)
+
+
+def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, on_table, progress) -> None:
+    n, channels = x.shape[:2]
+    dr = np.arange(hz + 1)[None, :, None]
+    dc = np.arange(2 * hz + 1)[None, None, :]
     tiles_all = np.arange(n)
     for t in range(steps(h, w, slope)):
         rows = line(t, h, w, slope)
@@ -182,27 +207,22 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
         P = len(rows)
         if P == 0:  # a tile narrower than the slope leaves lines empty
             continue
-        rt, ct = torch.from_numpy(rows), torch.from_numpy(cols)
-        win = xpad[:, :, (rt[:, None] + dr)[:, :, None], (ct[:, None] + dc)[:, None, :]]  # (n, C, P, h+1, 2h+1)
-        raw = model.exact_params_at(win.permute(0, 2, 1, 3, 4).reshape(n * P, channels, hz + 1, 2 * hz + 1))
-        prev = x[:, :, rt, ct].permute(0, 2, 1).reshape(n * P, channels)
+        win = xpad[:, :, rows[:, None, None] + dr, cols[:, None, None] + dc]  # (n, C, P, h+1, 2h+1)
+        raw = eng.params_at(torch.from_numpy(win.transpose(0, 2, 1, 3, 4).reshape(n * P, -1))).numpy()
+        prev = np.zeros((n * P, channels), dtype=np.int64)
         band = rows // BAND
         seg = np.flatnonzero(np.r_[True, band[1:] != band[:-1], True])
         for ch in range(channels):
-            freq = _tables(model, raw, prev, ch)
+            freq = eng.tables(raw, prev, ch)
             if on_table is not None:
                 on_table(np.repeat(tiles_all, P), np.tile(rows, n), np.tile(cols, n), ch, freq)
             weights = freq.astype(np.float64)
-            sym = np.empty(n * P, dtype=np.int64)
             for i in range(n):
                 for k in range(len(seg) - 1):
                     a, b = i * P + seg[k], i * P + seg[k + 1]
-                    sym[a:b] = decs[i][band[seg[k]]].decode(weights[a:b])
-            s = torch.from_numpy(sym)
-            prev[:, ch] = s
-            sv = s.view(n, P)
-            x[:, ch, rt, ct] = sv
-            xpad[:, ch, rt + hz, ct + hz] = lut[sv]
+                    prev[a:b, ch] = decs[i][band[seg[k]]].decode(weights[a:b])
+        got = prev.reshape(n, P, channels).transpose(0, 2, 1)  # (n, C, P)
+        x[:, :, rows, cols] = got
+        xpad[:, :, rows + hz, cols + hz] = lut[got]
         if progress is not None:
             progress(n * P * channels)
-    return x

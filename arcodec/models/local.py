@@ -19,10 +19,10 @@ Outputs:
   coupling uses x's earlier channels), with the uniform floor the coder adds;
 * ``objective(x, forward)``: the training loss, the code length in bits at x of every
   sub-pixel whose window lies inside the crop (no zero-padded border is trained on);
-* in exact mode (the codec), ``exact_params`` / ``exact_params_at`` give the head's raw
-  parameters as integers on the activation grid and ``channel_params`` applies the colour
-  coupling in integer arithmetic; :mod:`arcodec.coding.mixture` turns them into the
-  coder's integer frequency tables.
+* for the codec, :class:`arcodec.coding.engine.LocalEngine` is built from the weights (an
+  integer network giving the head's raw parameters on the 2**-12 grid), ``channel_params``
+  applies the colour coupling to them in integer arithmetic, and
+  :mod:`arcodec.coding.mixture` turns them into the coder's integer frequency tables.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arcodec.errors import ModelError
 from arcodec.models import exact
 from arcodec.models.heads import DiscretizedLogisticMixture
-from arcodec.models.layers import CausalConv2d, ExactModule, MaskedConv2d
+from arcodec.models.layers import CausalConv2d, ExactModule, MaskedConv2d, set_exact
 from arcodec.registry import register_model
 
 # The coder's frequency tables have this many bits of precision; every level keeps at least
@@ -73,12 +74,6 @@ def scale_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
     return x.float() * (2.0 / (levels - 1)) - 1.0
 
 
-def exact_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """Integer levels -> [-1, 1] on the activation grid (float64): an elementwise IEEE
-    division and a rounding, the same bits everywhere."""
-    return exact.to_grid(x.double() * (2.0 / (levels - 1)) - 1.0)
-
-
 @register_model("local-photo", LocalPhotoConfig)
 class LocalPhotoModel(ExactModule):
     """NeLLoC-style local model; see the module docstring."""
@@ -98,6 +93,14 @@ class LocalPhotoModel(ExactModule):
             for _ in range(config.blocks))
         self.out = CausalConv2d(config.hidden, self.n_params, (1, 1), "point")
         self.mixture = DiscretizedLogisticMixture(config.levels, m)
+        # largest residual-stream and inner activations on training images (the integer
+        # engine's scales, set by calibrate(); 0: not calibrated)
+        self.register_buffer("act_max", torch.zeros(1 + config.blocks))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before the engine have no act_max: keep it uncalibrated (zeros)
+        state_dict.setdefault(prefix + "act_max", torch.zeros(1 + self.config.blocks))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def horizon(self) -> int:
@@ -110,11 +113,6 @@ class LocalPhotoModel(ExactModule):
     # ------------------------------------------------------------------ trunk
     def _body(self, t: torch.Tensor) -> torch.Tensor:
         """Everything after the first convolution: residual blocks and the head."""
-        if self.exact:  # ReLU and sums of grid values stay on the grid: exact
-            t = t.clamp(min=0)
-            for a, b in self.blocks:
-                t = exact.to_grid(t + b(a(t).clamp_(min=0))).clamp_(min=0)
-            return self.out(t)
         t = F.relu(t)
         for a, b in self.blocks:
             t = F.relu(t + b(F.relu(a(t))))
@@ -125,8 +123,6 @@ class LocalPhotoModel(ExactModule):
 
         ``valid``: only the positions whose window lies inside x, (B, n_params, H - h,
         W - 2h) for rows h.. and columns h..W-h-1 (what training uses)."""
-        if self.exact:
-            return self._body(self.inp(exact_levels(x, self.config.levels)))
         xs = scale_levels(x, self.config.levels)
         if valid:
             t = F.conv2d(xs, self.inp.conv.weight * self.inp.mask, self.inp.conv.bias)
@@ -192,73 +188,46 @@ class LocalPhotoModel(ExactModule):
         else:
             raw = self.raw(x.long())
         if self.exact:
-            return self._exact_log_probs(raw, x.long())
+            raise ModelError("local-photo has no exact-mode forward pass: the codec codes it through its "
+                             "integer engine (arcodec.coding.engine); tools that sample or query need a raster model")
         pi, mu, log_s = self.split(raw, x)
         logp = self.mixture(pi, mu, log_s)
         eps = floor_eps(self.config.levels)
         return torch.logaddexp(logp + math.log1p(-eps), torch.full_like(logp, math.log(eps / self.config.levels)))
 
-    # ------------------------------------------------------------------ exact (codec) path
-    def exact_params(self, x: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
-        """Raw parameters of rows r0..r1-1 of integer images x (B, C, H, W) as int64 grid
-        units (B, n_params, r1 - r0, W), from the crop of the rows the window reaches."""
-        lo = max(0, r0 - self.config.horizon)
-        return torch.round(self.raw(x[:, :, lo:r1])[:, :, r0 - lo:] * float(1 << exact.ACT_FRAC)).long()
+    # ------------------------------------------------------------------ for the codec
+    @torch.no_grad()
+    def calibrate(self, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """Set ``act_max`` to the largest residual-stream and inner activations of the float
+        network on ``images`` (N, C, H, W) integer levels: the integer engine's scales."""
+        was, was_exact = self.training, self.exact
+        self.eval()
+        set_exact(self, False)
+        t_max, u_max = 0.0, [0.0] * len(self.blocks)
+        for i in range(0, len(images), batch):
+            t = F.relu(self.inp(scale_levels(images[i: i + batch].long(), self.config.levels)))
+            t_max = max(t_max, float(t.max()))
+            for k, (a, b) in enumerate(self.blocks):
+                u = F.relu(a(t))
+                u_max[k] = max(u_max[k], float(u.max()))
+                t = F.relu(t + b(u))
+                t_max = max(t_max, float(t.max()))
+        self.train(was)
+        set_exact(self, was_exact)
+        self.act_max.copy_(torch.tensor([t_max, *u_max]))
+        return self.act_max
 
-    def exact_params_at(self, windows: torch.Tensor) -> torch.Tensor:
-        """Raw parameters (N, n_params) int64 of N pixels from their windows (N, C, h + 1,
-        2h + 1) of grid values (:func:`exact_levels`; rows r-h..r, columns c-h..c+h; what the
-        mask hides may hold anything)."""
-        t = exact.conv2d(windows, self.inp._quantized())  # one output per window
-        return torch.round(self._body(t)[:, :, 0, 0] * float(1 << exact.ACT_FRAC)).long()
-
-    def channel_params(self, raw: torch.Tensor, prev: torch.Tensor, ch: int):
-        """(logits, means, log scales), each (N, M) int64 in grid units, of channel ``ch``
-        of N pixels with raw parameters (N, n_params) and their earlier channels ``prev``
-        (N, >= ch) integer levels. The coupling is integer arithmetic: tanh from the exact
-        table (2**-24 units) times the scaled level (2**-12 units), rounded to the grid."""
-        cfg = self.config
-        m = cfg.components
-        base = ch * 3 * m
-        logits, mu, log_s = raw[:, base: base + m], raw[:, base + m: base + 2 * m], raw[:, base + 2 * m: base + 3 * m]
-        r = exact.LOG_SCALE_RANGE << exact.ACT_FRAC
-        log_s = log_s.clamp(-r, r)
-        terms = [(k, prev_ch) for k, (c, prev_ch) in enumerate(self.pairs) if c == ch]
-        if terms:
-            tanh = _tanh_table_int()
-            n = exact.TABLE_RANGE << exact.ACT_FRAC
-            acc = torch.zeros_like(mu)
-            for k, prev_ch in terms:
-                coef = raw[:, cfg.channels * 3 * m + k * m: cfg.channels * 3 * m + (k + 1) * m]
-                tq = tanh[(coef.clamp(-n, n) + n)]
-                xq = torch.round(exact_levels(prev[:, prev_ch], cfg.levels) * float(1 << exact.ACT_FRAC)).long()
-                acc = acc + tq * xq.unsqueeze(1)
-            shift = exact.TABLE_FRAC
-            mu = mu + torch.div(acc + (1 << (shift - 1)), 1 << shift, rounding_mode="floor")
-        return logits, mu, log_s
-
-    def _exact_log_probs(self, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Exact-mode forward (for tools that want (B, K, C, H, W) numbers): the generic exact
-        logistic mixture of the coupled parameters. The codec itself uses integer frequency
-        tables (arcodec.coding.mixture), which agree with these to the floor's precision."""
-        b, _, hh, ww = raw.shape
-        flat = raw.permute(0, 2, 3, 1).reshape(-1, self.n_params)
-        xf = x.permute(0, 2, 3, 1).reshape(-1, self.config.channels)
-        outs = []
-        for ch in range(self.config.channels):
-            lg, mu, ls = self.channel_params(flat, xf, ch)
-            g = [t.double().div(float(1 << exact.ACT_FRAC)).view(b, hh, ww, -1).permute(0, 3, 1, 2).unsqueeze(2)
-                 for t in (lg, mu, ls)]
-            outs.append(exact.logistic_mixture(*g, self.config.levels))
-        return torch.cat(outs, dim=2)
-
-
-def _tanh_table_int() -> torch.Tensor:
-    """The exact tanh table (2**-TABLE_FRAC units) as int64."""
-    global _TANH
-    if _TANH is None:
-        _TANH = torch.round(exact.gate_tables()[0] * float(1 << exact.TABLE_FRAC)).long()
-    return _TANH
-
-
-_TANH = None
+    def head_layout(self) -> list[dict]:
+        """Where channel c's mixture sits in the head's output columns: ``logits``, ``means``
+        and ``log_scales`` (start, stop) ranges, and ``coupling``: (start, stop, earlier
+        channel) ranges of coefficients whose tanh times that channel's scaled level moves the
+        means. The integer engine (arcodec.coding.engine) reads the raw parameters by this."""
+        m, c = self.config.components, self.config.channels
+        out = []
+        for ch in range(c):
+            base = ch * 3 * m
+            out.append({"logits": (base, base + m), "means": (base + m, base + 2 * m),
+                        "log_scales": (base + 2 * m, base + 3 * m),
+                        "coupling": [(c * 3 * m + k * m, c * 3 * m + (k + 1) * m, prev)
+                                     for k, (cc, prev) in enumerate(self.pairs) if cc == ch]})
+        return out

@@ -22,18 +22,39 @@ from arcodec.models.layers import set_exact
 from arcodec.registry import build_model, make_config
 
 ZOO_DIR = Path(__file__).resolve().parent
-DEFAULT_GRAY = "mnist-gated"
-DEFAULT_COLOUR4 = "colour-mnist-made"  # colour images with at most 4 levels per channel
+DEFAULT_GRAY = "mnist-gated"  # the model when no card applies (it codes any 8-bit image, plane by plane)
+
+
+def applies(card: dict, image) -> bool:
+    """Whether a card's ``applies`` rule takes an (H, W, C) uint8 image: ``channels`` (the
+    channel counts it codes; a one-channel model codes more channels plane by plane),
+    ``levels`` (every value below it), and optionally ``shape`` [H, W] or ``max_pixels``.
+    A card without the rule applies to nothing (it is chosen only by name)."""
+    rule = card.get("applies")
+    if not rule:
+        return False
+    h, w, c = image.shape
+    if c not in rule.get("channels", [1]) or int(image.max()) >= rule.get("levels", 256):
+        return False
+    if "shape" in rule and [h, w] != list(rule["shape"]):
+        return False
+    return h * w <= rule.get("max_pixels", h * w)
+
+
+def applicable(images, below: int = 257) -> list[str]:
+    """Names of the shipped models whose cards apply to every image, best first (the cards'
+    ``rank``, then id); ``below``: only models of fewer levels than that."""
+    ranked = sorted(cards(), key=lambda c: (c.get("rank", 99), c["id"]))
+    return [c["name"] for c in ranked if images and c.get("applies", {}).get("levels", 256) < below
+            and all(applies(c, a) for a in images)]
 
 
 def default_model(images) -> str:
-    """The zoo model for images (H, W, C) uint8 when the user names none: the colour model
-    for RGB images whose values all lie in 0..3 (when it is shipped), else the grayscale
-    model (which codes colour channel by channel)."""
-    if (images and all(a.shape[2] == 3 and int(a.max()) < 4 for a in images)
-            and (ZOO_DIR / f"{DEFAULT_COLOUR4}.json").is_file()):
-        return DEFAULT_COLOUR4
-    return DEFAULT_GRAY
+    """The one zoo model for images (H, W, C) uint8 when a tool needs a single model and the
+    user names none: the best-ranked card that applies to all of them, else DEFAULT_GRAY.
+    (The codec itself tries every applicable model and a stored method: ``codec``.)"""
+    names = applicable(images)
+    return names[0] if names else DEFAULT_GRAY
 
 
 @dataclass(frozen=True)
@@ -177,6 +198,8 @@ def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_ext
         if c["id"] == model_id and c["name"] != name:
             raise ModelError(f"id {model_id} belongs to {c['name']!r}: ids are permanent, pick another")
     net, ckpt = load_checkpoint(checkpoint)
+    if hasattr(net, "act_max") and not bool((net.act_max > 0).all()):
+        _calibrate(net, json.loads(ckpt["train_config"]))
     weights = zoo_dir / f"{name}.pt"
     tmp = weights.with_suffix(".pt.tmp")
     torch.save({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
@@ -200,6 +223,18 @@ def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_ext
     write_atomic(zoo_dir / f"{name}.md", model_card_markdown(card).encode(), force=True)
     clear_cache()
     return card
+
+
+def _calibrate(net: torch.nn.Module, train_config: dict, crops: int = 32) -> None:
+    """Fix the integer engine's activation scales from the model's own training data (the
+    training split, ``crops`` crops an image): part of turning a run into a shipped model."""
+    from arcodec.data import load_dataset
+
+    data = train_config["data"]
+    options = {}
+    if data.startswith("folder:"):
+        options = {"crop": train_config.get("crop", 32), "crops": crops, "mode": train_config.get("mode", "")}
+    net.calibrate(load_dataset(data, "train", **options))
 
 
 def model_card_markdown(card: dict) -> str:

@@ -1,0 +1,114 @@
+"""A Pillow plugin for .arc files: ``import arcodec.pillow`` and Pillow opens and saves them.
+
+>>> import arcodec.pillow
+>>> from PIL import Image
+>>> Image.new("L", (6, 5), 7).save("x.arc")          # doctest: +SKIP
+>>> im = Image.open("x.arc"); im.size, im.mode        # doctest: +SKIP
+((6, 5), 'L')
+
+Opening reads only the header (``arcodec.container.read``): size and mode come from it and
+nothing is decoded. The first ``load()`` (any access to the pixels) decodes the whole file
+once and keeps the images; the images of an archive are its frames (``n_frames``,
+``seek(i)``; ``info["name"]`` is the entry's name). ``save`` writes a single-image file
+with ``arcodec.codec.encode_images``; ``model="mnist-gated"`` names a model, the default is
+auto (the smallest of every applicable shipped model and the stored method). Needs
+Pillow >= 10.1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from arcodec import container
+from arcodec.errors import ArcodecError
+
+FORMAT = "ARC"
+_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _accept(prefix: bytes) -> bool:
+    """b"AR", then a version this arcodec reads and no reserved flag (so no text file's "AR...")."""
+    return (len(prefix) > 2 and prefix[:2] == container.MAGIC
+            and 1 <= prefix[2] >> 4 <= container.VERSION and not prefix[2] & 0x08)
+
+
+class ArcImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "arcodec lossless image (learned models)"
+
+    def _open(self) -> None:
+        self._data = self.fp.read()
+        try:
+            self._header = container.read(self._data)[0]
+        except ArcodecError as e:
+            raise UnidentifiedImageError(f"not a valid .arc file: {e}") from None
+        if not self._header.entries:
+            raise UnidentifiedImageError("not a valid .arc file: an archive of no images")
+        self.n_frames = len(self._header.entries)
+        self.is_animated = self.n_frames > 1
+        self._images: list[np.ndarray] | None = None  # every image, once decoded
+        self._loaded = -1  # the frame whose pixels self.im holds
+        self._frame = -1
+        self.seek(0)
+
+    def seek(self, frame: int) -> None:
+        if not self._seek_check(frame):
+            return
+        e = self._header.entries[frame]
+        self._frame = frame
+        self._size = (e.width, e.height)
+        self._mode = _MODES[e.channels]
+        if self._header.archive:
+            self.info["name"] = e.name
+
+    def tell(self) -> int:
+        return self._frame
+
+    def load(self):
+        if self._loaded != self._frame:
+            if self._images is None:
+                from arcodec import codec
+
+                try:
+                    self._images = codec.decode_file(self._data)[1]
+                except ArcodecError as e:
+                    raise OSError(f"cannot decode .arc file: {e}") from None
+                self._data = b""
+                if self._exclusive_fp and self.fp:  # everything is in memory: let the file go
+                    self.fp.close()
+                self.fp = None
+            self.im = Image.core.new(self.mode, self.size)
+            self.frombytes(self._images[self._frame].tobytes())
+            self.readonly = 0
+            self._loaded = self._frame
+        return Image.Image.load(self)
+
+
+def _pixels(im: Image.Image) -> np.ndarray:
+    """(H, W, C) uint8 of an image; modes converted as arcodec.imageio.read_image does."""
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        raise OSError(f"cannot write mode {im.mode} as {FORMAT} (8 bits per channel at most)")
+    if im.mode == "1":
+        im = im.convert("L")
+    elif im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")
+    a = np.asarray(im, dtype=np.uint8)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def _save(im: Image.Image, fp, filename) -> None:
+    from arcodec import codec
+
+    try:
+        data = codec.encode_images([_pixels(im)], model=im.encoderinfo.get("model")).data
+    except ArcodecError as e:
+        raise OSError(f"cannot write {FORMAT}: {e}") from None
+    fp.write(data)
+
+
+Image.register_open(FORMAT, ArcImageFile, _accept)
+Image.register_save(FORMAT, _save)
+Image.register_extension(FORMAT, ".arc")

@@ -1,0 +1,85 @@
+"""Choosing the method: every applicable shipped model and the stored pixels, the smallest
+file wins; a level map for images of few levels; no file larger than its stored pixels."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import arcodec
+from arcodec import container
+from arcodec.cli import main
+from arcodec.codec import decode_file, encode_images, encode_many, encode_stored
+from arcodec.errors import ArcodecError
+from arcodec.zoo import applicable, cards
+
+
+def stored_size(img: np.ndarray) -> int:
+    """Header + raw pixels + CRC: the bound no auto file may exceed."""
+    a = img if img.ndim == 3 else img[:, :, None]
+    header = container.Header(0, b"\0\0", (container.Entry(*a.shape),), method=container.METHOD_RAW)
+    return len(container.write(header, a.tobytes(), [a]))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (16, 16, 3), (9, 7, 4), (5, 6, 2)])
+def test_noise_never_expands(shape):
+    img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    data = arcodec.compress(img)
+    assert len(data) <= stored_size(img)
+    assert np.array_equal(arcodec.decompress(data), img)
+
+
+def test_the_auto_choice_is_the_smallest_candidate(digits):
+    img = digits[0]
+    auto = arcodec.compress(img)
+    header = container.read(auto)[0]
+    names = applicable([img[:, :, None]])
+    assert names  # a 28x28 digit has shipped models
+    sizes = {n: len(encode_images([img], model=n).data) for n in names}
+    sizes["stored"] = len(encode_stored([img[:, :, None]]).data)
+    assert len(auto) == min(sizes.values())
+    assert header.method == container.METHOD_MODEL  # a model beats the stored pixels on a digit
+    many = encode_many([img, img[:5, :5]])
+    assert [e.data for e in many][0] == auto and len(many[1].data) <= stored_size(img[:5, :5])
+
+
+def test_stored_files_round_trip_and_refuse_corruption():
+    img = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    flat = np.zeros((40, 30), dtype=np.uint8)
+    for a, method in ((img, container.METHOD_RAW), (flat, container.METHOD_DEFLATE)):
+        enc = encode_stored([a if a.ndim == 3 else a[:, :, None]])
+        header, (out,) = decode_file(enc.data)
+        assert header.method == method and np.array_equal(out.reshape(a.shape), a)
+        bad = bytearray(enc.data)
+        bad[-6] ^= 0x10  # inside the payload
+        with pytest.raises(ArcodecError):
+            decode_file(bytes(bad))
+        with pytest.raises(ArcodecError):
+            decode_file(enc.data[:-9] + enc.data[-4:])  # payload cut short
+
+
+def test_a_level_map_lets_the_two_bit_colour_model_code_scaled_colour(digits):
+    """Colour MNIST saved the usual way (its 4 levels as 0, 85, 170, 255) goes to the colour
+    model through a level map instead of to the 8-bit models."""
+    import torch
+
+    from arcodec.data import colourize
+
+    if not any(c["name"] == "colour-mnist-made" for c in cards()):
+        pytest.skip("the colour model is not shipped")
+    small = colourize(torch.from_numpy(digits[:1, None]), seed=3)[0].permute(1, 2, 0).numpy()  # 0..3
+    scaled = (small * 85).astype(np.uint8)
+    data = arcodec.compress(scaled)
+    header = container.read(data)[0]
+    assert header.levels == (0, 85, 170, 255) and header.bit_depth == 2
+    assert np.array_equal(arcodec.decompress(data), scaled)
+    assert len(data) <= len(arcodec.compress(small)) + 40  # the map costs a few header bytes
+
+
+def test_info_names_the_method(tmp_path):
+    img = np.random.default_rng(1).integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    path = tmp_path / "noise.arc"
+    path.write_bytes(arcodec.compress(img))
+    out = CliRunner().invoke(main, ["info", str(path)])
+    assert out.exit_code == 0 and ("stored" in out.output or "model" in out.output)
+    if container.read(path.read_bytes())[0].method != container.METHOD_MODEL:
+        assert "stored (" in out.output
