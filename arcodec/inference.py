@@ -731,12 +731,28 @@ def bits_map(image, model=None, tile: int | None = None) -> BitsMap:
     from arcodec.coding.autoregressive import DEFAULT_CHUNK, encode_streams, gather, plan_streams
     from arcodec.zoo import default_model
 
+    from arcodec.codec import default_tile, scan_of
+    from arcodec.coding import wavefront
+
     img = as_image(image)
     m = resolve(model if model is not None else default_model([img]))
-    tile = tile or container.DEFAULT_TILE
+    tile = tile or default_tile(m)
     data = encode_images([img], model=m, tile=tile).data
     _, payload, _ = container.read(data)
     bits = np.zeros(img.shape, dtype=np.float64)
+    if scan_of(m) == container.SCAN_WAVEFRONT:  # integer tables: bits = 24 - log2(frequency)
+        for s in plan_streams([img.shape], m.channels, tile, DEFAULT_CHUNK):
+            x = gather([img], s)
+
+            oy, ox, plane = (np.array([getattr(ref, k) for ref in s.tiles]) for k in ("y", "x", "plane"))
+
+            def record(tiles, rows, cols, ch, freq, x=x, oy=oy, ox=ox, plane=plane):
+                sym = x.numpy()[tiles, ch, rows, cols]
+                chans = np.where(plane[tiles] < 0, ch, plane[tiles])
+                bits[oy[tiles] + rows, ox[tiles] + cols, chans] = wavefront.code_lengths(freq, sym)
+
+            wavefront.encode_streams(m.net, x, [len(x)], on_table=record)
+        return BitsMap(img, bits, len(data), len(payload), m.name)
     for s in plan_streams([img.shape], m.channels, tile, DEFAULT_CHUNK):
         x = gather([img], s)  # (n, C, h, w)
         n, C = x.shape[:2]

@@ -106,7 +106,11 @@ def test_mixture_tables_follow_the_float_mixture():
         t = (edges[None] - mu[i][:, None] / 4096.0) * np.exp(-ls[i][:, None] / 4096.0)
         cdf = (w[:, None] / (1 + np.exp(-t))).sum(0)
         p = np.diff(np.r_[0.0, cdf, 1.0])
-        assert np.abs(freq[i] - p).max() < 2e-4
+        # broad components are interpolated between every 2nd..8th edge: small absolute
+        # errors, and a coding cost (the KL divergence) far below a thousandth of a bit
+        assert np.abs(freq[i] - p).max() < 1e-3
+        kl = float((p * np.log2(np.maximum(p, 1e-300) / freq[i])).sum())
+        assert kl < 1e-3
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
@@ -193,3 +197,15 @@ def test_codec_round_trip_with_a_checkpoint_and_the_scan_in_the_header(tmp_path)
     header, out = decode_file(enc.data, model=str(path))
     assert header.scan == SCAN_WAVEFRONT and read(enc.data)[0].scan == SCAN_WAVEFRONT
     assert all(np.array_equal(a, b) for a, b in zip(imgs, out))
+
+
+def test_bits_map_of_a_local_model_adds_up_to_the_payload(tmp_path):
+    from arcodec.inference import bits_map
+
+    m = tiny(3)
+    path = tmp_path / "local.pt"
+    torch.save(checkpoint(m, TrainConfig(arch="local-photo", data="random"), step=6), path)
+    img = np.random.default_rng(6).integers(100, 130, (9, 10, 3), dtype=np.uint8)
+    bm = bits_map(img, str(path))
+    assert bm.bits.shape == img.shape and (bm.bits > 0).all()
+    assert abs(bm.total_bits - 8 * bm.payload_bytes) < 8 * 12  # the coder's flush and the band lengths

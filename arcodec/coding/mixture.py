@@ -10,8 +10,8 @@ returns a table of K positive integer frequencies that sum to 2**TABLE_BITS:
              (num_j A_m) >> 36 with num_j = (K - 1) (edge_j - mu_m) 2**12 (an integer) and
              A_m = floor(2**36 / (s_m (K - 1))) from the 2**-20 table of 1 / s
     cdf_j  = sum_m w_m round(2**16 sigmoid(t_mj))         (j = 0..K-2, the bins' upper edges),
-             the components broader than 16, 32, 64 levels (t rising by less than 256, 128,
-             64 units per edge) summed only at every 2nd, 4th, 8th edge and interpolated
+             the components broader than 8, 16, 32 levels (t rising by less than 512, 256,
+             128 units per edge) summed only at every 2nd, 4th, 8th edge and interpolated
              linearly in between (floor), each stride's sum once
     q_j    = floor(cdf_j (2**24 - K) / 2**31) + j + 1,    q_{-1} = 0, q_{K-1} = 2**24
     freq_k = q_k - q_{k-1}  >= 1
@@ -96,9 +96,10 @@ def _prepare(logits, mu, log_s):
 
 def _stride_shift(dt):
     """log2 of the edge stride of a component whose t rises by ``dt`` (2**-12 units) per edge:
-    a component broader than 16 levels is sampled every 2, 4 or 8 edges (stride / scale at
-    most 1/8: the logistic's curvature over a stride is small) and interpolated."""
-    return np.where(dt < 64, 3, np.where(dt < 128, 2, np.where(dt < 256, 1, 0)))
+    a component broader than 8, 16 or 32 levels is sampled every 2, 4 or 8 edges (stride /
+    scale at most 1/4: the logistic's curvature over a stride moves the table by less than
+    a thousandth of the component's weight) and interpolated."""
+    return np.where(dt < 128, 3, np.where(dt < 256, 2, np.where(dt < 512, 1, 0)))
 
 
 def _weights(lg: np.ndarray, wt: np.ndarray) -> np.ndarray:
@@ -160,7 +161,7 @@ def _numba_kernel():
         top = (1 << table_bits) - K
         lo_bound = t_first << 36  # t >= t_first  <=>  num A >= t_first 2**36 (floor)
         hi_bound = t_full << 36
-        for i in numba.prange(n):
+        for i in range(n):
             cdf = np.zeros(K, dtype=np.int64)  # cdf[j] for the upper edge of bin j; cdf[K-1] unused
             tail = np.zeros(K, dtype=np.int64)  # components saturated from edge j on (prefix sum)
             ws = np.empty(m, dtype=np.int64)
@@ -201,7 +202,7 @@ def _numba_kernel():
                 start = min(max(start, 0), K - 1)
                 stop = min(max(stop, start), K - 1)
                 dt = step >> 36
-                sh = 3 if dt < 64 else (2 if dt < 128 else (1 if dt < 256 else 0))
+                sh = 3 if dt < 128 else (2 if dt < 256 else (1 if dt < 512 else 0))
                 if sh > 0:  # a broad component: sampled at every 2**sh-th edge, summed per stride
                     npts = ((K - 2) >> sh) + 2
                     for k in range(npts):
@@ -229,14 +230,13 @@ def _numba_kernel():
                 prev = q
             out[i, K - 1] = (1 << table_bits) - prev
 
-    # the same loop twice: threads pay off on the encoder's large batches, not on a
-    # decoder step's few hundred rows (waking the pool costs more than the rows)
-    return (numba.njit(cache=True, nogil=True)(kernel),
-            numba.njit(cache=True, nogil=True, parallel=True)(kernel))
+    # one thread: a decoder line has a few hundred rows (waking a pool costs more than they
+    # do), and one compiled variant keeps numba's on-disk cache unambiguous (a parallel twin of
+    # the same function shared its cache entry and was loaded in its place)
+    return numba.njit(cache=True, nogil=True)(kernel)
 
 
 _KERNEL: list = []
-PARALLEL_ROWS = 128  # batches from this many rows on use the threaded kernel (a decoder line of a photo)
 
 
 def frequencies(logits, mu, log_s, levels: int) -> np.ndarray:
@@ -254,8 +254,8 @@ def frequencies(logits, mu, log_s, levels: int) -> np.ndarray:
     out = np.empty((lg.shape[0], levels), dtype=np.int64)
     if len(lg):
         t_first, t_full = _saturation()
-        kernel[len(lg) >= PARALLEL_ROWS](lg, mu, ls, levels, sigmoid_table(), weight_table(), inverse_scale_table(),
-                                         _N, t_first, t_full, _R, TABLE_BITS, SIG_BITS, out)
+        kernel(lg, mu, ls, levels, sigmoid_table(), weight_table(), inverse_scale_table(),
+               _N, t_first, t_full, _R, TABLE_BITS, SIG_BITS, out)
     return out
 
 

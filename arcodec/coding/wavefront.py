@@ -27,12 +27,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from arcodec.coding.engine import LocalEngine
 from arcodec.coding.entropy import Decoder as StreamDecoder
 from arcodec.coding.entropy import Encoder as StreamEncoder
 from arcodec.coding.mixture import code_lengths
 from arcodec.container import put_varint
 from arcodec.errors import FormatError
-from arcodec.coding.engine import LocalEngine
 from arcodec.models.layers import quantized_cached
 
 BAND = 64  # rows per sub-stream

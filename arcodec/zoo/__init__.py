@@ -217,12 +217,20 @@ def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_ext
         "train_config": json.loads(ckpt["train_config"]),
         "step": ckpt["step"],
         "val_bpd": ckpt.get("val_bpd"),
+        "applies": _default_applies(net),
         **(card_extra or {}),
     }
     write_atomic(zoo_dir / f"{name}.json", (json.dumps(card, indent=2) + "\n").encode(), force=True)
     write_atomic(zoo_dir / f"{name}.md", model_card_markdown(card).encode(), force=True)
     clear_cache()
     return card
+
+
+def _default_applies(net: torch.nn.Module) -> dict:
+    """What a new zoo model codes, for ``--model auto``: images of its levels and channels (a
+    one-channel model also codes two- and four-channel images plane by plane)."""
+    cfg = net.config
+    return {"channels": [1, 2, 4] if cfg.channels == 1 else [cfg.channels], "levels": cfg.levels}
 
 
 def _calibrate(net: torch.nn.Module, train_config: dict, crops: int = 32) -> None:
