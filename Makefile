@@ -28,6 +28,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/compression.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/speed.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/determinism.py
+	$(BIN)/python benchmarks/photos.py
 	$(BIN)/python benchmarks/plots.py
 	$(BIN)/python benchmarks/train_throughput.py --steps 30
 	$(BIN)/python benchmarks/toy_models.py
@@ -38,6 +39,7 @@ bench-full: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/classical.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/speed.py --full
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/determinism.py --full
+	$(BIN)/python benchmarks/photos.py --full
 	$(BIN)/python benchmarks/plots.py
 	$(BIN)/python benchmarks/readme.py
 

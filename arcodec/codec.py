@@ -285,6 +285,8 @@ def _open(data: bytes, model) -> tuple[Header, LoadedModel | None, _Job]:
         raise FormatError(f"file's scan order ({header.scan}) is not model {m.name!r}'s ({scan_of(m)}): corrupt header")
     if m.bit_depth != header.bit_depth:
         raise FormatError(f"file has bit depth {header.bit_depth}, model {m.name!r} codes {m.bit_depth}")
+    if m.channels != 1 and any(e.channels != m.channels for e in header.entries):
+        raise FormatError(f"file holds images whose channels are not the {m.channels} that model {m.name!r} codes")
     if len(header.levels) > m.levels:
         raise FormatError(f"file's level map has {len(header.levels)} levels, model {m.name!r} codes {m.levels}")
     streams = plan_streams(shapes, m.channels, header.tile, DEFAULT_CHUNK)
@@ -388,5 +390,10 @@ def decompress(data: bytes, model: str | LoadedModel | None = None) -> np.ndarra
 
 def decompress_archive(data: bytes, model=None) -> dict[str, np.ndarray]:
     """Every image of an archive, by name."""
+    header = container.read(data)[0]
+    names = [e.name for e in header.entries]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise FormatError(f"archive holds the name {dup!r} more than once: decode_file() gives every image")
     header, images = decode_file(data, model)
     return {e.name: (a[:, :, 0] if a.shape[2] == 1 else a) for e, a in zip(header.entries, images)}

@@ -129,7 +129,24 @@ class _Reader:
                 raise FormatError(f"corrupt header (overlong number in {what})")
 
 
+def unsafe_name(name: str) -> str | None:
+    """Why an archive entry's name is unsafe to write under a directory (absolute, a drive,
+    a ``..`` part, a NUL), or None when it is a plain relative path ("" is allowed: an
+    unnamed image)."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "an absolute path"
+    if ".." in parts:
+        return "a '..' part"
+    if "\0" in name:
+        return "a NUL character"
+    return None
+
+
 def _check_entry(e: Entry) -> None:
+    why = unsafe_name(e.name)
+    if why is not None:
+        raise FormatError(f"archive entry {e.name!r} is unsafe ({why})")
     if not (1 <= e.height <= MAX_SIDE and 1 <= e.width <= MAX_SIDE):
         raise FormatError(f"header claims a {e.height}x{e.width} image: sides must be 1..{MAX_SIDE}")
     if not 1 <= e.channels <= 4:

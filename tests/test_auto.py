@@ -83,3 +83,27 @@ def test_info_names_the_method(tmp_path):
     assert out.exit_code == 0 and ("stored" in out.output or "model" in out.output)
     if container.read(path.read_bytes())[0].method != container.METHOD_MODEL:
         assert "stored (" in out.output
+
+
+def test_unsafe_and_duplicate_names_are_refused_by_the_library(tmp_path):
+    from arcodec.codec import decompress_archive
+    from arcodec.errors import FormatError
+
+    img = np.zeros((4, 4), dtype=np.uint8)
+    for bad in ("/etc/passwd", "../up.png", "a/../../b.png", "C:evil.png"):
+        with pytest.raises(ArcodecError):
+            encode_images([img, img], names=["ok.png", bad])
+    dup = encode_images([img, img + 1], names=["same.png", "same.png"]).data
+    with pytest.raises(FormatError, match="more than once"):
+        decompress_archive(dup)
+    (tmp_path / "dup.arc").write_bytes(dup)
+    out = CliRunner().invoke(main, ["decompress", str(tmp_path / "dup.arc"), "-o", str(tmp_path / "out")])
+    assert out.exit_code == 1 and "more than once" in out.output and not (tmp_path / "out").exists()
+
+
+def test_info_on_an_archive_of_no_images(tmp_path):
+    header = container.Header(0, b"\0\0", (), archive=True, method=container.METHOD_RAW)
+    path = tmp_path / "empty.arc"
+    path.write_bytes(container.write(header, b"", []))
+    out = CliRunner().invoke(main, ["info", str(path)])
+    assert out.exit_code == 0 and "images           0" in out.output

@@ -172,6 +172,8 @@ def decompress(file, output, model, force, keep):
     if not header.archive and output != "-" and Path(output).exists() and not force:
         raise ArcodecError(f"{output} already exists (use -f to overwrite)")
     targets = [Path(output) / _safe_name(e.name) for e in header.entries] if header.archive else []
+    if len(set(targets)) != len(targets):
+        raise ArcodecError("the archive holds a name more than once; refusing to write any of it")
     for t in targets:
         if t.exists() and not force:
             raise ArcodecError(f"{t} already exists (use -f to overwrite)")
@@ -230,7 +232,8 @@ def info(files):
             e = header.entries[0]
             click.echo(f"  shape (H, W, C)  {e.height}, {e.width}, {e.channels}")
         click.echo(f"  size             {len(data)} bytes = {over} header+CRC + {len(payload)} payload")
-        click.echo(f"  bits/dim         {8 * len(data) / subpx:.4f} ({subpx} sub-pixels)")
+        if subpx:
+            click.echo(f"  bits/dim         {8 * len(data) / subpx:.4f} ({subpx} sub-pixels)")
         click.echo(f"  pixels CRC32     {crc:08x}")
 
 

@@ -24,6 +24,12 @@ class ArcodecGroup(click.Group):
             msg = e.args[0] if isinstance(e, KeyError) and e.args else e
             click.echo(f"arcodec: error: {msg}", err=True)
             sys.exit(1)
+        except MemoryError:
+            click.echo("arcodec: error: out of memory (the images are too large for this machine)", err=True)
+            sys.exit(1)
+        except RuntimeError as e:  # torch's allocator and numba report exhaustion this way
+            click.echo(f"arcodec: error: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("arcodec: interrupted", err=True)
             sys.exit(130)

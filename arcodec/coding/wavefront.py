@@ -22,6 +22,8 @@ band, the thread count or the machine.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -63,6 +65,16 @@ def _band_order(r0: int, r1: int, width: int, slope: int) -> tuple[np.ndarray, n
     return rr[order], cc[order]
 
 
+_POOL: list = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for the encoder's table building (one per core, at most 4)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))))
+    return _POOL[0]
+
+
 def engine(model) -> LocalEngine:
     """The model's integer engine, built once (again only if its weights change)."""
     return quantized_cached(model, tuple(model.state_dict().values()), lambda: LocalEngine(model))
@@ -102,23 +114,30 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
                 r, c = rows[a:b], cols[a:b]
                 praw = raw[:, :, r - r0, c].permute(0, 2, 1).reshape(-1, raw.shape[1]).numpy()
                 prev = xg[:, :, r, c].permute(0, 2, 1).reshape(-1, C).numpy()
-                freqs = [eng.tables(praw, prev, ch).reshape(g1 - g0, b - a, -1) for ch in range(C)]
+                # the channels' tables side by side: the kernel releases the GIL
+                freqs = [f.reshape(g1 - g0, b - a, -1) for f in _pool().map(lambda ch: eng.tables(praw, prev, ch), range(C))]
                 if on_table is not None:
                     tiles = np.repeat(np.arange(g0, g1), b - a)
                     for ch in range(C):
                         on_table(tiles, np.tile(r, g1 - g0), np.tile(c, g1 - g0), ch, freqs[ch].reshape(-1, freqs[ch].shape[-1]))
-                # interleave the channels line by line: (t, channel, row)
+                # interleave the channels line by line, (t, channel, row): where each
+                # channel's table of pixel k goes in the stream
+                L = b - a
                 lt = t_of[a:b]
                 seg = np.flatnonzero(np.r_[True, lt[1:] != lt[:-1], True])
-                idx = np.concatenate([np.arange(seg[k], seg[k + 1]) for k in range(len(seg) - 1) for _ in range(C)])
-                chs = np.concatenate([np.full(seg[k + 1] - seg[k], ch) for k in range(len(seg) - 1) for ch in range(C)])
-                stacked = np.stack(freqs, axis=1)  # (g, C, L, K)
+                lengths = np.diff(seg)
+                first = np.repeat(seg[:-1], lengths)
+                size = np.repeat(lengths, lengths)
+                dest = [first * C + ch * size + (np.arange(L) - first) for ch in range(C)]
                 sym = xg[:, :, r, c].numpy()  # (g, C, L)
+                table = np.empty((L * C, freqs[0].shape[-1]), dtype=np.float64)
+                symbols = np.empty(L * C, dtype=np.int64)
                 for i in range(g1 - g0):
-                    f = stacked[i, chs, idx]
-                    s = sym[i, chs, idx]
-                    encs[g0 + i][bi].encode(s, f.astype(np.float64))
-                    bits[g0 + i] += float(code_lengths(f, s).sum())
+                    for ch in range(C):
+                        table[dest[ch]] = freqs[ch][i]
+                        symbols[dest[ch]] = sym[i, ch]
+                        bits[g0 + i] += float(code_lengths(freqs[ch][i], sym[i, ch]).sum())
+                    encs[g0 + i][bi].encode(symbols, table)
     bounds = np.cumsum([0, *counts]).tolist()
     out = []
     for a, b in zip(bounds[:-1], bounds[1:]):
