@@ -75,6 +75,21 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[0]
 
 
+SPLIT_ROWS = 64  # a decoder line's tables are built in two threads from this many rows on
+
+
+def _split_tables(eng: LocalEngine, raw: np.ndarray, prev: np.ndarray, ch: int) -> np.ndarray:
+    """eng.tables(raw, prev, ch), the rows shared among the pool's threads (every row is
+    computed on its own: the same integers however they are split)."""
+    n = len(raw)
+    parts = min(_pool()._max_workers, n // SPLIT_ROWS)
+    if parts < 2:
+        return eng.tables(raw, prev, ch)
+    cuts = np.linspace(0, n, parts + 1).astype(int)
+    return np.concatenate(list(_pool().map(lambda k: eng.tables(raw[cuts[k]: cuts[k + 1]], prev[cuts[k]: cuts[k + 1]], ch),
+                                           range(parts))))
+
+
 def engine(model) -> LocalEngine:
     """The model's integer engine, built once (again only if its weights change)."""
     return quantized_cached(model, tuple(model.state_dict().values()), lambda: LocalEngine(model))
@@ -232,7 +247,7 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, on_table, progress) 
         band = rows // BAND
         seg = np.flatnonzero(np.r_[True, band[1:] != band[:-1], True])
         for ch in range(channels):
-            freq = eng.tables(raw, prev, ch)
+            freq = _split_tables(eng, raw, prev, ch)
             if on_table is not None:
                 on_table(np.repeat(tiles_all, P), np.tile(rows, n), np.tile(cols, n), ch, freq)
             weights = freq.astype(np.float64)
