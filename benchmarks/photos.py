@@ -99,8 +99,9 @@ def figure(result: dict, out: Path) -> None:
     from arcodec.plots import _pyplot
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
-    for ax, key in zip(axes, ("rgb", "gray")):
+    keys = [k for k in ("rgb", "gray") if k in result]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), dpi=120, squeeze=False)
+    for ax, key in zip(axes[0], keys):
         part = result[key]
         for r in part["classical"]:
             s = 1.0 / r["decode_img_s"]

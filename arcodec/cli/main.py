@@ -24,6 +24,8 @@ class ArcodecGroup(click.Group):
             msg = e.args[0] if isinstance(e, KeyError) and e.args else e
             click.echo(f"arcodec: error: {msg}", err=True)
             sys.exit(1)
+        except click.exceptions.Exit:  # --help and friends (a RuntimeError to click)
+            raise
         except MemoryError:
             click.echo("arcodec: error: out of memory (the images are too large for this machine)", err=True)
             sys.exit(1)
@@ -51,4 +53,5 @@ def main():
     """
 
 
-from arcodec.cli import codec_cmds, eval_cmds, inference_cmds, train_cmds  # noqa: E402,F401  (register the commands)
+# register the commands
+from arcodec.cli import bench_cmds, codec_cmds, eval_cmds, inference_cmds, train_cmds  # noqa: E402,F401
