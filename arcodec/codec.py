@@ -275,6 +275,12 @@ def _open(data: bytes, model) -> tuple[Header, LoadedModel | None, _Job]:
     header, body, _ = container.read(data)
     shapes = [(e.height, e.width, e.channels) for e in header.entries]
     if header.method != container.METHOD_MODEL:
+        # checked before allocating the images: a few bytes may claim 2^20 images of 2^28
+        # sub-pixels; DEFLATE expands at most 1032:1
+        total = sum(e.subpixels for e in header.entries)
+        most = len(body) if header.method == container.METHOD_RAW else 1032 * len(body)
+        if total > most:
+            raise FormatError(f"corrupt payload ({len(body)} stored bytes for {total} sub-pixels)")
         return header, None, _Job([np.zeros(s, dtype=np.uint8) for s in shapes], [], [body])
     if is_auto(model):
         m = model_for_id(header.model_id, header.fingerprint)
@@ -289,6 +295,12 @@ def _open(data: bytes, model) -> tuple[Header, LoadedModel | None, _Job]:
         raise FormatError(f"file holds images whose channels are not the {m.channels} that model {m.name!r} codes")
     if len(header.levels) > m.levels:
         raise FormatError(f"file's level map has {len(header.levels)} levels, model {m.name!r} codes {m.levels}")
+    # checked before planning: every stream of up to DEFAULT_CHUNK tiles but the last stores its
+    # length (a byte at least), so a short payload cannot hold many tiles
+    t = header.tile
+    tiles = sum((c if m.channels == 1 else 1) * -(-h // t) * -(-w // t) for h, w, c in shapes)
+    if tiles > DEFAULT_CHUNK * (len(body) + 1):
+        raise FormatError(f"file is truncated ({len(body)} payload bytes for {tiles} tiles)")
     streams = plan_streams(shapes, m.channels, header.tile, DEFAULT_CHUNK)
     r = container._Reader(body)
     lengths = [r.varint("stream lengths") for _ in streams[:-1]]

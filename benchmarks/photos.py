@@ -70,9 +70,9 @@ def run_arcodec(files: list[Path], gray: bool, model: str, threads: int) -> list
         r = {"photo": f.name, **json.loads(out.strip().splitlines()[-1]), "peak_rss_mib": rss}
         rows.append(r)
         print(f"  {'gray' if gray else 'rgb '} {f.name}: {bpd(r['bytes'], r['subpixels']):.4f} bits/sub-pixel "
-              f"(NLL {r['nll_bits'] / r['subpixels']:.4f}), encode {r['encode_s']:.1f} s, decode {r['decode_s']:.1f} s, "
-              f"{rss:.0f} MiB, round trip {'ok' if r['roundtrip'] else 'FAILED'}  [{i + 1}/{len(files)}]",
-              file=sys.stderr, flush=True)
+              f"(NLL {r['nll_bits'] / r['subpixels']:.4f}), encode {r['encode_s']:.1f} s, "
+              f"decode {r['decode_s']:.1f} s, {rss:.0f} MiB, round trip {'ok' if r['roundtrip'] else 'FAILED'}  "
+              f"[{i + 1}/{len(files)}]", file=sys.stderr, flush=True)
     return rows
 
 
@@ -129,7 +129,10 @@ def main() -> None:
     p.add_argument("--model", default="auto", help="model for the RGB photos (default: arcodec's own choice)")
     p.add_argument("--gray-model", default="auto", help="model for the gray photos")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-gray", action="store_true")
+    p.add_argument("--no-gray", action="store_true", help="RGB photos only")
+    p.add_argument("--classical-from", type=Path, default=None,
+                   help="take the RGB classical rows from this JSON of benchmarks/classical.py (it must have "
+                        "measured the same photos) instead of measuring them again")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -157,15 +160,25 @@ def main() -> None:
             images = [to_luma(a) for a in images]
         ours = run_arcodec(files, gray, model, args.threads)
         rows += [{"set": key, **r} for r in ours]
-        classical = classical_rows(images)
+        if args.classical_from and not gray:
+            earlier = json.loads(args.classical_from.read_text())
+            if earlier["images"] != f"the {len(files)} whole photos in `{_shown(Path(folder))}`":
+                raise SystemExit(f"error: {args.classical_from} measured {earlier['images']}, not these photos")
+            keep = {"PNG (Pillow)", "WebP lossless", "JPEG XL lossless e7", "JPEG XL lossless e10", "JPEG-LS",
+                    "JPEG 2000 lossless", "xz"}
+            classical = [r for r in earlier["codecs"] if r["codec"] in keep]
+            md += [f"(classical rows: `{earlier['command']}`, the same photos, from `{args.classical_from.name}`)", ""]
+        else:
+            classical = classical_rows(images)
         result[key] = {"model": model, "photos": len(files), "arcodec": summary(ours), "per_photo": ours,
                        "classical": classical}
         s = result[key]["arcodec"]
-        table = [[f"**arcodec** ({model})", f"**{s['bpd']:.4f}**", f"{s['nll_bpd']:.4f}", f"{s['encode_s_per_photo']:.1f}",
-                  f"{s['decode_s_per_photo']:.1f}", f"{s['peak_rss_mib']:.0f}", s["roundtrips"]]]
+        table = [[f"**arcodec** ({model})", f"**{s['bpd']:.4f}**", f"{s['nll_bpd']:.4f}",
+                  f"{s['encode_s_per_photo']:.1f}", f"{s['decode_s_per_photo']:.1f}", f"{s['peak_rss_mib']:.0f}",
+                  s["roundtrips"]]]
         for r in sorted(classical, key=lambda r: r["bpd"]):
-            table.append([r["codec"], f"{r['bpd']:.4f}", "", f"{1 / r['encode_img_s']:.2f}", f"{1 / r['decode_img_s']:.3f}",
-                          "", r["roundtrips"]])
+            table.append([r["codec"], f"{r['bpd']:.4f}", "", f"{1 / r['encode_img_s']:.2f}",
+                          f"{1 / r['decode_img_s']:.3f}", "", r["roundtrips"]])
         md += [f"**{key.upper()}**", ""]
         md += md_table(["codec", "bits/sub-pixel (pooled)", "model NLL", "encode s/photo", "decode s/photo",
                         "peak MiB", "round trips"], table)

@@ -57,7 +57,14 @@ class Encoder:
 
 
 class Decoder:
-    """Reads symbols back in the order they were encoded."""
+    """Reads symbols back in the order they were encoded.
+
+    constriction's decoder reads zeros past the end of its data without complaint, so a
+    payload too short for its symbols (a cut file, a header claiming a larger image) would
+    decode garbage for as long as the header asks. The decoder therefore counts the
+    information of the symbols it returns, a lower bound of what the coder consumed (each
+    symbol's probability raised by the quantiser's most, 2^-22): a valid stream of W 32-bit
+    words never holds more than 32 W bits, so past 32 (W + 2) the payload is refused."""
 
     def __init__(self, payload: bytes):
         padded = payload + b"\0" * (-len(payload) % 4)
@@ -65,6 +72,8 @@ class Decoder:
             self._dec = RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
         except Exception as e:
             raise FormatError(f"corrupt payload ({e})") from None
+        self._budget = 32.0 * (len(padded) // 4 + 2)  # bits; see the class docstring
+        self._spent = 0.0
 
     def decode(self, weights) -> np.ndarray:
         """Decode one symbol per table row (n, K), in one call."""
@@ -72,9 +81,15 @@ class Decoder:
         if not len(w):
             return np.zeros(0, dtype=np.int64)
         try:
-            return np.asarray(self._dec.decode(_FAMILY, w), dtype=np.int64)
+            out = np.asarray(self._dec.decode(_FAMILY, w), dtype=np.int64)
         except Exception as e:  # constriction reports invalid data with various types
             raise FormatError(f"corrupt payload ({e})") from None
+        p = w[np.arange(len(w)), out] / w.sum(axis=1)
+        self._spent += float(-np.log2(np.minimum(1.0, p + 2.0 ** -22)).sum())
+        if self._spent > self._budget:
+            raise FormatError("corrupt payload (more symbols than its bytes can hold: truncated, "
+                              "or a header that claims too many pixels)")
+        return out
 
 
 def encode(symbols, weights) -> bytes:

@@ -65,13 +65,13 @@ def _band_order(r0: int, r1: int, width: int, slope: int) -> tuple[np.ndarray, n
     return rr[order], cc[order]
 
 
+WORKERS = max(1, min(4, os.cpu_count() or 1))  # threads that build tables (the kernel releases the GIL)
 _POOL: list = []
 
 
 def _pool() -> ThreadPoolExecutor:
-    """Threads for the encoder's table building (one per core, at most 4)."""
     if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))))
+        _POOL.append(ThreadPoolExecutor(max_workers=WORKERS))
     return _POOL[0]
 
 
@@ -81,13 +81,12 @@ SPLIT_ROWS = 64  # a decoder line's tables are built in two threads from this ma
 def _split_tables(eng: LocalEngine, raw: np.ndarray, prev: np.ndarray, ch: int) -> np.ndarray:
     """eng.tables(raw, prev, ch), the rows shared among the pool's threads (every row is
     computed on its own: the same integers however they are split)."""
-    n = len(raw)
-    parts = min(_pool()._max_workers, n // SPLIT_ROWS)
+    parts = min(WORKERS, len(raw) // SPLIT_ROWS)
     if parts < 2:
         return eng.tables(raw, prev, ch)
-    cuts = np.linspace(0, n, parts + 1).astype(int)
-    return np.concatenate(list(_pool().map(lambda k: eng.tables(raw[cuts[k]: cuts[k + 1]], prev[cuts[k]: cuts[k + 1]], ch),
-                                           range(parts))))
+    cuts = np.linspace(0, len(raw), parts + 1).astype(int)
+    pieces = _pool().map(lambda k: eng.tables(raw[cuts[k]: cuts[k + 1]], prev[cuts[k]: cuts[k + 1]], ch), range(parts))
+    return np.concatenate(list(pieces))
 
 
 def engine(model) -> LocalEngine:
@@ -129,12 +128,13 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
                 r, c = rows[a:b], cols[a:b]
                 praw = raw[:, :, r - r0, c].permute(0, 2, 1).reshape(-1, raw.shape[1]).numpy()
                 prev = xg[:, :, r, c].permute(0, 2, 1).reshape(-1, C).numpy()
-                # the channels' tables side by side: the kernel releases the GIL
-                freqs = [f.reshape(g1 - g0, b - a, -1) for f in _pool().map(lambda ch: eng.tables(praw, prev, ch), range(C))]
+                # the channels' tables side by side, in threads
+                freqs = list(_pool().map(lambda ch: eng.tables(praw, prev, ch), range(C)))
                 if on_table is not None:
                     tiles = np.repeat(np.arange(g0, g1), b - a)
                     for ch in range(C):
-                        on_table(tiles, np.tile(r, g1 - g0), np.tile(c, g1 - g0), ch, freqs[ch].reshape(-1, freqs[ch].shape[-1]))
+                        on_table(tiles, np.tile(r, g1 - g0), np.tile(c, g1 - g0), ch, freqs[ch])
+                freqs = [f.reshape(g1 - g0, b - a, -1) for f in freqs]
                 # interleave the channels line by line, (t, channel, row): where each
                 # channel's table of pixel k goes in the stream
                 L = b - a
