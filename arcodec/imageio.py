@@ -24,17 +24,23 @@ def read_image(data: bytes, name: str = "input") -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                raise ArcodecError(f"{name}: {im.mode} images (more than 8 bits) are not supported")
-            if im.mode == "1":
-                im = im.convert("L")
-            elif im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif im.mode not in ("L", "LA", "RGB", "RGBA"):
-                im = im.convert("RGB")
-            a = np.asarray(im, dtype=np.uint8)
+            return pil_pixels(im, name)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ArcodecError(f"{name}: not a readable image ({e.__class__.__name__})") from None
+
+
+def pil_pixels(im, name: str = "input") -> np.ndarray:
+    """A Pillow image's pixels as (H, W, C) uint8: modes 1 and L as gray, P as RGB (RGBA with
+    transparency), other 8-bit modes as RGB; more than 8 bits a channel is refused."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        raise ArcodecError(f"{name}: {im.mode} images (more than 8 bits) are not supported")
+    if im.mode == "1":
+        im = im.convert("L")
+    elif im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")
+    a = np.asarray(im, dtype=np.uint8)
     return a[:, :, None] if a.ndim == 2 else a
 
 

@@ -86,17 +86,13 @@ class ArcImageFile(ImageFile.ImageFile):
 
 
 def _pixels(im: Image.Image) -> np.ndarray:
-    """(H, W, C) uint8 of an image; modes converted as arcodec.imageio.read_image does."""
-    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        raise OSError(f"cannot write mode {im.mode} as {FORMAT} (8 bits per channel at most)")
-    if im.mode == "1":
-        im = im.convert("L")
-    elif im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
-        im = im.convert("RGB")
-    a = np.asarray(im, dtype=np.uint8)
-    return a[:, :, None] if a.ndim == 2 else a
+    """(H, W, C) uint8 of an image, modes converted as arcodec.imageio.read_image does."""
+    from arcodec.imageio import pil_pixels
+
+    try:
+        return pil_pixels(im, "image")
+    except ArcodecError as e:
+        raise OSError(f"cannot write {FORMAT}: {e}") from None
 
 
 def _save(im: Image.Image, fp, filename) -> None:
