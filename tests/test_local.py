@@ -15,7 +15,7 @@ from arcodec.coding import wavefront as wf
 from arcodec.container import SCAN_WAVEFRONT, read
 from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
-from arcodec.coding.engine import LocalEngine
+from arcodec.coding.engine import ACT_MAX, LocalEngine
 from arcodec.registry import build_model, make_config
 from arcodec.train import TrainConfig, checkpoint
 
@@ -169,14 +169,31 @@ def test_engine_parameters_from_windows_equal_the_full_pass_in_any_precision():
     win = xpad[:, :, r: r + h + 1, c: c + 2 * h + 1].clone()
     win[:, :, h, h:] = 77.0  # what the mask hides does not matter
     assert torch.equal(eng.params_at(win), full[:, :, r, c])
-    assert eng.first.dtype == torch.float32  # every partial sum below 2**24
-    for layer in [eng.first, eng.head, *[l for b in eng.blocks for l in b]]:  # float64 products: the same integers
-        layer.dtype, layer.wt = torch.float64, layer.wt.double()
-    assert torch.equal(eng.params(x, 0, 8), full)
+    for layer in [eng.first, eng.head, *[l for b in eng.blocks for l in b]]:  # exact in the product's type
+        bound = layer.wt.abs().sum(0).max() * (255 if layer is eng.first else ACT_MAX)
+        assert bound < (2**24 if layer.dtype == torch.float32 else 2**53)
+
+
+def test_float32_products_are_exact_when_the_sums_stay_below_2_24(monkeypatch):
+    """With int8 weights and 10-bit activations every partial sum stays below 2**24: the
+    engine then multiplies in float32, and gets float64's integers whatever the order."""
+    import arcodec.coding.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "WEIGHT_MAX", 127)
+    monkeypatch.setattr(engine_module, "ACT_MAX", 1023)
+    m = tiny(3)
+    m.calibrate(torch.randint(0, 256, (2, 3, 8, 9)))
+    eng = LocalEngine(m)
+    g = torch.Generator().manual_seed(0)
+    for layer, lo, hi in [(eng.first, -255, 256), *[(l, 0, 1024) for b in eng.blocks for l in b], (eng.head, 0, 1024)]:
+        assert layer.dtype == torch.float32
+        x = torch.randint(lo, hi, (400, layer.wt.shape[0]), generator=g)
+        x[0] = hi - 1  # the largest input everywhere
+        assert torch.equal((x.float() @ layer.wt).double(), x.double() @ layer.wt.double())
 
 
 def test_engine_follows_the_float_model():
-    """Post-training int8 weights and 10-bit activations stay close to the float network."""
+    """Post-training int16 weights and 12-bit activations stay close to the float network."""
     m = tiny(3, steps=20)
     x = torch.randint(60, 200, (4, 3, 10, 12))
     m.calibrate(x)

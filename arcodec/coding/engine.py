@@ -1,20 +1,23 @@
-"""The integer engine of the local photo models: exact by construction, float32 speed.
+"""The integer engine of the local photo models: exact by construction.
 
 Built from a trained :class:`arcodec.models.local.LocalPhotoModel` (the model itself stays
 plain float PyTorch), in the manner of integer-only inference (Jacob et al. 2018):
 
-* weights are int8, one scale per output channel (``round(w / s_c)``, s_c = max|w_c| / 127);
-* activations are unsigned integers 0..ACT_MAX (10 bits) on two scales: the residual stream
+* weights are int16, one scale per output channel (``round(w / s_c)``, s_c = max|w_c| /
+  32767): int8 weights cost the shipped photo model 1.5 % of its NLL, int16 with 12-bit
+  activations 0.01 % (``benchmarks/engine_precision.py`` measures the whole engine);
+* activations are unsigned integers 0..ACT_MAX (12 bits) on two scales: the residual stream
   t (after the first convolution and after every block) and each block's inner activation
   u; the input is the pixel level as 2k - (K - 1), the float model's [-1, 1] times K - 1;
-* a layer is one matrix product of integers, every partial sum an integer below 2**24, so
-  float32 holds it exactly and the result does not depend on the order of summation, the
-  batch, the thread count or the machine (the product is done in float64 when a layer is too
-  wide for that bound: the same integers, slower);
+* a layer is one matrix product of integers whose partial sums are exact in the product's
+  type, so the result does not depend on the order of summation, the batch, the thread count
+  or the machine: float32 when every partial sum stays below 2**24 (int8 weights, 10-bit
+  activations), float64 otherwise (below 2**53: int16 weights and 12-bit activations over
+  96 inputs reach 2**34);
 * requantisation: (acc + bias_q) * M_c, rounded half up, clamped (ReLU and saturation):
-  elementwise float32 arithmetic with constants computed once from the weights, the same
-  IEEE result everywhere (no reduction, so no order to depend on); the residual sum is an
-  integer addition;
+  elementwise arithmetic in the product's type with constants computed once from the
+  weights, the same IEEE result everywhere (no reduction, so no order to depend on); the
+  residual sum is an integer addition;
 * the head's raw parameters come out as integers on the 2**-12 grid; the colour coupling
   is integer arithmetic too (:meth:`LocalEngine.channel_params`), and
   :mod:`arcodec.coding.mixture` turns the result into the coder's frequency tables.
@@ -37,14 +40,15 @@ import torch.nn.functional as F
 from arcodec.coding.mixture import frequencies
 from arcodec.models import exact
 
-ACT_BITS = 10
+ACT_BITS = 12
 ACT_MAX = (1 << ACT_BITS) - 1
-WEIGHT_MAX = 127
+WEIGHT_MAX = 32767
 EXACT_F32 = 1 << 24  # integers below this are exact in float32
 
 
 def _quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    """(int8-valued float64 weights (out, in), per-output-channel scales (out,) float64)."""
+    """(integer-valued float64 weights (out, in) of at most WEIGHT_MAX in magnitude,
+    per-output-channel scales (out,) float64)."""
     w = w.detach().double().reshape(len(w), -1)
     peak = w.abs().amax(dim=1)
     scale = torch.where(peak > 0, peak / WEIGHT_MAX, torch.ones_like(peak))
@@ -62,18 +66,15 @@ class _Layer:
         self.wt = wq.t().contiguous().to(self.dtype)  # (in, out)
         real = ws * in_scale  # the value of one unit of the accumulator, per output channel
         b = bias.detach().double().numpy()
-        # requantisation constants, rounded once to float32: the elementwise float32 steps
-        # below are IEEE operations on the same numbers everywhere
-        self.bias = torch.from_numpy(np.round(b / real)).float()  # in accumulator units
-        self.mul = torch.from_numpy(real / out_scale).float()
+        # requantisation constants in the product's type: the elementwise steps below are
+        # IEEE operations on the same numbers everywhere
+        self.bias = torch.from_numpy(np.round(b / real)).to(self.dtype)  # in accumulator units
+        self.mul = torch.from_numpy(real / out_scale).to(self.dtype)
         self.lo, self.hi = lo, hi
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x (N, in) integer-valued -> (N, out) float32 integers."""
-        acc = x.to(self.dtype) @ self.wt
-        if self.dtype != torch.float32:
-            acc = acc.float()
-        y = acc.add_(self.bias).mul_(self.mul).add_(0.5).floor_()
+        """x (N, in) integer-valued -> (N, out) integers (in the layer's type)."""
+        y = (x.to(self.dtype) @ self.wt).add_(self.bias).mul_(self.mul).add_(0.5).floor_()
         if self.lo is not None:
             y.clamp_(self.lo, self.hi)
         return y
