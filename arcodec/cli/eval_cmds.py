@@ -13,7 +13,7 @@ from arcodec.errors import ArcodecError
 
 @main.command("eval")
 @click.option("-m", "--model", default=None,
-              help="Zoo model name or checkpoint path [default: by image type, as compress].")
+              help="Zoo model name or checkpoint path [default: the best-ranked shipped model whose card applies].")
 @click.option("--data", required=True, help="Data set name (its test split) or a folder of images.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--limit", type=click.IntRange(0), default=0, help="First N images only (0: all).")
