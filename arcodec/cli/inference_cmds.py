@@ -228,7 +228,8 @@ def viz():
 
 @viz.command("bits")
 @click.argument("image")
-@click.option("-m", "--model", default=None, help=MODEL_HELP + " [default: the best-ranked shipped model whose card applies]")
+@click.option("-m", "--model", default=None,
+              help=MODEL_HELP + " [default: the best-ranked shipped model whose card applies]")
 @click.option("-o", "--output", default=None, help="PNG to write [default: IMAGE.bits.png].")
 @click.option("--tile", type=click.IntRange(8, 4096), default=64, show_default=True)
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output.")
