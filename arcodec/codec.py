@@ -180,14 +180,13 @@ def _scaled(progress: Progress | None, share: float) -> Progress | None:
     return None if progress is None else (lambda n: progress(n * share))
 
 
-def level_map(images: list[np.ndarray]) -> tuple[tuple[int, ...], list[np.ndarray]] | None:
-    """(the levels the images use, the images as indices into them) when the images use
-    fewer than 256 levels that are not already 0..n-1 (a palette, or 2-bit colour saved as
-    0, 85, 170, 255); None otherwise."""
+def level_map(images: list[np.ndarray]) -> tuple[int, ...]:
+    """The levels the images use when there are fewer than 256 of them and they are not
+    already 0..n-1 (a palette, or 2-bit colour saved as 0, 85, 170, 255); () otherwise."""
     values = np.unique(np.concatenate([a.ravel() for a in images]))
     if len(values) == 256 or values[-1] == len(values) - 1:
-        return None
-    return tuple(int(v) for v in values), [np.searchsorted(values, a).astype(np.uint8) for a in images]
+        return ()
+    return tuple(int(v) for v in values)
 
 
 def _candidates(imgs: list[np.ndarray]) -> list[tuple[str, tuple[int, ...]]]:
@@ -195,9 +194,9 @@ def _candidates(imgs: list[np.ndarray]) -> list[tuple[str, tuple[int, ...]]]:
     takes them as they are, and the models of fewer than 256 levels that take their indices
     into a level map."""
     out = [(name, ()) for name in applicable(imgs)]
-    mapped = level_map(imgs)
-    if mapped is not None:
-        out += [(name, mapped[0]) for name in applicable(mapped[1], below=256)]
+    levels = level_map(imgs)
+    if levels:
+        out += [(name, levels) for name in applicable(_indexed(imgs, levels), below=256)]
     return out
 
 

@@ -181,24 +181,17 @@ def write(header: Header, payload: bytes, images) -> bytes:
         put_varint(packed, len(body))
         packed += body
         table = bytes(packed) if len(packed) + 3 < len(raw) else bytes(raw)  # (+3: the tag)
+    if header.levels and (list(header.levels) != sorted(set(header.levels))
+                          or not 0 <= header.levels[0] <= header.levels[-1] <= 255):
+        raise ValueError("a level map lists distinct values 0..255 in increasing order")
+    fields = [(_TAG_BIT_DEPTH, header.bit_depth, DEFAULT_BIT_DEPTH), (_TAG_TILE, header.tile, DEFAULT_TILE),
+              (_TAG_SCAN, header.scan, SCAN_RASTER), (_TAG_METHOD, header.method, METHOD_MODEL),
+              (_TAG_LEVELS, sum(1 << v for v in header.levels), 0)]
     ext = bytearray()
-    if header.bit_depth != DEFAULT_BIT_DEPTH:
-        put_varint(ext, _TAG_BIT_DEPTH)
-        put_varint(ext, header.bit_depth)
-    if header.tile != DEFAULT_TILE:
-        put_varint(ext, _TAG_TILE)
-        put_varint(ext, header.tile)
-    if header.scan != SCAN_RASTER:
-        put_varint(ext, _TAG_SCAN)
-        put_varint(ext, header.scan)
-    if header.method != METHOD_MODEL:
-        put_varint(ext, _TAG_METHOD)
-        put_varint(ext, header.method)
-    if header.levels:
-        if list(header.levels) != sorted(set(header.levels)) or not 0 <= header.levels[0] <= header.levels[-1] <= 255:
-            raise ValueError("a level map lists distinct values 0..255 in increasing order")
-        put_varint(ext, _TAG_LEVELS)
-        put_varint(ext, sum(1 << v for v in header.levels))
+    for tag, value, default in fields:  # a field at its default is left out
+        if value != default:
+            put_varint(ext, tag)
+            put_varint(ext, value)
     single = entries[0] if not header.archive else None
     rgb = single is not None and single.channels == 3
     if single is not None and single.channels not in (1, 3):
