@@ -14,21 +14,21 @@ __all__ = ["compress", "decompress", "decompress_archive", "load_model", "__vers
 
 def compress(array, model=None) -> bytes:
     """Compress an (H, W) or (H, W, C) uint8 image to the bytes of a .arc file."""
-    from arcodec.codec import compress as _compress
+    from arcodec.codec.api import compress as _compress
 
     return _compress(array, model)
 
 
 def decompress(data: bytes, model=None):
     """The image of a .arc file, bit-exact: (H, W) for grayscale, else (H, W, C) uint8."""
-    from arcodec.codec import decompress as _decompress
+    from arcodec.codec.api import decompress as _decompress
 
     return _decompress(data, model)
 
 
 def decompress_archive(data: bytes, model=None) -> dict:
     """Every image of an archive .arc file, by name."""
-    from arcodec.codec import decompress_archive as _decompress_archive
+    from arcodec.codec.api import decompress_archive as _decompress_archive
 
     return _decompress_archive(data, model)
 

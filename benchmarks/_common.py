@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_root() -> Path:
-    from arcodec.data import DEFAULT_ROOT
+    from arcodec.training.data import DEFAULT_ROOT
 
     return Path(DEFAULT_ROOT)
 
@@ -49,8 +49,8 @@ def missing(what: str, err: Exception | str) -> SystemExit:
 def load_set(name: str, limit: int = 0, photos: Path | None = None, crop: int = 64
              ) -> tuple[list[np.ndarray], str]:
     """(images (H, W, C) uint8, a sentence saying exactly which images) of a data set."""
-    from arcodec.data import image_files
-    from arcodec.evaluate import evaluation_images
+    from arcodec.training.data import image_files
+    from arcodec.evaluation.evaluate import evaluation_images
     from arcodec.imageio import read_image
 
     if name == "photos":
@@ -90,7 +90,7 @@ def _shown(folder: Path) -> str:
 
 
 def set_levels(name: str) -> int:
-    from arcodec.data import dataset_levels
+    from arcodec.training.data import dataset_levels
 
     return 256 if name == "photos" else dataset_levels(name)
 
@@ -102,7 +102,7 @@ def native_data(card: dict) -> str | None:
 
 def coder_refusal(name: str) -> str | None:
     """Why shipped model ``name`` cannot code images at all (e.g. a continuous flow), or None."""
-    from arcodec.codec import resolve
+    from arcodec.codec.api import resolve
     from arcodec.errors import ArcodecError
 
     try:
@@ -115,7 +115,7 @@ def coder_refusal(name: str) -> str | None:
 def applies(levels: int, channels: int, name: str) -> bool:
     """Whether a model of ``levels`` values and ``channels`` channels codes data set ``name``
     meaningfully."""
-    from arcodec.data import DATASETS
+    from arcodec.training.data import DATASETS
 
     if set_levels(name) != levels:
         return False

@@ -27,7 +27,7 @@ from _common import command, machine, md_table, missing, write
 
 
 def mnist(limit: int) -> tuple[list[np.ndarray], list[int]]:
-    from arcodec.data import load_dataset, load_mnist_labels
+    from arcodec.training.data import load_dataset, load_mnist_labels
 
     try:
         x, y = load_dataset("mnist", "test"), load_mnist_labels("test")
@@ -39,7 +39,7 @@ def mnist(limit: int) -> tuple[list[np.ndarray], list[int]]:
 
 def epochs(path: Path, workers: int, batch: int, images: np.ndarray, labels: list[int]) -> list[float]:
     """Seconds of two epochs, the first from a cold cache; checks every image and label."""
-    from arcodec import arcdataset
+    from arcodec.training import arcdataset
 
     arcdataset._decoded.cache_clear()  # nothing decoded before (forked workers would inherit it)
     loader = DataLoader(arcdataset.ArcDataset(path), batch_size=batch, num_workers=workers,
@@ -62,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from arcodec.codec import encode_images
+    from arcodec.codec.api import encode_images
 
     images, labels = mnist(args.limit)
     names = [f"{y}/{i:05d}.png" for i, y in enumerate(labels)]

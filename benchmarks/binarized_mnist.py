@@ -11,7 +11,7 @@ lecture's numbers use (Larochelle and Murray, 2011), not their file. Each model 
 minutes: far smaller models and budgets than the papers'.
 
 For every model: the whole test set (10,000 images) as one .arc archive
-(``arcodec.codec.encode_images(..., archive=True)``): its model NLL in exact arithmetic (the
+(``arcodec.codec.api.encode_images(..., archive=True)``): its model NLL in exact arithmetic (the
 codec's size estimate) in nats per image (bits/dim x 784 x ln 2) and its real size; then the
 first ``--decode`` test images as another archive, decoded and compared (the naive decoders of
 FVSBN, NADE and MADE run the whole model once per pixel, so not all 10,000 are decoded).
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arcodec.codec import decode_file, encode_images
-from arcodec.data import load_dataset
-from arcodec.plots import read_log
-from arcodec.train import TrainConfig, train
+from arcodec.codec.api import decode_file, encode_images
+from arcodec.training.data import load_dataset
+from arcodec.explore.plots import read_log
+from arcodec.training.train import TrainConfig, train
 from arcodec.zoo import load_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ codecs of ``benchmarks/classical.py`` on the same images.
 
 Writes benchmarks/results/compression.{json,csv,md} (the CSV: one row per codec and data
 set) and the per-image records of every learned codec under
-benchmarks/results/compression/MODEL--DATA.csv (``arcodec.evaluate.write_csv``).
+benchmarks/results/compression/MODEL--DATA.csv (``arcodec.evaluation.evaluate.write_csv``).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import torch
 
 from _common import RESULTS, command, load_set, machine, md_table, plan, write
 from classical import available, measure, streams
-from arcodec import container
-from arcodec.codec import MAX_BATCH, decode_file, encode_images
+from arcodec.codec import container
+from arcodec.codec.api import MAX_BATCH, decode_file, encode_images
 from arcodec.errors import ArcodecError
-from arcodec.evaluate import evaluate_codec, summarize, write_csv
+from arcodec.evaluation.evaluate import evaluate_codec, summarize, write_csv
 from arcodec.zoo import load_model
 
 QUICK = {"mnist": 500, "colour-mnist": 100, "photos": 24, "crop": 64}

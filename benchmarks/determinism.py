@@ -45,7 +45,7 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from _common import load_set
-    from arcodec.codec import MAX_BATCH, decode_many, encode_many
+    from arcodec.codec.api import MAX_BATCH, decode_many, encode_many
     from arcodec.errors import ArcodecError
     from arcodec.zoo import load_model
 
@@ -126,7 +126,7 @@ def main() -> None:
         return
     from _common import load_set
 
-    from arcodec.codec import MAX_BATCH
+    from arcodec.codec.api import MAX_BATCH
 
     preset = FULL if args.full else QUICK
     rows, what = [], {}

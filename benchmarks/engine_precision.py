@@ -8,7 +8,7 @@ The images are seeded 96x96 crops of the validation split of ``../shared/data/ph
 photos the model was validated on; never Kodak). The float NLL is the model's own
 ``log_prob_at`` over every pixel of each crop (the borders zero-padded, as the coder sees
 them); the engine's is the sum of -log2 of the integer tables' probabilities of the actual
-pixels (``arcodec.coding.wavefront.encode_streams``), and the real payload is reported beside
+pixels (``arcodec.codec.wavefront.encode_streams``), and the real payload is reported beside
 it. Writes benchmarks/results/engine_precision.{json,md}.
 """
 
@@ -30,8 +30,8 @@ def main() -> None:
     p.add_argument("--crop", type=int, default=96)
     args = p.parse_args()
 
-    from arcodec.coding import wavefront
-    from arcodec.data import DEFAULT_ROOT, load_folder
+    from arcodec.codec import wavefront
+    from arcodec.training.data import DEFAULT_ROOT, load_folder
     from arcodec.models.layers import set_exact
     from arcodec.zoo import load_model
 

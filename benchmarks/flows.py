@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arcodec.codec import decode_many, encode_many
-from arcodec.data import load_mnist, load_mnist_labels
-from arcodec.evaluate import evaluate_codec, summarize
+from arcodec.codec.api import decode_many, encode_many
+from arcodec.training.data import load_mnist, load_mnist_labels
+from arcodec.evaluation.evaluate import evaluate_codec, summarize
 from arcodec.models.layers import set_exact
-from arcodec.train import evaluate_nll
+from arcodec.training.train import evaluate_nll
 from arcodec.zoo import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def speed(model, images: list, batch: int) -> dict:
 def escapes(model, images: list) -> list[dict]:
     """Per latent group (scale) of the integer flow: how many latents fall outside the coder's
     window of 2 WINDOW + 1 values around the prior's mode and are coded by the escape path."""
-    from arcodec.coding import flow as flow_coding
+    from arcodec.codec import flow as flow_coding
 
     counts: dict[int, list[int]] = {}
 
@@ -80,8 +80,8 @@ def different_digit_pairs(labels: torch.Tensor, count: int) -> list[tuple[int, i
 
 
 def figures(test: torch.Tensor, labels: torch.Tensor, runs: Path | None) -> list[str]:
-    from arcodec import flowviz
-    from arcodec.plots import plot_curves
+    from arcodec.explore import flowviz
+    from arcodec.explore.plots import plot_curves
 
     coupling = load_model("mnist-coupling").net
     out = [

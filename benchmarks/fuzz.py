@@ -9,7 +9,7 @@ model-coded digit (mnist-gated, also a two-channel image), 2-bit colour
 (colour-mnist-made, also through a level map), the integer flow (mnist-idf) and archives
 (model-coded and stored). Each mutated file is a seed with 1 to 3 random edits (bit flip,
 byte change, insertion, deletion, truncation; ``fuzz.seeds.mutate``), decoded with
-``arcodec.codec.decode_file`` and the model the file names. Outcomes:
+``arcodec.codec.api.decode_file`` and the model the file names. Outcomes:
 
 * refused: an ``ArcodecError`` (counted by message kind, numbers and names blanked out);
 * accepted: decoded to exactly the seed's pixels (the edit changed nothing it reads);
@@ -62,7 +62,7 @@ def _serve(conn, memory_mb: int) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from arcodec.codec import decode_file
+    from arcodec.codec.api import decode_file
     from arcodec.errors import ArcodecError
 
     seeds = seed_files()

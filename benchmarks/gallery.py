@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import arcodec.inference as inf
-import arcodec.viz as viz
+import arcodec.explore.inference as inf
+import arcodec.explore.figures as viz
 from arcodec.zoo import ZOO_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ class Page:
 def test_digits(count: int) -> list[torch.Tensor]:
     """MNIST test digits (1, 28, 28) whose middle pixel is on the stroke, and one where it is
     not: the queries differ most there."""
-    from arcodec.data import load_mnist
+    from arcodec.training.data import load_mnist
 
     x = load_mnist("test")
     on = [i for i in range(200) if int(x[i, 0, 14, 14]) > 128]
@@ -87,7 +87,7 @@ def class_conditional(page: Page, args) -> None:
     page.add("### Class-conditional", "",
              "No class-conditional model is shipped (`arcodec train` has no labels), so this page trains a "
              f"small one: a Gated PixelCNN with `classes=10` (hidden 32, 5 layers) on scikit-learn's 8x8 digits "
-             f"and their labels, {args.cond_steps} steps of 64 images with `arcodec.inference.fit_class_conditional` "
+             f"and their labels, {args.cond_steps} steps of 64 images with `arcodec.explore.inference.fit_class_conditional` "
              f"({seconds:.0f} s; test NLL {bpd:.3f} bits/dim with the true labels). Its checkpoint works with every "
              "command: `arcodec sample -m runs/gallery/digits-cond.pt --size 8x8 -n 10 -o classes.png` gives one row "
              "per digit.", "")
@@ -116,7 +116,7 @@ def queries(page: Page, args) -> list:
                     f"arcodec query test{i}.png -o queries.png --future-samples {args.d_samples} "
                     f"-n {args.n} --proposals {args.proposals}")
         rows += [a for a in ans if a.key in "fg"]
-    from arcodec.data import load_dataset
+    from arcodec.training.data import load_dataset
 
     xc = load_dataset("colour-mnist", "test")[0].long()
     mc = inf.load("colour-mnist-made")
@@ -143,7 +143,7 @@ def inpainting(page: Page, rows: list) -> None:
 
 
 def bits(page: Page) -> None:
-    from arcodec.data import load_dataset, load_mnist
+    from arcodec.training.data import load_dataset, load_mnist
 
     page.add("## Where the bits go", "",
              "Code length -log2 p of every pixel from the exact tables the encoder hands the range coder; the "
@@ -163,7 +163,7 @@ def bits(page: Page) -> None:
 
 def receptive_fields(page: Page) -> None:
     from arcodec.registry import build_model, make_config
-    from arcodec.train import load_checkpoint
+    from arcodec.training.train import load_checkpoint
 
     page.add("## Receptive fields", "",
              "|d log p(x_(14,14)) / d x|, maximum over channels, on a random image; white: no dependence. The plain "
@@ -197,8 +197,8 @@ def flows(page: Page) -> None:
         page.add("No flow model is shipped yet (`mnist-coupling`): `arcodec sample`, `arcodec viz flow-layers` and "
                  "`arcodec viz interpolate` draw its figures once it is.", "")
         return
-    import arcodec.flowviz as fv
-    from arcodec.data import load_mnist
+    import arcodec.explore.flowviz as fv
+    from arcodec.training.data import load_mnist
 
     m = inf.load("mnist-coupling")
     p = fv.flow_sample_grid(m.net, OUT / "flow-samples.png", n=100, seed=0)

@@ -15,8 +15,8 @@ gray = r + g + b (0..9; arcodec/models/conditioned.py). Three models, each train
   ``colour-mnist-made`` (trained far longer) is measured too, for reference.
 
 Bits are real coded bits: the gray images and the direct models' colour images go through
-``arcodec.codec.encode_images`` as one archive each (the .arc container, header included);
-colour given gray goes through ``arcodec.coding.autoregressive.encode_streams`` with the gray
+``arcodec.codec.api.encode_images`` as one archive each (the .arc container, header included);
+colour given gray goes through ``arcodec.codec.autoregressive.encode_streams`` with the gray
 images bound to the model (``conditioned.bind_gray``), 256 images a stream: the range
 coder's bytes, without a container, since .arc files have no two-part format yet. The first
 ``--decode`` images are decoded both ways and compared.
@@ -36,13 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arcodec.codec import decode_file, encode_images
-from arcodec.coding.autoregressive import decode_streams, encode_streams
-from arcodec.data import load_dataset
+from arcodec.codec.api import decode_file, encode_images
+from arcodec.codec.autoregressive import decode_streams, encode_streams
+from arcodec.training.data import load_dataset
 from arcodec.models.conditioned import bind_gray, to_gray
 from arcodec.models.layers import set_exact
-from arcodec.sampling import grid_image, sample
-from arcodec.train import load_checkpoint
+from arcodec.explore.sampling import grid_image, sample
+from arcodec.training.train import load_checkpoint
 from arcodec.zoo import load_model
 
 ROOT = Path(__file__).resolve().parents[1]

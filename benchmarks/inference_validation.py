@@ -1,4 +1,4 @@
-"""Every approximate query of arcodec.inference against the exact answer, on a model small
+"""Every approximate query of arcodec.explore.inference against the exact answer, on a model small
 enough to enumerate: a Gated PixelCNN on 4x4 binary digits (2^16 images).
 
     python benchmarks/inference_validation.py      # about a minute on one CPU core
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-import arcodec.inference as inf
+import arcodec.explore.inference as inf
 from arcodec import __version__
-from arcodec.data import load_dataset
-from arcodec.train import TrainConfig, train
+from arcodec.training.data import load_dataset
+from arcodec.training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

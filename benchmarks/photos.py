@@ -5,7 +5,7 @@
     python benchmarks/photos.py --model runs/photo-rgb/best.pt --gray-model runs/photo-gray/best.pt
 
 For every photo of ``../shared/data/kodak`` (768x512 RGB), and for the same photo turned to
-gray (``arcodec.data.to_luma``: round(0.299 R + 0.587 G + 0.114 B)), one fresh process
+gray (``arcodec.training.data.to_luma``: round(0.299 R + 0.587 G + 0.114 B)), one fresh process
 compresses it with arcodec (``--model``, default: what ``arcodec compress`` picks) into the
 bytes of a real .arc file (header and CRC included), decompresses them and compares the
 pixels; its encode and decode seconds and its peak resident memory (``ru_maxrss`` of that
@@ -37,8 +37,8 @@ def worker(spec: dict) -> dict:
     """Compress and decompress one photo in this process; times and sizes as JSON."""
     import torch
 
-    from arcodec.codec import decode_file, encode_images
-    from arcodec.data import to_luma
+    from arcodec.codec.api import decode_file, encode_images
+    from arcodec.training.data import to_luma
     from arcodec.imageio import read_image
     from arcodec.zoo import load_model
 
@@ -52,7 +52,7 @@ def worker(spec: dict) -> dict:
     t1 = time.perf_counter()
     _, (b,) = decode_file(enc.data, model=model)
     t2 = time.perf_counter()
-    from arcodec import container
+    from arcodec.codec import container
 
     header = container.read(enc.data)[0]
     return {"bytes": len(enc.data), "nll_bits": enc.nll_bits, "subpixels": int(a.size),
@@ -96,7 +96,7 @@ def classical_rows(images: list[np.ndarray]) -> list[dict]:
 
 
 def figure(result: dict, out: Path) -> None:
-    from arcodec.plots import _pyplot
+    from arcodec.explore.plots import _pyplot
 
     plt = _pyplot()
     keys = [k for k in ("rgb", "gray") if k in result]
@@ -138,7 +138,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
-    from arcodec.data import image_files, to_luma
+    from arcodec.training.data import image_files, to_luma
     from arcodec.imageio import read_image
 
     folder = args.photos or default_photos()

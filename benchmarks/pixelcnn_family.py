@@ -3,10 +3,10 @@
     python benchmarks/pixelcnn_family.py                   # 8-bit MNIST and colour MNIST
     python benchmarks/pixelcnn_family.py --steps 50 --eval 20   # a quick look
 
-Every model trains with ``arcodec.train.train`` for the same number of steps of the same
+Every model trains with ``arcodec.training.train.train`` for the same number of steps of the same
 batch (the budget), then is evaluated on the first ``--eval`` test images: test NLL
 (exact arithmetic, the codec's), achieved bits/dim of real .arc files (header included,
-round trip checked) and encode/decode images/s, all from ``arcodec.evaluate``. The
+round trip checked) and encode/decode images/s, all from ``arcodec.evaluation.evaluate``. The
 non-causal ablation trains too: its training NLL is reported next to the codec's refusal.
 Writes benchmarks/results/pixelcnn_family.{json,md}; runs go to runs/family/.
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from arcodec.errors import ModelError
-from arcodec.evaluate import evaluate_codec, evaluation_images, summarize
-from arcodec.plots import read_log
-from arcodec.train import TrainConfig, train
+from arcodec.evaluation.evaluate import evaluate_codec, evaluation_images, summarize
+from arcodec.explore.plots import read_log
+from arcodec.training.train import TrainConfig, train
 from arcodec.zoo import load_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from arcodec.causality import receptive_field_png
+from arcodec.explore.figures import receptive_field_png
 from arcodec.registry import build_model, make_config
-from arcodec.sampling import sample, save_grid
-from arcodec.train import load_checkpoint
+from arcodec.explore.sampling import sample, save_grid
+from arcodec.training.train import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pixelcnn_family import slug  # noqa: E402  (the run directories' names)

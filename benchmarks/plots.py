@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from _common import RESULTS
-from arcodec.plots import _pyplot
+from arcodec.explore.plots import _pyplot
 from compression import rows_of
 
 COLOURS = {"nll": "tab:green", "learned": "tab:red", "learned-archive": "tab:orange", "image": "tab:blue",

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arcodec.data import load_dataset
-from arcodec.sampling import grid_image, sample
-from arcodec.train import load_checkpoint
+from arcodec.training.data import load_dataset
+from arcodec.explore.sampling import grid_image, sample
+from arcodec.training.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

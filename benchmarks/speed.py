@@ -52,7 +52,7 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from _common import load_set
-    from arcodec.codec import decode_file, decode_many, encode_many
+    from arcodec.codec.api import decode_file, decode_many, encode_many
     from arcodec.zoo import load_model
 
     m = load_model(spec["model"])

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from arcodec import __version__
-from arcodec.toys import run_all
+from toys import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -65,7 +65,7 @@ def main() -> None:
         f"Produced by `{meta['command']}` (arcodec {__version__}, torch {meta['torch']}, "
         f"torch threads: {meta['threads']}).",
         "",
-        "Test NLL is the float model's (`arcodec.train.evaluate_nll`, i.e. `nll_bits`); codec NLL is the "
+        "Test NLL is the float model's (`arcodec.training.train.evaluate_nll`, i.e. `nll_bits`); codec NLL is the "
         "code length of the same values in the codec's exact arithmetic; file bits are the whole .arc file "
         "(header, stream lengths, CRC32 included) holding the test set as one image: (N, 1) for toy1d, "
         "(N, 2) for toy2d. Round trip: decoded with `arcodec.decompress` and compared.",

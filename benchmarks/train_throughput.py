@@ -21,7 +21,7 @@ import torch
 
 from arcodec.models.heads import nll_bits
 from arcodec.registry import build_model, make_config
-from arcodec.train import TrainConfig, make_optimizer
+from arcodec.training.train import TrainConfig, make_optimizer
 from arcodec.zoo import ZOO_DIR
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -29,11 +29,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def images(n: int) -> tuple[torch.Tensor, str]:
     try:
-        from arcodec.data import load_mnist
+        from arcodec.training.data import load_mnist
 
         return load_mnist("train")[:n], "mnist"
     except FileNotFoundError:
-        from arcodec.data import load_digits
+        from arcodec.training.data import load_digits
 
         x = load_digits("train").float()
         x = torch.nn.functional.interpolate(x, size=(28, 28), mode="bilinear").round().to(torch.uint8)

@@ -31,7 +31,7 @@ import constriction  # noqa: F401
 import atheris
 
 with atheris.instrument_imports(include=["arcodec"], exclude=["arcodec.models"]):
-    from arcodec import codec, container
+    from arcodec.codec import api as codec, container
     from arcodec.errors import ArcodecError, FormatError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -29,7 +29,7 @@ def seed_files() -> dict[str, tuple[bytes, tuple[np.ndarray, ...]]]:
     plane, 2-bit colour (colour-mnist-made), a level map (colour-mnist-made coding indices),
     the integer flow (mnist-idf, 28x28), and archives (model-coded with several streams, and
     stored)."""
-    from arcodec import codec
+    from arcodec.codec import api as codec
 
     rng = np.random.default_rng(20240601)
     out: dict[str, tuple[bytes, tuple[np.ndarray, ...]]] = {}

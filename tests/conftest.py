@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from arcodec.data import DEFAULT_ROOT
+from arcodec.training.data import DEFAULT_ROOT
 
 SHARED_MNIST = Path(DEFAULT_ROOT) / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
 
@@ -16,7 +16,7 @@ SHARED_MNIST = Path(DEFAULT_ROOT) / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A 3-layer Gated PixelCNN trained for a few steps on scikit-learn's digits."""
-    from arcodec.train import TrainConfig, train
+    from arcodec.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny")
     cfg = TrainConfig(data="digits", steps=12, batch=32, val_every=6, warmup=2, lr=3e-3, threads=1)
@@ -36,10 +36,10 @@ def digits() -> np.ndarray:
     """Real handwritten digits: MNIST test images when ../shared is there, else all 1,797
     of scikit-learn's digits (test split first) upscaled to 28x28 (both uint8, (N, 28, 28))."""
     if SHARED_MNIST.exists():
-        from arcodec.data import load_mnist
+        from arcodec.training.data import load_mnist
 
         return load_mnist("test").numpy()[:, 0]
-    from arcodec.data import load_digits
+    from arcodec.training.data import load_digits
 
     small = torch.cat([load_digits(split) for split in ("test", "val", "train")])[:, 0].float()
     return torch.nn.functional.interpolate(small[:, None], size=(28, 28), mode="bilinear")[:, 0].round().byte().numpy()

@@ -12,8 +12,8 @@ import torch
 from torch.utils.data import DataLoader
 
 import arcodec
-import arcodec.codec
-from arcodec.arcdataset import ArcDataset
+import arcodec.codec.api
+from arcodec.training.arcdataset import ArcDataset
 from arcodec.errors import FormatError
 
 RNG = np.random.default_rng(18)
@@ -27,16 +27,16 @@ CLASS = [{"10": 0, "3": 1, "7": 2}[FOLDERS[i % 3]] for i in range(12)]
 def archive(tmp_path_factory):
     """12 images coded by the shipped gray model (so reading them runs the real decoder)."""
     path = tmp_path_factory.mktemp("arc") / "set.arc"
-    path.write_bytes(arcodec.codec.encode_images(IMAGES, names=NAMES, model="mnist-gated").data)
+    path.write_bytes(arcodec.codec.api.encode_images(IMAGES, names=NAMES, model="mnist-gated").data)
     return path
 
 
 @pytest.fixture
 def decodes(monkeypatch) -> list:
-    """Counts this process's calls of arcodec.codec.decode_file."""
+    """Counts this process's calls of arcodec.codec.api.decode_file."""
     calls = []
-    real = arcodec.codec.decode_file
-    monkeypatch.setattr(arcodec.codec, "decode_file", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = arcodec.codec.api.decode_file
+    monkeypatch.setattr(arcodec.codec.api, "decode_file", lambda *a, **k: calls.append(1) or real(*a, **k))
     return calls
 
 

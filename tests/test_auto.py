@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 import arcodec
-from arcodec import container
+from arcodec.codec import container
 from arcodec.cli import main
-from arcodec.codec import decode_file, encode_images, encode_many, encode_stored
+from arcodec.codec.api import decode_file, encode_images, encode_many, encode_stored
 from arcodec.errors import ArcodecError
 from arcodec.zoo import applicable, cards
 
@@ -62,7 +62,7 @@ def test_a_level_map_lets_the_two_bit_colour_model_code_scaled_colour(digits):
     model through a level map instead of to the 8-bit models."""
     import torch
 
-    from arcodec.data import colourize
+    from arcodec.training.data import colourize
 
     assert any(c["name"] == "colour-mnist-made" for c in cards())  # shipped in the zoo
     small = colourize(torch.from_numpy(digits[:1, None]), seed=3)[0].permute(1, 2, 0).numpy()  # 0..3
@@ -85,7 +85,7 @@ def test_info_names_the_method(tmp_path):
 
 
 def test_unsafe_and_duplicate_names_are_refused_by_the_library(tmp_path):
-    from arcodec.codec import decompress_archive
+    from arcodec.codec.api import decompress_archive
     from arcodec.errors import FormatError
 
     img = np.zeros((4, 4), dtype=np.uint8)

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from arcodec import bench
-from arcodec.bench import AUTO, run_bench, sample
+from arcodec.evaluation import bench
+from arcodec.evaluation.bench import AUTO, run_bench, sample
 from arcodec.cli import main
 from arcodec.imageio import read_image
 from arcodec.zoo import applicable

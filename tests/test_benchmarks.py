@@ -59,9 +59,9 @@ def test_missing_photo_folder_is_a_clear_error(tmp_path):
 def test_header_bytes_match_a_real_file():
     import compression
 
-    from arcodec import container
-    from arcodec.codec import encode_images
-    from arcodec.data import load_digits
+    from arcodec.codec import container
+    from arcodec.codec.api import encode_images
+    from arcodec.training.data import load_digits
     from arcodec.zoo import load_model
 
     m = load_model("mnist-gated")

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 import arcodec
-from arcodec import container
-from arcodec.codec import decode_file, decode_many, encode_images, encode_many
-from arcodec.coding import autoregressive as ar
+from arcodec.codec import container
+from arcodec.codec.api import decode_file, decode_many, encode_images, encode_many
+from arcodec.codec import autoregressive as ar
 from arcodec.errors import ArcodecError, FormatError, IntegrityError, ModelError
 from conftest import SHARED_MNIST
 
@@ -178,7 +178,7 @@ def test_default_model_by_image_type_from_the_cards(tmp_path, monkeypatch):
 def test_shipped_colour_model_is_the_default_for_two_bit_colour(digits):
     """RGB images with values 0..3 go to the shipped colour PixelCNN-MADE by default."""
     import arcodec.zoo as zoo
-    from arcodec.data import colourize
+    from arcodec.training.data import colourize
 
     card = next(c for c in zoo.cards() if c["name"] == "colour-mnist-made")
     img = colourize(torch.from_numpy(digits[:1, None]), seed=7)[0].permute(1, 2, 0).numpy()  # (28, 28, 3), 0..3

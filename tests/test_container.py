@@ -3,8 +3,8 @@ import zlib
 import numpy as np
 import pytest
 
-from arcodec import container
-from arcodec.container import Entry, Header
+from arcodec.codec import container
+from arcodec.codec.container import Entry, Header
 from arcodec.errors import FormatError
 
 FP = b"\x12\x34"

@@ -9,15 +9,15 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from arcodec import causality
-from arcodec.codec import decode_file, encode_images
-from arcodec.coding import autoregressive as ar
+from arcodec.models import causality
+from arcodec.codec.api import decode_file, encode_images
+from arcodec.codec import autoregressive as ar
 from arcodec.errors import ModelError
 from arcodec.models.conditioned import bind_gray, to_gray
 from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
 from arcodec.registry import build_model, make_config
-from arcodec.train import TrainConfig, checkpoint, evaluate_nll, objective
+from arcodec.training.train import TrainConfig, checkpoint, evaluate_nll, objective
 
 SEQUENCE = {  # raster-sequence models over at most 64 pixels, the Row LSTM on any size
     "fvsbn": {"pixels": 64},

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from arcodec.data import colourize, dataset_levels, load_dataset
+from arcodec.training.data import colourize, dataset_levels, load_dataset
 
 
 def test_digits_splits_are_disjoint_and_seeded():
@@ -62,7 +62,7 @@ def test_colour_mnist_dataset_class(tmp_path):
     """torchvision-style: (image, label) items; a clear error when MNIST is missing."""
     from conftest import SHARED_MNIST
 
-    from arcodec.data import ColourMNIST
+    from arcodec.training.data import ColourMNIST
 
     with pytest.raises(FileNotFoundError, match="download"):
         ColourMNIST(root=str(tmp_path), train=False)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from arcodec.coding.entropy import Decoder, Encoder, decode, encode
+from arcodec.codec.entropy import Decoder, Encoder, decode, encode
 
 RNG = np.random.default_rng(1)
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from arcodec import codec
+from arcodec.codec import api as codec
 from arcodec.errors import ArcodecError
-from arcodec.models import exact
+from arcodec import exact
 from arcodec.models.flows import IDF, DiscretizedLogistic, IntegerCoupling
 from arcodec.models.layers import set_exact
 from arcodec.registry import build_model, make_config
-from arcodec.train import TrainConfig, checkpoint
+from arcodec.training.train import TrainConfig, checkpoint
 
 
 def _coupling(**kw):
@@ -90,7 +90,7 @@ def test_coupling_flow_spec_and_bits_per_dim():
 def test_flow_pictures(tmp_path, digits):
     from PIL import Image
 
-    from arcodec import flowviz
+    from arcodec.explore import flowviz
 
     m = _coupling()
     a = torch.from_numpy(digits[:6]).unsqueeze(1)
@@ -214,7 +214,7 @@ def test_digits_round_trip_through_the_codec(idf_model, digits):
 
 
 def test_escape_counts_cover_every_latent_once(idf_model, digits):
-    from arcodec.coding import flow as flow_coding
+    from arcodec.codec import flow as flow_coding
 
     _, m = idf_model
 
@@ -249,13 +249,13 @@ def test_bad_input_and_corrupt_files_are_rejected(idf_model, digits):
 
 
 def test_train_loop_runs_the_flows_objective(tmp_path):
-    from arcodec.train import train
+    from arcodec.training.train import train
     from arcodec.zoo import load_model
 
     cfg = TrainConfig(arch="idf", data="digits", steps=6, batch=32, val_every=3, warmup=1, lr=5e-3, threads=1)
     run = train(cfg, {"hidden": 4, "couplings": 2, "height": 8, "width": 8}, tmp_path / "run", progress=False)
     m = load_model(str(run / "best.pt"))
-    from arcodec.data import load_digits
+    from arcodec.training.data import load_digits
 
     imgs = list(load_digits("test")[:20, 0].numpy())
     outs = codec.decode_many([e.data for e in codec.encode_many(imgs, model=m)], model=m)
@@ -263,14 +263,13 @@ def test_train_loop_runs_the_flows_objective(tmp_path):
 
 
 def test_shipped_integer_flow_round_trips_the_sample_digits():
-    from pathlib import Path
-
+    from arcodec.evaluation.demo import SAMPLES
     from arcodec.imageio import read_image
     from arcodec.zoo import load_model
 
     m = load_model("mnist-idf")
     assert m.model_id == 3 and m.net.coding == "flow" and m.net.exact
-    samples = sorted((Path(codec.__file__).parent / "samples").glob("digit*.png"))
+    samples = sorted(SAMPLES.glob("digit*.png"))
     images = [read_image(p.read_bytes(), str(p))[:, :, 0] for p in samples]
     files = [codec.compress(a, model="mnist-idf") for a in images]
     for a, data in zip(images, files):

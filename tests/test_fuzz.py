@@ -27,9 +27,9 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra.numpy import arrays  # noqa: E402
 
 import arcodec  # noqa: E402
-from arcodec import codec, container  # noqa: E402
-from arcodec.coding import entropy  # noqa: E402
-from arcodec.container import Entry, Header  # noqa: E402
+from arcodec.codec import api as codec, container  # noqa: E402
+from arcodec.codec import entropy  # noqa: E402
+from arcodec.codec.container import Entry, Header  # noqa: E402
 from arcodec.errors import ArcodecError, FormatError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,14 +10,14 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import arcodec.inference as inf
+import arcodec.explore.inference as inf
 from arcodec.cli import main
 
 
 @pytest.fixture(scope="module")
 def tiny4(tmp_path_factory):
     """A Gated PixelCNN on 4x4 binary digits: 2^16 images, small enough to enumerate."""
-    from arcodec.train import TrainConfig, train
+    from arcodec.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny4")
     cfg = TrainConfig(arch="gated-pixelcnn", data="digits-4x4-binary", steps=120, batch=64, val_every=60,
@@ -38,7 +38,7 @@ def exact4(model4):
 
 @pytest.fixture(scope="module")
 def images4():
-    from arcodec.data import load_dataset
+    from arcodec.training.data import load_dataset
 
     return load_dataset("digits-4x4-binary", "test")[:3].long()
 
@@ -138,7 +138,7 @@ def test_class_conditional_samples_follow_the_label(tmp_path):
 
 
 def test_blind_spot_of_the_plain_pixelcnn_and_none_in_the_gated_one():
-    from arcodec.causality import receptive_field
+    from arcodec.models.causality import receptive_field
     from arcodec.registry import build_model, make_config
 
     torch.manual_seed(0)
@@ -184,9 +184,9 @@ def test_commands(model4, tiny4, tmp_path):
     ("pixelcnn-made", {"channels": 3, "levels": 4, "hidden": 8, "blocks": 1, "features": 8, "made_hidden": 8}),
 ])
 def test_cached_ancestral_sampling_draws_what_full_passes_draw(arch, settings):
-    """The steppers' cached sampling and arcodec.sampling's full passes: same seed, same images."""
+    """The steppers' cached sampling and arcodec.explore.sampling's full passes: same seed, same images."""
     from arcodec.registry import build_model, make_config
-    from arcodec.sampling import sample
+    from arcodec.explore.sampling import sample
 
     torch.manual_seed(0)
     m = inf.as_model(build_model(arch, make_config(arch, settings)))
@@ -202,7 +202,7 @@ def test_cached_ancestral_sampling_draws_what_full_passes_draw(arch, settings):
 
 def test_flow_commands(tmp_path):
     from arcodec.registry import build_model, make_config
-    from arcodec.train import TrainConfig, checkpoint
+    from arcodec.training.train import TrainConfig, checkpoint
 
     torch.manual_seed(0)
     net = build_model("coupling-flow", make_config("coupling-flow", {"height": 4, "width": 4, "couplings": 2,
@@ -236,7 +236,7 @@ def test_compress_explain_draws_the_bits_beside_the_file(tiny, digits, tmp_path)
     r = CliRunner().invoke(main, ["compress", "-k", "-f", "--explain", "-m", tiny.name, str(src)])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d.png.bits.png").read_bytes()[:4] == b"\x89PNG"
-    from arcodec import container
+    from arcodec.codec import container
 
     payload = len(container.read((tmp_path / "d.png.arc").read_bytes())[1])
     assert f"payload {8 * payload} bits" in r.output

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from arcodec import causality
-from arcodec.codec import decode_file, encode_images
-from arcodec.coding import mixture
-from arcodec.coding import wavefront as wf
-from arcodec.container import SCAN_WAVEFRONT, read
+from arcodec.models import causality
+from arcodec.codec.api import decode_file, encode_images
+from arcodec.codec import mixture
+from arcodec.codec import wavefront as wf
+from arcodec.codec.container import SCAN_WAVEFRONT, read
 from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
-from arcodec.coding.engine import ACT_MAX, LocalEngine
+from arcodec.codec.engine import ACT_MAX, LocalEngine
 from arcodec.registry import build_model, make_config
-from arcodec.train import TrainConfig, checkpoint
+from arcodec.training.train import TrainConfig, checkpoint
 
 TINY = {"hidden": 12, "blocks": 1, "components": 3}
 
@@ -177,7 +177,7 @@ def test_engine_parameters_from_windows_equal_the_full_pass_in_any_precision():
 def test_float32_products_are_exact_when_the_sums_stay_below_2_24(monkeypatch):
     """With int8 weights and 10-bit activations every partial sum stays below 2**24: the
     engine then multiplies in float32, and gets float64's integers whatever the order."""
-    import arcodec.coding.engine as engine_module
+    import arcodec.codec.engine as engine_module
 
     monkeypatch.setattr(engine_module, "WEIGHT_MAX", 127)
     monkeypatch.setattr(engine_module, "ACT_MAX", 1023)
@@ -217,7 +217,7 @@ def test_codec_round_trip_with_a_checkpoint_and_the_scan_in_the_header(tmp_path)
 
 
 def test_bits_map_of_a_local_model_adds_up_to_the_payload(tmp_path):
-    from arcodec.inference import bits_map
+    from arcodec.explore.inference import bits_map
 
     m = tiny(3)
     path = tmp_path / "local.pt"

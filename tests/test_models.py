@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from arcodec import causality
-from arcodec.models import exact
+from arcodec.models import causality
+from arcodec import exact
 from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
 from arcodec.registry import architectures, build_model, make_config

@@ -1,4 +1,4 @@
-"""The Pillow plugin (arcodec.pillow), through Pillow's own API only."""
+"""The Pillow plugin (arcodec.interop.pillow), through Pillow's own API only."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, UnidentifiedImageError
 
 import arcodec
-import arcodec.codec
-import arcodec.pillow  # noqa: F401  (registers the format)
+import arcodec.codec.api
+import arcodec.interop.pillow  # noqa: F401  (registers the format)
 
 RNG = np.random.default_rng(18)
 GRAY = RNG.integers(0, 256, (5, 6), dtype=np.uint8)
@@ -22,15 +22,15 @@ DIGIT[1:7, 3:5] = 250
 
 @pytest.fixture
 def decodes(monkeypatch) -> list:
-    """Counts the calls of arcodec.codec.decode_file (each call still decodes)."""
+    """Counts the calls of arcodec.codec.api.decode_file (each call still decodes)."""
     calls = []
-    real = arcodec.codec.decode_file
+    real = arcodec.codec.api.decode_file
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(arcodec.codec, "decode_file", counting)
+    monkeypatch.setattr(arcodec.codec.api, "decode_file", counting)
     return calls
 
 
@@ -66,7 +66,7 @@ def test_save_then_decompress(tmp_path, array):
 
 def test_save_names_a_model_and_converts_modes(tmp_path):
     Image.fromarray(DIGIT).save(tmp_path / "m.arc", model="mnist-gated")
-    from arcodec.container import read
+    from arcodec.codec.container import read
 
     assert read((tmp_path / "m.arc").read_bytes())[0].method == 0  # coded by the model, not stored
     assert np.array_equal(arcodec.decompress((tmp_path / "m.arc").read_bytes()), DIGIT)
@@ -86,7 +86,7 @@ def test_archive_frames(tmp_path, decodes):
     small = RNG.integers(0, 256, (3, 4, 3), dtype=np.uint8)
     images, names = [GRAY, small, DIGIT], ["a/first.png", "b/second.png", "third.png"]
     path = tmp_path / "set.arc"
-    path.write_bytes(arcodec.codec.encode_images(images, names=names).data)
+    path.write_bytes(arcodec.codec.api.encode_images(images, names=names).data)
     with Image.open(path) as im:
         assert (im.n_frames, im.is_animated) == (3, True)
         seen = []

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from arcodec import causality
-from arcodec.codec import decode_file, encode_images
-from arcodec.coding import autoregressive as ar
+from arcodec.models import causality
+from arcodec.explore import figures
+from arcodec.codec.api import decode_file, encode_images
+from arcodec.codec import autoregressive as ar
 from arcodec.errors import ModelError
-from arcodec.models import exact
+from arcodec import exact
 from arcodec.models.heads import nll_bits
 from arcodec.models.layers import ChannelNorm, MaskedConv2d, conv_mask, set_exact
 from arcodec.registry import architectures, build_model, make_config
-from arcodec.train import TrainConfig, checkpoint
+from arcodec.training.train import TrainConfig, checkpoint
 
 SMALL = {
     "histogram": {"levels": 20},
@@ -266,7 +267,7 @@ def test_shipped_gated_model_still_loads():
 
 def test_receptive_field_png(tmp_path, trained):
     m = trained["pixelcnn"]
-    path = causality.receptive_field_png(m, tmp_path / "rf.png")
+    path = figures.receptive_field_png(m, tmp_path / "rf.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rf = causality.receptive_field(m, 28, 28, 14, 14).flatten()
     assert (rf[14 * 28 + 14:] == 0).all() and (rf[: 14 * 28 + 14] > 0).any()

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from arcodec import causality
-from arcodec.codec import decode_file, encode_images
-from arcodec.coding import autoregressive as ar
-from arcodec.models import exact
+from arcodec.models import causality
+from arcodec.codec.api import decode_file, encode_images
+from arcodec.codec import autoregressive as ar
+from arcodec import exact
 from arcodec.models.heads import DiscretizedLogisticMixture, nll_bits
 from arcodec.models.layers import set_exact
 from arcodec.registry import build_model, make_config
-from arcodec.train import TrainConfig, checkpoint
+from arcodec.training.train import TrainConfig, checkpoint
 
 MADE_SMALL = {"hidden": 6, "blocks": 1, "first_kernel": 3, "features": 5, "made_hidden": 9, "levels": 4}
 MIXTURE_SMALL = {"hidden": 4, "blocks": 1, "head": 4, "first_kernel": 3, "mixture": 2}

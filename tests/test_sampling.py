@@ -2,11 +2,11 @@ import numpy as np
 import torch
 
 from arcodec.registry import build_model, make_config
-from arcodec.sampling import grid_image, sample, save_grid
+from arcodec.explore.sampling import grid_image, sample, save_grid
 
 
 def test_samples_are_seeded_in_range_and_follow_the_model(tiny_checkpoint, tmp_path):
-    from arcodec.train import load_checkpoint
+    from arcodec.training.train import load_checkpoint
 
     net, _ = load_checkpoint(tiny_checkpoint)
     a = sample(net, 4, 6, 5, seed=1)

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 import arcodec
-from arcodec import causality
-from arcodec.data import dataset_levels, load_dataset
+from arcodec.models import causality
+from arcodec.training.data import dataset_levels, load_dataset
 from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
 from arcodec.models.made import MADE
 from arcodec.models.toy import ArMlp2d
 from arcodec.registry import build_model, make_config
-from arcodec.toydata import toy1d_pmf, toy2d_density
-from arcodec.train import TrainConfig, evaluate_nll, load_checkpoint, train
+from arcodec.training.toydata import toy1d_pmf, toy2d_density
+from arcodec.training.train import TrainConfig, evaluate_nll, load_checkpoint, train
 
 TOYS = {"histogram": 1, "ar-mlp-2d": 2, "made-2d": 2}  # arch: columns per sample
 SMALL = {"histogram": {}, "ar-mlp-2d": {"hidden": 16, "layers": 1}, "made-2d": {"hidden": 16, "layers": 1}}
@@ -145,7 +145,7 @@ def toy_checkpoints(tmp_path_factory):
 
 @pytest.mark.parametrize("arch", TOYS)
 def test_toy_round_trip_through_the_codec(toy_checkpoints, arch):
-    from arcodec.codec import encode_images
+    from arcodec.codec.api import encode_images
 
     data = "toy1d" if arch == "histogram" else "toy2d"
     image = load_dataset(data, "test")[:150, 0, 0, :].numpy()  # (150, W): one sample per row

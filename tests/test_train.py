@@ -4,7 +4,7 @@ import torch
 from click.testing import CliRunner
 
 from arcodec.cli import main
-from arcodec.train import load_checkpoint
+from arcodec.training.train import load_checkpoint
 from arcodec.zoo import export_checkpoint, model_card_markdown
 
 

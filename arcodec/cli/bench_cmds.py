@@ -30,7 +30,7 @@ def bench(folder, limit, out, force):
       arcodec bench ~/Pictures/scans            # 20 images; results in ./arcodec-bench/
       arcodec bench photos/ --limit 5 --out /tmp/b -f
     """
-    from arcodec.bench import output_paths, run_bench, text_table, verdict, write_results
+    from arcodec.evaluation.bench import output_paths, run_bench, text_table, verdict, write_results
     from arcodec.cli.codec_cmds import _bar
     from arcodec.errors import ArcodecError
 

@@ -89,7 +89,7 @@ def compress(inputs, output, model, force, keep, tile, verbose, explain):
       arcodec compress a.png b.png dir/ -o set.arc
       cat digit.png | arcodec compress - > digit.arc
     """
-    from arcodec.codec import encode_images, encode_many
+    from arcodec.codec.api import encode_images, encode_many
     from arcodec.imageio import read_image
 
     items = _expand(inputs)
@@ -118,8 +118,8 @@ def compress(inputs, output, model, force, keep, tile, verbose, explain):
                        f"{8 * len(enc.data) / enc.subpixels:.4f} bits/dim "
                        f"(model NLL {enc.nll_bits / enc.subpixels:.4f})", err=True)
     if explain:
-        from arcodec.inference import bits_map
-        from arcodec.viz import bits_figure
+        from arcodec.explore.inference import bits_map
+        from arcodec.explore.figures import bits_figure
 
         for (path, _), image in zip(items, images):
             if path != "-":
@@ -154,8 +154,8 @@ def decompress(file, output, model, force, keep):
       arcodec decompress -k set.arc -o outdir/ # restores every image of an archive
       arcodec decompress - < digit.arc > digit.png
     """
-    from arcodec import container
-    from arcodec.codec import decode_file
+    from arcodec.codec import container
+    from arcodec.codec.api import decode_file
     from arcodec.imageio import encode_png, write_image
 
     data = _read_input(file)
@@ -201,7 +201,7 @@ def info(files):
     Example:
       arcodec info digit.png.arc
     """
-    from arcodec import container
+    from arcodec.codec import container
     from arcodec.zoo import cards
 
     names = {c["id"]: c["name"] for c in cards()}
@@ -262,6 +262,6 @@ def models():
 @click.option("-m", "--model", default=None, help="Model [default: the shipped MNIST model].")
 def demo(model):
     """Compress the bundled sample images, decompress, verify, print a size table (`make run`)."""
-    from arcodec.demo import run
+    from arcodec.evaluation.demo import run
 
     run(model, echo=click.echo)

@@ -36,8 +36,8 @@ def eval_(model, data, split, limit, batch, csv_path, data_root, force):
     """
     from tqdm import tqdm
 
-    from arcodec.codec import resolve
-    from arcodec.evaluate import evaluate_codec, evaluation_images, summarize, write_csv
+    from arcodec.codec.api import resolve
+    from arcodec.evaluation.evaluate import evaluate_codec, evaluation_images, summarize, write_csv
     from arcodec.zoo import default_model
 
     images, names = evaluation_images(data, split, limit, data_root)
@@ -79,6 +79,6 @@ def plot(run, output):
     Example:
       arcodec plot runs/mnist-gated        # -> runs/mnist-gated/curves.png
     """
-    from arcodec.plots import plot_curves
+    from arcodec.explore.plots import plot_curves
 
     click.echo(f"wrote {plot_curves(run, output)}")

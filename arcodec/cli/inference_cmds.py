@@ -50,23 +50,23 @@ def _check_inside(pos: tuple[int, int], shape: tuple[int, int]) -> None:
 
 
 def _flowviz(m, what: str):
-    """arcodec.flowviz, imported only for flow models."""
+    """arcodec.explore.flowviz, imported only for flow models."""
     if not m.is_flow:
         raise ArcodecError(f"{m.name} is not a flow: {what} needs a flow model (e.g. mnist-coupling)")
     if not all(hasattr(m.net, f) for f in ("sample", "inverse", "inverse_intermediates")):
         raise ArcodecError(f"{m.name} is a flow without a continuous sampler and inverse (an integer flow?): "
                            f"{what} needs a coupling flow such as mnist-coupling")
     try:
-        import arcodec.flowviz as flowviz
+        import arcodec.explore.flowviz as flowviz
     except ImportError:
-        raise ArcodecError(f"{what} needs arcodec.flowviz, which this installation lacks") from None
+        raise ArcodecError(f"{what} needs arcodec.explore.flowviz, which this installation lacks") from None
     return flowviz
 
 
 def _through_temp(output: str, force: bool, draw) -> Path:
     """Run ``draw(tmp_path)`` and rename its file to ``output``: never a partial output,
     never an unasked overwrite (for drawing functions that write a path themselves)."""
-    from arcodec.viz import check_output
+    from arcodec.explore.figures import check_output
 
     out = check_output(output, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,8 +113,8 @@ def sample(model, output, number, label, size, seed, force):
       arcodec sample -m runs/cond/best.pt -n 10 -o classes.png     # one row per digit
       arcodec sample -m mnist-coupling -o flow.png
     """
-    from arcodec.inference import ancestral, labels, load
-    from arcodec.viz import check_output, samples_figure
+    from arcodec.explore.inference import ancestral, labels, load
+    from arcodec.explore.figures import check_output, samples_figure
 
     check_output(output, force)
     m = load(model)
@@ -183,8 +183,8 @@ def query(image, model, output, queries, pixel, samples, future_samples, number,
       arcodec query digit.png -q ce -o answers.png     # the exact ones, with bar charts
       arcodec query digit.png -q g --proposals 64 --sweeps 2 -o top.png
     """
-    from arcodec.inference import as_model, course_queries, describe, require_causal
-    from arcodec.viz import check_output, query_figure
+    from arcodec.explore.inference import as_model, course_queries, describe, require_causal
+    from arcodec.explore.figures import check_output, query_figure
 
     if output is not None:
         check_output(output, force)
@@ -236,8 +236,8 @@ def viz():
 def viz_bits(image, model, output, tile, force):
     """Where the bits go: IMAGE beside a heat map of each pixel's code length (-log2 p, bits),
     from the codec's own exact tables; prints their sum next to the file's payload."""
-    from arcodec.inference import bits_map
-    from arcodec.viz import bits_figure, check_output
+    from arcodec.explore.inference import bits_map
+    from arcodec.explore.figures import bits_figure, check_output
 
     output = output or image + ".bits.png"
     check_output(output, force)
@@ -259,8 +259,8 @@ def viz_bits(image, model, output, tile, force):
 def viz_receptive_field(models, output, init, pixel, size, force):
     """|d log p(x_pixel) / d x|, maximum over channels, of each model (and of its
     architecture at initialisation): the plain PixelCNN's blind spot, the gated one's none."""
-    from arcodec.inference import initialised_like, load
-    from arcodec.viz import check_output, receptive_field_figure
+    from arcodec.explore.inference import initialised_like, load
+    from arcodec.explore.figures import check_output, receptive_field_figure
 
     check_output(output, force)
     shape, pos = _size(size), _pixel(pixel)
@@ -291,8 +291,8 @@ def viz_receptive_field(models, output, init, pixel, size, force):
 def viz_inpaint(images, model, output, number, proposals, sweeps, label, seed, force):
     """Bottom half given the top (exact) and top half given the bottom (importance
     resampling, optional MCMC sweeps) for each of IMAGES."""
-    from arcodec.inference import as_model, inpaint_bottom, inpaint_top, require_causal
-    from arcodec.viz import check_output, inpainting_figure
+    from arcodec.explore.inference import as_model, inpaint_bottom, inpaint_top, require_causal
+    from arcodec.explore.figures import check_output, inpainting_figure
 
     check_output(output, force)
     m = as_model(model)
@@ -315,7 +315,7 @@ def viz_inpaint(images, model, output, number, proposals, sweeps, label, seed, f
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output.")
 def viz_flow_layers(model, output, number, seed, force):
     """A flow's samples layer by layer, from the latent to the image."""
-    from arcodec.inference import load
+    from arcodec.explore.inference import load
 
     m = load(model)
     fv = _flowviz(m, "viz flow-layers")
@@ -333,7 +333,7 @@ def viz_interpolate(images, model, output, points, force):
     """Interpolations in a flow's latent space between pairs of IMAGES (A B [C D ...])."""
     import torch
 
-    from arcodec.inference import load
+    from arcodec.explore.inference import load
 
     if len(images) % 2:
         raise ArcodecError("interpolate takes pairs of images: A B [C D ...]")

@@ -44,7 +44,7 @@ def train(arch, data, sets, out, data_root, download, resume):
       torchrun --standalone --nproc_per_node=2 -m arcodec train --data mnist --out runs/ddp
     """
     from arcodec.registry import coerce
-    from arcodec.train import TrainConfig, train as run
+    from arcodec.training.train import TrainConfig, train as run
 
     values = _parse_sets(sets)
     train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -81,7 +81,7 @@ def export(run, name, model_id, data, data_root, command, notes, force):
     extra = {k: v for k, v in (("command", command), ("notes", notes)) if v}
     card = export_checkpoint(ckpt, name, model_id, extra, force=force)
     if data:
-        from arcodec.evaluate import test_nll
+        from arcodec.evaluation.evaluate import test_nll
         from arcodec.zoo import export_checkpoint as _again
 
         extra.update(test_nll(name, data, data_root))

@@ -18,7 +18,7 @@ an (h, w) image (or tile, or the top rows of one) is read as the first h * w of 
 the top rows of an image get the same logits as in the whole image, which is what the
 encoder's bands and the naive decoder need. The Row LSTM works on any height and width.
 
-Exact mode (the codec's, :mod:`arcodec.models.exact`): every weighted sum is a sum of
+Exact mode (the codec's, :mod:`arcodec.exact`): every weighted sum is a sum of
 products of grid activations and integer weights (exact in float64 in any order); the
 sigmoid and tanh come from the integer-built tables; products of two grid values are
 rounded back to the grid. The Row LSTM has an O(1)-per-pixel stepper, bit-identical to its
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from arcodec.models import exact
+from arcodec import exact
 from arcodec.models.layers import CausalConv2d, quantized_cached
 from arcodec.models.made import MADE, MaskedLinear
 from arcodec.models.pixelcnn import _Levels

@@ -18,7 +18,7 @@ flows through it, so the causality check still sees the colour dependencies only
 
 The colour-given-gray model cannot stand alone in an .arc file (the file would need the
 gray image): :func:`bind_gray` makes it an ordinary autoregressive model of the colour
-image for the coder functions of :mod:`arcodec.coding.autoregressive`, as
+image for the coder functions of :mod:`arcodec.codec.autoregressive`, as
 ``benchmarks/gray_colour.py`` does for the two-part code.
 
 Data set ``colour-mnist-gray``: the gray of colour MNIST's images (10 levels).
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arcodec.data import to_gray  # the conditioning variable, defined with its data set
-from arcodec.models import exact
+from arcodec.training.data import to_gray  # the conditioning variable, defined with its data set
+from arcodec import exact
 from arcodec.models.layers import ExactModule, quantized_cached
 from arcodec.models.made import one_hot
 from arcodec.models.pixelcnn_made import PixelCNNMADE, PixelCNNMADEConfig

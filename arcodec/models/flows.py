@@ -19,11 +19,11 @@ Compression"), which the codec uses.
   scale: after the couplings of every scale but the last, half the channels leave as
   latents whose prior (a mixture of ``components`` discretized logistics) is predicted
   from the other half; the rest is squeezed again. The last scale's latents have learned
-  factorised mixture priors. Decoding is one parallel inverse pass per scale (:mod:`arcodec.coding.flow`).
+  factorised mixture priors. Decoding is one parallel inverse pass per scale (:mod:`arcodec.codec.flow`).
 
 IDF exactness: encoder and decoder must compute the same integer translations from the
 same integer inputs. In exact mode (``set_exact``) the translation and prior networks run
-in the fixed-point arithmetic of :mod:`arcodec.models.exact` (order-independent sums), so
+in the fixed-point arithmetic of :mod:`arcodec.exact` (order-independent sums), so
 the translations do not depend on the batch size, the thread count or the machine, and
 the prior tables (:meth:`DiscretizedLogistic.window_table`) are built with integer
 arithmetic and the integer-built sigmoid table. Translations are clamped to ``±translation``, so every
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arcodec.models import exact
+from arcodec import exact
 from arcodec.models.layers import ExactModule, quantized_cached
 from arcodec.registry import register_model
 
@@ -120,7 +120,7 @@ class CouplingFlow(nn.Module):
     log p(x) in nats per image; ``intermediates(x)`` every layer's output; ``sample(n)``.
     """
 
-    coding = "continuous"  # the codec refuses it (arcodec.codec)
+    coding = "continuous"  # the codec refuses it (arcodec.codec.api)
 
     def __init__(self, config: CouplingFlowConfig):
         super().__init__()

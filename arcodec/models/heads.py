@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from arcodec.models import exact
+from arcodec import exact
 from arcodec.models.layers import ExactModule
 
 

@@ -1,7 +1,7 @@
 """Causal building blocks shared by the autoregressive models.
 
 Every layer has two modes: the float path used for training, and the exact path
-(``self.exact = True``, float64 inputs) used by the codec. See :mod:`arcodec.models.exact`.
+(``self.exact = True``, float64 inputs) used by the codec. See :mod:`arcodec.exact`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arcodec.models import exact
+from arcodec import exact
 
 
 class ExactModule(nn.Module):

@@ -11,7 +11,7 @@ coupling differs between the channels of a pixel.
 
 Because the window is small and the network is fully convolutional, the model codes any
 image size, and a decoder can decode every pixel on a wavefront t = c + (h+1) r at once
-(:mod:`arcodec.coding.wavefront`).
+(:mod:`arcodec.codec.wavefront`).
 
 Outputs:
 
@@ -19,10 +19,10 @@ Outputs:
   coupling uses x's earlier channels), with the uniform floor the coder adds;
 * ``objective(x, forward)``: the training loss, the code length in bits at x of every
   sub-pixel whose window lies inside the crop (no zero-padded border is trained on);
-* for the codec, :class:`arcodec.coding.engine.LocalEngine` is built from the weights (an
+* for the codec, :class:`arcodec.codec.engine.LocalEngine` is built from the weights (an
   integer network giving the head's raw parameters on the 2**-12 grid), ``channel_params``
   applies the colour coupling to them in integer arithmetic, and
-  :mod:`arcodec.coding.mixture` turns them into the coder's integer frequency tables.
+  :mod:`arcodec.codec.mixture` turns them into the coder's integer frequency tables.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from arcodec.errors import ModelError
-from arcodec.models import exact
+from arcodec import exact
 from arcodec.models.heads import DiscretizedLogisticMixture
 from arcodec.models.layers import CausalConv2d, ExactModule, MaskedConv2d, set_exact
 from arcodec.registry import register_model
@@ -78,7 +78,7 @@ def scale_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
 class LocalPhotoModel(ExactModule):
     """NeLLoC-style local model; see the module docstring."""
 
-    scan = "wavefront"  # the codec decodes it on wavefronts (arcodec.coding.wavefront)
+    scan = "wavefront"  # the codec decodes it on wavefronts (arcodec.codec.wavefront)
 
     def __init__(self, config: LocalPhotoConfig):
         super().__init__()
@@ -189,7 +189,7 @@ class LocalPhotoModel(ExactModule):
             raw = self.raw(x.long())
         if self.exact:
             raise ModelError("local-photo has no exact-mode forward pass: the codec codes it through its "
-                             "integer engine (arcodec.coding.engine); tools that sample or query need a raster model")
+                             "integer engine (arcodec.codec.engine); tools that sample or query need a raster model")
         pi, mu, log_s = self.split(raw, x)
         logp = self.mixture(pi, mu, log_s)
         eps = floor_eps(self.config.levels)
@@ -221,7 +221,7 @@ class LocalPhotoModel(ExactModule):
         """Where channel c's mixture sits in the head's output columns: ``logits``, ``means``
         and ``log_scales`` (start, stop) ranges, and ``coupling``: (start, stop, earlier
         channel) ranges of coefficients whose tanh times that channel's scaled level moves the
-        means. The integer engine (arcodec.coding.engine) reads the raw parameters by this."""
+        means. The integer engine (arcodec.codec.engine) reads the raw parameters by this."""
         m, c = self.config.components, self.config.channels
         out = []
         for ch in range(c):

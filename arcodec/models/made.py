@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arcodec.models import exact
+from arcodec import exact
 from arcodec.models.layers import ExactModule, quantized_cached
 
 
@@ -59,7 +59,7 @@ def one_hot(x: torch.Tensor, levels: int, exact_mode: bool) -> torch.Tensor:
     A float ``x`` that requires grad passes a straight-through gradient: the active entry
     is multiplied by ``1 + (x - x)`` (value 1, derivative 1), so that d output / d x is
     the weight of the active entry. A plain one-hot would hide every dependency from the
-    gradient-based causality check (:mod:`arcodec.causality`)."""
+    gradient-based causality check (:mod:`arcodec.models.causality`)."""
     idx = torch.round(x.detach()).long() if x.is_floating_point() else x.long()
     oh = F.one_hot(idx, levels)
     if exact_mode:

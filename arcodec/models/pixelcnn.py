@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arcodec.models import exact
+from arcodec import exact
 from arcodec.models.heads import DiscretizedLogisticMixture
 from arcodec.models.layers import CausalConv2d, ChannelNorm, ExactModule, Gate, MaskedConv2d
 from arcodec.registry import register_model

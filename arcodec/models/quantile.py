@@ -20,7 +20,7 @@ in multiplicatively. Values are in the models' input units: level k is 2k / (K-1
 ``forward(x, tau=None)`` -> quantiles (B, T, C, H, W) at taus (B, T, C, H, W); without
 ``tau``, the T = K quantiles at the midpoints (t + 1/2) / K. These are quantile *values*,
 not logits; the shape is the project's (B, K, C, H, W) so that the gradient-based
-causality check (:mod:`arcodec.causality`) applies unchanged.
+causality check (:mod:`arcodec.models.causality`) applies unchanged.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class QuantilePixelCNNConfig:
 class QuantilePixelCNN(_Levels):
     """Quantile regression: an autoregressive model with no likelihood (module docstring)."""
 
-    likelihood = False  # arcodec.train.evaluate_nll refuses it; training logs the quantile loss
+    likelihood = False  # arcodec.training.train.evaluate_nll refuses it; training logs the quantile loss
     codec_refusal = "is a quantile regression model: it defines no likelihood and cannot compress"
 
     def __init__(self, config: QuantilePixelCNNConfig):

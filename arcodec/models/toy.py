@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from arcodec.models import exact
+from arcodec import exact
 from arcodec.models.layers import ExactModule
 from arcodec.models.made import MADE, MaskedLinear, one_hot
 from arcodec.registry import register_model

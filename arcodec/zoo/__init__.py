@@ -144,13 +144,13 @@ def _load_zoo(name: str) -> LoadedModel:
 
 
 def _load_checkpoint(path: Path) -> LoadedModel:
-    from arcodec.train import load_checkpoint
+    from arcodec.training.train import load_checkpoint
 
     try:
         net, ckpt = load_checkpoint(path)
     except Exception as e:  # a user's file: any failure to read it is their input's fault
         raise ModelError(f"cannot load checkpoint {path}: {e}") from None
-    from arcodec.causality import violations
+    from arcodec.models.causality import violations
 
     # flows code all pixels at once (no pixel order): causality concerns autoregressive models only
     bad = violations(net) if getattr(net, "coding", "autoregressive") == "autoregressive" else []
@@ -190,7 +190,7 @@ def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_ext
     """Turn a training checkpoint into a zoo entry: ``<name>.pt`` (state dict only) and
     ``<name>.json`` (card with the full sha256). Returns the card."""
     from arcodec.imageio import write_atomic
-    from arcodec.train import load_checkpoint
+    from arcodec.training.train import load_checkpoint
 
     if model_id < 1:
         raise ModelError("zoo ids start at 1 (0 means 'a checkpoint file')")
@@ -236,7 +236,7 @@ def _default_applies(net: torch.nn.Module) -> dict:
 def _calibrate(net: torch.nn.Module, train_config: dict, crops: int = 32) -> None:
     """Fix the integer engine's activation scales from the model's own training data (the
     training split, ``crops`` crops an image): part of turning a run into a shipped model."""
-    from arcodec.data import load_dataset
+    from arcodec.training.data import load_dataset
 
     data = train_config["data"]
     options = {}
@@ -255,7 +255,7 @@ def model_card_markdown(card: dict) -> str:
         f"- **Architecture**: `{card['arch']}` ({cfg})",
         f"- **Weights**: `{card['weights']}`, {card['size_bytes']} bytes, sha256 `{card['sha256']}` "
         "(verified on every load)",
-        f"- **Training data**: {tr.get('data', '?')} training split (see `arcodec/data.py`), "
+        f"- **Training data**: {tr.get('data', '?')} training split (see `arcodec/training/data.py`), "
         f"{tr.get('steps', '?')} steps of batch {tr.get('batch', '?')}, best validation checkpoint at step "
         f"{card.get('step')}, validation NLL {card.get('val_bpd')} bits/dim",
         f"- **Training settings**: {json.dumps(tr)}",

@@ -2,8 +2,8 @@
 measure test NLL, sample, plot, and code the test sets with arcodec's coder.
 
 Every run here goes through the same functions as the rest of the project: training is
-:func:`arcodec.train.train` (loss :func:`arcodec.models.heads.nll_bits`), the codec is
-:func:`arcodec.codec.encode_images` / :func:`arcodec.decompress` on the checkpoint file.
+:func:`arcodec.training.train.train` (loss :func:`arcodec.models.heads.nll_bits`), the codec is
+:func:`arcodec.codec.api.encode_images` / :func:`arcodec.decompress` on the checkpoint file.
 A 1-D data set of N values is coded as an (N, 1) grayscale image, the 2-D one as (N, 2).
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arcodec.data import load_dataset
-from arcodec.train import TrainConfig, evaluate_nll, load_checkpoint, train
+from arcodec.training.data import load_dataset
+from arcodec.training.train import TrainConfig, evaluate_nll, load_checkpoint, train
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _figure(width: float, height: float):
 
 def plot_1d(model: torch.nn.Module, path: str | Path, n: int = 1000, seed: int = 0, title: str = "") -> Path:
     """Model probabilities, the true pmf and the histogram of n model samples, in one PNG."""
-    from arcodec.toydata import toy1d_pmf
+    from arcodec.training.toydata import toy1d_pmf
 
     pmf = model_pmf_1d(model)
     k = len(pmf)
@@ -140,7 +140,7 @@ def plot_1d(model: torch.nn.Module, path: str | Path, n: int = 1000, seed: int =
 
 def plot_2d(model: torch.nn.Module, path: str | Path, n: int = 100_000, seed: int = 0, title: str = "") -> Path:
     """True density, model density and a 200x200-bin histogram of n model samples."""
-    from arcodec.toydata import toy2d_density
+    from arcodec.training.toydata import toy2d_density
 
     true = toy2d_density()
     dens = model_density_2d(model)
@@ -170,7 +170,7 @@ def compress_test(checkpoint: str | Path, data: str) -> dict:
     """Code the whole test set of ``data`` as one image with the checkpoint's model; decode
     it and compare. Returns file bits next to the codec's (exact) NLL of the same values."""
     from arcodec import decompress
-    from arcodec.codec import encode_images
+    from arcodec.codec.api import encode_images
 
     x = load_dataset(data, "test")
     image = x[:, 0, 0, :].numpy()  # (N, W): one sample per row
@@ -196,7 +196,7 @@ def compress_test(checkpoint: str | Path, data: str) -> dict:
 def run_all(root: str | Path = "runs", results: str | Path = "benchmarks/results", threads: int = 0,
             samples_2d: int = 100_000, progress: bool = False) -> list[dict]:
     """Train, evaluate, sample, plot and compress every toy model; one record per model."""
-    from arcodec.toydata import toy1d_pmf, toy2d_density
+    from arcodec.training.toydata import toy1d_pmf, toy2d_density
 
     entropy = {"toy1d": float(-(toy1d_pmf() * np.log2(toy1d_pmf())).sum()),
                "toy2d": float(-(toy2d_density() * np.log2(toy2d_density())).sum() / 2)}

@@ -1,16 +1,16 @@
-"""A Pillow plugin for .arc files: ``import arcodec.pillow`` and Pillow opens and saves them.
+"""A Pillow plugin for .arc files: ``import arcodec.interop.pillow`` and Pillow opens and saves them.
 
->>> import arcodec.pillow
+>>> import arcodec.interop.pillow
 >>> from PIL import Image
 >>> Image.new("L", (6, 5), 7).save("x.arc")          # doctest: +SKIP
 >>> im = Image.open("x.arc"); im.size, im.mode        # doctest: +SKIP
 ((6, 5), 'L')
 
-Opening reads only the header (``arcodec.container.read``): size and mode come from it and
+Opening reads only the header (``arcodec.codec.container.read``): size and mode come from it and
 nothing is decoded. The first ``load()`` (any access to the pixels) decodes the whole file
 once and keeps the images; the images of an archive are its frames (``n_frames``,
 ``seek(i)``; ``info["name"]`` is the entry's name). ``save`` writes a single-image file
-with ``arcodec.codec.encode_images``; ``model="mnist-gated"`` names a model, the default is
+with ``arcodec.codec.api.encode_images``; ``model="mnist-gated"`` names a model, the default is
 auto (the smallest of every applicable shipped model and the stored method). Needs
 Pillow >= 10.1.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from arcodec import container
+from arcodec.codec import container
 from arcodec.errors import ArcodecError
 
 FORMAT = "ARC"
@@ -68,7 +68,7 @@ class ArcImageFile(ImageFile.ImageFile):
     def load(self):
         if self._loaded != self._frame:
             if self._images is None:
-                from arcodec import codec
+                from arcodec.codec import api as codec
 
                 try:
                     self._images = codec.decode_file(self._data)[1]
@@ -96,7 +96,7 @@ def _pixels(im: Image.Image) -> np.ndarray:
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    from arcodec import codec
+    from arcodec.codec import api as codec
 
     try:
         data = codec.encode_images([_pixels(im)], model=im.encoderinfo.get("model")).data

@@ -10,12 +10,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from arcodec import container
-from arcodec.coding import flow as flow_coding
-from arcodec.coding import wavefront
-from arcodec.coding.autoregressive import (DEFAULT_CHUNK, Stream, decode_streams, encode_streams, gather,
+from arcodec.codec import container
+from arcodec.codec import flow as flow_coding
+from arcodec.codec import wavefront
+from arcodec.codec.autoregressive import (DEFAULT_CHUNK, Stream, decode_streams, encode_streams, gather,
                                           plan_streams, scatter)
-from arcodec.container import Entry, Header
+from arcodec.codec.container import Entry, Header
 from arcodec.errors import ArcodecError, FormatError, IntegrityError
 from arcodec.zoo import DEFAULT_GRAY, LoadedModel, applicable, check_fingerprint, load_model, model_for_id
 

@@ -1,10 +1,9 @@
 """Causality, enforced: d log p(x_i) / d x must vanish for pixel i itself, every later
 pixel, and the later channels of pixel i. Used by the tests on every registered model and
-by the codec before it trusts a checkpoint."""
+by the zoo before it trusts a checkpoint. Pure torch: the figures are drawn in
+:mod:`arcodec.explore.figures`."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
@@ -66,35 +65,3 @@ def receptive_field(model: torch.nn.Module, height: int, width: int, row: int, c
         return grad[0].abs().amax(dim=0)
     finally:
         set_exact(model, was_exact)
-
-
-def receptive_field_png(model: torch.nn.Module, path: str | Path, height: int = 28, width: int = 28,
-                        row: int = 14, col: int = 14, seed: int = 0) -> Path:
-    """Draw :func:`receptive_field` (|d log p(x_(row, col)) / d x|, maximum over channels) of
-    ``model`` on a random ``height`` x ``width`` image as a PNG: log10 of the gradient, pixels
-    that the target does not depend on in white, the target pixel outlined in red."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rf = receptive_field(model, height, width, row, col, seed).detach().double().numpy()
-    shown = np.ma.masked_equal(rf, 0.0)
-    shown = np.ma.log10(shown) if shown.count() else shown
-    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
-    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=120)
-    try:
-        im = ax.imshow(shown, cmap=cmap, interpolation="nearest")
-        if shown.count():
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="log10 |d log p / d x|")
-        ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
-        name = getattr(model, "arch", type(model).__name__)
-        ax.set_title(f"{name}: receptive field of pixel ({row}, {col})", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        path = Path(path)
-        fig.savefig(path, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path

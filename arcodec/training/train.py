@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from arcodec import __version__
-from arcodec.data import dataset_levels, load_dataset
+from arcodec.training.data import dataset_levels, load_dataset
 from arcodec.models.heads import nll_bits
 from arcodec.registry import build_model, make_config
 
@@ -299,7 +299,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     bar.close()
     if log is not None:
         log.close()
-        from arcodec.plots import plot_curves
+        from arcodec.explore.plots import plot_curves
 
         plot_curves(out)
     d.close()

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from arcodec.errors import ArcodecError
-from arcodec.plots import _pyplot
-from arcodec.sampling import grid_image
+from arcodec.explore.plots import _pyplot
+from arcodec.explore.sampling import grid_image
 
 CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
 
@@ -80,7 +80,7 @@ def samples_figure(x: torch.Tensor, levels: int, path: str | Path, title: str = 
 def _bars(ax, answer, levels: int, channels: int) -> None:
     """The distribution of one answer: bars over the levels (per-channel marginals for a
     colour pixel), standard errors as error bars where there are some."""
-    from arcodec.inference import pixel_values
+    from arcodec.explore.inference import pixel_values
 
     p = np.asarray(answer.probs, dtype=np.float64)
     floor = 1e-6  # log scale: the tails of a peaked distribution stay visible
@@ -113,7 +113,7 @@ def query_figure(answers: list, image: torch.Tensor, levels: int, path: str | Pa
                  force: bool = False) -> Path:
     """The conditioning image (C, H, W) with the queried pixel outlined, then one bar chart
     per pixel answer (queries a..e) and one sample row per inpainting (f, g)."""
-    from arcodec.inference import Inpainting, PixelAnswer
+    from arcodec.explore.inference import Inpainting, PixelAnswer
 
     plt = _pyplot()
     pix = [a for a in answers if isinstance(a, PixelAnswer)]
@@ -154,7 +154,7 @@ def _masked(image: torch.Tensor, levels: int, given: str) -> np.ndarray:
 
 
 def inpainting_figure(results: list, levels: int, path: str | Path, title: str = "", force: bool = False) -> Path:
-    """One row per :class:`~arcodec.inference.Inpainting`: the image with the unknown half in
+    """One row per :class:`~arcodec.explore.inference.Inpainting`: the image with the unknown half in
     grey, the original, then the samples."""
     plt = _pyplot()
     n = max(len(r.samples) for r in results)
@@ -199,10 +199,10 @@ def bits_figure(bm, path: str | Path, title: str = "", force: bool = False) -> P
 def receptive_field_figure(entries: list[tuple[str, list[tuple[str, torch.nn.Module]]]], path: str | Path,
                            shape: tuple[int, int] = (28, 28), pos: tuple[int, int] = (14, 14),
                            title: str = "", force: bool = False) -> Path:
-    """|d log p(x_pos) / d x|, maximum over channels (:func:`arcodec.causality.receptive_field`):
+    """|d log p(x_pos) / d x|, maximum over channels (:func:`arcodec.models.causality.receptive_field`):
     one row per architecture (``entries``: (name, [(caption, model), ...])), log10 scale,
     white where the pixel's distribution does not depend on the input, the pixel in red."""
-    from arcodec.causality import receptive_field
+    from arcodec.models.causality import receptive_field
 
     plt = _pyplot()
     cols = max(len(nets) for _, nets in entries)
@@ -226,3 +226,36 @@ def receptive_field_figure(entries: list[tuple[str, list[tuple[str, torch.nn.Mod
                  fontsize=8)
     fig.tight_layout()
     return _save(fig, path, force)
+
+
+def receptive_field_png(model: torch.nn.Module, path: str | Path, height: int = 28, width: int = 28,
+                        row: int = 14, col: int = 14, seed: int = 0) -> Path:
+    """Draw :func:`arcodec.models.causality.receptive_field` (|d log p(x_(row, col)) / d x|, maximum over channels) of
+    ``model`` on a random ``height`` x ``width`` image as a PNG: log10 of the gradient, pixels
+    that the target does not depend on in white, the target pixel outlined in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from arcodec.models.causality import receptive_field
+
+    rf = receptive_field(model, height, width, row, col, seed).detach().double().numpy()
+    shown = np.ma.masked_equal(rf, 0.0)
+    shown = np.ma.log10(shown) if shown.count() else shown
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=120)
+    try:
+        im = ax.imshow(shown, cmap=cmap, interpolation="nearest")
+        if shown.count():
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="log10 |d log p / d x|")
+        ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+        name = getattr(model, "arch", type(model).__name__)
+        ax.set_title(f"{name}: receptive field of pixel ({row}, {col})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        path = Path(path)
+        fig.savefig(path, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path

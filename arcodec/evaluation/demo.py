@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def run(model: str | None = None, echo=print) -> list[dict]:
-    from arcodec.codec import decode_file, encode_images, resolve
+    from arcodec.codec.api import decode_file, encode_images, resolve
     from arcodec.imageio import read_image
 
     m = resolve(model)

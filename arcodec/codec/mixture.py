@@ -34,7 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from arcodec.models import exact
+from arcodec import exact
 
 TABLE_BITS = 24  # the tables' total: 2**24, constriction's own precision
 SIG_BITS = 16  # sigmoid values are multiples of 2**-16

@@ -5,7 +5,7 @@ Probabilities are given as non-negative float64 weights of shape (n, K); they ne
 normalised. ``Categorical(perfect=False)`` quantises them to fixed point and gives every
 symbol at least the smallest representable probability, so any symbol stays codable: an
 unlikely image costs more bits but never fails. Encoder and decoder must pass bit-identical
-weights (see :mod:`arcodec.models.exact`).
+weights (see :mod:`arcodec.exact`).
 """
 
 from __future__ import annotations

@@ -51,14 +51,14 @@ class Method:
 
 def _arcodec_encode(model: str | None) -> Callable[[np.ndarray, Report], bytes]:
     def encode(a: np.ndarray, report: Report) -> bytes:
-        from arcodec.codec import encode_images
+        from arcodec.codec.api import encode_images
 
         return encode_images([a], model=model, progress=report).data
     return encode
 
 
 def _arcodec_decode(data: bytes, shape: tuple, report: Report) -> np.ndarray:
-    from arcodec.codec import decode_file
+    from arcodec.codec.api import decode_file
 
     return decode_file(data, progress=report)[1][0]  # the model named in the header, as `decompress`
 
@@ -193,7 +193,7 @@ def sample(files: list, limit: int) -> list:
 
 
 def _find(folder: Path, exclude: Path | None) -> list[Path]:
-    from arcodec.data import image_files
+    from arcodec.training.data import image_files
 
     if not folder.exists():
         raise ArcodecError(f"{folder}: no such folder")
@@ -212,7 +212,7 @@ def _find(folder: Path, exclude: Path | None) -> list[Path]:
 
 
 def _read(path: Path, name: str) -> np.ndarray:
-    from arcodec import container
+    from arcodec.codec import container
     from arcodec.imageio import read_image
 
     a = read_image(path.read_bytes(), name)
@@ -283,7 +283,7 @@ def _measure(m: Method, a: np.ndarray, decoded: dict, update: Report | None) -> 
 
 def _auto_choice(data: bytes | None) -> str:
     """What arcodec auto wrote: a model's name (with a level map or not), or "stored"."""
-    from arcodec import container
+    from arcodec.codec import container
     from arcodec.zoo import cards
 
     if data is None:
@@ -522,7 +522,7 @@ def markdown(res: dict) -> str:
 
 def chart_png(res: dict) -> bytes:
     """A horizontal bar per method, bits per sub-pixel, the smallest on top."""
-    from arcodec.plots import _pyplot
+    from arcodec.explore.plots import _pyplot
 
     plt = _pyplot()
     rows = sorted((r for r in res["methods"] if r["bpd"] is not None), key=lambda r: -r["bpd"])

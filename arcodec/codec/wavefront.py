@@ -14,9 +14,9 @@ memory bounded (it builds one band's tables at a time) without costing the decod
 anything: the bands of a tile are decoded together, on the same lines.
 
 Both sides compute the tables with the model's integer engine
-(:class:`arcodec.coding.engine.LocalEngine`: raw parameters of whole bands for the encoder,
+(:class:`arcodec.codec.engine.LocalEngine`: raw parameters of whole bands for the encoder,
 of one line's windows for the decoder), its integer colour coupling (``channel_params``)
-and :func:`arcodec.coding.mixture.frequencies`: the same integers whatever the batch, the
+and :func:`arcodec.codec.mixture.frequencies`: the same integers whatever the batch, the
 band, the thread count or the machine.
 """
 
@@ -29,11 +29,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from arcodec.coding.engine import LocalEngine
-from arcodec.coding.entropy import Decoder as StreamDecoder
-from arcodec.coding.entropy import Encoder as StreamEncoder
-from arcodec.coding.mixture import code_lengths
-from arcodec.container import put_varint
+from arcodec.codec.engine import LocalEngine
+from arcodec.codec.entropy import Decoder as StreamDecoder
+from arcodec.codec.entropy import Encoder as StreamEncoder
+from arcodec.codec.mixture import code_lengths
+from arcodec.codec.container import put_varint
 from arcodec.errors import FormatError
 from arcodec.models.layers import quantized_cached
 

@@ -23,8 +23,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from arcodec.coding.entropy import Decoder as StreamDecoder
-from arcodec.coding.entropy import Encoder as StreamEncoder
+from arcodec.codec.entropy import Decoder as StreamDecoder
+from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.errors import ArcodecError, FormatError
 from arcodec.models.flows import DiscretizedLogistic
 

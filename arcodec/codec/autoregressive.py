@@ -6,7 +6,7 @@ chunks of at most ``chunk`` tiles, and each chunk is one range-coder stream. Ins
 stream the symbols follow the decoder's order: row, column, channel, then tile, so that the
 decoder pushes every tile of the chunk through each step as one batch.
 
-Both sides evaluate the model in exact mode (:mod:`arcodec.models.exact`): the encoder
+Both sides evaluate the model in exact mode (:mod:`arcodec.exact`): the encoder
 runs the full network on bands of rows, the decoder runs a stepper (cached activations,
 or the naive full pass) one pixel at a time. Exact arithmetic makes them agree bit for
 bit, whatever the batch size, the crop or the thread count.
@@ -20,9 +20,9 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import torch
 
-from arcodec.coding.entropy import Decoder as StreamDecoder
-from arcodec.coding.entropy import Encoder as StreamEncoder
-from arcodec.models.exact import softmax_weights
+from arcodec.codec.entropy import Decoder as StreamDecoder
+from arcodec.codec.entropy import Encoder as StreamEncoder
+from arcodec.exact import softmax_weights
 from arcodec.models.heads import nll_bits
 
 DEFAULT_CHUNK = 256

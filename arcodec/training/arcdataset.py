@@ -23,14 +23,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from arcodec import container
+from arcodec.codec import container
 
 
 @lru_cache(maxsize=2)
 def _decoded(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, ...]:
     """Every image (H, W, C) uint8 of a file; keyed by size and mtime so that a rewritten
     file is decoded again."""
-    from arcodec.codec import decode_file
+    from arcodec.codec.api import decode_file
 
     return tuple(decode_file(Path(path).read_bytes())[1])
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from arcodec.data import SPLIT_SEED, register_dataset
+from arcodec.training.data import SPLIT_SEED, register_dataset
 
 TOY1D_SEED = 1
 TOY1D_N = 10_000

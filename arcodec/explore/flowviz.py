@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arcodec.plots import _pyplot
+from arcodec.explore.plots import _pyplot
 
 
 def _as_images(v: torch.Tensor, shape: tuple[int, int, int]) -> np.ndarray:
@@ -34,7 +34,7 @@ def _save(fig, path: str | Path) -> Path:
 def flow_sample_grid(model, path: str | Path, n: int = 100, seed: int = 0, temperature: float = 1.0) -> Path:
     """``n`` samples (z ~ N(0, temperature^2 I) through the inverse) as a grid PNG, each
     image quantized back to its levels: k = floor(x K) clamped to 0..K-1."""
-    from arcodec.sampling import save_grid
+    from arcodec.explore.sampling import save_grid
 
     was_training = model.training
     model.eval()

@@ -92,7 +92,7 @@ def load(name: str) -> InferenceModel:
     labels come with the query, not from a file)."""
     path = Path(name)
     if name.endswith(".pt") and path.is_file():
-        from arcodec.train import load_checkpoint
+        from arcodec.training.train import load_checkpoint
 
         try:
             net, _ = load_checkpoint(path)
@@ -127,7 +127,7 @@ def initialised_like(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def require_causal(m: InferenceModel) -> None:
     """Queries and inpainting trust the factorisation: refuse a model that breaks it."""
-    from arcodec.causality import violations
+    from arcodec.models.causality import violations
 
     if m.is_flow:
         raise ArcodecError(f"{m.name} is a flow: the likelihood queries need a raster-order autoregressive model")
@@ -723,16 +723,16 @@ class BitsMap:
 def bits_map(image, model=None, tile: int | None = None) -> BitsMap:
     """Per-sub-pixel code lengths -log2 p (bits) of ``image`` ((H, W) or (H, W, C) uint8),
     computed from the exact teacher-forced tables the encoder hands the range coder (the
-    same streams and tiles), next to the size of the file :func:`arcodec.codec.encode_images`
+    same streams and tiles), next to the size of the file :func:`arcodec.codec.api.encode_images`
     writes. Their sum and the payload differ only by the coder's overhead (a few tens of bits
     per stream)."""
-    from arcodec import container
-    from arcodec.codec import as_image, encode_images, resolve
-    from arcodec.coding.autoregressive import DEFAULT_CHUNK, encode_streams, gather, plan_streams
+    from arcodec.codec import container
+    from arcodec.codec.api import as_image, encode_images, resolve
+    from arcodec.codec.autoregressive import DEFAULT_CHUNK, encode_streams, gather, plan_streams
     from arcodec.zoo import default_model
 
-    from arcodec.codec import default_tile, scan_of
-    from arcodec.coding import wavefront
+    from arcodec.codec.api import default_tile, scan_of
+    from arcodec.codec import wavefront
 
     img = as_image(image)
     m = resolve(model if model is not None else default_model([img]))
@@ -776,7 +776,7 @@ def bits_map(image, model=None, tile: int | None = None) -> BitsMap:
 
 def digits_with_labels(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 8x8 digits (the ``digits`` data set, same splits) with their labels."""
-    from arcodec.data import load_digits, load_digits_labels
+    from arcodec.training.data import load_digits, load_digits_labels
 
     return load_digits(split), load_digits_labels(split)
 
@@ -790,7 +790,7 @@ def fit_class_conditional(x: torch.Tensor, y: torch.Tensor, settings: dict, step
     for it. ``out``: also write a checkpoint there (``arcodec sample -m out``)."""
     from arcodec.models.heads import nll_bits
     from arcodec.registry import build_model, make_config
-    from arcodec.train import TrainConfig, checkpoint, lr_at, make_optimizer
+    from arcodec.training.train import TrainConfig, checkpoint, lr_at, make_optimizer
 
     classes = int(y.max()) + 1
     cfg = TrainConfig(arch="gated-pixelcnn", data=data, steps=steps, batch=batch, lr=lr,

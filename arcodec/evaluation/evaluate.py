@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from arcodec.data import load_dataset
+from arcodec.training.data import load_dataset
 from arcodec.models.layers import set_exact
-from arcodec.train import evaluate_nll
+from arcodec.training.train import evaluate_nll
 
 
 def test_nll(name: str, data: str, data_root: str | None = None) -> dict:
@@ -37,7 +37,7 @@ def evaluation_images(data: str, split: str = "test", limit: int = 0, data_root:
 
     import numpy as np
 
-    from arcodec.data import image_files
+    from arcodec.training.data import image_files
     from arcodec.imageio import read_image
 
     if Path(data).is_dir():
@@ -54,11 +54,11 @@ def evaluate_codec(model, images: list, names: list[str] | None = None, batch: i
     included), overhead, encode/decode seconds and whether the round trip was exact.
 
     Each image becomes its own .arc file; files are coded ``batch`` tiles at a time
-    (default: :data:`arcodec.codec.MAX_BATCH`), and the seconds of a batch are shared out
+    (default: :data:`arcodec.codec.api.MAX_BATCH`), and the seconds of a batch are shared out
     equally among its images (``batch=1`` times every image alone)."""
     import numpy as np
 
-    from arcodec.codec import MAX_BATCH, decode_many, encode_many, resolve
+    from arcodec.codec.api import MAX_BATCH, decode_many, encode_many, resolve
     from arcodec.errors import ArcodecError
 
     m = resolve(model)

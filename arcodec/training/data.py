@@ -32,7 +32,7 @@ import torch
 
 from arcodec.imageio import IMAGE_SUFFIXES, read_image
 
-DEFAULT_ROOT = os.environ.get("ARCODEC_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DEFAULT_ROOT = os.environ.get("ARCODEC_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 SPLIT_SEED = 0
 SPLITS = ("train", "val", "test")
 
@@ -215,7 +215,7 @@ def load_digits_labels(split: str) -> torch.Tensor:
 
 @register_dataset("digits-4x4-binary", 2,
                   "scikit-learn's digits averaged to 4x4 and thresholded (levels 0/1): small "
-                  "enough to enumerate every image (arcodec.inference)")
+                  "enough to enumerate every image (arcodec.explore.inference)")
 def load_digits_4x4_binary(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
     """(N, 1, 4, 4) uint8 in {0, 1}: each 2x2 block of the 8x8 digits (0..255) averaged, 1
     where the mean is at least 64. Same splits as ``digits``."""
@@ -298,7 +298,5 @@ def load_dataset(name: str, split: str, root: str | None = None, download: bool 
 
 def _load_extra() -> None:
     """Data sets defined next to the models that use them register themselves on import."""
-    import arcodec.toydata  # noqa: F401
+    import arcodec.training.toydata  # noqa: F401
 
-
-from arcodec.arcdataset import ArcDataset  # noqa: E402,F401

@@ -20,7 +20,7 @@ plain float PyTorch), in the manner of integer-only inference (Jacob et al. 2018
   residual sum is an integer addition;
 * the head's raw parameters come out as integers on the 2**-12 grid; the colour coupling
   is integer arithmetic too (:meth:`LocalEngine.channel_params`), and
-  :mod:`arcodec.coding.mixture` turns the result into the coder's frequency tables.
+  :mod:`arcodec.codec.mixture` turns the result into the coder's frequency tables.
 
 The activation scales are calibrated on training images (the model's ``calibrate``, run
 by ``arcodec train`` at every checkpoint and by ``arcodec export``) and stored in the
@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from arcodec.coding.mixture import frequencies
-from arcodec.models import exact
+from arcodec.codec.mixture import frequencies
+from arcodec import exact
 
 ACT_BITS = 12
 ACT_MAX = (1 << ACT_BITS) - 1

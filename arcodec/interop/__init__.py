@@ -1,0 +1,1 @@
+"""arcodec inside other tools: a Pillow plugin that opens and saves .arc files."""
