@@ -39,18 +39,18 @@ EXP_FRAC = 44  # softmax weights exp(d) are multiples of 2**-44, d in [-EXP_RANG
 EXP_RANGE = 24
 
 _ONE = 2**ACT_FRAC
-_FIXED = 100  # bits of the integer fixed-point exponential
+FIXED_BITS = 100  # bits of the integer fixed-point exponential
 
 
 @lru_cache(maxsize=None)
-def _exp_neg_fixed(n: int) -> tuple[int, ...]:
-    """exp(-k / 2**ACT_FRAC) * 2**_FIXED for k = 0..n, computed with integers only."""
+def exp_neg_fixed(n: int) -> tuple[int, ...]:
+    """exp(-k / 2**ACT_FRAC) * 2**FIXED_BITS for k = 0..n, computed with integers only."""
     getcontext().prec = 50
-    step = int((Decimal(-1) / _ONE).exp() * (Decimal(2) ** _FIXED))
-    out = [1 << _FIXED]
-    half = 1 << (_FIXED - 1)
+    step = int((Decimal(-1) / _ONE).exp() * (Decimal(2) ** FIXED_BITS))
+    out = [1 << FIXED_BITS]
+    half = 1 << (FIXED_BITS - 1)
     for _ in range(n):
-        out.append((out[-1] * step + half) >> _FIXED)
+        out.append((out[-1] * step + half) >> FIXED_BITS)
     return tuple(out)
 
 
@@ -63,8 +63,8 @@ def _to_grid(values: list[float], frac: int) -> torch.Tensor:
 def gate_tables() -> tuple[torch.Tensor, torch.Tensor]:
     """tanh and sigmoid at t = k / 2**ACT_FRAC, k in [-R, R], on the 2**-TABLE_FRAC grid."""
     n = TABLE_RANGE * _ONE
-    e = _exp_neg_fixed(2 * n)
-    scale = 2.0**-_FIXED
+    e = exp_neg_fixed(2 * n)
+    scale = 2.0**-FIXED_BITS
     sig, tanh = [], []
     for k in range(-n, n + 1):
         # sigmoid(t) = 1 / (1 + exp(-t)); for t < 0 use exp(t) / (1 + exp(t))
@@ -80,8 +80,8 @@ def gate_tables() -> tuple[torch.Tensor, torch.Tensor]:
 def exp_table() -> torch.Tensor:
     """exp(-k / 2**ACT_FRAC) on the 2**-EXP_FRAC grid for k = 0..EXP_RANGE*2**ACT_FRAC."""
     n = EXP_RANGE * _ONE
-    e = _exp_neg_fixed(n)
-    shift = _FIXED - EXP_FRAC
+    e = exp_neg_fixed(n)
+    shift = FIXED_BITS - EXP_FRAC
     return torch.tensor([(v + (1 << (shift - 1))) >> shift for v in e], dtype=torch.float64) * 2.0**-EXP_FRAC
 
 
@@ -246,10 +246,10 @@ def exp_scale_table() -> torch.Tensor:
     """round(exp(k / 2**ACT_FRAC) * 2**SCALE_FRAC) for k in [-R, R] * 2**ACT_FRAC (R =
     LOG_SCALE_RANGE), int64, from the integer exponential: entry k + R * 2**ACT_FRAC."""
     n = LOG_SCALE_RANGE * _ONE
-    e = _exp_neg_fixed(2 * TABLE_RANGE * _ONE)  # the gate tables' cache entry
-    shift = _FIXED - SCALE_FRAC
+    e = exp_neg_fixed(2 * TABLE_RANGE * _ONE)  # the gate tables' cache entry
+    shift = FIXED_BITS - SCALE_FRAC
     neg = [(e[k] + (1 << (shift - 1))) >> shift for k in range(n, 0, -1)]  # exp(-k), k = n..1
-    pos = [((1 << (_FIXED + SCALE_FRAC)) + e[k] // 2) // e[k] for k in range(0, n + 1)]  # exp(+k)
+    pos = [((1 << (FIXED_BITS + SCALE_FRAC)) + e[k] // 2) // e[k] for k in range(0, n + 1)]  # exp(+k)
     return torch.tensor(neg + pos, dtype=torch.int64)
 
 
@@ -258,8 +258,8 @@ def softplus_neg_table() -> torch.Tensor:
     """round(ln(1 + exp(-k / 2**ACT_FRAC)) * 2**LOG_FRAC) for k = 0..SOFTPLUS_RANGE * 2**ACT_FRAC
     (the last entry is 0), int64."""
     n = SOFTPLUS_RANGE * _ONE
-    e = _exp_neg_fixed(2 * TABLE_RANGE * _ONE)
-    one = Decimal(1 << _FIXED)
+    e = exp_neg_fixed(2 * TABLE_RANGE * _ONE)
+    one = Decimal(1 << FIXED_BITS)
     with localcontext() as ctx:
         ctx.prec = _DEC_PREC
         out = [_round_q(((one + e[k]) / one).ln(), LOG_FRAC) for k in range(n)]

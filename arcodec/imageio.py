@@ -1,11 +1,14 @@
-"""Reading and writing image files (Pillow), and writing any file atomically."""
+"""Reading and writing image files (Pillow), and writing any file atomically; what of an
+image file an .arc file cannot give back (:func:`lossless_for`)."""
 
 from __future__ import annotations
 
 import io
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -13,6 +16,7 @@ from arcodec.errors import ArcodecError
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".webp", ".gif"}
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+_CHANNELS = {mode: c for c, mode in _MODES.items()}
 # lossless formats we write by suffix; any other suffix gets PNG
 _LOSSLESS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".pgm": "PPM", ".ppm": "PPM", ".pnm": "PPM"}
 
@@ -44,6 +48,29 @@ def pil_pixels(im, name: str = "input") -> np.ndarray:
     return a[:, :, None] if a.ndim == 2 else a
 
 
+def coded_mode(im) -> str:
+    """The mode of the pixels :func:`pil_pixels` takes from a Pillow image (what an .arc file
+    stores and decompressing writes back): L, LA, RGB or RGBA."""
+    if im.mode in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
+        return "L"
+    if im.mode == "P":
+        return "RGBA" if "transparency" in im.info else "RGB"
+    return im.mode if im.mode in ("LA", "RGB", "RGBA") else "RGB"
+
+
+def peek_subpixels(path: str | Path) -> int:
+    """Sub-pixels the image file holds as :func:`read_image` reads it (height x width x
+    channels), from its header alone; 0 for a file Pillow cannot open (reading it will say
+    why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.width * im.height * _CHANNELS[coded_mode(im)]
+    except Exception:  # noqa: BLE001 (only a progress estimate: read_image reports the error)
+        return 0
+
+
 def encode_png(a: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -53,33 +80,131 @@ def encode_png(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def written_format(path: str | Path) -> str:
+    """The Pillow format :func:`write_image` writes for a file name: the one its suffix
+    names, PNG when it names no lossless format."""
+    return _LOSSLESS.get(Path(path).suffix.lower(), "PNG")
+
+
 def write_image(path: Path, a: np.ndarray, force: bool = False) -> None:
     """Write pixels in the format the suffix names (PNG when it names none)."""
     from PIL import Image
 
     a = a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
-    fmt = _LOSSLESS.get(Path(path).suffix.lower(), "PNG")
+    fmt = written_format(path)
     buf = io.BytesIO()
     Image.fromarray(a, mode=_MODES[1 if a.ndim == 2 else a.shape[2]]).save(buf, format=fmt)
     write_atomic(path, buf.getvalue(), force)
 
 
+def refuse_existing(path: str | Path, force: bool = False) -> Path:
+    """``path`` as a Path, or an error (naming ``path`` as given) when it exists and ``force``
+    is not given: call it before any work is done, so that nothing is computed for an output
+    that is refused."""
+    if Path(path).exists() and not force:
+        raise ArcodecError(f"{path} already exists (use -f to overwrite)")
+    return Path(path)
+
+
 def write_atomic(path: Path, data: bytes, force: bool = False) -> None:
     """Write via a temporary file and a rename: never a partial file, never an unasked
     overwrite."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise ArcodecError(f"{path} already exists (use -f to overwrite)")
+    with atomic_path(path, force) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextmanager
+def atomic_path(path: str | Path, force: bool = False, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path`` for the block to write, renamed to ``path`` when the
+    block ends and removed when it fails: never a partial file. An existing ``path`` is
+    refused before the block runs, unless ``force``. For writers that take a file name
+    (matplotlib's ``savefig``); ``suffix`` ends the temporary name, for writers that choose
+    the format by it."""
+    path = refuse_existing(Path(path), force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+# metadata Pillow reports that says how a file is encoded, not what the image is
+_ENCODING_KEYS = {"compression", "interlace", "progressive", "progression", "optimize", "quality", "jfif",
+                  "jfif_version", "jfif_unit", "jfif_density", "adobe", "adobe_transform", "version",
+                  "loop", "duration", "timestamp"}
+# TIFF tags that lay out the pixels (or that Pillow reports in ``info``, compared there)
+_TIFF_LAYOUT = {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 282, 283, 284, 292, 293, 296, 317,
+                322, 323, 324, 325, 338, 339, 34675}
+_INFO_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "dpi": "DPI", "resolution": "DPI", "gamma": "gamma",
+               "transparency": "transparency", "srgb": "sRGB intent", "chromaticity": "chromaticities",
+               "xmp": "XMP", "XML:com.adobe.xmp": "XMP", "aspect": "aspect ratio", "background": "background colour",
+               "comment": "comment"}
+
+
+def _written_back(mode: str, fmt: str):
+    """A 1x1 image of ``mode`` written as ``fmt`` and read back: what Pillow sees in any file
+    of that mode and format (None when the format cannot hold the mode)."""
+    from PIL import Image
+
+    try:
+        buf = io.BytesIO()
+        Image.new(mode, (1, 1)).save(buf, format=fmt)
+        im = Image.open(io.BytesIO(buf.getvalue()))
+        im.load()
+        return im
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def lossless_for(path: str | Path) -> list[str]:
+    """What of the image file ``path`` its .arc file would not give back, as Pillow sees the
+    file: an empty list when decompressing (which writes the stored pixels to ``path`` in the
+    format its suffix names, :func:`write_image`) gives back the same pixels, mode, format,
+    frames and metadata, so that the file may be removed. Otherwise short phrases, e.g.
+    ``["palette (mode P)", "ICC profile", "text chunks (Comment)"]``.
+
+    The metadata compared is the file's Pillow ``info`` (and its TIFF tags, those that do not
+    lay out the pixels); a value that any file of the format carries (a BMP's default DPI) is
+    no loss, and neither is how the file is encoded (compression, interlacing)."""
+    from PIL import Image, TiffTags
+
+    lost = []
+    with Image.open(path) as im:
+        im.load()
+        mode, fmt = coded_mode(im), written_format(path)
+        if im.mode != mode:
+            lost.append({"P": "palette (mode P)", "1": "1-bit mode (mode 1)"}.get(im.mode, f"mode {im.mode}"))
+        ours = _written_back(mode, fmt)
+        if ours is None or ours.mode != mode:
+            lost.append(f"{mode} mode (written back as {ours.mode} in {fmt})" if ours is not None
+                        else f"{mode} mode ({fmt} cannot hold it)")
+        if im.format != fmt:
+            lost.append(f"{im.format} format (it would come back as {fmt})")
+        if getattr(im, "n_frames", 1) > 1:
+            lost.append(f"{im.n_frames - 1} more frame(s)")
+        theirs = _written_back(im.mode, im.format) if im.format else None
+        defaults = [b.info for b in (ours, theirs) if b is not None]
+        text = getattr(im, "text", {}) if im.format == "PNG" else {}
+        names, chunks = [], []
+        for key, value in im.info.items():
+            if key in _ENCODING_KEYS or any(d.get(key, object()) == value for d in defaults):
+                continue
+            if key in text:
+                chunks.append(key)
+            else:
+                names.append(_INFO_NAMES.get(key, str(key)))
+        if im.format == "TIFF":
+            written = dict(getattr(ours, "tag_v2", {}) if ours is not None else {})
+            names += [TiffTags.lookup(tag).name for tag, value in im.tag_v2.items()
+                      if tag not in _TIFF_LAYOUT and written.get(tag, object()) != value]
+        if chunks:
+            names.append(f"text chunks ({', '.join(chunks)})")
+        lost += list(dict.fromkeys(names))  # once each (dpi and resolution are one DPI)
+    return lost

@@ -1,10 +1,18 @@
-"""Model registry: names to (class, config dataclass); ``build_model`` is the one constructor."""
+"""Model registry: names to (class, config dataclass); ``build_model`` is the one constructor.
+
+Names -> classes (:func:`register_model`, :func:`architectures`), settings -> config
+(:func:`make_config`, :func:`coerce`), config -> model (:func:`build_model`), checkpoint
+file -> model (:func:`load_checkpoint`: training writes checkpoints, the registry reads them).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 _MODELS: dict[str, tuple[type[nn.Module], type]] = {}
@@ -62,6 +70,16 @@ def coerce(cls, values: dict[str, Any], what: str) -> dict[str, Any]:
 def build_model(arch: str, config) -> nn.Module:
     _load()
     return _MODELS[arch][0](config)
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """(model, checkpoint dict) from a file written by ``arcodec train``
+    (:func:`arcodec.training.train.checkpoint`): the architecture's name, its config as
+    JSON and a state dict, read with ``weights_only=True`` (no pickled code)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(ckpt["arch"], make_config(ckpt["arch"], json.loads(ckpt["config"])))
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt
 
 
 def _load() -> None:

@@ -2,6 +2,7 @@
 
     python benchmarks/classical.py                      # every codec on the 24 whole Kodak photos
     python benchmarks/classical.py --data mnist --limit 500
+    python benchmarks/classical.py --gray               # the Kodak photos turned to gray: classical_gray.*
 
 Each codec is one call of Pillow or imagecodecs (single-threaded where the library has a
 choice); its settings are recorded beside its result. Every file is decoded and compared
@@ -188,8 +189,15 @@ def main() -> None:
     ap.add_argument("--photos", default=None, help="folder of photos (default ../shared/data/kodak)")
     ap.add_argument("--crop", type=int, default=0, help="centre crop of each photo (0: the whole photo)")
     ap.add_argument("--limit", type=int, default=0, help="first N images (0: all)")
+    ap.add_argument("--gray", action="store_true",
+                    help="turn the images to gray first (arcodec.training.data.to_luma); writes classical_gray.*")
     args = ap.parse_args()
     images, what = load_set(args.data, args.limit, args.photos, args.crop)
+    if args.gray:
+        from arcodec.training.data import to_luma
+
+        images = [to_luma(a) for a in images]
+        what += ", turned to gray (round(0.299 R + 0.587 G + 0.114 B))"
     codecs, missing = available()
     rows = measure(images, codecs) + streams(images, codecs)
     res = {"command": command(), "images": what, "machine": machine(1), "codecs": rows, "unavailable": missing}
@@ -197,7 +205,7 @@ def main() -> None:
           f"thread, {res['machine']['cpu']}):", "", *table(rows)]
     if missing:
         md += ["", "Not measured (missing from this imagecodecs build): " + "; ".join(f"{k} ({v})" for k, v in missing.items())]
-    write("classical", res, md, rows)
+    write("classical_gray" if args.gray else "classical", res, md, rows)
 
 
 if __name__ == "__main__":

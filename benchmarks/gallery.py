@@ -2,8 +2,9 @@
 
     python benchmarks/gallery.py          # a few minutes on one CPU core
 
-Samples (unconditional; class-conditional from a small model trained here on scikit-learn's
-digits, since no class-conditional model is shipped), the course's queries a..g with bar
+Samples (unconditional; class-conditional from a small model trained here with `arcodec
+train` on MNIST's labels, or scikit-learn's digits without MNIST, since no class-conditional
+model is shipped), the course's queries a..g with bar
 charts and sample rows, inpainting, where the bits go, receptive fields at initialisation
 and after training, and the flow figures when a flow model (mnist-coupling) is shipped.
 Writes docs/gallery/*.png and docs/gallery.md; every number in the page is measured here.
@@ -15,10 +16,12 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-import arcodec.explore.inference as inf
+from arcodec.explore.bitsmap import bits_map
+from arcodec.explore.model import as_model, initialised_like
+from arcodec.explore.queries import course_queries
+from arcodec.explore.sampling import class_samples, sample
 import arcodec.explore.figures as viz
 from arcodec.zoo import ZOO_DIR
 
@@ -60,11 +63,11 @@ def test_digits(count: int) -> list[torch.Tensor]:
 
 def samples(page: Page, args) -> None:
     page.add("## Samples", "", "Ancestral sampling in raster order, seed 0, values scaled to 0..255 for display.", "")
-    x = inf.sample("mnist-gated", args.samples, seed=0)
+    x = sample("mnist-gated", args.samples, seed=0)
     p = viz.samples_figure(x, 256, OUT / "samples-mnist-gated.png", f"mnist-gated: {len(x)} samples (seed 0)",
                            force=True)
     page.figure(p, "mnist-gated", f"arcodec sample -m mnist-gated -n {args.samples} -o samples.png")
-    x = inf.sample("colour-mnist-made", args.colour_samples, seed=0)
+    x = sample("colour-mnist-made", args.colour_samples, seed=0)
     p = viz.samples_figure(x, 4, OUT / "samples-colour-mnist-made.png",
                            f"colour-mnist-made: {len(x)} samples (seed 0)", force=True)
     page.figure(p, "colour-mnist-made (2 bits per channel)",
@@ -72,28 +75,45 @@ def samples(page: Page, args) -> None:
 
 
 def class_conditional(page: Page, args) -> None:
-    x, y = inf.digits_with_labels("train")
-    ckpt = ROOT / "runs" / "gallery" / "digits-cond.pt"
-    t = time.perf_counter()
-    net = inf.fit_class_conditional(x, y, {"hidden": 32, "layers": 5, "head": 64}, steps=args.cond_steps, out=ckpt)
-    seconds = time.perf_counter() - t
-    xt, yt = inf.digits_with_labels("test")
-    m = inf.as_model(net)
-    bpd = float(-inf.log_joint(m, xt, yt).mean() / (64 * np.log(2)))
-    s = inf.class_samples(m, 10, (8, 8), seed=0)
-    p = viz.samples_figure(s, 256, OUT / "samples-class-conditional.png",
-                           "class-conditional Gated PixelCNN on 8x8 digits: one row per label", rows=10,
-                           row_labels=[str(k) for k in range(10)], force=True)
-    page.add("### Class-conditional", "",
-             "No class-conditional model is shipped (`arcodec train` has no labels), so this page trains a "
-             f"small one: a Gated PixelCNN with `classes=10` (hidden 32, 5 layers) on scikit-learn's 8x8 digits "
-             f"and their labels, {args.cond_steps} steps of 64 images with `arcodec.explore.inference.fit_class_conditional` "
-             f"({seconds:.0f} s; test NLL {bpd:.3f} bits/dim with the true labels). Its checkpoint works with every "
-             "command: `arcodec sample -m runs/gallery/digits-cond.pt --size 8x8 -n 10 -o classes.png` gives one row "
-             "per digit.", "")
-    page.figure(p, "one row per label 0..9, ten samples each (seed 0)",
-                "arcodec sample -m runs/gallery/digits-cond.pt --size 8x8 -n 10 -o classes.png")
+    """Train a class-conditional Gated PixelCNN through the training loop (MNIST's labels when
+    MNIST is there, else scikit-learn's digits), then sample one row per label."""
+    import shutil
 
+    from arcodec.training.data import DEFAULT_ROOT, load_dataset, load_labels
+    from arcodec.training.train import TrainConfig, evaluate_nll, train
+
+    data = "mnist" if (Path(DEFAULT_ROOT) / "MNIST").is_dir() else "digits"
+    settings = {"classes": 10, "hidden": 32, "layers": 5, "head": 64}
+    cfg = TrainConfig(arch="gated-pixelcnn", data=data, steps=args.cond_steps, batch=64, lr=3e-3,
+                      warmup=max(1, args.cond_steps // 10), val_every=args.cond_steps, threads=args.threads)
+    run = ROOT / "runs" / "gallery" / "class-conditional"
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run, not appended to the last one's log
+    command = ("arcodec train --model gated-pixelcnn --data " + data
+               + "".join(f" --set {k}={v}" for k, v in settings.items())
+               + f" --set steps={cfg.steps} --set lr={cfg.lr} --set warmup={cfg.warmup} --set val_every={cfg.val_every}"
+               + " --out runs/gallery/class-conditional")
+    t = time.perf_counter()
+    train(cfg, settings, run, progress=False)
+    seconds = time.perf_counter() - t
+    ckpt = run / "best.pt"
+    m = as_model(str(ckpt))
+    xt = load_dataset(data, "test")
+    bpd = evaluate_nll(m.net, xt, labels=load_labels(data, "test"))
+    size = tuple(xt.shape[2:])
+    s = class_samples(m, 10, size, seed=0)
+    what = "MNIST's digits" if data == "mnist" else "scikit-learn's 8x8 digits"
+    p = viz.samples_figure(s, 256, OUT / "samples-class-conditional.png",
+                           f"class-conditional Gated PixelCNN on {what}: one row per label", rows=10,
+                           row_labels=[str(k) for k in range(10)], force=True)
+    sample_command = (f"arcodec sample -m runs/gallery/class-conditional/best.pt --size {size[0]}x{size[1]} "
+                      "-n 10 -o classes.png")
+    page.add("### Class-conditional", "",
+             "No class-conditional model is shipped (an .arc file carries no label), so this page trains a small "
+             f"one: a Gated PixelCNN with `classes=10` (hidden 32, 5 layers) on {what} and their labels, "
+             f"{cfg.steps} steps of {cfg.batch} images with the training loop, `{command}` ({seconds:.0f} s; test NLL "
+             f"{bpd:.3f} bits/dim with the true labels). Its checkpoint works with every command: "
+             f"`{sample_command}` gives one row per digit.", "")
+    page.figure(p, "one row per label 0..9, ten samples each (seed 0)", sample_command)
 
 def queries(page: Page, args) -> list:
     page.add("## The course's queries", "",
@@ -103,10 +123,10 @@ def queries(page: Page, args) -> list:
              f"Settings: b) {args.b_samples} prefixes, d) {args.d_samples} prior prefixes x 256 values, "
              f"f, g) {args.n} samples, g) {args.proposals} prior draws per sample.", "")
     rows = []
-    m = inf.load("mnist-gated")
+    m = as_model("mnist-gated")
     for i, x in test_digits(args.images):
-        ans = inf.course_queries(m, x[0], (14, 14), samples=args.b_samples, future_samples=args.d_samples,
-                                 n=args.n, proposals=args.proposals, seed=0)
+        ans = course_queries(m, x[0], (14, 14), samples=args.b_samples, future_samples=args.d_samples,
+                             n=args.n, proposals=args.proposals, seed=0)
         p = viz.query_figure(ans, x, 256, OUT / f"queries-mnist-{i}.png",
                              f"mnist-gated, MNIST test image {i}", force=True)
         d = next(a for a in ans if a.key == "d")
@@ -119,9 +139,9 @@ def queries(page: Page, args) -> list:
     from arcodec.training.data import load_dataset
 
     xc = load_dataset("colour-mnist", "test")[0].long()
-    mc = inf.load("colour-mnist-made")
-    ans = inf.course_queries(mc, xc, (14, 14), samples=args.b_samples, future_samples=args.d_samples,
-                             n=args.n, proposals=args.proposals, seed=0)
+    mc = as_model("colour-mnist-made")
+    ans = course_queries(mc, xc, (14, 14), samples=args.b_samples, future_samples=args.d_samples,
+                         n=args.n, proposals=args.proposals, seed=0)
     p = viz.query_figure(ans, xc, 4, OUT / "queries-colour-0.png", "colour-mnist-made, colour-MNIST test image 0",
                          force=True)
     page.figure(p, "colour-mnist-made: a pixel has 4^3 = 64 values; the bars show each channel's marginal",
@@ -150,12 +170,12 @@ def bits(page: Page) -> None:
              "title compares their sum with the payload of the file `arcodec compress` writes.", "")
     x = load_mnist("test")
     for i in (0, 1):
-        bm = inf.bits_map(x[i, 0].numpy(), "mnist-gated")
+        bm = bits_map(x[i, 0].numpy(), "mnist-gated")
         p = viz.bits_figure(bm, OUT / f"bits-mnist-{i}.png", f"MNIST test image {i}, mnist-gated", force=True)
         page.figure(p, f"MNIST test image {i}: {bm.total_bits:.1f} bits of code length, payload "
                     f"{8 * bm.payload_bytes} bits, file {bm.file_bytes} bytes", "arcodec viz bits digit.png")
     xc = load_dataset("colour-mnist", "test")[0].permute(1, 2, 0).numpy()
-    bm = inf.bits_map(xc, "colour-mnist-made")
+    bm = bits_map(xc, "colour-mnist-made")
     p = viz.bits_figure(bm, OUT / "bits-colour-0.png", "colour-MNIST test image 0, colour-mnist-made", force=True)
     page.figure(p, f"colour-MNIST test image 0 (channels summed): {bm.total_bits:.1f} bits, payload "
                 f"{8 * bm.payload_bytes} bits", "arcodec viz bits colour.png")
@@ -163,7 +183,7 @@ def bits(page: Page) -> None:
 
 def receptive_fields(page: Page) -> None:
     from arcodec.registry import build_model, make_config
-    from arcodec.training.train import load_checkpoint
+    from arcodec.registry import load_checkpoint
 
     page.add("## Receptive fields", "",
              "|d log p(x_(14,14)) / d x|, maximum over channels, on a random image; white: no dependence. The plain "
@@ -174,15 +194,15 @@ def receptive_fields(page: Page) -> None:
                            ("stack-pixelcnn", "stack-pixelcnn--no-gates--mnist", None),
                            ("gated-pixelcnn", None, "mnist-gated"), ("pixelcnn-made", None, "colour-mnist-made")):
         if zoo:
-            trained = inf.load(zoo).net
+            trained = as_model(zoo).net
             sources.append(f"{arch}: shipped `{zoo}`")
         elif (FAMILY_RUNS / run / "last.pt").is_file():
-            trained = inf.float_copy(load_checkpoint(FAMILY_RUNS / run / "last.pt")[0])
+            trained = as_model(load_checkpoint(FAMILY_RUNS / run / "last.pt")[0]).net
             sources.append(f"{arch}: `runs/family/{run}` (150 steps, `python benchmarks/pixelcnn_family.py`)")
         else:
             trained = None
             sources.append(f"{arch}: initialisation only (`python benchmarks/pixelcnn_family.py` trains one)")
-        init = inf.initialised_like(trained if trained is not None else build_model(arch, make_config(arch, {})))
+        init = initialised_like(trained if trained is not None else build_model(arch, make_config(arch, {})))
         nets = [("initialisation", init)] + ([("trained", trained)] if trained is not None else [])
         entries.append((arch, nets))
     p = viz.receptive_field_figure(entries, OUT / "receptive-fields.png", force=True)
@@ -200,7 +220,7 @@ def flows(page: Page) -> None:
     import arcodec.explore.flowviz as fv
     from arcodec.training.data import load_mnist
 
-    m = inf.load("mnist-coupling")
+    m = as_model("mnist-coupling")
     p = fv.flow_sample_grid(m.net, OUT / "flow-samples.png", n=100, seed=0)
     page.figure(Path(p), "mnist-coupling: samples (seed 0)", "arcodec sample -m mnist-coupling -o samples.png")
     p = fv.flow_layers_figure(m.net, OUT / "flow-layers.png", n=10, seed=0)

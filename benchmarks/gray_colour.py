@@ -41,8 +41,9 @@ from arcodec.codec.autoregressive import decode_streams, encode_streams
 from arcodec.training.data import load_dataset
 from arcodec.models.conditioned import bind_gray, to_gray
 from arcodec.models.layers import set_exact
-from arcodec.explore.sampling import grid_image, sample
-from arcodec.training.train import load_checkpoint
+from arcodec.explore.figures import grid_image
+from arcodec.explore.sampling import sample
+from arcodec.registry import load_checkpoint
 from arcodec.zoo import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +103,7 @@ def samples_figure(net, x: torch.Tensor, n: int, path: Path) -> Path:
     gray = to_gray(x[:n].long())
     set_exact(net, False)
     try:
-        draws = [sample(bind_gray(net, gray), n, x.shape[2], x.shape[3], seed=s) for s in range(3)]
+        draws = [sample(bind_gray(net, gray), n, (x.shape[2], x.shape[3]), seed=s) for s in range(3)]
     finally:
         set_exact(net, True)
     top = 3 * (net.config.levels - 1)

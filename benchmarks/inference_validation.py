@@ -1,5 +1,5 @@
-"""Every approximate query of arcodec.explore.inference against the exact answer, on a model small
-enough to enumerate: a Gated PixelCNN on 4x4 binary digits (2^16 images).
+"""Every approximate query of arcodec.explore (queries, inpainting) against the exact answer,
+on a model small enough to enumerate: a Gated PixelCNN on 4x4 binary digits (2^16 images).
 
     python benchmarks/inference_validation.py      # about a minute on one CPU core
 
@@ -21,7 +21,9 @@ from pathlib import Path
 
 import torch
 
-import arcodec.explore.inference as inf
+from arcodec.explore.enumeration import validate_tiny
+from arcodec.explore.likelihood import log_joint
+from arcodec.explore.model import as_model
 from arcodec import __version__
 from arcodec.training.data import load_dataset
 from arcodec.training.train import TrainConfig, train
@@ -56,11 +58,11 @@ def main() -> None:
     cfg = TrainConfig(arch="gated-pixelcnn", data="digits-4x4-binary", steps=STEPS, batch=64, val_every=100,
                       warmup=20, lr=3e-3, threads=args.threads)
     run = train(cfg, SETTINGS, ROOT / args.runs, progress=False)
-    m = inf.load(str(run / "best.pt"))
+    m = as_model(str(run / "best.pt"))
     images = load_dataset("digits-4x4-binary", "test")[: args.images].long()
     test = load_dataset("digits-4x4-binary", "test").long()
-    test_bpd = float(-inf.log_joint(m, test).mean() / (16 * math.log(2)))
-    records = inf.validate_tiny(m, images, n=args.samples)
+    test_bpd = float(-log_joint(m, test).mean() / (16 * math.log(2)))
+    records = validate_tiny(m, images, n=args.samples)
     seconds = time.perf_counter() - t0
     cmd = "python benchmarks/inference_validation.py"
     md = (f"Exact enumeration against every approximation (`{cmd}`, {seconds:.0f} s on {args.threads} CPU thread): "

@@ -96,9 +96,9 @@ def classical_rows(images: list[np.ndarray]) -> list[dict]:
 
 
 def figure(result: dict, out: Path) -> None:
-    from arcodec.explore.plots import _pyplot
+    from arcodec.explore.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     keys = [k for k in ("rgb", "gray") if k in result]
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), dpi=120, squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -133,6 +133,8 @@ def main() -> None:
     p.add_argument("--classical-from", type=Path, default=None,
                    help="take the RGB classical rows from this JSON of benchmarks/classical.py (it must have "
                         "measured the same photos) instead of measuring them again")
+    p.add_argument("--gray-classical-from", type=Path, default=None,
+                   help="the same for the gray classical rows (a JSON of benchmarks/classical.py --gray)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -160,14 +162,18 @@ def main() -> None:
             images = [to_luma(a) for a in images]
         ours = run_arcodec(files, gray, model, args.threads)
         rows += [{"set": key, **r} for r in ours]
-        if args.classical_from and not gray:
-            earlier = json.loads(args.classical_from.read_text())
-            if earlier["images"] != f"the {len(files)} whole photos in `{_shown(Path(folder))}`":
-                raise SystemExit(f"error: {args.classical_from} measured {earlier['images']}, not these photos")
+        source = args.gray_classical_from if gray else args.classical_from
+        if source:
+            earlier = json.loads(source.read_text())
+            expected = f"the {len(files)} whole photos in `{_shown(Path(folder))}`"
+            if gray:
+                expected += ", turned to gray (round(0.299 R + 0.587 G + 0.114 B))"
+            if earlier["images"] != expected:
+                raise SystemExit(f"error: {source} measured {earlier['images']}, not these photos")
             keep = {"PNG (Pillow)", "WebP lossless", "JPEG XL lossless e7", "JPEG XL lossless e10", "JPEG-LS",
                     "JPEG 2000 lossless", "xz"}
             classical = [r for r in earlier["codecs"] if r["codec"] in keep]
-            md += [f"(classical rows: `{earlier['command']}`, the same photos, from `{args.classical_from.name}`)", ""]
+            md += [f"(classical rows: `{earlier['command']}`, the same photos, from `{source.name}`)", ""]
         else:
             classical = classical_rows(images)
         result[key] = {"model": model, "photos": len(files), "arcodec": summary(ours), "per_photo": ours,

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 
-from arcodec.explore.figures import receptive_field_png
-from arcodec.registry import build_model, make_config
-from arcodec.explore.sampling import sample, save_grid
-from arcodec.training.train import load_checkpoint
+from arcodec.explore.figures import receptive_field_png, save_grid
+from arcodec.registry import build_model, load_checkpoint, make_config
+from arcodec.explore.sampling import sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pixelcnn_family import slug  # noqa: E402  (the run directories' names)
@@ -56,7 +55,7 @@ def main() -> None:
         rf0 = receptive_field_png(fresh, out / f"{name}-rf-init.png")
         rf1 = receptive_field_png(net, out / f"{name}-rf-trained.png")
         t = time.perf_counter()
-        x = sample(net, args.samples, 28, 28, seed=0)
+        x = sample(net, args.samples, (28, 28), seed=0)
         seconds = time.perf_counter() - t
         grid = save_grid(x, net.config.levels, out / f"{name}-samples.png", rows=4)
         rel = lambda p: p.relative_to(RESULTS).as_posix()  # noqa: E731

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from _common import RESULTS
-from arcodec.explore.plots import _pyplot
+from arcodec.explore.plots import pyplot
 from compression import rows_of
 
 COLOURS = {"nll": "tab:green", "learned": "tab:red", "learned-archive": "tab:orange", "image": "tab:blue",
@@ -24,7 +24,7 @@ LABELS = {"nll": "model NLL", "learned": "learned, one file per image", "learned
 
 
 def bars(set_name: str, rows: list[dict], what: str, out) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     rows = sorted(rows, key=lambda r: r["bpd"])
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.5), dpi=120)
     ax.barh(range(len(rows)), [r["bpd"] for r in rows], color=[COLOURS[r["kind"]] for r in rows])
@@ -41,7 +41,7 @@ def bars(set_name: str, rows: list[dict], what: str, out) -> None:
 
 
 def speed(set_name: str, rows: list[dict], what: str, out) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for r in rows if r.get("decode_img_s")]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for r in rows:

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from arcodec.training.data import load_dataset
-from arcodec.explore.sampling import grid_image, sample
-from arcodec.training.train import load_checkpoint
+from arcodec.explore.figures import grid_image
+from arcodec.explore.sampling import sample
+from arcodec.registry import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -113,7 +114,7 @@ def main() -> None:
     K = ml.config.levels
     losses = quantile_losses(qmodel, ml, test[: args.eval])
     drawn = {"quantile": qmodel.sample(args.samples, 28, 28, seed=0),
-             "ml": sample(ml, args.samples, 28, 28, seed=0)}
+             "ml": sample(ml, args.samples, (28, 28), seed=0)}
     reference = test[: max(args.samples, 500)]
     rows = {"test images": stats(test[: args.samples], reference, K),
             "maximum likelihood (pixelcnn-made)": stats(drawn["ml"], reference, K),

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from arcodec.training.data import load_dataset
-from arcodec.training.train import TrainConfig, evaluate_nll, load_checkpoint, train
+from arcodec.registry import load_checkpoint
+from arcodec.training.train import TrainConfig, evaluate_nll, train
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "arcodec"
 LAYERS = ("arcodec.codec", "arcodec.cli", "arcodec.training", "arcodec.evaluation", "arcodec.explore",
-          "arcodec.interop", "arcodec.zoo")
+          "arcodec.pillow", "arcodec.zoo")
 
 
 @dataclass(frozen=True)
@@ -76,16 +76,16 @@ RULES = [
     ("arcodec.codec.container", ("torch", "numpy", "constriction") + LAYERS[1:], False,
      "the file format is readable without torch"),
     ("arcodec.codec", ("arcodec.cli", "arcodec.training", "arcodec.evaluation", "arcodec.explore",
-                       "arcodec.interop"), False, "the codec needs models and weights, nothing above"),
+                       "arcodec.pillow"), False, "the codec needs models and weights, nothing above"),
     ("arcodec.zoo", ("arcodec.codec", "arcodec.cli", "arcodec.training", "arcodec.evaluation",
-                     "arcodec.explore", "arcodec.interop"), False,
+                     "arcodec.explore", "arcodec.pillow"), False,
      "the zoo loads and verifies weights; exporting a training run is training's job"),
-    ("arcodec.training", ("arcodec.cli", "arcodec.evaluation", "arcodec.interop"), False,
+    ("arcodec.training", ("arcodec.cli", "arcodec.evaluation", "arcodec.pillow"), False,
      "training needs data and models"),
     ("arcodec.explore", ("arcodec.cli",), False, "the toolkit is a library"),
     ("arcodec.evaluation", ("arcodec.cli",), False, "evaluation is a library"),
-    ("arcodec.interop", ("arcodec.cli", "arcodec.training", "arcodec.explore"), False,
-     "plugins read and write files through the codec"),
+    ("arcodec.pillow", ("arcodec.cli", "arcodec.training", "arcodec.explore", "arcodec.evaluation"), False,
+     "the Pillow plugin reads and writes files through the codec"),
     ("arcodec.cli", ("torch", "constriction", "numpy"), True,
      "`arcodec --help` starts without loading torch"),
 ]

@@ -153,6 +153,26 @@ def test_eval_reports_nll_next_to_real_bits_per_image(run, tiny, tmp_path):
     assert run("eval", "-m", tiny.name, "--data", "digits", "--limit", 1, "--csv", out).exit_code == 1  # no -f
 
 
+def test_eval_report_is_one_html_page_with_its_figures(run, tiny, tmp_path):
+    import base64
+    import re
+
+    rep = tmp_path / "rep"
+    r = run("eval", "-m", tiny.name, "--data", "digits", "--limit", 6, "--csv", tmp_path / "r.csv", "--report", rep)
+    assert r.exit_code == 0, r.output
+    page = (rep / "index.html").read_text()
+    assert list(rep.iterdir()) == [rep / "index.html"]  # one file: every figure inline
+    titles = re.findall(r"<h2>(.*?)</h2>", page)
+    assert titles == ["Summary", "File bits/dim per image", "Model NLL against file bits/dim",
+                      "The 4 worst images and where their bits go", "Training"]
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(pngs) == 4  # histogram, scatter, worst images, the checkpoint's training curves
+    assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in pngs)
+    assert "6/6" in page and tiny.sha256 in page
+    again = run("eval", "-m", tiny.name, "--data", "digits", "--limit", 1, "--csv", tmp_path / "s.csv", "--report", rep)
+    assert again.exit_code == 1 and "already exists" in again.output  # nothing overwritten without -f
+
+
 def test_eval_on_a_folder_of_images(run, tiny, digits, tmp_path):
     d = tmp_path / "imgs"
     d.mkdir()
@@ -161,3 +181,26 @@ def test_eval_on_a_folder_of_images(run, tiny, digits, tmp_path):
     r = run("eval", "-m", tiny.name, "--data", d, "--csv", tmp_path / "f.csv")
     assert r.exit_code == 0, r.output
     assert "2/2" in r.output
+
+
+def test_the_library_plans_what_compress_writes(tmp_path):
+    from arcodec.codec import container
+    from arcodec.codec.files import archive_targets, plan_compress
+    from arcodec.errors import ArcodecError
+
+    d = tmp_path / "dir"
+    (d / "sub").mkdir(parents=True)
+    for p in (d / "x.png", d / "sub" / "y.png", tmp_path / "a.png"):
+        png(p, np.zeros((4, 4), np.uint8))
+    a = str(tmp_path / "a.png")
+    plan = plan_compress([a])
+    assert plan.targets == (a + ".arc",) and plan.in_place and not plan.archive
+    plan = plan_compress([a, str(d)], "set.arc")
+    assert plan.archive and plan.targets == ("set.arc",) and not plan.in_place
+    assert [n for _, n in plan.inputs] == ["a.png", "dir/sub/y.png", "dir/x.png"]
+    assert plan_compress(["-"]).targets == ("-",)
+    with pytest.raises(ArcodecError, match="several inputs need -o"):
+        plan_compress(["-", a])
+    header = container.Header(0, b"\0\0", (container.Entry(4, 4, 1, ""),), archive=True)
+    with pytest.raises(ArcodecError, match="unsafe name"):
+        archive_targets(header, tmp_path / "out")

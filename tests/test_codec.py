@@ -5,9 +5,9 @@ import torch
 import arcodec
 from arcodec.codec import container
 from arcodec.codec.api import decode_file, decode_many, encode_images, encode_many
-from arcodec.codec import autoregressive as ar
 from arcodec.errors import ArcodecError, FormatError, IntegrityError, ModelError
 from conftest import SHARED_MNIST
+from stream_helpers import decode_stream, encode_stream
 
 SHARED_MNIST_PRESENT = SHARED_MNIST.exists()
 
@@ -39,8 +39,8 @@ def test_encoder_and_decoder_see_identical_tables(tiny, digits):
     decoder computes for it (float64 weights compared with ==)."""
     x = torch.from_numpy(digits[:5]).long()[:, None]
     seen_enc, seen_dec = [], []
-    payload, _ = ar.encode_stream(tiny.net, x, on_table=lambda r0, r1, w: seen_enc.append(w))
-    y = ar.decode_stream(tiny.net, payload, 5, 1, 28, 28, on_table=lambda r, c, ch, w: seen_dec.append(w))
+    payload, _ = encode_stream(tiny.net, x, on_table=lambda r0, r1, w: seen_enc.append(w))
+    y = decode_stream(tiny.net, payload, 5, 1, 28, 28, on_table=lambda r, c, ch, w: seen_dec.append(w))
     assert torch.equal(x, y)
     enc = np.concatenate(seen_enc)
     dec = np.concatenate(seen_dec)
@@ -69,9 +69,28 @@ def test_one_corrupt_file_fails_a_batched_decode(tiny, digits):
 
 def test_naive_and_cached_decoders_agree(tiny, digits):
     x = torch.from_numpy(digits[:3, :12, :12].copy()).long()[:, None]
-    payload, _ = ar.encode_stream(tiny.net, x)
-    assert torch.equal(ar.decode_stream(tiny.net, payload, 3, 1, 12, 12, naive=True), x)
-    assert torch.equal(ar.decode_stream(tiny.net, payload, 3, 1, 12, 12), x)
+    payload, _ = encode_stream(tiny.net, x)
+    assert torch.equal(decode_stream(tiny.net, payload, 3, 1, 12, 12, naive=True), x)
+    assert torch.equal(decode_stream(tiny.net, payload, 3, 1, 12, 12), x)
+
+
+def test_each_kind_of_model_has_its_registered_coder():
+    """A model's kind (its ``coding``, or its ``scan`` when not raster) picks one coder;
+    a kind is registered once, and a kind without a coder is refused with a clear error."""
+    from types import SimpleNamespace as Net
+
+    from arcodec.codec import coders
+
+    assert coders.coder_for(Net(), "m").kind == "autoregressive"
+    assert coders.coder_for(Net(coding="flow"), "m").check is not None
+    wave = coders.coder_for(Net(scan="wavefront"), "m")
+    assert (wave.kind, wave.scan, wave.tile) == ("wavefront", container.SCAN_WAVEFRONT, 4096)
+    with pytest.raises(ValueError, match="already registered"):
+        coders.register_coder("flow", wave.encode, wave.decode)
+    with pytest.raises(ArcodecError, match="continuous flow"):
+        coders.coder_for(Net(coding="continuous"), "m")
+    with pytest.raises(ArcodecError, match="no coder codes"):
+        coders.coder_for(Net(coding="diffusion"), "m")
 
 
 def test_unlikely_images_cost_more_but_decode(tiny):

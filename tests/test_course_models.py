@@ -18,6 +18,7 @@ from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
 from arcodec.registry import build_model, make_config
 from arcodec.training.train import TrainConfig, checkpoint, evaluate_nll, objective
+from stream_helpers import encode_stream
 
 SEQUENCE = {  # raster-sequence models over at most 64 pixels, the Row LSTM on any size
     "fvsbn": {"pixels": 64},
@@ -133,7 +134,7 @@ def test_nll_evaluation_and_codec_agree_for_nade(trained):
         set_exact(m, True)
         try:
             bits = nll_bits(m(x), x).sum()
-            coded = ar.encode_stream(m, x)[1]
+            coded = encode_stream(m, x)[1]
         finally:
             set_exact(m, False)
     assert abs(float(bits) - coded) < 1e-6 * float(bits)

@@ -3,7 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from arcodec.training.data import colourize, dataset_levels, load_dataset
+from arcodec.errors import ArcodecError
+from arcodec.training.data import colourize, dataset_levels, labelled_datasets, load_dataset, load_labels
 
 
 def test_digits_splits_are_disjoint_and_seeded():
@@ -51,6 +52,22 @@ def test_levels_and_unknown_names():
         load_dataset("imagenet", "train")
     with pytest.raises(ValueError, match="split"):
         load_dataset("digits", "dev")
+
+
+def test_labels_follow_the_images():
+    assert {"mnist", "fashion-mnist", "cifar10", "digits"} <= set(labelled_datasets())
+    for split in ("train", "val", "test"):
+        y = load_labels("digits", split)
+        assert y.dtype == torch.int64 and len(y) == len(load_dataset("digits", split))
+    y, x = load_labels("digits", "test"), load_dataset("digits", "test")
+    from sklearn.datasets import load_digits as sk_digits
+
+    sk = sk_digits()
+    i = int(np.flatnonzero((np.round(sk.images * (255.0 / 16.0)) == x[0, 0].numpy()).all(axis=(1, 2)))[0])
+    assert int(sk.target[i]) == int(y[0])  # the label of the same image
+    assert torch.equal(load_labels("digits-4x4-binary", "val"), load_labels("digits", "val"))
+    with pytest.raises(ArcodecError, match="toy1d has no labels"):
+        load_labels("toy1d", "train")
 
 
 def test_missing_torchvision_data_is_a_clear_error(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from arcodec.codec import api as codec
+from arcodec.codec.flow import dense_table, window_table
 from arcodec.errors import ArcodecError
 from arcodec import exact
 from arcodec.models.flows import IDF, DiscretizedLogistic, IntegerCoupling
@@ -149,8 +150,8 @@ def test_window_tables_equal_the_dense_tables():
                 pi = exact.to_grid(torch.randn(300, m, generator=g).double() * 3)
                 mu = exact.to_grid(((torch.rand(300, m, generator=g) * 2 - 1) * bound * 1.3).double())
                 log_s = exact.to_grid((torch.randn(300, m, generator=g) + math.log(scale)).double())
-                centre, w = DiscretizedLogistic.window_table(pi, mu, log_s, bound, 47)
-                dense = DiscretizedLogistic.table_dense(pi, mu, log_s, bound)
+                centre, w = window_table(pi, mu, log_s, bound, 47)
+                dense = dense_table(pi, mu, log_s, bound)
                 h = (w.shape[1] - 2) // 2
                 idx = centre.view(-1, 1) + bound - h + torch.arange(2 * h + 1)
                 inside = dense.gather(1, idx)

@@ -10,7 +10,14 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import arcodec.explore.inference as inf
+from arcodec.errors import ArcodecError
+from arcodec.explore.bitsmap import bits_map
+from arcodec.explore.enumeration import empirical_tv, enumerate_tiny, tv
+from arcodec.explore.inpainting import inpaint_bottom, inpaint_top
+from arcodec.explore.likelihood import log_joint, raster
+from arcodec.explore.model import as_model
+from arcodec.explore.queries import first_pixel, given_future, given_past, given_rest, middle_marginal
+from arcodec.explore.sampling import ancestral, class_samples, sample
 from arcodec.cli import main
 
 
@@ -28,12 +35,12 @@ def tiny4(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model4(tiny4):
-    return inf.load(str(tiny4))
+    return as_model(str(tiny4))
 
 
 @pytest.fixture(scope="module")
 def exact4(model4):
-    return inf.enumerate_tiny(model4, 4, 4)
+    return enumerate_tiny(model4, 4, 4)
 
 
 @pytest.fixture(scope="module")
@@ -63,75 +70,88 @@ def test_exact_queries_equal_enumeration(model4, exact4, images4):
     pos = (2, 2)
     past, future, rest = _masks(pos)
     none = np.zeros((4, 4), dtype=bool)
-    a = inf.first_pixel(model4, (4, 4))
-    assert a.exact and inf.tv(a.probs, exact4.conditional((0, 0), none, images4[0])) < 1e-6
+    a = first_pixel(model4, (4, 4))
+    assert a.exact and tv(a.probs, exact4.conditional((0, 0), none, images4[0])) < 1e-6
     for img in images4:
-        c, e = inf.given_past(model4, img, pos), inf.given_rest(model4, img, pos)
+        c, e = given_past(model4, img, pos), given_rest(model4, img, pos)
         assert c.exact and e.exact
-        assert inf.tv(c.probs, exact4.conditional(pos, past, img)) < 1e-6
-        assert inf.tv(e.probs, exact4.conditional(pos, rest, img)) < 1e-6
+        assert tv(c.probs, exact4.conditional(pos, past, img)) < 1e-6
+        assert tv(e.probs, exact4.conditional(pos, rest, img)) < 1e-6
         # the past and the rest are different evidence: the answers differ
-        assert inf.tv(exact4.conditional(pos, past, img), exact4.conditional(pos, rest, img)) > 1e-4
+        assert tv(exact4.conditional(pos, past, img), exact4.conditional(pos, rest, img)) > 1e-4
 
 
 def test_approximations_approach_enumeration(model4, exact4, images4):
     pos = (2, 2)
     _, future, _ = _masks(pos)
-    b = inf.middle_marginal(model4, pos, (4, 4), samples=512, seed=1)
-    assert not b.exact and inf.tv(b.probs, exact4.conditional(pos, np.zeros((4, 4), bool), images4[0])) < 0.04
+    b = middle_marginal(model4, pos, (4, 4), samples=512, seed=1)
+    assert not b.exact and tv(b.probs, exact4.conditional(pos, np.zeros((4, 4), bool), images4[0])) < 0.04
     for img in images4[:2]:
-        d = inf.given_future(model4, img, pos, samples=128, seed=2)
-        assert not d.exact and inf.tv(d.probs, exact4.conditional(pos, future, img)) < 0.04
+        d = given_future(model4, img, pos, samples=128, seed=2)
+        assert not d.exact and tv(d.probs, exact4.conditional(pos, future, img)) < 0.04
         assert 1 <= d.info["ess"] <= 128
 
 
 def test_inpainting_keeps_the_given_half_and_follows_the_posterior(model4, exact4, images4):
     img = images4[1]
-    f = inf.inpaint_bottom(model4, img, n=600, seed=0)
+    f = inpaint_bottom(model4, img, n=600, seed=0)
     assert f.exact and torch.equal(f.samples[:, :, :2], img[None, :, :2].expand(600, -1, -1, -1))
     keys, probs = exact4.half_posterior(img, "top")
-    assert inf.empirical_tv(keys, probs, exact4.half_key(f.samples, "bottom")) < 0.12
+    assert empirical_tv(keys, probs, exact4.half_key(f.samples, "bottom")) < 0.12
     keys, probs = exact4.half_posterior(img, "bottom")
-    prior = inf.inpaint_top(model4, img, n=600, seed=0, proposals=1)  # ignores the bottom
-    sir = inf.inpaint_top(model4, img, n=600, seed=0, proposals=32)
-    mh = inf.inpaint_top(model4, img, n=600, seed=0, proposals=1, sweeps=3)
+    prior = inpaint_top(model4, img, n=600, seed=0, proposals=1)  # ignores the bottom
+    sir = inpaint_top(model4, img, n=600, seed=0, proposals=32)
+    mh = inpaint_top(model4, img, n=600, seed=0, proposals=1, sweeps=3)
     for r in (prior, sir, mh):
         assert not r.exact and torch.equal(r.samples[:, :, 2:], img[None, :, 2:].expand(600, -1, -1, -1))
-    err = {k: inf.empirical_tv(keys, probs, exact4.half_key(r.samples, "top"))
+    err = {k: empirical_tv(keys, probs, exact4.half_key(r.samples, "top"))
            for k, r in (("prior", prior), ("sir", sir), ("mh", mh))}
     assert err["sir"] < err["prior"] and err["mh"] < err["prior"], err
     assert err["sir"] < 0.15 and 0 < mh.info["acceptance"] <= 1
 
 
 def test_bits_map_adds_up_to_the_payload(shipped, digits):
-    bm = inf.bits_map(digits[0], shipped)
+    from arcodec.codec import container
+    from arcodec.codec.api import encode_images
+
+    bm = bits_map(digits[0], shipped)
     assert bm.bits.shape == (28, 28, 1) and (bm.bits >= 0).all()
+    data = encode_images([digits[0]], model=shipped).data  # the codec's file: the same size, the same payload
+    assert bm.file_bytes == len(data) and bm.payload_bytes == len(container.read(data)[1])
     assert abs(8 * bm.payload_bytes - bm.total_bits) < 64  # one stream: the coder's overhead only
     # the digit's strokes cost more than the empty border
     assert bm.bits[digits[0] > 0].mean() > 10 * bm.bits[digits[0] == 0].mean()
 
 
 def test_bits_map_of_a_tiled_image(tiny):
+    from arcodec.codec.api import encode_images
+
     img = np.random.default_rng(0).integers(0, 256, (70, 20), dtype=np.uint8)
-    bm = inf.bits_map(img, tiny)  # two tiles of different shape: two streams
+    bm = bits_map(img, tiny)  # two tiles of different shape: two streams
     assert abs(8 * bm.payload_bytes - bm.total_bits) < 2 * 64 + 16
+    assert bm.file_bytes == len(encode_images([img], model=tiny).data)
     assert bm.total_bits > 6 * img.size  # noise costs nearly 8 bits a pixel
 
 
 def test_class_conditional_samples_follow_the_label(tmp_path):
-    x, y = inf.digits_with_labels("train")
-    ckpt = tmp_path / "cond.pt"
-    inf.fit_class_conditional(x, y, {"hidden": 8, "layers": 2, "head": 16}, steps=5, out=ckpt)
-    m = inf.load(str(ckpt))
+    from arcodec.training.train import TrainConfig, train
+
+    cfg = TrainConfig(arch="gated-pixelcnn", data="digits", steps=5, batch=64, val_every=5, warmup=1, lr=3e-3,
+                      threads=1)
+    run = train(cfg, {"hidden": 8, "layers": 2, "head": 16, "classes": 10}, tmp_path / "run", progress=False)
+    ckpt = run / "best.pt"
+    m = as_model(str(ckpt))
     assert m.classes == 10
-    s = inf.class_samples(m, 2, (8, 8), seed=0)
+    s = class_samples(m, 2, (8, 8), seed=0)
     assert s.shape == (20, 1, 8, 8)
-    a = inf.sample(m, 3, (8, 8), seed=0, y=0)
-    assert torch.equal(a, inf.sample(m, 3, (8, 8), seed=0, y=0))
+    a = sample(m, 3, (8, 8), seed=0, y=0)
+    assert torch.equal(a, sample(m, 3, (8, 8), seed=0, y=0))
+    zeros = torch.zeros(3, dtype=torch.long)  # the labels reach the cached stepper as they reach the full pass
+    assert torch.equal(a, ancestral(m, torch.zeros(3, 1, 8, 8, dtype=torch.long), y=zeros, naive=True))
     lab = torch.zeros(3, dtype=torch.long)
-    assert not torch.allclose(inf.log_joint(m, a, lab), inf.log_joint(m, a, lab + 7))  # the label reaches the model
-    with pytest.raises(inf.ArcodecError, match="give a label"):
-        inf.sample(m, 2, (8, 8))
+    assert not torch.allclose(log_joint(m, a, lab), log_joint(m, a, lab + 7))  # the label reaches the model
+    with pytest.raises(ArcodecError, match="give a label"):
+        sample(m, 2, (8, 8))
     r = CliRunner().invoke(main, ["sample", "-m", str(ckpt), "-n", "2", "--size", "8x8", "-o", str(tmp_path / "c.png")])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "c.png").size[1] > 0
@@ -184,20 +204,20 @@ def test_commands(model4, tiny4, tmp_path):
     ("pixelcnn-made", {"channels": 3, "levels": 4, "hidden": 8, "blocks": 1, "features": 8, "made_hidden": 8}),
 ])
 def test_cached_ancestral_sampling_draws_what_full_passes_draw(arch, settings):
-    """The steppers' cached sampling and arcodec.explore.sampling's full passes: same seed, same images."""
+    """The models' cached steppers and the codec's full-pass stepper: same seed, same images."""
     from arcodec.registry import build_model, make_config
-    from arcodec.explore.sampling import sample
 
     torch.manual_seed(0)
-    m = inf.as_model(build_model(arch, make_config(arch, settings)))
+    m = as_model(build_model(arch, make_config(arch, settings)))
     C = m.channels
-    drawn = inf.ancestral(m, torch.zeros(6, C, 5, 5, dtype=torch.long), seed=3)
-    assert torch.equal(drawn, sample(m.net, 6, 5, 5, seed=3))
+    drawn = ancestral(m, torch.zeros(6, C, 5, 5, dtype=torch.long), seed=3)
+    assert torch.equal(drawn, ancestral(m, torch.zeros(6, C, 5, 5, dtype=torch.long), seed=3, naive=True))
+    assert torch.equal(drawn, sample(m.net, 6, (5, 5), seed=3))
     # a prefix is kept, the rest redrawn
     x = torch.full((2, C, 5, 5), 1, dtype=torch.long)
-    y = inf.ancestral(m, x, start=7, seed=0)
-    assert torch.equal(inf.raster(y)[:, : 7 * C], inf.raster(x)[:, : 7 * C])
-    assert not torch.equal(inf.raster(y)[:, 7 * C:], inf.raster(x)[:, 7 * C:])
+    y = ancestral(m, x, start=7, seed=0)
+    assert torch.equal(raster(y)[:, : 7 * C], raster(x)[:, : 7 * C])
+    assert not torch.equal(raster(y)[:, 7 * C:], raster(x)[:, 7 * C:])
 
 
 def test_flow_commands(tmp_path):

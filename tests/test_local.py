@@ -217,7 +217,7 @@ def test_codec_round_trip_with_a_checkpoint_and_the_scan_in_the_header(tmp_path)
 
 
 def test_bits_map_of_a_local_model_adds_up_to_the_payload(tmp_path):
-    from arcodec.explore.inference import bits_map
+    from arcodec.explore.bitsmap import bits_map
 
     m = tiny(3)
     path = tmp_path / "local.pt"

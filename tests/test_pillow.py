@@ -1,4 +1,4 @@
-"""The Pillow plugin (arcodec.interop.pillow), through Pillow's own API only."""
+"""The Pillow plugin (arcodec.pillow), through Pillow's own API only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 import arcodec
 import arcodec.codec.api
-import arcodec.interop.pillow  # noqa: F401  (registers the format)
+import arcodec.pillow  # noqa: F401  (registers the format)
 
 RNG = np.random.default_rng(18)
 GRAY = RNG.integers(0, 256, (5, 6), dtype=np.uint8)

@@ -14,6 +14,7 @@ from arcodec.models.heads import DiscretizedLogisticMixture, nll_bits
 from arcodec.models.layers import set_exact
 from arcodec.registry import build_model, make_config
 from arcodec.training.train import TrainConfig, checkpoint
+from stream_helpers import decode_stream, encode_stream
 
 MADE_SMALL = {"hidden": 6, "blocks": 1, "first_kernel": 3, "features": 5, "made_hidden": 9, "levels": 4}
 MIXTURE_SMALL = {"hidden": 4, "blocks": 1, "head": 4, "first_kernel": 3, "mixture": 2}
@@ -214,9 +215,9 @@ def test_pixelcnn_made_stepper_sees_the_encoders_tables():
     m = set_exact(train_steps(build("pixelcnn-made", {**MADE_SMALL, "channels": 3, "levels": 4})), True)
     x = torch.randint(0, 4, (3, 3, 9, 10), generator=torch.Generator().manual_seed(5))
     enc_tables, dec_tables = [], []
-    payload, _ = ar.encode_stream(m, x, on_table=lambda r0, r1, w: enc_tables.append(w))
+    payload, _ = encode_stream(m, x, on_table=lambda r0, r1, w: enc_tables.append(w))
     assert isinstance(ar.make_stepper(m, 3, 3, 9, 10), type(m.incremental(3, 9, 10)))
-    y = ar.decode_stream(m, payload, 3, 3, 9, 10, on_table=lambda r, c, ch, w: dec_tables.append(w))
+    y = decode_stream(m, payload, 3, 3, 9, 10, on_table=lambda r, c, ch, w: dec_tables.append(w))
     assert torch.equal(x, y)
     assert np.array_equal(np.concatenate(enc_tables), np.concatenate(dec_tables))
-    assert torch.equal(ar.decode_stream(m, payload, 3, 3, 9, 10, naive=True), x)
+    assert torch.equal(decode_stream(m, payload, 3, 3, 9, 10, naive=True), x)

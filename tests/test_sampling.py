@@ -2,18 +2,19 @@ import numpy as np
 import torch
 
 from arcodec.registry import build_model, make_config
-from arcodec.explore.sampling import grid_image, sample, save_grid
+from arcodec.explore.figures import grid_image, save_grid
+from arcodec.explore.sampling import sample
 
 
 def test_samples_are_seeded_in_range_and_follow_the_model(tiny_checkpoint, tmp_path):
-    from arcodec.training.train import load_checkpoint
+    from arcodec.registry import load_checkpoint
 
     net, _ = load_checkpoint(tiny_checkpoint)
-    a = sample(net, 4, 6, 5, seed=1)
+    a = sample(net, 4, (6, 5), seed=1)
     assert a.shape == (4, 1, 6, 5) and a.dtype == torch.long
     assert int(a.min()) >= 0 and int(a.max()) < 256
-    assert torch.equal(a, sample(net, 4, 6, 5, seed=1))
-    assert not torch.equal(a, sample(net, 4, 6, 5, seed=2))
+    assert torch.equal(a, sample(net, 4, (6, 5), seed=1))
+    assert not torch.equal(a, sample(net, 4, (6, 5), seed=2))
     png = save_grid(a, 256, tmp_path / "g.png", rows=2)
     assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -27,7 +28,7 @@ def test_a_model_sure_of_one_level_samples_it():
         last = net.head[-1].conv
         last.weight.zero_()
         last.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 30.0]).repeat(3))
-    x = sample(net, 2, 3, 3, seed=0)
+    x = sample(net, 2, (3, 3), seed=0)
     assert x.shape == (2, 3, 3, 3) and bool((x == 3).all())
 
 

@@ -13,9 +13,9 @@ from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
 from arcodec.models.made import MADE
 from arcodec.models.toy import ArMlp2d
-from arcodec.registry import build_model, make_config
+from arcodec.registry import build_model, load_checkpoint, make_config
 from arcodec.training.toydata import toy1d_pmf, toy2d_density
-from arcodec.training.train import TrainConfig, evaluate_nll, load_checkpoint, train
+from arcodec.training.train import TrainConfig, evaluate_nll, train
 
 TOYS = {"histogram": 1, "ar-mlp-2d": 2, "made-2d": 2}  # arch: columns per sample
 SMALL = {"histogram": {}, "ar-mlp-2d": {"hidden": 16, "layers": 1}, "made-2d": {"hidden": 16, "layers": 1}}

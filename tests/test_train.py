@@ -4,8 +4,8 @@ import torch
 from click.testing import CliRunner
 
 from arcodec.cli import main
-from arcodec.training.train import load_checkpoint
-from arcodec.zoo import export_checkpoint, model_card_markdown
+from arcodec.registry import load_checkpoint
+from arcodec.training.export import export_checkpoint, model_card_markdown
 
 
 def test_train_logs_checkpoints_and_resumes(tmp_path):
@@ -40,6 +40,45 @@ def test_export_writes_weights_and_cards(tiny_checkpoint, tmp_path):
     assert (tmp_path / "tiny.pt").exists() and len(card["sha256"]) == 64
     assert json.loads((tmp_path / "tiny.json").read_text())["sha256"] == card["sha256"]
     assert card["sha256"] in model_card_markdown(card)
+
+
+def test_class_conditional_model_trains_on_the_labels(tmp_path):
+    """`--set classes=10` on a labelled data set: the loop feeds the labels, validates with
+    the true ones, and after training the true labels explain the images better than others."""
+    from arcodec.training.data import load_dataset, load_labels
+    from arcodec.training.train import evaluate_nll
+
+    out = tmp_path / "run"
+    args = ["train", "--model", "gated-pixelcnn", "--data", "digits", "--set", "classes=10", "--set", "hidden=16",
+            "--set", "layers=2", "--set", "head=16", "--set", "steps=150", "--set", "batch=32", "--set", "lr=2e-2",
+            "--set", "warmup=1", "--set", "val_every=150", "--set", "threads=1", "--out", str(out)]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    model, ckpt = load_checkpoint(out / "best.pt")
+    assert model.config.classes == 10 and set(ckpt) >= {"arch", "config", "train_config", "step", "model"}
+    x, y = load_dataset("digits", "val"), load_labels("digits", "val")
+    true = evaluate_nll(model, x, labels=y)
+    assert abs(true - ckpt["val_bpd"]) < 1e-6  # validation used the true labels
+    shuffled = evaluate_nll(model, x, labels=y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))])
+    assert true < shuffled - 0.02 and true < evaluate_nll(model, x, labels=(y + 1) % 10) - 0.02
+
+
+def test_class_conditional_model_needs_fitting_labels(tmp_path):
+    base = ["train", "--set", "hidden=4", "--set", "layers=2", "--set", "head=4", "--set", "steps=1",
+            "--set", "threads=1", "--out", str(tmp_path / "run")]
+    r = CliRunner().invoke(main, base + ["--model", "gated-pixelcnn", "--data", "toy1d", "--set", "classes=10"])
+    assert r.exit_code == 1 and "toy1d has no labels" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, base + ["--data", "digits", "--set", "classes=5"])
+    assert r.exit_code == 1 and "digits has labels 0..9, the model has classes=5" in r.output
+
+
+def test_set_values_are_coerced_once_with_yes_no_words():
+    from arcodec.registry import coerce, make_config
+    from arcodec.training.train import TrainConfig
+
+    assert coerce(TrainConfig, {"flip": "false", "steps": "7", "lr": "1e-2"}, "training") == \
+        {"flip": False, "steps": 7, "lr": 0.01}
+    assert make_config("gated-pixelcnn", {"causal": "false", "hidden": "8"}).causal is False
 
 
 def test_models_lists_the_shipped_model_verified(shipped):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from arcodec.cli.main import main
+from arcodec.cli.progress import progress_bar
 
 
 @main.command()
@@ -31,11 +32,10 @@ def bench(folder, limit, out, force):
       arcodec bench photos/ --limit 5 --out /tmp/b -f
     """
     from arcodec.evaluation.bench import output_paths, run_bench, text_table, verdict, write_results
-    from arcodec.cli.codec_cmds import _bar
     from arcodec.errors import ArcodecError
 
     output_paths(out, force)  # refuse before doing any work
-    res = run_bench(folder, limit, progress=lambda total: _bar(total, "bench"),
+    res = run_bench(folder, limit, progress=lambda total: progress_bar(total, "bench"),
                     note=lambda text: click.echo(f"arcodec: note: {text}", err=True), exclude=out)
     for line in text_table(res):
         click.echo(line)

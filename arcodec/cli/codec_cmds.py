@@ -8,57 +8,24 @@ from pathlib import Path
 import click
 
 from arcodec.cli.main import main
+from arcodec.cli.progress import progress_bar
 from arcodec.errors import ArcodecError
 
-SUFFIX = ".arc"
+
+JOBS_HELP = ("Worker processes sharing the files [default: one per core]; -j 1 works in this process. "
+             "The bytes written are the same whatever the number.")
 
 
-def _bar(total: int, desc: str):
-    from tqdm import tqdm
-
-    # only on a terminal and only for long work (tqdm hides itself when stderr is no tty)
-    return tqdm(total=total, desc=desc, unit="px", unit_scale=True, leave=False, disable=None,
-                file=sys.stderr, delay=0.5)
-
-
-def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    p = Path(path)
-    if not p.exists():
-        raise ArcodecError(f"{path}: no such file")
-    if p.is_dir():
-        raise ArcodecError(f"{path} is a directory")
-    return p.read_bytes()
-
-
-def _write_output(target: str, data: bytes, force: bool) -> None:
-    from arcodec.imageio import write_atomic
-
-    if target == "-":
-        if sys.stdout.isatty() and not force:
-            raise ArcodecError("binary data not written to a terminal (use -f to force)")
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        write_atomic(Path(target), data, force)
-
-
-def _expand(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(path, archive name) for every input; directories give their images, sorted."""
-    from arcodec.imageio import IMAGE_SUFFIXES
-
-    out = []
-    for item in inputs:
-        p = Path(item)
-        if item != "-" and p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise ArcodecError(f"{item}: directory holds no images")
-            out += [(str(q), q.relative_to(p.parent).as_posix()) for q in found]
-        else:
-            out.append((item, "stdin.png" if item == "-" else p.name))
-    return out
+def _report_failures(failed, single: bool) -> None:
+    """One line on stderr per input that failed, ``arcodec: error: FILE: reason``, then exit
+    status 1; a single input's failure is an error as any other (its message alone)."""
+    if not failed:
+        return
+    if single:
+        raise ArcodecError(failed[0].reason)
+    for f in failed:
+        click.echo(f"arcodec: error: {f.message}", err=True)
+    sys.exit(1)
 
 
 @main.command()
@@ -72,124 +39,97 @@ def _expand(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--tile", type=click.IntRange(8, 4096), default=None,
               help="Tile side: tiles are decoded together as one batch [default: 64, whole images "
                    "for the local photo models].")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Print sizes and bits/dim.")
 @click.option("--explain", is_flag=True,
               help="Also draw IMG.bits.png: each pixel's code length beside the image (as arcodec viz bits).")
-def compress(inputs, output, model, force, keep, tile, verbose, explain):
+def compress(inputs, output, model, force, keep, tile, jobs, verbose, explain):
     """Compress images to .arc files.
 
     Without -o each IMG becomes IMG.arc and, as with gzip, IMG is removed unless -k is
-    given (decompressing restores the pixels exactly, not the original file's bytes or
-    metadata). With -o and several images or directories: one archive.
+    given; an image whose .arc file would not give everything back (an ICC profile, EXIF,
+    text chunks, DPI, a palette, another mode or format: decompressing restores the pixels,
+    not the file's bytes or metadata) is kept, with a note saying why. A bad image is
+    reported and the others go on. With -o and several images or directories: one archive.
 
     \b
     Examples:
       arcodec compress digit.png               # digit.png -> digit.png.arc
       arcodec compress -k a.png b.png          # a.png.arc, b.png.arc; keeps the PNGs
+      arcodec compress -j 4 photos/*.png       # four worker processes
       arcodec compress a.png b.png dir/ -o set.arc
       cat digit.png | arcodec compress - > digit.arc
     """
-    from arcodec.codec.api import encode_images, encode_many
-    from arcodec.imageio import read_image
+    from arcodec.codec.files import check_outputs, compress_paths, default_jobs, plan_compress, remove_inputs
 
-    items = _expand(inputs)
-    archive = output is not None and (len(items) > 1 or any(Path(i).is_dir() for i in inputs if i != "-"))
-    if output is None and any(path == "-" for path, _ in items):
-        output = "-"
-    if output is not None and len(items) > 1 and not archive:
-        raise ArcodecError("several inputs need -o ARCHIVE.arc")
-    targets = [output] if output is not None else [path + SUFFIX for path, _ in items]
-    explained = [path + ".bits.png" for path, _ in items if path != "-"] if explain else []
-    for target in targets + explained:  # refuse before doing any work
-        if target != "-" and Path(target).exists() and not force:
-            raise ArcodecError(f"{target} already exists (use -f to overwrite)")
-    images = [read_image(_read_input(path), path) for path, _ in items]
-    total = sum(a.size for a in images)
-    with _bar(total, "compress") as bar:
-        if output is not None:
-            encs = [encode_images(images, [n for _, n in items] if archive else None, model=model,
-                                  tile=tile, archive=archive, progress=bar.update)]
-        else:  # one file per image, all images through the model together
-            encs = encode_many(images, model=model, tile=tile, progress=bar.update)
-    for target, enc in zip(targets, encs):
-        _write_output(target, enc.data, force)
-        if verbose or (archive and target != "-"):
+    plan = plan_compress(inputs, output)
+    explained = [path + ".bits.png" for path in plan.paths if path != "-"] if explain else []
+    check_outputs(plan.targets + tuple(explained), force)  # refuse before doing any work
+    done = compress_paths(plan, model=model, tile=tile, force=force, jobs=jobs or default_jobs(),
+                          progress=lambda total: progress_bar(total, "compress"))
+    for target, enc in done.files:
+        if verbose or (plan.archive and target != "-"):
             click.echo(f"{target}: {enc.subpixels} sub-pixels, {len(enc.data)} bytes, "
                        f"{8 * len(enc.data) / enc.subpixels:.4f} bits/dim "
                        f"(model NLL {enc.nll_bits / enc.subpixels:.4f})", err=True)
     if explain:
-        from arcodec.explore.inference import bits_map
+        from arcodec.codec.files import read_input
+        from arcodec.explore.bitsmap import bits_map
         from arcodec.explore.figures import bits_figure
+        from arcodec.imageio import read_image
 
-        for (path, _), image in zip(items, images):
+        for path in done.coded:
             if path != "-":
-                bm = bits_map(image, model, tile)
+                bm = bits_map(read_image(read_input(path), path), model, tile)
                 bits_figure(bm, path + ".bits.png", f"where the bits go: {Path(path).name}", force=force)
                 click.echo(f"{path}.bits.png: {bm.total_bits:.1f} bits of code length, "
                            f"payload {8 * bm.payload_bytes} bits", err=True)
-    if output is None and not keep:
-        for path, _ in items:
-            Path(path).unlink()
+    if plan.in_place and not keep:
+        for path, lost in remove_inputs(done.coded):
+            click.echo(f"arcodec: kept {path}: its {_and(lost)} {'is' if len(lost) == 1 else 'are'} "
+                       f"not stored in .arc", err=True)
+    _report_failures(done.failed, len(plan.paths) == 1)
 
 
-def _safe_name(name: str) -> Path:
-    p = Path(name)
-    if p.is_absolute() or ".." in p.parts or not p.parts:
-        raise ArcodecError(f"archive holds an unsafe name {name!r}; refusing to write it")
-    return p
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 @main.command()
-@click.argument("file")
-@click.option("-o", "--output", help="Output image ('-' for stdout), or directory for an archive.")
+@click.argument("files", nargs=-1, required=True)
+@click.option("-o", "--output",
+              help="Output image ('-' for stdout), or directory for an archive. With several files: an "
+                   "existing directory, where each file's output goes (IMG, or an archive's directory).")
 @click.option("-m", "--model", default=None, help="Model, when the file was made with a checkpoint.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
-@click.option("-k", "--keep", is_flag=True, help="Keep the .arc file.")
-def decompress(file, output, model, force, keep):
-    """Decompress an .arc file; the CRC32 of the pixels is verified before anything is written.
+@click.option("-k", "--keep", is_flag=True, help="Keep the .arc files.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
+def decompress(files, output, model, force, keep, jobs):
+    """Decompress .arc files; the CRC32 of the pixels is verified before anything is written.
+
+    As with gzip each IMG.arc becomes IMG and is removed unless -k is given. A bad file is
+    reported (nothing is written for it) and the others go on; the exit status is 1 if any
+    failed.
 
     \b
     Examples:
       arcodec decompress digit.png.arc         # -> digit.png, removes digit.png.arc
       arcodec decompress -k set.arc -o outdir/ # restores every image of an archive
+      arcodec decompress *.arc -o outdir/      # outdir/ must exist: outdir/IMG for each IMG.arc
       arcodec decompress - < digit.arc > digit.png
     """
-    from arcodec.codec import container
-    from arcodec.codec.api import decode_file
-    from arcodec.imageio import encode_png, write_image
+    from arcodec.codec.files import Failed, decompress_paths, default_jobs
 
-    data = _read_input(file)
-    header, _, _ = container.read(data)
-    if output is None:
-        if file == "-":
-            output = "-"
-        elif file.endswith(SUFFIX) and len(file) > len(SUFFIX):
-            output = file[: -len(SUFFIX)]
-        else:
-            raise ArcodecError(f"{file}: unknown suffix (expected {SUFFIX}); name the output with -o")
-    if header.archive and output == "-":
-        raise ArcodecError("an archive cannot go to stdout; name a directory with -o")
-    if not header.archive and output != "-" and Path(output).exists() and not force:
-        raise ArcodecError(f"{output} already exists (use -f to overwrite)")
-    targets = [Path(output) / _safe_name(e.name) for e in header.entries] if header.archive else []
-    if len(set(targets)) != len(targets):
-        raise ArcodecError("the archive holds a name more than once; refusing to write any of it")
-    for t in targets:
-        if t.exists() and not force:
-            raise ArcodecError(f"{t} already exists (use -f to overwrite)")
-    total = sum(e.subpixels for e in header.entries)
-    with _bar(total, "decompress") as bar:
-        header, images = decode_file(data, model=model, progress=bar.update)
-    if header.archive:
-        for t, a in zip(targets, images):
-            write_image(t, a, force)
-        click.echo(f"{output}: {len(images)} image(s) restored", err=True)
-    elif output == "-":
-        _write_output("-", encode_png(images[0]), force)
-    else:
-        write_image(Path(output), images[0], force)
-    if file != "-" and not keep:
-        Path(file).unlink()
+    done = decompress_paths(files, output, model=model, force=force, jobs=jobs or default_jobs(),
+                            progress=lambda total: progress_bar(total, "decompress"))
+    for file, r in zip(files, done):
+        if isinstance(r, Failed):
+            continue
+        if r.header.archive:
+            click.echo(f"{r.output}: {len(r.header.entries)} image(s) restored", err=True)
+        if file != "-" and not keep:
+            Path(file).unlink()
+    _report_failures([r for r in done if isinstance(r, Failed)], len(files) == 1)
 
 
 @main.command()
@@ -202,11 +142,12 @@ def info(files):
       arcodec info digit.png.arc
     """
     from arcodec.codec import container
+    from arcodec.codec.files import read_input
     from arcodec.zoo import cards
 
     names = {c["id"]: c["name"] for c in cards()}
     for file in files:
-        data = _read_input(file)
+        data = read_input(file)
         header, payload, crc = container.read(data)
         subpx = sum(e.subpixels for e in header.entries)
         over = len(data) - len(payload)

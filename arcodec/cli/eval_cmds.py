@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from arcodec.cli.main import main
+from arcodec.cli.progress import progress_bar
 from arcodec.errors import ArcodecError
 
 
@@ -22,8 +23,11 @@ from arcodec.errors import ArcodecError
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
               help="Per-image records [default: eval-MODEL-DATA.csv].")
 @click.option("--data-root", default=None, help="Root of the torchvision data sets.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite the CSV.")
-def eval_(model, data, split, limit, batch, csv_path, data_root, force):
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write an HTML page (REPORT/index.html, figures inline): summary, per-image histogram, "
+                   "NLL against file bits, the worst images with their bit maps, training curves.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite the CSV (and the report).")
+def eval_(model, data, split, limit, batch, csv_path, data_root, report_dir, force):
     """Compress every image to its own .arc file, decompress it, and report per image the
     model's NLL next to the real file's bits/dim (header included), the overhead, the
     encode/decode seconds and whether the round trip was exact.
@@ -33,11 +37,11 @@ def eval_(model, data, split, limit, batch, csv_path, data_root, force):
       arcodec eval --data mnist --limit 500
       arcodec eval -m runs/x/best.pt --data digits
       arcodec eval --data ../shared/data/kodak --limit 2
+      arcodec eval --data digits --limit 200 --report eval-digits/
     """
-    from tqdm import tqdm
-
     from arcodec.codec.api import resolve
     from arcodec.evaluation.evaluate import evaluate_codec, evaluation_images, summarize, write_csv
+    from arcodec.imageio import refuse_existing
     from arcodec.zoo import default_model
 
     images, names = evaluation_images(data, split, limit, data_root)
@@ -45,9 +49,10 @@ def eval_(model, data, split, limit, batch, csv_path, data_root, force):
     if csv_path is None:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(m.name).stem}-{Path(data).name or data}")
         csv_path = f"eval-{slug}.csv"
-    if Path(csv_path).exists() and not force:
-        raise ArcodecError(f"{csv_path} already exists (use -f to overwrite)")
-    with tqdm(total=len(images), unit="img", desc="eval", leave=False, disable=None, delay=0.5) as bar:
+    refuse_existing(csv_path, force)
+    if report_dir is not None:
+        refuse_existing(Path(report_dir) / "index.html", force)
+    with progress_bar(len(images), "eval", unit="img", unit_scale=False) as bar:
         records = evaluate_codec(m, images, names, batch, progress=bar.update)
     write_csv(records, csv_path)
     s = summarize(records)
@@ -62,6 +67,10 @@ def eval_(model, data, split, limit, batch, csv_path, data_root, force):
         ("round trips exact", f"{s['roundtrips_ok']}/{s['images']}"),
         ("records", csv_path),
     ]
+    if report_dir is not None:
+        from arcodec.evaluation.report import write_report
+
+        rows.append(("report", str(write_report(report_dir, records, s, m, images, data, force=True))))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k.ljust(width)}  {v}")

@@ -3,14 +3,12 @@ figures for any shipped model or training checkpoint."""
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 import click
 
 from arcodec.cli.main import main
+from arcodec.cli.progress import progress_bar
 from arcodec.errors import ArcodecError
 
 MODEL_HELP = "Zoo model name or checkpoint path (runs/x/best.pt)."
@@ -63,34 +61,6 @@ def _flowviz(m, what: str):
     return flowviz
 
 
-def _through_temp(output: str, force: bool, draw) -> Path:
-    """Run ``draw(tmp_path)`` and rename its file to ``output``: never a partial output,
-    never an unasked overwrite (for drawing functions that write a path themselves)."""
-    from arcodec.explore.figures import check_output
-
-    out = check_output(output, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
-        draw(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
-
-
-def _bar(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="px", unit_scale=True, leave=False, disable=None,
-                file=sys.stderr, delay=0.5)
-
-
 @main.command()
 @click.option("-m", "--model", default="mnist-gated", show_default=True, help=MODEL_HELP)
 @click.option("-o", "--output", required=True, help="PNG to write.")
@@ -113,28 +83,27 @@ def sample(model, output, number, label, size, seed, force):
       arcodec sample -m runs/cond/best.pt -n 10 -o classes.png     # one row per digit
       arcodec sample -m mnist-coupling -o flow.png
     """
-    from arcodec.explore.inference import ancestral, labels, load
+    from arcodec.explore.model import as_model
+    from arcodec.explore.sampling import class_samples, sample
     from arcodec.explore.figures import check_output, samples_figure
+    from arcodec.imageio import atomic_path
 
     check_output(output, force)
-    m = load(model)
+    m = as_model(model)
     if m.is_flow:
         fv = _flowviz(m, "sampling a flow")
-        _through_temp(output, force, lambda p: fv.flow_sample_grid(m.net, p, n=number, seed=seed))
+        with atomic_path(output, force, suffix=".png") as tmp:
+            fv.flow_sample_grid(m.net, tmp, n=number, seed=seed)
         click.echo(f"{output}: {number} samples of {m.name} (seed {seed})", err=True)
         return
-    import torch
-
     h, w = _size(size)
-    if m.classes and label is None:
-        y = torch.arange(m.classes).repeat_interleave(number)
-        rows, row_labels = m.classes, [str(k) for k in range(m.classes)]
-    else:
-        y = labels(m, label, number) if (m.classes or label is not None) else None
-        rows, row_labels = None, None
-    x0 = torch.zeros(len(y) if y is not None else number, m.channels, h, w, dtype=torch.long)
-    with _bar(x0[0, 0].numel() * len(x0) * m.channels, "sample") as bar:
-        x = ancestral(m, x0, seed=seed, y=y, progress=bar.update)
+    per_class = bool(m.classes) and label is None  # one row per class
+    with progress_bar((m.classes if per_class else 1) * number * h * w * m.channels, "sample") as bar:
+        if per_class:
+            x = class_samples(m, number, (h, w), seed=seed, progress=bar.update)
+        else:
+            x = sample(m, number, (h, w), seed=seed, y=label, progress=bar.update)
+    rows, row_labels = (m.classes, [str(k) for k in range(m.classes)]) if per_class else (None, None)
     what = f"class {label}" if label is not None else ("one row per class" if rows else "")
     samples_figure(x, m.levels, output, f"{m.name}: {len(x)} samples{', ' + what if what else ''} (seed {seed})",
                    rows=rows, row_labels=row_labels, force=force)
@@ -183,7 +152,8 @@ def query(image, model, output, queries, pixel, samples, future_samples, number,
       arcodec query digit.png -q ce -o answers.png     # the exact ones, with bar charts
       arcodec query digit.png -q g --proposals 64 --sweeps 2 -o top.png
     """
-    from arcodec.explore.inference import as_model, course_queries, describe, require_causal
+    from arcodec.explore.model import as_model, require_causal
+    from arcodec.explore.queries import course_queries, describe
     from arcodec.explore.figures import check_output, query_figure
 
     if output is not None:
@@ -196,14 +166,14 @@ def query(image, model, output, queries, pixel, samples, future_samples, number,
     img = _read(image)
     pos = _pixel(pixel) if pixel else (img.shape[0] // 2, img.shape[1] // 2)
     _check_inside(pos, img.shape[:2])
-    from tqdm import tqdm
-
     answers = []
-    for k in tqdm(queries, desc="query", unit="query", leave=False, disable=None, file=sys.stderr, delay=0.5):
-        a = course_queries(m, img, pos, samples=samples, future_samples=future_samples, n=number,
-                           proposals=proposals, sweeps=sweeps, seed=seed, y=label, which=k)[0]
-        click.echo(describe(a, m.levels, m.channels))
-        answers.append(a)
+    with progress_bar(len(queries), "query", unit="query", unit_scale=False) as bar:
+        for k in queries:
+            a = course_queries(m, img, pos, samples=samples, future_samples=future_samples, n=number,
+                               proposals=proposals, sweeps=sweeps, seed=seed, y=label, which=k)[0]
+            click.echo(describe(a, m.levels, m.channels))
+            answers.append(a)
+            bar.update(1)
     if output is not None:
         import torch
 
@@ -236,7 +206,7 @@ def viz():
 def viz_bits(image, model, output, tile, force):
     """Where the bits go: IMAGE beside a heat map of each pixel's code length (-log2 p, bits),
     from the codec's own exact tables; prints their sum next to the file's payload."""
-    from arcodec.explore.inference import bits_map
+    from arcodec.explore.bitsmap import bits_map
     from arcodec.explore.figures import bits_figure, check_output
 
     output = output or image + ".bits.png"
@@ -259,7 +229,7 @@ def viz_bits(image, model, output, tile, force):
 def viz_receptive_field(models, output, init, pixel, size, force):
     """|d log p(x_pixel) / d x|, maximum over channels, of each model (and of its
     architecture at initialisation): the plain PixelCNN's blind spot, the gated one's none."""
-    from arcodec.explore.inference import initialised_like, load
+    from arcodec.explore.model import as_model, initialised_like
     from arcodec.explore.figures import check_output, receptive_field_figure
 
     check_output(output, force)
@@ -267,7 +237,7 @@ def viz_receptive_field(models, output, init, pixel, size, force):
     _check_inside(pos, shape)
     entries = []
     for name in models:
-        m = load(name)
+        m = as_model(name)
         if m.is_flow:
             raise ArcodecError(f"{m.name} is a flow: receptive fields are drawn for autoregressive models")
         nets = [("trained", m.net)]
@@ -291,7 +261,8 @@ def viz_receptive_field(models, output, init, pixel, size, force):
 def viz_inpaint(images, model, output, number, proposals, sweeps, label, seed, force):
     """Bottom half given the top (exact) and top half given the bottom (importance
     resampling, optional MCMC sweeps) for each of IMAGES."""
-    from arcodec.explore.inference import as_model, inpaint_bottom, inpaint_top, require_causal
+    from arcodec.explore.inpainting import inpaint_bottom, inpaint_top
+    from arcodec.explore.model import as_model, require_causal
     from arcodec.explore.figures import check_output, inpainting_figure
 
     check_output(output, force)
@@ -315,11 +286,13 @@ def viz_inpaint(images, model, output, number, proposals, sweeps, label, seed, f
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output.")
 def viz_flow_layers(model, output, number, seed, force):
     """A flow's samples layer by layer, from the latent to the image."""
-    from arcodec.explore.inference import load
+    from arcodec.explore.model import as_model
+    from arcodec.imageio import atomic_path
 
-    m = load(model)
+    m = as_model(model)
     fv = _flowviz(m, "viz flow-layers")
-    _through_temp(output, force, lambda p: fv.flow_layers_figure(m.net, p, n=number, seed=seed))
+    with atomic_path(output, force, suffix=".png") as tmp:
+        fv.flow_layers_figure(m.net, tmp, n=number, seed=seed)
     click.echo(f"{output}: written", err=True)
 
 
@@ -333,11 +306,12 @@ def viz_interpolate(images, model, output, points, force):
     """Interpolations in a flow's latent space between pairs of IMAGES (A B [C D ...])."""
     import torch
 
-    from arcodec.explore.inference import load
+    from arcodec.explore.model import as_model
+    from arcodec.imageio import atomic_path
 
     if len(images) % 2:
         raise ArcodecError("interpolate takes pairs of images: A B [C D ...]")
-    m = load(model)
+    m = as_model(model)
     fv = _flowviz(m, "viz interpolate")
     tens = []
     for path in images:
@@ -346,5 +320,6 @@ def viz_interpolate(images, model, output, points, force):
             raise ArcodecError(f"{path}: a grayscale image is needed")
         tens.append(torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous())
     pairs = list(zip(tens[::2], tens[1::2]))
-    _through_temp(output, force, lambda p: fv.interpolation_figure(m.net, pairs, p, points=points))
+    with atomic_path(output, force, suffix=".png") as tmp:
+        fv.interpolation_figure(m.net, pairs, tmp, points=points)
     click.echo(f"{output}: written", err=True)

@@ -11,6 +11,8 @@ from arcodec.cli.main import main
 
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``--set KEY=VALUE`` pairs as strings; :func:`arcodec.registry.coerce` gives them their
+    types (training settings here, model settings when the model's config is made)."""
     out = {}
     for pair in pairs:
         if "=" not in pair:
@@ -35,11 +37,13 @@ def train(arch, data, sets, out, data_root, download, resume):
     """Train a model; logs train/val bits/dim to OUT/log.jsonl and keeps OUT/best.pt.
 
     Writes OUT/curves.png at the end (also `arcodec plot OUT`). Runs unchanged under
-    torchrun (DistributedDataParallel; --set batch is the global batch).
+    torchrun (DistributedDataParallel; --set batch is the global batch). A class-conditional
+    model (--set classes=10) trains on the data set's labels.
 
     \b
     Examples:
       arcodec train --model gated-pixelcnn --data mnist --set hidden=32 --set steps=4000 --out runs/mnist
+      arcodec train --model gated-pixelcnn --set classes=10 --data mnist --out runs/mnist-classes
       arcodec train --data mnist --set steps=8000 --out runs/mnist --resume
       torchrun --standalone --nproc_per_node=2 -m arcodec train --data mnist --out runs/ddp
     """
@@ -48,6 +52,9 @@ def train(arch, data, sets, out, data_root, download, resume):
 
     values = _parse_sets(sets)
     train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for key, option in (("arch", "--model"), ("data", "--data")):
+        if key in values:
+            raise click.BadParameter(f"{key} is set with {option}", param_hint="--set")
     tcfg = coerce(TrainConfig, {k: v for k, v in values.items() if k in train_fields}, "training")
     model_settings = {k: v for k, v in values.items() if k not in train_fields}
     cfg = TrainConfig(arch=arch, data=data, **tcfg)
@@ -74,16 +81,15 @@ def export(run, name, model_id, data, data_root, command, notes, force):
     """
     from pathlib import Path
 
-    from arcodec.zoo import export_checkpoint
+    from arcodec.training.export import export_checkpoint
 
     path = Path(run)
     ckpt = path / "best.pt" if path.is_dir() else path
     extra = {k: v for k, v in (("command", command), ("notes", notes)) if v}
     card = export_checkpoint(ckpt, name, model_id, extra, force=force)
-    if data:
+    if data:  # measured on the exported model, then written into its card
         from arcodec.evaluation.evaluate import test_nll
-        from arcodec.zoo import export_checkpoint as _again
 
         extra.update(test_nll(name, data, data_root))
-        card = _again(ckpt, name, model_id, extra, force=True)
+        card = export_checkpoint(ckpt, name, model_id, extra, force=True)
     click.echo(f"exported {name} (id {model_id}, sha256 {card['sha256']})")

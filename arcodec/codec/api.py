@@ -11,11 +11,9 @@ import numpy as np
 import torch
 
 from arcodec.codec import container
-from arcodec.codec import flow as flow_coding
-from arcodec.codec import wavefront
-from arcodec.codec.autoregressive import (DEFAULT_CHUNK, Stream, decode_streams, encode_streams, gather,
-                                          plan_streams, scatter)
+from arcodec.codec.coders import Coder, coder_for
 from arcodec.codec.container import Entry, Header
+from arcodec.codec.plan import DEFAULT_CHUNK, Stream, gather, plan_streams, scatter
 from arcodec.errors import ArcodecError, FormatError, IntegrityError
 from arcodec.zoo import DEFAULT_GRAY, LoadedModel, applicable, check_fingerprint, load_model, model_for_id
 
@@ -56,41 +54,26 @@ def is_auto(model) -> bool:
 
 def resolve(model: str | LoadedModel | None) -> LoadedModel:
     m = model if isinstance(model, LoadedModel) else load_model(DEFAULT_GRAY if is_auto(model) else model)
-    _coders(m)  # a model that cannot code is refused here, before any work
+    coder_of(m)  # a model that cannot code is refused here, before any work
     return m
 
 
-def _coders(m: LoadedModel) -> tuple[Callable, Callable]:
-    """(encode_streams, decode_streams) for the model's kind of coding (``net.coding``):
-    autoregressive models step through the pixels, integer flows invert in one pass; a
-    continuous flow is a density over real vectors and cannot code integers losslessly."""
-    kind = getattr(m.net, "coding", "autoregressive")
-    if kind == "autoregressive" and scan_of(m) == container.SCAN_WAVEFRONT:
-        return wavefront.encode_streams, wavefront.decode_streams
-    if kind == "autoregressive":
-        return encode_streams, decode_streams
-    if kind == "flow":
-        return flow_coding.encode_streams, flow_coding.decode_streams
-    raise ArcodecError(f"model {m.name!r} is a {kind} flow (a density over real vectors, see docs/flows.md): "
-                       "it cannot code images losslessly; use an autoregressive model or the integer flow mnist-idf")
+def coder_of(m: LoadedModel) -> Coder:
+    """The coder of the model's kind (:mod:`arcodec.codec.coders`): autoregressive models
+    step through the pixels, local ones along wavefronts, integer flows invert in one pass;
+    a continuous flow is refused (a density over real vectors cannot code integers losslessly)."""
+    return coder_for(m.net, m.name)
 
 
 def scan_of(m: LoadedModel) -> int:
     """The symbol order the model's coder writes (a header field)."""
-    return container.SCAN_WAVEFRONT if getattr(m.net, "scan", "raster") == "wavefront" else container.SCAN_RASTER
+    return coder_of(m).scan
 
 
 def default_tile(m: LoadedModel) -> int:
-    """Tile side when the caller names none: local models see across tiles' borders only
-    inside a tile, so they take whole images (up to 4096 a side)."""
-    return 4096 if scan_of(m) == container.SCAN_WAVEFRONT else container.DEFAULT_TILE
-
-
-def _stream_lengths(payloads: list[bytes]) -> bytes:
-    out = bytearray()
-    for p in payloads[:-1]:
-        container.put_varint(out, len(p))
-    return bytes(out)
+    """Tile side when the caller names none (whole images, up to 4096 a side, for the local
+    models: they see across tiles' borders only inside a tile)."""
+    return coder_of(m).tile
 
 
 @dataclass
@@ -129,8 +112,9 @@ def _check(m: LoadedModel, a: np.ndarray) -> None:
         raise ArcodecError(f"model {m.name!r} codes levels 0..{m.levels - 1}, the image has {a.max()}")
     if m.channels != 1 and a.shape[2] != m.channels:
         raise ArcodecError(f"model {m.name!r} codes {m.channels}-channel images, got {a.shape[2]} channels")
-    if getattr(m.net, "coding", "") == "flow":
-        flow_coding.check_shape(m.net, a.shape[0], a.shape[1])
+    check = coder_of(m).check
+    if check is not None:
+        check(m.net, a.shape[0], a.shape[1])
 
 
 def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None, bool]], tile: int | None,
@@ -144,7 +128,7 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
     for imgs, _, _ in files:
         streams = plan_streams([a.shape for a in imgs], m.channels, tile, DEFAULT_CHUNK)
         jobs.append(_Job(imgs, streams, [b""] * len(streams), [0.0] * len(streams)))
-    encode = _coders(m)[0]
+    encode = coder_of(m).encode
     for batch in _batches(jobs, max_tiles):
         xs = [gather(jobs[j].images, jobs[j].streams[k]) for j, k in batch]
         for (j, k), (payload, bits) in zip(batch, encode(m.net, torch.cat(xs), [len(x) for x in xs])):
@@ -158,7 +142,7 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
         pixels = [np.asarray(levels, dtype=np.uint8)[a] for a in imgs] if levels else imgs
         entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(imgs, names or [""] * len(imgs)))
         header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile, scan=scan_of(m), levels=levels)
-        data = container.write(header, _stream_lengths(job.payloads) + b"".join(job.payloads), pixels)
+        data = container.write(header, container.join_parts(job.payloads), pixels)
         out.append(Encoded(data, sum(job.bits), sum(a.size for a in imgs), seconds))
     return out
 
@@ -301,16 +285,7 @@ def _open(data: bytes, model) -> tuple[Header, LoadedModel | None, _Job]:
     if tiles > DEFAULT_CHUNK * (len(body) + 1):
         raise FormatError(f"file is truncated ({len(body)} payload bytes for {tiles} tiles)")
     streams = plan_streams(shapes, m.channels, header.tile, DEFAULT_CHUNK)
-    r = container._Reader(body)
-    lengths = [r.varint("stream lengths") for _ in streams[:-1]]
-    rest = len(body) - r.pos
-    if sum(lengths) > rest:
-        raise FormatError("file is truncated (payload shorter than its streams)")
-    lengths.append(rest - sum(lengths))
-    payloads, pos = [], r.pos
-    for n in lengths:
-        payloads.append(body[pos: pos + n])
-        pos += n
+    payloads = container.split_parts(body, len(streams), "stream")
     job = _Job([np.zeros(s, dtype=np.uint8) for s in shapes], streams, payloads)
     return header, m, job
 
@@ -353,7 +328,7 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
         m = opened[idx[0]][1]
         jobs = [opened[i][2] for i in idx]
         channels = m.channels
-        decode = _coders(m)[1]
+        decode = coder_of(m).decode
         for batch in _batches(jobs, max_tiles or MAX_BATCH):
             s0 = jobs[batch[0][0]].streams[batch[0][1]]
             x = decode(m.net, [jobs[j].payloads[k] for j, k in batch],

@@ -1,10 +1,9 @@
 """Autoregressive coding: teacher-forced encode, raster-order decode, same numbers both ways.
 
-Images are cut into planes (one per channel when the model is grayscale) and tiles of at
-most ``tile`` x ``tile`` pixels. Tiles of equal shape form a group; a group is cut into
-chunks of at most ``chunk`` tiles, and each chunk is one range-coder stream. Inside a
-stream the symbols follow the decoder's order: row, column, channel, then tile, so that the
-decoder pushes every tile of the chunk through each step as one batch.
+The coder of the streams of :mod:`arcodec.codec.plan` for models that give logits of every
+sub-pixel given the ones before it in raster order. Inside a stream the symbols follow the
+decoder's order: row, column, channel, then tile, so that the decoder pushes every tile of
+the stream through each step as one batch.
 
 Both sides evaluate the model in exact mode (:mod:`arcodec.exact`): the encoder
 runs the full network on bands of rows, the decoder runs a stepper (cached activations,
@@ -14,71 +13,18 @@ bit, whatever the batch size, the crop or the thread count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 
+from arcodec.codec.coders import register_coder
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.exact import softmax_weights
 from arcodec.models.heads import nll_bits
 
-DEFAULT_CHUNK = 256
 ENCODE_POSITIONS = 1 << 18  # pixels (tiles x rows x columns) the encoder evaluates at a time
-
-
-@dataclass(frozen=True)
-class TileRef:
-    image: int
-    plane: int  # channel of the image for a grayscale model, -1 for all channels
-    y: int
-    x: int
-
-
-@dataclass
-class Stream:
-    height: int
-    width: int
-    tiles: list[TileRef] = field(default_factory=list)
-
-
-def plan_streams(shapes: list[tuple[int, int, int]], model_channels: int, tile: int,
-                 chunk: int = DEFAULT_CHUNK) -> list[Stream]:
-    """Streams for images of shapes (H, W, C): a pure function of the header."""
-    groups: dict[tuple[int, int], list[TileRef]] = {}
-    for i, (h, w, c) in enumerate(shapes):
-        planes = range(c) if model_channels == 1 else [-1]
-        for p in planes:
-            for y in range(0, h, tile):
-                for x in range(0, w, tile):
-                    key = (min(tile, h - y), min(tile, w - x))
-                    groups.setdefault(key, []).append(TileRef(i, p, y, x))
-    streams = []
-    for (th, tw), refs in groups.items():
-        for k in range(0, len(refs), chunk):
-            streams.append(Stream(th, tw, refs[k: k + chunk]))
-    return streams
-
-
-def gather(images: list[np.ndarray], stream: Stream) -> torch.Tensor:
-    """The tiles of ``stream`` as a (n, C, h, w) int64 tensor."""
-    out = []
-    for t in stream.tiles:
-        img = images[t.image][t.y: t.y + stream.height, t.x: t.x + stream.width]
-        out.append(img[:, :, t.plane: t.plane + 1] if t.plane >= 0 else img)
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).long()
-
-
-def scatter(images: list[np.ndarray], stream: Stream, x: torch.Tensor) -> None:
-    tiles = x.permute(0, 2, 3, 1).numpy().astype(np.uint8)
-    for t, v in zip(stream.tiles, tiles):
-        dst = images[t.image][t.y: t.y + stream.height, t.x: t.x + stream.width]
-        if t.plane >= 0:
-            dst[:, :, t.plane] = v[:, :, 0]
-        else:
-            dst[...] = v
 
 
 def table(logits: torch.Tensor) -> np.ndarray:
@@ -167,11 +113,6 @@ def encode_streams(model, x: torch.Tensor, counts: list[int],
     return [(e.finish(), b) for e, b in zip(encs, bits)]
 
 
-def encode_stream(model, x: torch.Tensor, on_table: Callable | None = None) -> tuple[bytes, float]:
-    """Encode tiles x (n, C, h, w) as one stream; returns (payload, model NLL in bits)."""
-    return encode_streams(model, x, [len(x)], on_table)[0]
-
-
 @torch.no_grad()
 def decode_streams(model, payloads: list[bytes], counts: list[int], channels: int, h: int, w: int,
                    naive: bool = False, on_table: Callable | None = None,
@@ -198,7 +139,4 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     return x
 
 
-def decode_stream(model, payload: bytes, n: int, channels: int, h: int, w: int, naive: bool = False,
-                  on_table: Callable | None = None, progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """Decode one stream of n tiles of (channels, h, w)."""
-    return decode_streams(model, [payload], [n], channels, h, w, naive, on_table, progress)
+register_coder("autoregressive", encode_streams, decode_streams)

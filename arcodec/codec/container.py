@@ -102,7 +102,10 @@ def put_varint(out: bytearray, value: int) -> None:
             return
 
 
-class _Reader:
+class Reader:
+    """Reads fixed-width fields and varints from ``data``, from ``pos`` on; running out of
+    data or an overlong varint is a FormatError that names the field (``what``)."""
+
     def __init__(self, data: bytes):
         self.data = data
         self.pos = 0
@@ -127,6 +130,31 @@ class _Reader:
             shift += 7
             if shift >= bits:
                 raise FormatError(f"corrupt header (overlong number in {what})")
+
+
+def join_parts(parts: list[bytes]) -> bytes:
+    """Several byte strings as one: the length of every part but the last (varints), then
+    the parts. The payload's streams and a wavefront stream's bands are stored this way."""
+    out = bytearray()
+    for p in parts[:-1]:
+        put_varint(out, len(p))
+    return bytes(out) + b"".join(parts)
+
+
+def split_parts(data: bytes, count: int, what: str) -> list[bytes]:
+    """The ``count`` parts of :func:`join_parts`'s output (``what`` names one in errors:
+    "stream", "band"), or a FormatError when the lengths do not fit the data."""
+    r = Reader(data)
+    lengths = [r.varint(f"{what} lengths") for _ in range(count - 1)]
+    rest = len(data) - r.pos
+    if sum(lengths) > rest:
+        raise FormatError(f"file is truncated (payload shorter than its {what}s)")
+    lengths.append(rest - sum(lengths))
+    out, pos = [], r.pos
+    for n in lengths:
+        out.append(data[pos: pos + n])
+        pos += n
+    return out
 
 
 def unsafe_name(name: str) -> str | None:
@@ -229,7 +257,7 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
     data = bytes(data)
     if len(data) < 2 or data[:2] != MAGIC:
         raise FormatError("not an arcodec file (wrong magic bytes)")
-    r = _Reader(data)
+    r = Reader(data)
     r.pos = 2
     vf = r.take(1, "version")[0]
     version, flags = vf >> 4, vf & 0x0F
@@ -247,7 +275,7 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
     scan, method, levels = SCAN_RASTER, METHOD_MODEL, ()
     if flags & _EXT:
         n = r.varint("extension length")
-        ext = _Reader(r.take(n, "extension"))
+        ext = Reader(r.take(n, "extension"))
         while ext.pos < len(ext.data):
             tag = ext.varint("extension")
             value = ext.varint("extension", bits=256 + 7 if tag == _TAG_LEVELS else 64)
@@ -278,7 +306,7 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
             raise FormatError(f"header claims {count} images: at most {MAX_IMAGES}")
         t = r
         if packed:
-            t = _Reader(_inflate(r.take(r.varint("entry table length"), "entry table"), count * _ENTRY_LIMIT))
+            t = Reader(_inflate(r.take(r.varint("entry table length"), "entry table"), count * _ENTRY_LIMIT))
         entries = []
         for _ in range(count):
             n = t.varint("name")

@@ -3,9 +3,9 @@ the range coder with their priors' tables; decoding decodes the latents and runs
 inverse, one parallel pass per scale for the whole batch.
 
 The flow (:class:`arcodec.models.flows.IDF`, in exact mode) gives its latent groups in
-coding order, each with its prior's parameters (mixture logits, means, log scales) and its
-alphabet -bound..bound;
-:meth:`DiscretizedLogistic.table` turns them into coder weights with integer arithmetic.
+coding order, each with its prior's parameters (mixture logits, means, log scales of a
+:class:`~arcodec.models.flows.DiscretizedLogistic` mixture) and its alphabet -bound..bound;
+:func:`window_table` turns them into coder weights with integer arithmetic.
 Inside a stream the symbols are group by group (the last scale's latents first), then
 tile by tile, then position by position. The decoder asks the flow to invert itself with a
 callback that decodes one group at a time: a factored-out group's prior depends on the
@@ -14,19 +14,27 @@ groups decoded before it, which the flow computes between two calls.
 Latents never leave their alphabet: the flow clamps its translations, so a latent's
 magnitude is bounded by the centred pixel's plus the translations that moved it
 (``IDF.bounds``). An out-of-range latent would be a bug, and is reported as one.
+
+The tables (:func:`window_table`, :func:`dense_table`) use integer arithmetic only, so every
+weight is a pure function of the grid parameters, the same on every machine: a component's
+CDF is the integer-built sigmoid table (multiples of 2**-24) and its weight exp(logit - max)
+is rounded down to a multiple of 2**-20, so sums of products are exact int64 values; every
+weight gets 1 unit (2**-44) added, so no symbol has probability 0.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
 import torch
 
+from arcodec import exact
+from arcodec.codec.coders import register_coder
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.errors import ArcodecError, FormatError
-from arcodec.models.flows import DiscretizedLogistic
 
 WINDOW = 47  # half-width of the window of values around round(mu) with their own bins
 CHUNK = 16  # tiles whose tables are built at a time: small blocks stay in the CPU caches
@@ -40,6 +48,75 @@ def check_shape(model, h: int, w: int) -> None:
                            f"padding), got a {h}x{w} tile")
 
 
+WEIGHT_FRAC = 20  # mixture weights are rounded down to multiples of 2**-20
+_SIG_FRAC = exact.TABLE_FRAC  # the sigmoid table's outputs are multiples of 2**-24
+
+
+@lru_cache(maxsize=None)
+def _sigmoid_int() -> torch.Tensor:
+    """The integer-built sigmoid table of :func:`exact.gate_tables` as int64 multiples of 2**-24."""
+    return torch.round(exact.gate_tables()[1] * 2.0**_SIG_FRAC).long()
+
+
+def _quantize(pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(weights in 2**-20 units, mu in grid units, 1 / s in 2**-SCALE_FRAC units), int64
+    (P, M, 1) each, from grid parameters (P, M)."""
+    one = 1 << exact.ACT_FRAC
+    r = exact.LOG_SCALE_RANGE * one
+    w = torch.floor(exact.softmax_weights(pi.double(), dim=1) * 2.0**WEIGHT_FRAC).long()  # exact: 2**-44 grid
+    mu_q = torch.round(mu.double() * one).long()
+    ls_q = torch.round(log_s.double() * one).long().clamp(-r, r)
+    return w.unsqueeze(2), mu_q.unsqueeze(2), exact.exp_scale_table()[r - ls_q].unsqueeze(2)
+
+
+def _cdf(q, edges: torch.Tensor) -> torch.Tensor:
+    """Unnormalised mixture CDF sum_m w_m sigmoid((edge - mu_m) / s_m) at edges (P, E)
+    in grid units, int64 (units 2**-44): |edge - mu| < 2**22 and 1 / s < 2**31, so the
+    products are exact int64; w < 2**21 and sigmoid < 2**25 units keep the sum exact."""
+    w, mu_q, inv = q
+    one = 1 << exact.ACT_FRAC
+    half = 1 << (exact.SCALE_FRAC - 1)
+    t = torch.bitwise_right_shift((edges.unsqueeze(1) - mu_q) * inv + half, exact.SCALE_FRAC)
+    n = exact.TABLE_RANGE * one
+    sig = _sigmoid_int()[t.clamp_(-n, n).add_(n)]  # (P, M, E), multiples of 2**-24 as integers
+    return (w * sig).sum(dim=1)
+
+
+def dense_table(pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor, bound: int) -> torch.Tensor:
+    """Weights (P, 2 bound + 1) of every value of the alphabet, from the mixture logits,
+    means and log scales (P, M) of P positions; :func:`window_table`'s bins equal these
+    element for element (a test checks it)."""
+    q = _quantize(pi, mu, log_s)
+    edges = ((torch.arange(-bound, bound, dtype=torch.int64) * 2 + 1) << (exact.ACT_FRAC - 1)).view(1, -1)
+    cdf = _cdf(q, edges.expand(len(pi), -1))
+    total = q[0].sum(dim=1) << _SIG_FRAC  # the CDF at +infinity
+    full = torch.cat([torch.zeros_like(total), cdf, total], dim=1)
+    return (full[:, 1:] - full[:, :-1] + 1).double()
+
+
+def window_table(pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor, bound: int, half: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(centres c (P,), coder weights (P, 2h + 2)) with h = min(half, bound), from the
+    mixture logits, means and log scales (P, M) of P positions: the bins of the 2h + 1
+    values c - h..c + h, c = round(mu of the component with the largest logit) moved inside
+    -bound + h..bound - h, then an escape bin holding the probability of every value
+    outside the window."""
+    h = min(half, bound)
+    q = _quantize(pi, mu, log_s)
+    one = 1 << exact.ACT_FRAC
+    top = torch.gather(q[1][:, :, 0], 1, pi.argmax(dim=1, keepdim=True))  # (P, 1), grid units
+    c = torch.div(top + one // 2, one, rounding_mode="floor").clamp(-bound + h, bound - h)
+    edges = (2 * (c - h + torch.arange(2 * h + 2, dtype=torch.int64).view(1, -1)) - 1) << (exact.ACT_FRAC - 1)
+    cdf = _cdf(q, edges)  # at c - h - 1/2 .. c + h + 1/2
+    total = q[0].sum(dim=1) << _SIG_FRAC
+    lower = torch.where(c - h > -bound, cdf[:, :1], torch.zeros_like(total))  # the alphabet's tails
+    upper = torch.where(c + h < bound, cdf[:, -1:], total)
+    inside = torch.cat([lower, cdf[:, 1:-1], upper], dim=1)
+    escape = lower + (total - upper)
+    return c.view(-1), (torch.cat([inside[:, 1:] - inside[:, :-1], escape], dim=1) + 1).double()
+
+
 def _flat(pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor, n: int) -> list[torch.Tensor]:
     """Prior parameters (n, M, C, H, W) -> (n, C*H*W, M) each, positions in raster order."""
     return [t.reshape(n, t.shape[1], -1).transpose(1, 2) for t in (pi, mu, log_s)]
@@ -49,7 +126,7 @@ def _beyond(p: list[torch.Tensor], out: torch.Tensor, centre: torch.Tensor, h: i
     """Weights over the whole alphabet for the escaped positions ``out``, the window's values
     set to the floor weight 1 (they are known not to occur): an escaped value then costs
     what the prior gives it, escape bin and this table together."""
-    dense = DiscretizedLogistic.table_dense(*(t[out] for t in p), bound)
+    dense = dense_table(*(t[out] for t in p), bound)
     idx = centre[out].view(-1, 1) + bound - h + torch.arange(2 * h + 1)
     return dense.scatter_(1, idx, 1.0)
 
@@ -98,8 +175,7 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: Callable
         params = _flat(g.pi, g.mu, g.log_s, n)
         escaped: list[list] = [[] for _ in counts]  # (tile range, positions, centres) per stream
         for b0, b1 in _blocks(n):
-            centre, w = DiscretizedLogistic.window_table(*(t[b0:b1].reshape(-1, t.shape[2]) for t in params),
-                                                         g.bound, WINDOW)
+            centre, w = window_table(*(t[b0:b1].reshape(-1, t.shape[2]) for t in params), g.bound, WINDOW)
             if on_table is not None:
                 on_table(gi, b0, b1, w)
             h = (w.shape[1] - 2) // 2
@@ -143,8 +219,7 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
         z = torch.zeros(n * per, dtype=torch.int64)
         escaped: list[list] = [[] for _ in counts]
         for b0, b1 in _blocks(n):
-            centre, weights = DiscretizedLogistic.window_table(*(t[b0:b1].reshape(-1, t.shape[2]) for t in params),
-                                                               bound, WINDOW)
+            centre, weights = window_table(*(t[b0:b1].reshape(-1, t.shape[2]) for t in params), bound, WINDOW)
             if on_table is not None:
                 on_table(gi, b0, b1, weights)
             k = (weights.shape[1] - 2) // 2
@@ -170,3 +245,6 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     if progress is not None:
         progress(x.numel())
     return x.long()
+
+
+register_coder("flow", encode_streams, decode_streams, check=check_shape)

@@ -50,8 +50,8 @@ SLOPE_SHIFT = 36  # t = (num * A) >> SLOPE_SHIFT; |num A| < 2**61 for K <= 1024
 def sigmoid_table() -> np.ndarray:
     """round(2**16 sigmoid(k / 2**12)) for k in [-16, 16] * 2**12 (entry k + 16 * 2**12),
     int64, from the integer exponential; monotone, 0 at the left end, 2**16 at the right."""
-    e = exact._exp_neg_fixed(2 * _N)  # exp(-k / 2**12) * 2**100, the gate tables' entries
-    one = 1 << exact._FIXED
+    e = exact.exp_neg_fixed(2 * _N)  # exp(-k / 2**12) * 2**100, the gate tables' entries
+    one = 1 << exact.FIXED_BITS
     out = []
     for k in range(-_N, _N + 1):
         a = e[abs(k)]
@@ -65,8 +65,8 @@ def sigmoid_table() -> np.ndarray:
 @lru_cache(maxsize=None)
 def weight_table() -> np.ndarray:
     """round(2**15 exp(-k / 2**12)) for k = 0..16 * 2**12, int64 (the last entries are 0)."""
-    e = exact._exp_neg_fixed(2 * _N)
-    shift = exact._FIXED - WEIGHT_BITS
+    e = exact.exp_neg_fixed(2 * _N)
+    shift = exact.FIXED_BITS - WEIGHT_BITS
     return np.array([(e[k] + (1 << (shift - 1))) >> shift for k in range(_N + 1)], dtype=np.int64)
 
 

@@ -29,12 +29,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from arcodec.codec.coders import register_coder
+from arcodec.codec.container import SCAN_WAVEFRONT, join_parts, split_parts
 from arcodec.codec.engine import LocalEngine
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.mixture import code_lengths
-from arcodec.codec.container import put_varint
-from arcodec.errors import FormatError
 from arcodec.models.layers import quantized_cached
 
 BAND = 64  # rows per sub-stream
@@ -159,40 +159,7 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
     out = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         parts = [e.finish() for i in range(a, b) for e in encs[i]]
-        out.append((_join(parts), float(bits[a:b].sum())))
-    return out
-
-
-def _join(parts: list[bytes]) -> bytes:
-    head = bytearray()
-    for p in parts[:-1]:
-        put_varint(head, len(p))
-    return bytes(head) + b"".join(parts)
-
-
-def _split(payload: bytes, count: int) -> list[bytes]:
-    lengths, pos = [], 0
-    for _ in range(count - 1):
-        value, shift = 0, 0
-        while True:
-            if pos >= len(payload):
-                raise FormatError("file is truncated (in the band lengths)")
-            byte = payload[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise FormatError("corrupt payload (overlong band length)")
-        lengths.append(value)
-    if sum(lengths) > len(payload) - pos:
-        raise FormatError("file is truncated (payload shorter than its bands)")
-    lengths.append(len(payload) - pos - sum(lengths))
-    out = []
-    for n in lengths:
-        out.append(payload[pos: pos + n])
-        pos += n
+        out.append((join_parts(parts), float(bits[a:b].sum())))
     return out
 
 
@@ -221,7 +188,7 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     nb = -(-h // BAND)
     decs = []
     for p, k in zip(payloads, counts):
-        parts = _split(p, k * nb)
+        parts = split_parts(p, k * nb, "band")
         decs += [[StreamDecoder(parts[i * nb + b]) for b in range(nb)] for i in range(k)]
     eng = engine(model)
     lut = eng.input_units(torch.arange(model.config.levels)).numpy()
@@ -262,3 +229,8 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, on_table, progress) 
         xpad[:, :, rows + hz, cols + hz] = lut[got]
         if progress is not None:
             progress(n * P * channels)
+
+
+# local models see across tiles' borders only inside a tile, so they take whole images (up to
+# 4096 a side) when the caller names no tile side
+register_coder("wavefront", encode_streams, decode_streams, scan=SCAN_WAVEFRONT, tile=4096)

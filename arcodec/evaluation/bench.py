@@ -522,9 +522,9 @@ def markdown(res: dict) -> str:
 
 def chart_png(res: dict) -> bytes:
     """A horizontal bar per method, bits per sub-pixel, the smallest on top."""
-    from arcodec.explore.plots import _pyplot
+    from arcodec.explore.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     rows = sorted((r for r in res["methods"] if r["bpd"] is not None), key=lambda r: -r["bpd"])
     n = res["images"]
     fig, ax = plt.subplots(figsize=(7.5, 1.4 + 0.42 * len(rows)), dpi=120)

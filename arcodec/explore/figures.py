@@ -3,7 +3,8 @@ grids, the course's query bar charts, inpainting grids, where the bits go, recep
 
 Every function draws one PNG and writes it through a temporary file and a rename
 (:func:`arcodec.imageio.write_atomic`): an existing file is replaced only with
-``force=True``, a failure leaves no partial file.
+``force=True`` (:func:`save_grid`, the plain PIL grid of the benchmarks, always replaces
+it), a failure leaves no partial file.
 """
 
 from __future__ import annotations
@@ -15,10 +16,41 @@ import numpy as np
 import torch
 
 from arcodec.errors import ArcodecError
-from arcodec.explore.plots import _pyplot
-from arcodec.explore.sampling import grid_image
+from arcodec.explore.plots import pyplot
 
 CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
+
+
+def grid_image(x: torch.Tensor, levels: int, rows: int | None = None, pad: int = 2) -> np.ndarray:
+    """Images (n, C, H, W) of levels 0..levels-1 tiled into one uint8 picture, values scaled
+    to 0..255 for display."""
+    n, c, h, w = x.shape
+    rows = rows or int(np.ceil(np.sqrt(n)))
+    cols = int(np.ceil(n / rows))
+    scaled = np.round(x.numpy().astype(np.float64) * (255.0 / (levels - 1))).astype(np.uint8)
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = \
+            scaled[i].transpose(1, 2, 0)
+    return out[:, :, 0] if c == 1 else out
+
+
+def save_grid(x: torch.Tensor, levels: int, path: str | Path, rows: int | None = None, scale: int = 3) -> Path:
+    """A sample grid (:func:`grid_image`) as a PNG, magnified ``scale`` times (nearest
+    neighbour), without matplotlib; replaces an existing file."""
+    from PIL import Image
+
+    from arcodec.imageio import write_atomic
+
+    img = Image.fromarray(grid_image(x, levels, rows))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    path = Path(path)
+    write_atomic(path, buf.getvalue(), force=True)
+    return path
 
 
 def check_output(path: str | Path, force: bool) -> Path:
@@ -32,7 +64,7 @@ def check_output(path: str | Path, force: bool) -> Path:
 def _save(fig, path: str | Path, force: bool) -> Path:
     from arcodec.imageio import write_atomic
 
-    plt = _pyplot()
+    plt = pyplot()
     try:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", bbox_inches="tight")
@@ -60,7 +92,7 @@ def samples_figure(x: torch.Tensor, levels: int, path: str | Path, title: str = 
                    row_labels: list[str] | None = None, force: bool = False) -> Path:
     """A grid of images x (n, C, H, W) (values scaled to 0..255), ``rows`` rows (square by
     default); ``row_labels`` name the rows (the classes of a class-conditional grid)."""
-    plt = _pyplot()
+    plt = pyplot()
     n, _, h, w = x.shape
     rows = rows or int(np.ceil(np.sqrt(n)))
     cols = int(np.ceil(n / rows))
@@ -80,7 +112,7 @@ def samples_figure(x: torch.Tensor, levels: int, path: str | Path, title: str = 
 def _bars(ax, answer, levels: int, channels: int) -> None:
     """The distribution of one answer: bars over the levels (per-channel marginals for a
     colour pixel), standard errors as error bars where there are some."""
-    from arcodec.explore.inference import pixel_values
+    from arcodec.explore.likelihood import pixel_values
 
     p = np.asarray(answer.probs, dtype=np.float64)
     floor = 1e-6  # log scale: the tails of a peaked distribution stay visible
@@ -113,9 +145,10 @@ def query_figure(answers: list, image: torch.Tensor, levels: int, path: str | Pa
                  force: bool = False) -> Path:
     """The conditioning image (C, H, W) with the queried pixel outlined, then one bar chart
     per pixel answer (queries a..e) and one sample row per inpainting (f, g)."""
-    from arcodec.explore.inference import Inpainting, PixelAnswer
+    from arcodec.explore.inpainting import Inpainting
+    from arcodec.explore.queries import PixelAnswer
 
-    plt = _pyplot()
+    plt = pyplot()
     pix = [a for a in answers if isinstance(a, PixelAnswer)]
     inp = [a for a in answers if isinstance(a, Inpainting)]
     channels = image.shape[0]
@@ -154,9 +187,9 @@ def _masked(image: torch.Tensor, levels: int, given: str) -> np.ndarray:
 
 
 def inpainting_figure(results: list, levels: int, path: str | Path, title: str = "", force: bool = False) -> Path:
-    """One row per :class:`~arcodec.explore.inference.Inpainting`: the image with the unknown half in
+    """One row per :class:`~arcodec.explore.inpainting.Inpainting`: the image with the unknown half in
     grey, the original, then the samples."""
-    plt = _pyplot()
+    plt = pyplot()
     n = max(len(r.samples) for r in results)
     fig, axes = plt.subplots(len(results), n + 2, figsize=(1.0 * (n + 2), 1.15 * len(results) + 0.5), dpi=130,
                              squeeze=False)
@@ -177,7 +210,7 @@ def inpainting_figure(results: list, levels: int, path: str | Path, title: str =
 
 def bits_figure(bm, path: str | Path, title: str = "", force: bool = False) -> Path:
     """The image beside a heat map of its code length per pixel (bits, channels summed)."""
-    plt = _pyplot()
+    plt = pyplot()
     img = bm.image[:, :, 0] if bm.image.shape[2] == 1 else bm.image[:, :, :3]
     if bm.image.shape[2] == 3 and int(bm.image.max()) < 4:  # 2-bit colour: scale for display
         img = (img.astype(np.float64) * 85).astype(np.uint8)
@@ -196,30 +229,39 @@ def bits_figure(bm, path: str | Path, title: str = "", force: bool = False) -> P
     return _save(fig, path, force)
 
 
+def _receptive_field(fig, ax, model: torch.nn.Module, shape: tuple[int, int], pos: tuple[int, int], title: str,
+                     seed: int = 0) -> None:
+    """One model's receptive field on ``ax``: log10 |d log p(x_pos) / d x| on a random image
+    (:func:`arcodec.models.causality.receptive_field`), white where the pixel's distribution
+    does not depend on the input, the pixel outlined in red."""
+    from arcodec.models.causality import receptive_field
+
+    plt = pyplot()
+    rf = receptive_field(model, shape[0], shape[1], pos[0], pos[1], seed).detach().double().numpy()
+    shown = np.ma.masked_equal(rf, 0.0)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    im = ax.imshow(np.ma.log10(shown) if shown.count() else shown, cmap=cmap, interpolation="nearest")
+    if shown.count():
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
+    ax.add_patch(plt.Rectangle((pos[1] - 0.5, pos[0] - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.2))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=7)
+
+
 def receptive_field_figure(entries: list[tuple[str, list[tuple[str, torch.nn.Module]]]], path: str | Path,
                            shape: tuple[int, int] = (28, 28), pos: tuple[int, int] = (14, 14),
-                           title: str = "", force: bool = False) -> Path:
+                           title: str = "", force: bool = False, seed: int = 0) -> Path:
     """|d log p(x_pos) / d x|, maximum over channels (:func:`arcodec.models.causality.receptive_field`):
     one row per architecture (``entries``: (name, [(caption, model), ...])), log10 scale,
     white where the pixel's distribution does not depend on the input, the pixel in red."""
-    from arcodec.models.causality import receptive_field
-
-    plt = _pyplot()
+    plt = pyplot()
     cols = max(len(nets) for _, nets in entries)
     fig, axes = plt.subplots(len(entries), cols, figsize=(2.6 * cols + 0.6, 2.5 * len(entries)), dpi=130,
                              squeeze=False)
-    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     for row, (name, nets) in zip(axes, entries):
         for ax, (caption, net) in zip(row, nets):
-            rf = receptive_field(net, shape[0], shape[1], pos[0], pos[1]).detach().double().numpy()
-            shown = np.ma.masked_equal(rf, 0.0)
-            im = ax.imshow(np.ma.log10(shown) if shown.count() else shown, cmap=cmap, interpolation="nearest")
-            if shown.count():
-                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
-            ax.add_patch(plt.Rectangle((pos[1] - 0.5, pos[0] - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.2))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{name}: {caption}", fontsize=7)
+            _receptive_field(fig, ax, net, shape, pos, f"{name}: {caption}" if caption else name, seed)
         for ax in row[len(nets):]:
             ax.axis("off")
     fig.suptitle(title or f"receptive field of pixel {pos}: log10 |d log p / d x| (white: no dependence)",
@@ -230,32 +272,9 @@ def receptive_field_figure(entries: list[tuple[str, list[tuple[str, torch.nn.Mod
 
 def receptive_field_png(model: torch.nn.Module, path: str | Path, height: int = 28, width: int = 28,
                         row: int = 14, col: int = 14, seed: int = 0) -> Path:
-    """Draw :func:`arcodec.models.causality.receptive_field` (|d log p(x_(row, col)) / d x|, maximum over channels) of
-    ``model`` on a random ``height`` x ``width`` image as a PNG: log10 of the gradient, pixels
-    that the target does not depend on in white, the target pixel outlined in red."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from arcodec.models.causality import receptive_field
-
-    rf = receptive_field(model, height, width, row, col, seed).detach().double().numpy()
-    shown = np.ma.masked_equal(rf, 0.0)
-    shown = np.ma.log10(shown) if shown.count() else shown
-    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
-    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=120)
-    try:
-        im = ax.imshow(shown, cmap=cmap, interpolation="nearest")
-        if shown.count():
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="log10 |d log p / d x|")
-        ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
-        name = getattr(model, "arch", type(model).__name__)
-        ax.set_title(f"{name}: receptive field of pixel ({row}, {col})", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        path = Path(path)
-        fig.savefig(path, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
+    """:func:`receptive_field_figure` of one model on a random ``height`` x ``width`` image,
+    replacing an existing file."""
+    name = getattr(model, "arch", type(model).__name__)
+    return receptive_field_figure([(name, [("", model)])], path, (height, width), (row, col),
+                                  f"{name}: receptive field of pixel ({row}, {col}), log10 |d log p / d x|",
+                                  force=True, seed=seed)

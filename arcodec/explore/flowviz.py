@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arcodec.explore.plots import _pyplot
+from arcodec.explore.plots import pyplot
 
 
 def _as_images(v: torch.Tensor, shape: tuple[int, int, int]) -> np.ndarray:
@@ -34,7 +34,7 @@ def _save(fig, path: str | Path) -> Path:
 def flow_sample_grid(model, path: str | Path, n: int = 100, seed: int = 0, temperature: float = 1.0) -> Path:
     """``n`` samples (z ~ N(0, temperature^2 I) through the inverse) as a grid PNG, each
     image quantized back to its levels: k = floor(x K) clamped to 0..K-1."""
-    from arcodec.explore.sampling import save_grid
+    from arcodec.explore.figures import save_grid
 
     was_training = model.training
     model.eval()
@@ -52,7 +52,7 @@ def flow_layers_figure(model, path: str | Path, n: int = 10, seed: int = 0) -> P
     """An n x (layers + 1) grid: each row one sample, from its latent z (left) through the
     output of every coupling layer, run backwards, to the image x (right). Intermediate
     panels are scaled to their own range; z is shown on [-3, 3], x on [0, 1]."""
-    plt = _pyplot()
+    plt = pyplot()
     was_training = model.training
     model.eval()
     try:
@@ -92,7 +92,7 @@ def interpolation_figure(model, pairs: list[tuple[torch.Tensor, torch.Tensor]], 
     """One row per pair of uint8 images (C, H, W): ``points`` images on the straight line
     between their latents, z_t = (1 - t) z_a + t z_b, t = 0..1 (the ends are the two images,
     dequantized at the centres of their bins, x = (k + 1/2) / K)."""
-    plt = _pyplot()
+    plt = pyplot()
     was_training = model.training
     model.eval()
     levels = model.config.levels

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,7 +35,7 @@ def plot_curves(run: str | Path, out: str | Path | None = None) -> Path:
     steps = np.array([r["step"] for r in log])
     train = np.array([r["train_bpd"] for r in log])
     val = [(r["step"], r["val_bpd"]) for r in log if r.get("val_bpd") is not None]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     ax.plot(steps, train, color="tab:blue", alpha=0.25, lw=0.7, label="train (minibatch)")
     k = max(1, min(100, len(train) // 20))

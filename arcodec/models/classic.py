@@ -36,7 +36,7 @@ from torch import nn
 from arcodec import exact
 from arcodec.models.layers import CausalConv2d, quantized_cached
 from arcodec.models.made import MADE, MaskedLinear
-from arcodec.models.pixelcnn import _Levels
+from arcodec.models.pixelcnn import LevelModel
 from arcodec.registry import register_model
 
 
@@ -91,7 +91,7 @@ class ImageMADEConfig:
             raise ValueError("hidden >= 1 and layers >= 1 are required")
 
 
-class _Sequence(_Levels):
+class _Sequence(LevelModel):
     """A model of the raster sequence of at most ``config.pixels`` values (module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,7 +202,7 @@ class RowLSTMConfig:
 
 
 @register_model("row-lstm", RowLSTMConfig)
-class RowLSTM(_Levels):
+class RowLSTM(LevelModel):
     """An LSTM down the rows, all columns of a row at once (module docstring)."""
 
     def __init__(self, config: RowLSTMConfig):
@@ -217,7 +217,7 @@ class RowLSTM(_Levels):
 
     def inputs(self, v: torch.Tensor) -> torch.Tensor:
         """The input's share of the gates of every pixel: (B, 4 hidden, H, W)."""
-        return self._sum(self.from_left(v), self.from_above(v))
+        return self.clamped_sum(self.from_left(v), self.from_above(v))
 
     def cell(self, gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One LSTM update (h, c) from the gates' pre-activations and the previous cell state."""
@@ -239,7 +239,7 @@ class RowLSTM(_Levels):
         cell = torch.zeros_like(h)
         rows = []
         for g_row in g_in.split(1, dim=2):  # one split, not H slices (each slice's backward fills a whole tensor)
-            h, cell = self.cell(self._sum(g_row, self.from_state(h)), cell)
+            h, cell = self.cell(self.clamped_sum(g_row, self.from_state(h)), cell)
             rows.append(h)
         out = self.logits(torch.cat(rows, dim=2))  # (B, K, H, W)
         return out.unsqueeze(2)
@@ -276,7 +276,7 @@ class RowLSTMStepper:
     def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
         m = self.m
         left = m.from_left.last_column(m.embed(x[:, :, r: r + 1, : c + 1]))
-        gates = m._sum(m._sum(left, self.above[..., c: c + 1]), self.state[..., c: c + 1])
+        gates = m.clamped_sum(m.clamped_sum(left, self.above[..., c: c + 1]), self.state[..., c: c + 1])
         h, cell = m.cell(gates, self.cell[..., c: c + 1])
         self.h[..., c: c + 1], self.cell[..., c: c + 1] = h, cell
         return m.logits(h)[:, :, 0, 0].unsqueeze(2)  # (B, K, 1)

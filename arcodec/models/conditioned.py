@@ -33,12 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arcodec.training.data import to_gray  # the conditioning variable, defined with its data set
 from arcodec import exact
 from arcodec.models.layers import ExactModule, quantized_cached
 from arcodec.models.made import one_hot
 from arcodec.models.pixelcnn_made import PixelCNNMADE, PixelCNNMADEConfig
 from arcodec.registry import register_model
+
+
+def to_gray(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) integer levels -> (B, 1, H, W) their sum over the channels (same dtype):
+    the conditioning variable, the grayscale of colour MNIST (r + g + b, 0..9) that
+    ``gray-pixelcnn-made`` is given (data set ``colour-mnist-gray`` holds it)."""
+    return x.sum(dim=1, keepdim=True)
 
 
 class CentredConv2d(ExactModule):

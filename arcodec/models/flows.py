@@ -24,17 +24,17 @@ Compression"), which the codec uses.
 IDF exactness: encoder and decoder must compute the same integer translations from the
 same integer inputs. In exact mode (``set_exact``) the translation and prior networks run
 in the fixed-point arithmetic of :mod:`arcodec.exact` (order-independent sums), so
-the translations do not depend on the batch size, the thread count or the machine, and
-the prior tables (:meth:`DiscretizedLogistic.window_table`) are built with integer
-arithmetic and the integer-built sigmoid table. Translations are clamped to ``±translation``, so every
-latent provably stays in a known range, which is the coded alphabet (see docs/flows.md).
+the translations do not depend on the batch size, the thread count or the machine; the
+priors' parameters are on the fixed-point grid, and the coder builds their tables with
+integer arithmetic (:func:`arcodec.codec.flow.window_table`). Translations are clamped to
+``±translation``, so every latent provably stays in a known range, which is the coded
+alphabet (see docs/flows.md).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, NamedTuple
 
 import torch
@@ -319,14 +319,9 @@ class DiscretizedLogistic:
     sigmoid((v - 1/2 - mu_m) / s_m)], pi = softmax of the mixture logits, log s clamped to
     [-LOG_SCALE_RANGE, LOG_SCALE_RANGE]. M = 1 is the plain discretized logistic.
 
-    Parameters come as (P, M) for P positions (mixture logits, means, log scales).
-    Float path :meth:`log_prob` for training; exact tables :meth:`window_table` and
-    :meth:`table_dense` for the coder: integer arithmetic only, so every weight is a pure
-    function of the grid inputs, the same on every machine. In the tables a component's
-    CDF is the integer-built sigmoid table (multiples of 2**-24) and its weight
-    exp(logit - max) is rounded to a multiple of 2**-20, so sums of products are exact
-    int64 values; every weight gets 1 unit (2**-44) added, so no symbol has probability 0.
-    """
+    :meth:`log_prob` is the float path, for training; the coder's tables of the same
+    distribution, in integer arithmetic, are built by :mod:`arcodec.codec.flow`
+    (``window_table``, ``dense_table``)."""
 
     @staticmethod
     def log_prob(z: torch.Tensor, pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor,
@@ -340,73 +335,6 @@ class DiscretizedLogistic:
         inner = F.logsigmoid(a) + F.logsigmoid(-b) + torch.log(-torch.expm1(-inv))
         comp = torch.where(v <= -bound, F.logsigmoid(a), torch.where(v >= bound, F.logsigmoid(-b), inner))
         return torch.logsumexp(F.log_softmax(pi, dim=1) + comp, dim=1)
-
-    @staticmethod
-    def _quantize(pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(weights in 2**-20 units, mu in grid units, 1 / s in 2**-SCALE_FRAC units), int64
-        (P, M, 1) each, from grid parameters (P, M)."""
-        one = 1 << exact.ACT_FRAC
-        r = exact.LOG_SCALE_RANGE * one
-        w = torch.floor(exact.softmax_weights(pi.double(), dim=1) * 2.0**WEIGHT_FRAC).long()  # exact: 2**-44 grid
-        mu_q = torch.round(mu.double() * one).long()
-        ls_q = torch.round(log_s.double() * one).long().clamp(-r, r)
-        return w.unsqueeze(2), mu_q.unsqueeze(2), exact.exp_scale_table()[r - ls_q].unsqueeze(2)
-
-    @staticmethod
-    def _cdf(q, edges: torch.Tensor) -> torch.Tensor:
-        """Unnormalised mixture CDF sum_m w_m sigmoid((edge - mu_m) / s_m) at edges (P, E)
-        in grid units, int64 (units 2**-44): |edge - mu| < 2**22 and 1 / s < 2**31, so the
-        products are exact int64; w < 2**21 and sigmoid < 2**25 units keep the sum exact."""
-        w, mu_q, inv = q
-        one = 1 << exact.ACT_FRAC
-        half = 1 << (exact.SCALE_FRAC - 1)
-        t = torch.bitwise_right_shift((edges.unsqueeze(1) - mu_q) * inv + half, exact.SCALE_FRAC)
-        n = exact.TABLE_RANGE * one
-        sig = _sigmoid_int()[t.clamp_(-n, n).add_(n)]  # (P, M, E), multiples of 2**-24 as integers
-        return (w * sig).sum(dim=1)
-
-    @staticmethod
-    def table_dense(pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor, bound: int) -> torch.Tensor:
-        """Weights (P, 2 bound + 1) of every value of the alphabet; :meth:`window_table`'s
-        bins equal these element for element (a test checks it)."""
-        q = DiscretizedLogistic._quantize(pi, mu, log_s)
-        edges = ((torch.arange(-bound, bound, dtype=torch.int64) * 2 + 1) << (exact.ACT_FRAC - 1)).view(1, -1)
-        cdf = DiscretizedLogistic._cdf(q, edges.expand(len(pi), -1))
-        total = q[0].sum(dim=1) << _SIG_FRAC  # the CDF at +infinity
-        full = torch.cat([torch.zeros_like(total), cdf, total], dim=1)
-        return (full[:, 1:] - full[:, :-1] + 1).double()
-
-    @staticmethod
-    def window_table(pi: torch.Tensor, mu: torch.Tensor, log_s: torch.Tensor, bound: int, half: int
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(centres c (P,), coder weights (P, 2h + 2)) with h = min(half, bound): the bins of
-        the 2h + 1 values c - h..c + h, c = round(mu of the component with the largest
-        logit) moved inside -bound + h..bound - h, then an escape bin holding the
-        probability of every value outside the window."""
-        h = min(half, bound)
-        q = DiscretizedLogistic._quantize(pi, mu, log_s)
-        one = 1 << exact.ACT_FRAC
-        top = torch.gather(q[1][:, :, 0], 1, pi.argmax(dim=1, keepdim=True))  # (P, 1), grid units
-        c = torch.div(top + one // 2, one, rounding_mode="floor").clamp(-bound + h, bound - h)
-        edges = (2 * (c - h + torch.arange(2 * h + 2, dtype=torch.int64).view(1, -1)) - 1) << (exact.ACT_FRAC - 1)
-        cdf = DiscretizedLogistic._cdf(q, edges)  # at c - h - 1/2 .. c + h + 1/2
-        total = q[0].sum(dim=1) << _SIG_FRAC
-        lower = torch.where(c - h > -bound, cdf[:, :1], torch.zeros_like(total))  # the alphabet's tails
-        upper = torch.where(c + h < bound, cdf[:, -1:], total)
-        inside = torch.cat([lower, cdf[:, 1:-1], upper], dim=1)
-        escape = lower + (total - upper)
-        return c.view(-1), (torch.cat([inside[:, 1:] - inside[:, :-1], escape], dim=1) + 1).double()
-
-
-WEIGHT_FRAC = 20  # mixture weights are rounded down to multiples of 2**-20
-_SIG_FRAC = exact.TABLE_FRAC  # the sigmoid table's outputs are multiples of 2**-24
-
-
-@lru_cache(maxsize=None)
-def _sigmoid_int() -> torch.Tensor:
-    """The integer-built sigmoid table of :func:`exact.gate_tables` as int64 multiples of 2**-24."""
-    return torch.round(exact.gate_tables()[1] * 2.0**_SIG_FRAC).long()
 
 
 class PriorNet(ExactModule):

@@ -33,15 +33,18 @@ from arcodec.models.layers import CausalConv2d, ChannelNorm, ExactModule, Gate, 
 from arcodec.registry import register_model
 
 
-def _check_common(channels: int, levels: int, kernels: tuple[int, ...]) -> None:
+def check_common(channels: int, levels: int, kernels: tuple[int, ...]) -> None:
+    """The checks every PixelCNN-style config makes (a ValueError): at least one channel,
+    two levels or more, odd kernel sizes."""
     if channels < 1 or levels < 2:
         raise ValueError("channels >= 1 and levels >= 2 are required")
     if any(k < 1 or k % 2 == 0 for k in kernels):
         raise ValueError(f"odd kernel sizes are required, got {kernels}")
 
 
-class _Levels(ExactModule):
-    """Shared by the family: integer levels in, inputs in [-1, 1] to the first layer."""
+class LevelModel(ExactModule):
+    """The base of the PixelCNN family and of the classic models (:mod:`arcodec.models.classic`):
+    integer levels in, inputs in [-1, 1] to the first layer."""
 
     config: object
 
@@ -51,7 +54,7 @@ class _Levels(ExactModule):
             return exact.to_grid(x.double() * (2.0 / (self.config.levels - 1)) - 1.0)
         return x.float() * (2.0 / (self.config.levels - 1)) - 1.0
 
-    def _sum(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def clamped_sum(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """a + b, clamped to the activation range in exact mode."""
         return (a + b).clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else a + b
 
@@ -72,7 +75,7 @@ class PixelCNNConfig:
     mixture: int = 0  # 0: K categorical logits per sub-pixel; M > 0: a discretized logistic mixture of M
 
     def __post_init__(self):
-        _check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
+        check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
         c = self.channels
         if not 0 <= self.mixture <= exact.MIXTURE_MAX_COMPONENTS:
             raise ValueError(f"mixture must be 0 (categorical) to {exact.MIXTURE_MAX_COMPONENTS} components, "
@@ -99,7 +102,7 @@ class ResidualBlock(ExactModule):
 
 
 @register_model("pixelcnn", PixelCNNConfig)
-class PixelCNN(_Levels):
+class PixelCNN(LevelModel):
     """Exact mode: masked convolutions and ReLU are exact; the layer normalisation
     (``norm=True``) runs in integer arithmetic (:func:`exact.group_norm`), and so does the
     logistic mixture head (``mixture`` > 0, :func:`exact.logistic_mixture`), so every
@@ -157,7 +160,7 @@ class StackPixelCNNConfig:
         if self.channels != 1:
             raise ValueError("stack-pixelcnn models one channel; code colour channel by channel "
                              "(or use pixelcnn, which has colour masks)")
-        _check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
+        check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
         if self.layers < 1 or self.hidden < 1:
             raise ValueError("layers >= 1 and hidden >= 1 are required")
 
@@ -188,7 +191,7 @@ class StackLayer(ExactModule):
 
 
 @register_model("stack-pixelcnn", StackPixelCNNConfig)
-class StackPixelCNN(_Levels):
+class StackPixelCNN(LevelModel):
     """Exact mode: causal convolutions and ReLU, all exact."""
 
     def __init__(self, config: StackPixelCNNConfig):
@@ -205,7 +208,7 @@ class StackPixelCNN(_Levels):
         for layer in self.layers:
             v, h = layer(v, h)
         b, _, hh, ww = h.shape
-        return self.out(torch.relu(self._sum(v, h))).view(b, self.config.levels, self.config.channels, hh, ww)
+        return self.out(torch.relu(self.clamped_sum(v, h))).view(b, self.config.levels, self.config.channels, hh, ww)
 
     def receptive_field(self) -> tuple[int, int]:
         """(rows above, columns to either side) that a pixel's distribution can depend on."""
@@ -302,7 +305,7 @@ class GatedLayer(ExactModule):
 
 
 @register_model("gated-pixelcnn", GatedPixelCNNConfig)
-class GatedPixelCNN(_Levels):
+class GatedPixelCNN(LevelModel):
     """Exact mode: causal convolutions (any dilation), gates by table look-up, the
     class-conditional bias as a 1x1 convolution of the one-hot label: all exact.
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from arcodec.models.layers import MaskedConv2d
 from arcodec.models.made import MADE
-from arcodec.models.pixelcnn import ResidualBlock, _check_common, _Levels
+from arcodec.models.pixelcnn import LevelModel, ResidualBlock, check_common
 from arcodec.registry import register_model
 
 
@@ -44,7 +44,7 @@ class PixelCNNMADEConfig:
     causal: bool = True  # False: the first layer is type B (phi_i sees pixel i); study only
 
     def __post_init__(self):
-        _check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
+        check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
         if self.blocks < 0 or self.hidden < 2 or self.hidden % 2 or self.features < 1:
             raise ValueError("pixelcnn-made needs blocks >= 0, an even hidden >= 2 and features >= 1")
         if self.made_hidden < 1 or self.made_layers < 1:
@@ -52,7 +52,7 @@ class PixelCNNMADEConfig:
 
 
 @register_model("pixelcnn-made", PixelCNNMADEConfig)
-class PixelCNNMADE(_Levels):
+class PixelCNNMADE(LevelModel):
     """PixelCNN features of x_<i, a MADE over the C channels of pixel i (module docstring)."""
 
     def __init__(self, config: PixelCNNMADEConfig):

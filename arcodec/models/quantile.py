@@ -33,7 +33,7 @@ from torch import nn
 
 from arcodec.models.layers import MaskedConv2d
 from arcodec.models.made import one_hot
-from arcodec.models.pixelcnn import ResidualBlock, _check_common, _Levels
+from arcodec.models.pixelcnn import LevelModel, ResidualBlock, check_common
 from arcodec.registry import register_model
 
 
@@ -51,7 +51,7 @@ class QuantilePixelCNNConfig:
     taus: int = 8  # taus drawn per sub-pixel and training image
 
     def __post_init__(self):
-        _check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
+        check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
         if self.blocks < 0 or self.hidden < 2 or self.hidden % 2 or self.features < 1:
             raise ValueError("quantile-pixelcnn needs blocks >= 0, an even hidden >= 2 and features >= 1")
         if self.head_hidden < 1 or self.cosines < 1 or self.taus < 1:
@@ -59,7 +59,7 @@ class QuantilePixelCNNConfig:
 
 
 @register_model("quantile-pixelcnn", QuantilePixelCNNConfig)
-class QuantilePixelCNN(_Levels):
+class QuantilePixelCNN(LevelModel):
     """Quantile regression: an autoregressive model with no likelihood (module docstring)."""
 
     likelihood = False  # arcodec.training.train.evaluate_nll refuses it; training logs the quantile loss

@@ -16,12 +16,17 @@ Splits are fixed and seeded (``SPLIT_SEED``):
   pixels (``crops`` per image), grayscale or RGB as the files are (``mode`` forces one),
   half of the training crops mirrored when ``flip`` is set.
 
+Data sets with labels (the MNIST family, fashion-mnist, cifar10, digits and its 4x4
+binarization) give them through :func:`load_labels`, in the order of their images: a
+class-conditional model (``classes`` > 0) trains on them.
+
 The torchvision sets are read from ``--data-root`` (default ``../shared/data`` beside the
 checkout, or ``$ARCODEC_DATA``); ``download=True`` lets torchvision fetch them there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +35,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from arcodec.errors import ArcodecError
 from arcodec.imageio import IMAGE_SUFFIXES, read_image
+from arcodec.models.conditioned import to_gray  # the conditioning variable, defined with its model
 
 DEFAULT_ROOT = os.environ.get("ARCODEC_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 SPLIT_SEED = 0
@@ -43,6 +50,7 @@ class DatasetInfo:
     levels: int
     load: Callable[..., torch.Tensor]  # (split, root, download, **options) -> (N, C, H, W) uint8
     description: str
+    labels: Callable[..., torch.Tensor] | None = None  # (split, root, download) -> (N,) int64, in load's order
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -55,6 +63,19 @@ def register_dataset(name: str, levels: int, description: str):
         if name in DATASETS:
             raise ValueError(f"data set {name!r} registered twice")
         DATASETS[name] = DatasetInfo(name, levels, fn, description)
+        return fn
+
+    return wrap
+
+
+def register_labels(*names: str):
+    """Decorator: ``@register_labels("mnist", "binarized-mnist")`` on ``labels(split, root,
+    download)``, the (N,) int64 labels of the images those registered data sets load, in
+    the same order."""
+
+    def wrap(fn):
+        for name in names:
+            DATASETS[name] = dataclasses.replace(DATASETS[name], labels=fn)
         return fn
 
     return wrap
@@ -93,11 +114,6 @@ def load_mnist(split: str, root: str | None = None, download: bool = False) -> t
     return _torchvision("MNIST", split, root, download, 5000)
 
 
-def load_mnist_labels(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
-    """The digit labels (N,) of :func:`load_mnist`'s images, in the same order."""
-    return _torchvision("MNIST", split, root, download, 5000, targets=True)[1]
-
-
 @register_dataset("fashion-mnist", 256, "Fashion-MNIST, 28x28 grayscale, 55,000 / 5,000 / 10,000")
 def load_fashion_mnist(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
     return _torchvision("FashionMNIST", split, root, download, 5000)
@@ -106,6 +122,18 @@ def load_fashion_mnist(split: str, root: str | None = None, download: bool = Fal
 @register_dataset("cifar10", 256, "CIFAR-10, 32x32 RGB, 45,000 / 5,000 / 10,000")
 def load_cifar10(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
     return _torchvision("CIFAR10", split, root, download, 5000)
+
+
+@register_labels("fashion-mnist")
+def load_fashion_mnist_labels(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    """The clothing classes (N,) of ``fashion-mnist``'s images, in the same order."""
+    return _torchvision("FashionMNIST", split, root, download, 5000, targets=True)[1]
+
+
+@register_labels("cifar10")
+def load_cifar10_labels(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    """The classes (N,) of ``cifar10``'s images, in the same order."""
+    return _torchvision("CIFAR10", split, root, download, 5000, targets=True)[1]
 
 
 @register_dataset("binarized-mnist", 2, "MNIST thresholded at 128, values 0/1")
@@ -157,15 +185,16 @@ def load_colour_mnist(split: str, root: str | None = None, download: bool = Fals
     return colourize(load_mnist(split, root, download), _COLOUR_SEED[split])
 
 
-def to_gray(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) integer levels -> (B, 1, H, W) their sum over the channels (same dtype):
-    the grayscale of colour MNIST (r + g + b, 0..9) that ``gray-pixelcnn-made`` is given."""
-    return x.sum(dim=1, keepdim=True)
-
-
 @register_dataset("colour-mnist-gray", 10, "the gray (r + g + b, 0..9) of colour MNIST's images")
 def load_colour_mnist_gray(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
     return to_gray(load_colour_mnist(split, root, download).long()).to(torch.uint8)
+
+
+@register_labels("mnist", "binarized-mnist", "binarized-mnist-sampled", "colour-mnist", "colour-mnist-gray")
+def load_mnist_labels(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    """The digit labels (N,) of :func:`load_mnist`'s images (and of the data sets made from
+    them, image by image), in the same order."""
+    return _torchvision("MNIST", split, root, download, 5000, targets=True)[1]
 
 
 class ColourMNIST(torch.utils.data.Dataset):
@@ -205,22 +234,23 @@ def load_digits(split: str, root: str | None = None, download: bool = False) -> 
     return data[torch.from_numpy(_split(len(data), (0.8, 0.1))[split])]
 
 
-def load_digits_labels(split: str) -> torch.Tensor:
-    """The labels (0..9, int64) of ``load_digits(split)``'s images, in the same order."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    target = sk_digits().target
-    return torch.from_numpy(target[_split(len(target), (0.8, 0.1))[split]]).long()
-
-
 @register_dataset("digits-4x4-binary", 2,
                   "scikit-learn's digits averaged to 4x4 and thresholded (levels 0/1): small "
-                  "enough to enumerate every image (arcodec.explore.inference)")
+                  "enough to enumerate every image (arcodec.explore.enumeration)")
 def load_digits_4x4_binary(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
     """(N, 1, 4, 4) uint8 in {0, 1}: each 2x2 block of the 8x8 digits (0..255) averaged, 1
     where the mean is at least 64. Same splits as ``digits``."""
     pooled = torch.nn.functional.avg_pool2d(load_digits(split).float(), 2)
     return (pooled >= 64).to(torch.uint8)
+
+
+@register_labels("digits", "digits-4x4-binary")
+def load_digits_labels(split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    """The labels (0..9, int64) of ``load_digits(split)``'s images, in the same order."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    target = sk_digits().target
+    return torch.from_numpy(target[_split(len(target), (0.8, 0.1))[split]]).long()
 
 
 def to_luma(img: np.ndarray) -> np.ndarray:
@@ -294,6 +324,25 @@ def load_dataset(name: str, split: str, root: str | None = None, download: bool 
         return load_folder(name[len("folder:"):], split, **options)
     _known(name)
     return DATASETS[name].load(split, root, download, **options)
+
+
+def labelled_datasets() -> list[str]:
+    """Names of the data sets that have labels."""
+    _load_extra()
+    return sorted(n for n, info in DATASETS.items() if info.labels is not None)
+
+
+def load_labels(name: str, split: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+    """The labels (N,) int64 of split ``split`` of data set ``name``, in the order of
+    :func:`load_dataset`'s images; a data set without labels is an :class:`ArcodecError`."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}")
+    if not name.startswith("folder:"):
+        _known(name)
+    info = DATASETS.get(name)
+    if info is None or info.labels is None:
+        raise ArcodecError(f"data set {name} has no labels (labelled: {', '.join(labelled_datasets())})")
+    return info.labels(split, root, download)
 
 
 def _load_extra() -> None:

@@ -3,7 +3,11 @@
 A run directory holds ``config.json``, ``log.jsonl`` (one record per step and per
 validation), ``last.pt`` (weights, optimiser, step: for ``--resume``) and ``best.pt``
 (weights of the best validation NLL). Checkpoints are plain dicts of tensors and
-JSON-able values, loaded with ``weights_only=True``.
+JSON-able values, loaded with ``weights_only=True`` (:func:`arcodec.registry.load_checkpoint`).
+
+A class-conditional model (``classes`` > 0, e.g. ``gated-pixelcnn``) trains on the labels of
+its data set (:func:`arcodec.training.data.load_labels`) and is validated with the true
+labels; the checkpoint is the same as any model's (``classes`` is in its config).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import numpy as np
 import torch
 
 from arcodec import __version__
-from arcodec.training.data import dataset_levels, load_dataset
+from arcodec.errors import ArcodecError
 from arcodec.models.heads import nll_bits
 from arcodec.registry import build_model, make_config
+from arcodec.training.data import dataset_levels, labelled_datasets, load_dataset, load_labels
 
 
 @dataclass(frozen=True)
@@ -58,17 +63,21 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def objective(core: torch.nn.Module, x: torch.Tensor, forward=None) -> tuple[torch.Tensor, torch.Tensor]:
+def objective(core: torch.nn.Module, x: torch.Tensor, forward=None,
+              y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to minimise, code length in bits of every sub-pixel of ``x``).
 
     The default is the categorical cross-entropy of the logits, :func:`nll_bits`. A model
     whose loss is something else (a flow's change of variables, a quantile loss) defines
     ``objective(x, forward)``; ``forward`` is the callable to run the network with (the
-    DistributedDataParallel wrapper while training), ``core`` itself otherwise."""
+    DistributedDataParallel wrapper while training), ``core`` itself otherwise. ``y``: the
+    labels (B,) of a class-conditional model, ``forward(x, y)``."""
     forward = forward or core
     if hasattr(core, "objective"):
+        if y is not None:
+            raise ValueError(f"model {getattr(core, 'arch', type(core).__name__)} takes no labels")
         return core.objective(x, forward)
-    bits = nll_bits(forward(x), x)
+    bits = nll_bits(forward(x) if y is None else forward(x, y), x)
     return bits.mean(), bits
 
 
@@ -78,24 +87,29 @@ def has_likelihood(model: torch.nn.Module) -> bool:
     return getattr(model, "likelihood", True)
 
 
-def evaluate_nll(model: torch.nn.Module, data: torch.Tensor, batch: int = 256) -> float:
-    """Mean NLL in bits/dim of ``model`` on ``data`` (N, C, H, W) uint8."""
+def evaluate_nll(model: torch.nn.Module, data: torch.Tensor, batch: int = 256,
+                 labels: torch.Tensor | None = None) -> float:
+    """Mean NLL in bits/dim of ``model`` on ``data`` (N, C, H, W) uint8; ``labels`` (N,) for
+    a class-conditional model."""
     if not has_likelihood(model):
         raise ValueError(f"model {getattr(model, 'arch', type(model).__name__)} defines no likelihood "
                          "(a quantile regression model): it has no NLL to evaluate")
-    return evaluate_objective(model, data, batch)
+    return evaluate_objective(model, data, batch, labels)
 
 
 @torch.no_grad()
-def evaluate_objective(model: torch.nn.Module, data: torch.Tensor, batch: int = 256) -> float:
+def evaluate_objective(model: torch.nn.Module, data: torch.Tensor, batch: int = 256,
+                       labels: torch.Tensor | None = None) -> float:
     """Mean of the objective's per-sub-pixel value on ``data``: the NLL in bits/dim, or the
-    validation loss of a model without a likelihood (what training logs as ``val_bpd`` then)."""
+    validation loss of a model without a likelihood (what training logs as ``val_bpd`` then).
+    ``labels`` (N,): those of the images, for a class-conditional model."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(data), batch):
         x = data[i: i + batch]
-        bits = objective(model, x)[1]  # a local model scores only the crop's inner positions
+        y = None if labels is None else labels[i: i + batch]
+        bits = objective(model, x, y=y)[1]  # a local model scores only the crop's inner positions
         total += float(bits.sum())
         count += bits.numel()
     model.train(was_training)
@@ -119,6 +133,21 @@ def check_data(model: torch.nn.Module, x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} has values up to {int(x.max())}, the model has {cfg.levels} levels (set levels=...)")
 
 
+def class_labels(data: str, split: str, classes: int, root: str | None = None,
+                 download: bool = False) -> torch.Tensor:
+    """The labels (N,) of split ``split`` of data set ``data`` for a model of ``classes``
+    classes; a one-line :class:`ArcodecError` when the data set has none or one is not in
+    0..classes-1."""
+    if data not in labelled_datasets():
+        raise ArcodecError(f"a model with classes={classes} trains on labelled data; {data} has no labels "
+                           f"(labelled: {', '.join(labelled_datasets())})")
+    y = load_labels(data, split, root, download)
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise ArcodecError(f"{data} has labels {int(y.min())}..{int(y.max())}, the model has classes={classes} "
+                           f"(labels 0..{classes - 1}; set classes=...)")
+    return y
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -139,14 +168,6 @@ def checkpoint(model, cfg: TrainConfig, step: int, optimizer=None, val_bpd: floa
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
     return ckpt
-
-
-def load_checkpoint(path: str | Path):
-    """(model, checkpoint dict) from a file written by :func:`checkpoint` (no pickled code)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(ckpt["arch"], make_config(ckpt["arch"], json.loads(ckpt["config"])))
-    model.load_state_dict(ckpt["model"])
-    return model, ckpt
 
 
 def _save(obj, path: Path) -> None:
@@ -244,8 +265,15 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     train_x = load_dataset(cfg.data, "train", data_root, download and d.main, **cfg.data_options())
     val_x = load_dataset(cfg.data, "val", data_root, **cfg.data_options())
     check_data(model, train_x, cfg.data)
+    train_y = val_y = None  # the labels, for a class-conditional model
+    classes = getattr(model.config, "classes", 0)
+    if classes:
+        train_y = class_labels(cfg.data, "train", classes, data_root)
+        val_y = class_labels(cfg.data, "val", classes, data_root)
     if cfg.val_limit:  # evenly spaced, so that every validation image keeps its share
-        val_x = val_x[:: max(1, len(val_x) // cfg.val_limit)][: cfg.val_limit]
+        kept = torch.arange(0, len(val_x), max(1, len(val_x) // cfg.val_limit))[: cfg.val_limit]
+        val_x = val_x[kept]
+        val_y = None if val_y is None else val_y[kept]
     core = model
     if d.active:
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -263,11 +291,12 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         if k == per_epoch:
             epoch, k = epoch + 1, 0
             order = _epoch_order(len(train_x), cfg, epoch, d)
-        x = train_x[order[k * per_rank: (k + 1) * per_rank]]
+        idx = order[k * per_rank: (k + 1) * per_rank]
+        x, y = train_x[idx], (None if train_y is None else train_y[idx])
         k += 1
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss, _ = objective(core, x, model)
+        loss, _ = objective(core, x, model, y)
         penalised = loss + 0.5 * cfg.l2 * sum(p.pow(2).sum() for p in core.parameters()) if cfg.l2 else loss
         opt.zero_grad(set_to_none=True)
         penalised.backward()
@@ -280,7 +309,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         record = {"step": step, "train_bpd": round(train_bpd, 5), "lr": opt.param_groups[0]["lr"]}
         if step % cfg.val_every == 0 or step == cfg.steps:
             if d.main:
-                val = evaluate_objective(core, val_x)  # the NLL, or the loss of a model without one
+                val = evaluate_objective(core, val_x, labels=val_y)  # the NLL, or the loss of a model without one
                 if hasattr(core, "calibrate"):  # scales of the integer engine, stored with the weights
                     core.calibrate(train_x[:: max(1, len(train_x) // 256)])
                 record["val_bpd"] = round(val, 5)

@@ -1,6 +1,6 @@
-"""A Pillow plugin for .arc files: ``import arcodec.interop.pillow`` and Pillow opens and saves them.
+"""A Pillow plugin for .arc files: ``import arcodec.pillow`` and Pillow opens and saves them.
 
->>> import arcodec.interop.pillow
+>>> import arcodec.pillow
 >>> from PIL import Image
 >>> Image.new("L", (6, 5), 7).save("x.arc")          # doctest: +SKIP
 >>> im = Image.open("x.arc"); im.size, im.mode        # doctest: +SKIP

@@ -1,1 +1,0 @@
-"""arcodec inside other tools: a Pillow plugin that opens and saves .arc files."""

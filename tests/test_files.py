@@ -1,0 +1,118 @@
+"""Many files (gzip's manners: go on past a bad one), many processes (the same bytes), and
+never removing an input whose .arc file cannot give everything back."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, PngImagePlugin
+
+from arcodec.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def rgb(seed: int = 0, size: int = 8) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def made(tmp_path):
+    """Small PNGs: one plain RGB, and one each with what an .arc file does not store."""
+    im = rgb()
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "made by hand")
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    im.save(tmp_path / "plain.png")
+    im.save(tmp_path / "icc.png", icc_profile=b"\0" * 128)
+    im.save(tmp_path / "text.png", pnginfo=text)
+    im.save(tmp_path / "exif.png", exif=exif)
+    im.convert("P").save(tmp_path / "palette.png")
+    im.convert("1").save(tmp_path / "bilevel.png")
+    return tmp_path
+
+
+def test_lossless_for_names_what_an_arc_file_would_lose(made):
+    from arcodec.imageio import lossless_for
+
+    assert lossless_for(made / "plain.png") == []
+    assert lossless_for(made / "icc.png") == ["ICC profile"]
+    assert lossless_for(made / "text.png") == ["text chunks (Comment)"]
+    assert lossless_for(made / "exif.png") == ["EXIF"]
+    assert lossless_for(made / "palette.png") == ["palette (mode P)"]
+    assert lossless_for(made / "bilevel.png") == ["1-bit mode (mode 1)"]
+    rgb().convert("LA").save(made / "gray-alpha.png")  # LA is stored and written back as LA
+    assert lossless_for(made / "gray-alpha.png") == []
+    rgb().save(made / "photo.jpg")
+    assert lossless_for(made / "photo.jpg") == ["JPEG format (it would come back as PNG)"]
+
+
+def test_compress_keeps_the_inputs_it_cannot_give_back(tiny, made):
+    r = run("compress", "-j", 1, "-m", tiny.name, *sorted(made.glob("*.png")))
+    assert r.exit_code == 0, r.output
+    assert not (made / "plain.png").exists() and (made / "plain.png.arc").exists()
+    kept = {line.split(": its ")[0] for line in r.output.splitlines()}
+    assert kept == {f"arcodec: kept {made / n}" for n in ("icc.png", "text.png", "exif.png", "palette.png",
+                                                            "bilevel.png")}
+    assert f"arcodec: kept {made / 'icc.png'}: its ICC profile is not stored in .arc" in r.output
+    for name in ("icc.png", "text.png", "exif.png", "palette.png", "bilevel.png"):
+        assert (made / name).exists() and (made / (name + ".arc")).exists()
+
+
+def test_several_processes_write_the_same_bytes_and_go_on_past_a_bad_file(tiny, digits, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    for d in (one, two):
+        d.mkdir()
+        for i in range(3):
+            Image.fromarray(digits[i]).save(d / f"d{i}.png")
+    assert run("compress", "-j", 1, "-m", tiny.name, *sorted(one.glob("*.png"))).exit_code == 0
+    r = run("compress", "-j", 2, "-m", tiny.name, *sorted(two.glob("*.png")))
+    assert r.exit_code == 0, r.output
+    for i in range(3):
+        assert (one / f"d{i}.png.arc").read_bytes() == (two / f"d{i}.png.arc").read_bytes()
+    assert not list(two.glob("*.png"))
+
+    (two / "bad.png.arc").write_bytes(b"garbage")
+    files = sorted(two.glob("*.arc"))
+    r = run("decompress", "-j", 2, "-m", tiny.name, *files)
+    assert r.exit_code == 1
+    assert r.output.strip() == f"arcodec: error: {two / 'bad.png.arc'}: not an arcodec file (wrong magic bytes)"
+    assert sorted(p.name for p in two.iterdir()) == ["bad.png.arc", "d0.png", "d1.png", "d2.png"]
+    for i in range(3):
+        assert np.array_equal(np.asarray(Image.open(two / f"d{i}.png")), digits[i])
+
+
+def test_decompress_several_files_into_a_directory(tiny, digits, tmp_path):
+    for i in range(2):
+        Image.fromarray(digits[i]).save(tmp_path / f"d{i}.png")
+    assert run("compress", "-j", 1, "-m", tiny.name, tmp_path / "d0.png", tmp_path / "d1.png").exit_code == 0
+    arcs = [tmp_path / "d0.png.arc", tmp_path / "d1.png.arc"]
+    r = run("decompress", "-k", "-j", 1, "-m", tiny.name, *arcs, "-o", tmp_path / "nowhere")
+    assert r.exit_code == 1 and "-o must name an existing directory" in r.output
+    r = run("decompress", "-k", "-j", 1, "-m", tiny.name, arcs[0], "-", "-o", tmp_path)
+    assert r.exit_code == 1 and "standard input ('-') cannot be one of several inputs" in r.output
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run("decompress", "-k", "-j", 1, "-m", tiny.name, *arcs, "-o", out)
+    assert r.exit_code == 0, r.output
+    for i in range(2):
+        assert np.array_equal(np.asarray(Image.open(out / f"d{i}.png")), digits[i])
+    # the outputs exist now: each file fails alone, the inputs stay
+    r = run("decompress", "-j", 1, "-m", tiny.name, *arcs, "-o", out)
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 2 and "already exists" in r.output
+    assert all(a.exists() for a in arcs)
+
+
+def test_the_library_reports_each_failure_in_order(tiny, digits, tmp_path):
+    from arcodec.codec.api import encode_images
+    from arcodec.codec.files import Failed, decompress_paths
+
+    good = tmp_path / "g.png.arc"
+    good.write_bytes(encode_images([digits[0]], model=tiny).data)
+    (tmp_path / "t.png.arc").write_bytes(good.read_bytes()[:-6])
+    done = decompress_paths([str(tmp_path / "missing.arc"), str(good), str(tmp_path / "t.png.arc")], model=tiny)
+    assert isinstance(done[0], Failed) and done[0].message == f"{tmp_path / 'missing.arc'}: no such file"
+    assert done[1].output == str(tmp_path / "g.png") and not done[1].header.archive
+    assert isinstance(done[2], Failed) and not (tmp_path / "t.png").exists()
