@@ -1,5 +1,7 @@
-"""Reading and writing image files (Pillow), and writing any file atomically; what of an
-image file an .arc file cannot give back (:func:`lossless_for`)."""
+"""Reading and writing image files (Pillow), and writing any file atomically; the metadata
+an .arc file carries beside the pixels (:class:`arcodec.codec.container.Metadata`: ICC
+profile, EXIF, PNG text chunks, gamma, DPI), taken from a Pillow image and given back when
+writing; what of an image file an .arc file cannot give back (:func:`lossless_for`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from arcodec.codec.container import Metadata
 from arcodec.errors import ArcodecError
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".webp", ".gif"}
@@ -23,14 +26,73 @@ _LOSSLESS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".pg
 
 def read_image(data: bytes, name: str = "input") -> np.ndarray:
     """Decode image bytes to (H, W, C) uint8; a clear error for anything else."""
+    return read_image_and_metadata(data, name)[0]
+
+
+def read_image_and_metadata(data: bytes, name: str = "input") -> tuple[np.ndarray, Metadata]:
+    """Decode image bytes to (H, W, C) uint8 and the metadata an .arc file keeps
+    (:func:`image_metadata`); a clear error for anything else."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            return pil_pixels(im, name)
+            return pil_pixels(im, name), image_metadata(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ArcodecError(f"{name}: not a readable image ({e.__class__.__name__})") from None
+
+
+def image_metadata(im, options: dict | None = None) -> Metadata:
+    """The metadata of a Pillow image that an .arc file keeps: its ICC profile, EXIF, PNG text
+    chunks (``im.text``), gamma and DPI, from ``im.info``; ``options`` (a save call's keyword
+    arguments: ``icc_profile``, ``exif``, ``dpi``) take precedence."""
+    info = {**im.info, **{k: v for k, v in (options or {}).items() if k in ("icc_profile", "exif", "dpi")}}
+    exif = info.get("exif") or b""
+    if not isinstance(exif, bytes):  # an Image.Exif
+        exif = exif.tobytes()
+    dpi = info.get("dpi")
+    gamma = info.get("gamma")
+    text = getattr(im, "text", None) if im.format in ("PNG", "ARC") else None  # ARC: arcodec.pillow
+    return Metadata(icc_profile=info.get("icc_profile") or b"", exif=exif,
+                    text=tuple((str(k), str(v)) for k, v in (text or {}).items()),
+                    gamma=round(float(gamma) * 100_000) if gamma else 0,
+                    dpi=(float(dpi[0]), float(dpi[1])) if dpi else None)
+
+
+def metadata_info(meta: Metadata) -> dict:
+    """Pillow's ``info`` entries for metadata, as reading a PNG that carries it gives them:
+    ``icc_profile``, ``exif``, ``gamma``, ``dpi`` and one entry per text chunk."""
+    info = dict(meta.text)
+    if meta.icc_profile:
+        info["icc_profile"] = meta.icc_profile
+    if meta.exif:
+        info["exif"] = meta.exif
+    if meta.gamma:
+        info["gamma"] = meta.gamma / 100_000.0
+    if meta.dpi is not None:
+        info["dpi"] = meta.dpi
+    return info
+
+
+def _save_options(meta: Metadata | None, fmt: str) -> dict:
+    """Pillow ``save`` keyword arguments that write ``meta`` in a file of format ``fmt``: every
+    kind in PNG (text as tEXt/iTXt chunks, gamma as a gAMA chunk); ICC profile, EXIF and DPI
+    elsewhere (a format that cannot hold one drops it: :func:`lossless_for` says so)."""
+    if not meta:
+        return {}
+    out = {k: v for k, v in (("icc_profile", meta.icc_profile), ("exif", meta.exif), ("dpi", meta.dpi)) if v}
+    if fmt == "PNG" and (meta.text or meta.gamma):
+        import struct
+
+        from PIL.PngImagePlugin import PngInfo
+
+        chunks = PngInfo()
+        for key, value in meta.text:
+            chunks.add_text(key, value)
+        if meta.gamma:
+            chunks.add(b"gAMA", struct.pack(">I", meta.gamma))
+        out["pnginfo"] = chunks
+    return out
 
 
 def pil_pixels(im, name: str = "input") -> np.ndarray:
@@ -71,12 +133,18 @@ def peek_subpixels(path: str | Path) -> int:
         return 0
 
 
-def encode_png(a: np.ndarray) -> bytes:
+def encode_png(a: np.ndarray, metadata: Metadata | None = None) -> bytes:
+    """Pixels (H, W, C) uint8 as PNG bytes, with ``metadata`` when given."""
+    return _encode(a, "PNG", metadata)
+
+
+def _encode(a: np.ndarray, fmt: str, metadata: Metadata | None) -> bytes:
     from PIL import Image
 
     a = a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
     buf = io.BytesIO()
-    Image.fromarray(a, mode=_MODES[1 if a.ndim == 2 else a.shape[2]]).save(buf, format="PNG")
+    Image.fromarray(a, mode=_MODES[1 if a.ndim == 2 else a.shape[2]]).save(buf, format=fmt,
+                                                                            **_save_options(metadata, fmt))
     return buf.getvalue()
 
 
@@ -86,15 +154,10 @@ def written_format(path: str | Path) -> str:
     return _LOSSLESS.get(Path(path).suffix.lower(), "PNG")
 
 
-def write_image(path: Path, a: np.ndarray, force: bool = False) -> None:
-    """Write pixels in the format the suffix names (PNG when it names none)."""
-    from PIL import Image
-
-    a = a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
-    fmt = written_format(path)
-    buf = io.BytesIO()
-    Image.fromarray(a, mode=_MODES[1 if a.ndim == 2 else a.shape[2]]).save(buf, format=fmt)
-    write_atomic(path, buf.getvalue(), force)
+def write_image(path: Path, a: np.ndarray, force: bool = False, metadata: Metadata | None = None) -> None:
+    """Write pixels in the format the suffix names (PNG when it names none), with
+    ``metadata`` as far as the format holds it."""
+    write_atomic(path, _encode(a, written_format(path), metadata), force)
 
 
 def refuse_existing(path: str | Path, force: bool = False) -> Path:
@@ -148,14 +211,15 @@ _INFO_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "dpi": "DPI", "reso
                "comment": "comment"}
 
 
-def _written_back(mode: str, fmt: str):
-    """A 1x1 image of ``mode`` written as ``fmt`` and read back: what Pillow sees in any file
-    of that mode and format (None when the format cannot hold the mode)."""
+def _written_back(mode: str, fmt: str, metadata: Metadata | None = None):
+    """A 1x1 image of ``mode`` written as ``fmt`` (with ``metadata``, as :func:`write_image`
+    writes it) and read back: what Pillow sees in any file of that mode and format, or in the
+    file decompressing writes (None when the format cannot hold the mode)."""
     from PIL import Image
 
     try:
         buf = io.BytesIO()
-        Image.new(mode, (1, 1)).save(buf, format=fmt)
+        Image.new(mode, (1, 1)).save(buf, format=fmt, **_save_options(metadata, fmt))
         im = Image.open(io.BytesIO(buf.getvalue()))
         im.load()
         return im
@@ -167,8 +231,9 @@ def lossless_for(path: str | Path) -> list[str]:
     """What of the image file ``path`` its .arc file would not give back, as Pillow sees the
     file: an empty list when decompressing (which writes the stored pixels to ``path`` in the
     format its suffix names, :func:`write_image`) gives back the same pixels, mode, format,
-    frames and metadata, so that the file may be removed. Otherwise short phrases, e.g.
-    ``["palette (mode P)", "ICC profile", "text chunks (Comment)"]``.
+    frames and metadata (the .arc file keeps an ICC profile, EXIF, PNG text chunks, gamma and
+    DPI: :func:`image_metadata`), so that the file may be removed. Otherwise short phrases,
+    e.g. ``["palette (mode P)", "sRGB intent", "text chunks (Comment)"]``.
 
     The metadata compared is the file's Pillow ``info`` (and its TIFF tags, those that do not
     lay out the pixels); a value that any file of the format carries (a BMP's default DPI) is
@@ -181,7 +246,7 @@ def lossless_for(path: str | Path) -> list[str]:
         mode, fmt = coded_mode(im), written_format(path)
         if im.mode != mode:
             lost.append({"P": "palette (mode P)", "1": "1-bit mode (mode 1)"}.get(im.mode, f"mode {im.mode}"))
-        ours = _written_back(mode, fmt)
+        ours = _written_back(mode, fmt, image_metadata(im))
         if ours is None or ours.mode != mode:
             lost.append(f"{mode} mode (written back as {ours.mode} in {fmt})" if ours is not None
                         else f"{mode} mode ({fmt} cannot hold it)")

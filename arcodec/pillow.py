@@ -11,8 +11,10 @@ nothing is decoded. The first ``load()`` (any access to the pixels) decodes the 
 once and keeps the images; the images of an archive are its frames (``n_frames``,
 ``seek(i)``; ``info["name"]`` is the entry's name). ``save`` writes a single-image file
 with ``arcodec.codec.api.encode_images``; ``model="mnist-gated"`` names a model, the default is
-auto (the smallest of every applicable shipped model and the stored method). Needs
-Pillow >= 10.1.
+auto (the smallest of every applicable shipped model and the stored method). Metadata travels
+both ways (``arcodec.imageio.image_metadata``): ``save`` keeps the image's ICC profile, EXIF,
+PNG text chunks, gamma and DPI (``icc_profile=``, ``exif=``, ``dpi=`` override them), and
+opening puts them in ``info`` as reading a PNG does. Needs Pillow >= 10.1.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from arcodec.codec import container
 from arcodec.errors import ArcodecError
+from arcodec.imageio import image_metadata, metadata_info, pil_pixels
 
 FORMAT = "ARC"
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -50,6 +53,8 @@ class ArcImageFile(ImageFile.ImageFile):
         self._images: list[np.ndarray] | None = None  # every image, once decoded
         self._loaded = -1  # the frame whose pixels self.im holds
         self._frame = -1
+        self.info.update(metadata_info(self._header.metadata))
+        self.text = dict(self._header.metadata.text)  # as a PNG's: saving again keeps them
         self.seek(0)
 
     def seek(self, frame: int) -> None:
@@ -87,8 +92,6 @@ class ArcImageFile(ImageFile.ImageFile):
 
 def _pixels(im: Image.Image) -> np.ndarray:
     """(H, W, C) uint8 of an image, modes converted as arcodec.imageio.read_image does."""
-    from arcodec.imageio import pil_pixels
-
     try:
         return pil_pixels(im, "image")
     except ArcodecError as e:
@@ -98,8 +101,12 @@ def _pixels(im: Image.Image) -> np.ndarray:
 def _save(im: Image.Image, fp, filename) -> None:
     from arcodec.codec import api as codec
 
+    a = _pixels(im)
     try:
-        data = codec.encode_images([_pixels(im)], model=im.encoderinfo.get("model")).data
+        data = codec.encode_images([a], model=im.encoderinfo.get("model")).data
+        meta = image_metadata(im, im.encoderinfo)
+        if meta:
+            data = container.with_metadata(data, meta, [a])
     except ArcodecError as e:
         raise OSError(f"cannot write {FORMAT}: {e}") from None
     fp.write(data)

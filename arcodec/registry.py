@@ -3,6 +3,11 @@
 Names -> classes (:func:`register_model`, :func:`architectures`), settings -> config
 (:func:`make_config`, :func:`coerce`), config -> model (:func:`build_model`), checkpoint
 file -> model (:func:`load_checkpoint`: training writes checkpoints, the registry reads them).
+
+A model file (``.arcm``, :func:`model_file_bytes`) is what ``arcodec export -o`` gives a user:
+one safetensors file, the weights as tensors and the architecture, config, name and training
+facts as one JSON object in its metadata. It holds no pickle, and :func:`load_checkpoint` reads
+it like a checkpoint.
 """
 
 from __future__ import annotations
@@ -75,11 +80,49 @@ def build_model(arch: str, config) -> nn.Module:
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """(model, checkpoint dict) from a file written by ``arcodec train``
     (:func:`arcodec.training.train.checkpoint`): the architecture's name, its config as
-    JSON and a state dict, read with ``weights_only=True`` (no pickled code)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    JSON and a state dict, read with ``weights_only=True`` (no pickled code). A model file
+    (``.arcm``) gives the same dict (:func:`read_model_file`)."""
+    if Path(path).suffix == MODEL_FILE_SUFFIX:
+        ckpt = read_model_file(path)
+    else:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(ckpt["arch"], make_config(ckpt["arch"], json.loads(ckpt["config"])))
     model.load_state_dict(ckpt["model"])
     return model, ckpt
+
+
+MODEL_FILE_SUFFIX = ".arcm"
+MODEL_FILE_FORMAT = "arcodec-model/1"  # the metadata's "format": what the file is, and its version
+
+
+def model_file_bytes(model: nn.Module, name: str, facts: dict[str, Any]) -> bytes:
+    """The bytes of a model file (``.arcm``): ``model``'s state dict in safetensors format
+    and one metadata entry, ``arcodec``: a JSON object with the format, the architecture, the
+    config, ``name`` and ``facts`` (training facts: ``train_config``, ``step``, ``val_bpd``,
+    ``arcodec_version``, a card's extra fields). One entry, its keys sorted: safetensors
+    writes several entries in no fixed order, and the same model must give the same bytes,
+    whose sha256 is the fingerprint in the .arc files made with it."""
+    from safetensors.torch import save
+
+    about = {**facts, "format": MODEL_FILE_FORMAT, "arch": model.arch, "name": name,
+             "config": dataclasses.asdict(model.config)}
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    return save(tensors, {"arcodec": json.dumps(about, sort_keys=True)})
+
+
+def read_model_file(path: str | Path) -> dict:
+    """A model file's contents as a checkpoint dict (``arch``, ``config`` and ``train_config``
+    as JSON strings, ``name``, the other facts, ``model``: the state dict); a ``ValueError`` naming what
+    is wrong when the file is not one (safetensors' own error for a malformed file)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        about = json.loads((f.metadata() or {}).get("arcodec", "{}"))
+        if not isinstance(about, dict) or about.get("format") != MODEL_FILE_FORMAT:
+            raise ValueError(f"not an arcodec model file (no {MODEL_FILE_FORMAT!r} metadata)")
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    as_in_checkpoints = {k: json.dumps(about[k]) for k in ("config", "train_config") if k in about}
+    return {**about, **as_in_checkpoints, "model": state}
 
 
 def _load() -> None:

@@ -3,6 +3,7 @@
     python benchmarks/photos.py                 # `make bench`: the first 4 Kodak photos
     python benchmarks/photos.py --full          # `make bench-full`: all 24
     python benchmarks/photos.py --model runs/photo-rgb/best.pt --gray-model runs/photo-gray/best.pt
+    python benchmarks/photos.py --full --only gray --gray-classical-from benchmarks/results/classical_gray.json
 
 For every photo of ``../shared/data/kodak`` (768x512 RGB), and for the same photo turned to
 gray (``arcodec.training.data.to_luma``: round(0.299 R + 0.587 G + 0.114 B)), one fresh process
@@ -130,6 +131,9 @@ def main() -> None:
     p.add_argument("--gray-model", default="auto", help="model for the gray photos")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-gray", action="store_true", help="RGB photos only")
+    p.add_argument("--only", choices=["rgb", "gray"], default=None,
+                   help="measure this part only; the other comes from the existing results/photos.json "
+                        "(which must have coded the same photos), with the command that measured it")
     p.add_argument("--classical-from", type=Path, default=None,
                    help="take the RGB classical rows from this JSON of benchmarks/classical.py (it must have "
                         "measured the same photos) instead of measuring them again")
@@ -140,8 +144,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
-    from arcodec.training.data import image_files, to_luma
     from arcodec.imageio import read_image
+    from arcodec.training.data import image_files, to_luma
 
     folder = args.photos or default_photos()
     try:
@@ -151,18 +155,29 @@ def main() -> None:
     files = files[: args.limit or (None if args.full else 4)]
     result = {"command": command(), "machine": machine(args.threads), "folder": _shown(Path(folder)),
               "photos": [f.name for f in files]}
-    rows = []
-    md = [f"Whole photos of `{_shown(Path(folder))}` ({len(files)}), one .arc file each (header and CRC "
-          f"included), {args.threads} threads; `{command()}`", ""]
+    if args.only:  # the other part from the earlier run, which must have coded the same photos
+        earlier = json.loads((RESULTS / "photos.json").read_text())
+        if earlier["photos"] != result["photos"] or earlier["folder"] != result["folder"]:
+            raise SystemExit("error: benchmarks/results/photos.json coded other photos; run both parts")
+        other = "gray" if args.only == "rgb" else "rgb"
+        if other in earlier:
+            result[other] = {"command": earlier.get("command"), "machine": earlier.get("machine"),
+                             **earlier[other]}
+            flag = "--gray-classical-from" if other == "gray" else "--classical-from"
+            words = (earlier.get("command") or "").split()
+            if "classical_source" not in result[other] and flag in words:  # results written before this field
+                source = Path(words[words.index(flag) + 1])
+                result[other]["classical_source"] = (f"`{json.loads(source.read_text())['command']}`, "
+                                                     f"the same photos, from `{source.name}`")
     for key, gray, model in (("rgb", False, args.model), ("gray", True, args.gray_model)):
-        if gray and args.no_gray:
+        if (gray and args.no_gray) or (args.only and key != args.only):
             continue
         images = [read_image(f.read_bytes(), str(f)) for f in files]
         if gray:
             images = [to_luma(a) for a in images]
         ours = run_arcodec(files, gray, model, args.threads)
-        rows += [{"set": key, **r} for r in ours]
         source = args.gray_classical_from if gray else args.classical_from
+        classical_source = None
         if source:
             earlier = json.loads(source.read_text())
             expected = f"the {len(files)} whole photos in `{_shown(Path(folder))}`"
@@ -173,16 +188,27 @@ def main() -> None:
             keep = {"PNG (Pillow)", "WebP lossless", "JPEG XL lossless e7", "JPEG XL lossless e10", "JPEG-LS",
                     "JPEG 2000 lossless", "xz"}
             classical = [r for r in earlier["codecs"] if r["codec"] in keep]
-            md += [f"(classical rows: `{earlier['command']}`, the same photos, from `{source.name}`)", ""]
+            classical_source = f"`{earlier['command']}`, the same photos, from `{source.name}`"
         else:
             classical = classical_rows(images)
         result[key] = {"model": model, "photos": len(files), "arcodec": summary(ours), "per_photo": ours,
-                       "classical": classical}
-        s = result[key]["arcodec"]
-        table = [[f"**arcodec** ({model})", f"**{s['bpd']:.4f}**", f"{s['nll_bpd']:.4f}",
+                       "classical": classical, "classical_source": classical_source}
+    rows = [{"set": key, **r} for key in ("rgb", "gray") if key in result for r in result[key]["per_photo"]]
+    md = [f"Whole photos of `{_shown(Path(folder))}` ({len(files)}), one .arc file each (header and CRC "
+          f"included), {args.threads} threads; `{command()}`", ""]
+    for key in ("rgb", "gray"):
+        if key not in result:
+            continue
+        part = result[key]
+        if part.get("command") and part["command"] != result["command"]:
+            md += [f"({key.upper()} part measured earlier: `{part['command']}`)", ""]
+        if part.get("classical_source"):
+            md += [f"(classical rows: {part['classical_source']})", ""]
+        s = part["arcodec"]
+        table = [[f"**arcodec** ({part['model']})", f"**{s['bpd']:.4f}**", f"{s['nll_bpd']:.4f}",
                   f"{s['encode_s_per_photo']:.1f}", f"{s['decode_s_per_photo']:.1f}", f"{s['peak_rss_mib']:.0f}",
                   s["roundtrips"]]]
-        for r in sorted(classical, key=lambda r: r["bpd"]):
+        for r in sorted(part["classical"], key=lambda r: r["bpd"]):
             table.append([r["codec"], f"{r['bpd']:.4f}", "", f"{1 / r['encode_img_s']:.2f}",
                           f"{1 / r['decode_img_s']:.3f}", "", r["roundtrips"]])
         md += [f"**{key.upper()}**", ""]

@@ -207,3 +207,40 @@ def test_shipped_colour_model_is_the_default_for_two_bit_colour(digits):
     assert np.array_equal(arcodec.decompress(data), img)
     if SHARED_MNIST_PRESENT:  # a real colour digit: far below the 2 bits/sub-pixel of raw 2-bit data
         assert 8 * len(data) / img.size < 1.0
+
+
+def test_max_pixels_refuses_larger_files_and_the_cli_raises_it(tiny, digits, tmp_path):
+    """A file of more sub-pixels than ``max_pixels`` is refused from its header, with the way
+    to raise the limit; ``arcodec decompress --max-pixels N`` raises it on the command line."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from arcodec.cli import main
+    from arcodec.codec.api import decompress
+
+    data = arcodec.compress(digits[0], model=tiny)
+    with pytest.raises(FormatError, match="784 sub-pixels, more than the limit of 783.*--max-pixels"):
+        decode_file(data, model=tiny, max_pixels=783)
+    assert np.array_equal(decompress(data, model=tiny, max_pixels=784), digits[0])
+    arc = tmp_path / "d.png.arc"
+    arc.write_bytes(data)
+    r = CliRunner().invoke(main, ["decompress", "-k", "-m", tiny.name, "--max-pixels", "783", str(arc)])
+    assert r.exit_code == 1 and "more than the limit of 783" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "d.png").exists()
+    r = CliRunner().invoke(main, ["decompress", "-k", "-m", tiny.name, "--max-pixels", "784", str(arc)])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")), digits[0])
+
+
+def test_decoder_batches_stay_within_their_memory_budget(tiny, digits, monkeypatch):
+    """Tiles decoded together hold at most DECODE_SUBPIXELS sub-pixels (the progress of a row
+    counts the batch's tiles), and the images are the same whatever the batches."""
+    from arcodec.codec import api
+
+    imgs = list(digits[:6])
+    data = [encode_images([a], model=tiny).data for a in imgs]
+    monkeypatch.setattr(api, "DECODE_SUBPIXELS", 2 * 28 * 28)
+    rows = []
+    out = decode_many(data, model=tiny, progress=rows.append)
+    assert all(np.array_equal(a, b[0][:, :, 0]) for a, (_, b) in zip(imgs, out))
+    assert sum(rows) == 6 * 28 * 28 and max(rows) == 2 * 28

@@ -125,3 +125,40 @@ def test_packed_entry_table_rejects_bombs_and_garbage():
     assert container.read(_packed_archive(1, ok))[0].entries == (Entry(3, 4, 1, "a"),)
     with pytest.raises(FormatError):
         container.read(_packed_archive(2, ok))  # the table holds fewer entries than claimed
+
+
+def _with_extension(ext: bytes, flags: int = 0, tail: bytes = b"\x1c\x1c") -> bytes:
+    """A file whose extension block is ``ext`` (a single 28x28 image unless ``flags`` says)."""
+    out = bytearray(b"AR" + bytes([(1 << 4) | 4 | flags]) + b"\x01" + FP)
+    container.put_varint(out, len(ext))
+    return bytes(out + ext + tail + b"\0" * 4)
+
+
+@pytest.mark.parametrize("ext, flags, message", [
+    (b"\x02\x20\x02\x20", 0, "header field 2, tile side, repeated"),
+    (b"\x04\x01", 0, "header field 4, packed entry table, does not belong in a single-image file"),
+    (b"\x03\x02", 1, "header field 3, channels, does not belong in an archive"),
+    (b"\x03\x04", 2, "header field 3, channels, does not belong in a file with the RGB flag"),
+    (b"\x05\x01\x06\x01", 0, "header field 5, scan order, does not belong in a stored file"),
+    (b"\x01\x04\x06\x02", 0, "header field 1, bit depth, does not belong in a stored file"),
+    (b"\x08\x00", 1, "header field 8, metadata, does not belong in an archive"),
+    (b"\x04\x00", 1, "header field 4, packed entry table, is 0: only 1 is defined"),
+    (b"\x04\x02", 1, "header field 4, packed entry table, is 2: only 1 is defined"),
+    (b"\x05\x02", 0, "header field 5, scan order, has value 2, unknown to this arcodec"),
+    (b"\x06\x07", 0, "header field 6, method, has value 7, unknown to this arcodec"),
+])
+def test_header_fields_appear_once_and_only_where_they_belong(ext, flags, message):
+    with pytest.raises(FormatError, match=message):
+        container.read(_with_extension(ext, flags, b"\x00" if flags & 1 else b"\x1c\x1c"))
+
+
+def test_rgb_flag_in_an_archive_is_rejected():
+    with pytest.raises(FormatError, match="RGB flag set in an archive"):
+        container.read(b"AR" + bytes([(1 << 4) | 1 | 2]) + b"\x01" + FP + b"\x00" + b"\0" * 4)
+
+
+def test_every_field_where_it_belongs_still_reads():
+    for header in [Header(1, FP, (Entry(28, 28, 2),), bit_depth=2, tile=32, scan=1, levels=(0, 9)),
+                   Header(0, b"\0\0", (Entry(5, 6, 4),), method=container.METHOD_DEFLATE),
+                   Header(1, FP, tuple(Entry(3, 4, 1, f"{i:05d}.png") for i in range(50)), archive=True)]:
+        assert container.read(container.write(header, b"\x05", []))[0] == header

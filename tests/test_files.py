@@ -19,7 +19,8 @@ def rgb(seed: int = 0, size: int = 8) -> Image.Image:
 
 @pytest.fixture
 def made(tmp_path):
-    """Small PNGs: one plain RGB, and one each with what an .arc file does not store."""
+    """Small PNGs: one plain RGB, three with metadata an .arc file stores (ICC profile, text,
+    EXIF), and one each with what it does not store (an sRGB intent, a palette, 1-bit mode)."""
     im = rgb()
     text = PngImagePlugin.PngInfo()
     text.add_text("Comment", "made by hand")
@@ -29,6 +30,9 @@ def made(tmp_path):
     im.save(tmp_path / "icc.png", icc_profile=b"\0" * 128)
     im.save(tmp_path / "text.png", pnginfo=text)
     im.save(tmp_path / "exif.png", exif=exif)
+    srgb = PngImagePlugin.PngInfo()
+    srgb.add(b"sRGB", b"\x00")
+    im.save(tmp_path / "srgb.png", pnginfo=srgb)
     im.convert("P").save(tmp_path / "palette.png")
     im.convert("1").save(tmp_path / "bilevel.png")
     return tmp_path
@@ -38,9 +42,9 @@ def test_lossless_for_names_what_an_arc_file_would_lose(made):
     from arcodec.imageio import lossless_for
 
     assert lossless_for(made / "plain.png") == []
-    assert lossless_for(made / "icc.png") == ["ICC profile"]
-    assert lossless_for(made / "text.png") == ["text chunks (Comment)"]
-    assert lossless_for(made / "exif.png") == ["EXIF"]
+    for stored in ("icc.png", "text.png", "exif.png"):  # the .arc file keeps them
+        assert lossless_for(made / stored) == []
+    assert lossless_for(made / "srgb.png") == ["sRGB intent"]
     assert lossless_for(made / "palette.png") == ["palette (mode P)"]
     assert lossless_for(made / "bilevel.png") == ["1-bit mode (mode 1)"]
     rgb().convert("LA").save(made / "gray-alpha.png")  # LA is stored and written back as LA
@@ -52,12 +56,12 @@ def test_lossless_for_names_what_an_arc_file_would_lose(made):
 def test_compress_keeps_the_inputs_it_cannot_give_back(tiny, made):
     r = run("compress", "-j", 1, "-m", tiny.name, *sorted(made.glob("*.png")))
     assert r.exit_code == 0, r.output
-    assert not (made / "plain.png").exists() and (made / "plain.png.arc").exists()
+    for name in ("plain.png", "icc.png", "text.png", "exif.png"):
+        assert not (made / name).exists() and (made / (name + ".arc")).exists()
     kept = {line.split(": its ")[0] for line in r.output.splitlines()}
-    assert kept == {f"arcodec: kept {made / n}" for n in ("icc.png", "text.png", "exif.png", "palette.png",
-                                                            "bilevel.png")}
-    assert f"arcodec: kept {made / 'icc.png'}: its ICC profile is not stored in .arc" in r.output
-    for name in ("icc.png", "text.png", "exif.png", "palette.png", "bilevel.png"):
+    assert kept == {f"arcodec: kept {made / n}" for n in ("srgb.png", "palette.png", "bilevel.png")}
+    assert f"arcodec: kept {made / 'srgb.png'}: its sRGB intent is not stored in .arc" in r.output
+    for name in ("srgb.png", "palette.png", "bilevel.png"):
         assert (made / name).exists() and (made / (name + ".arc")).exists()
 
 

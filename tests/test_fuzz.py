@@ -240,9 +240,13 @@ def coded(draw):
 @given(coded())
 def test_range_coder_never_refuses_a_valid_stream(sw):
     """The decoder's budget (entropy.Decoder: no more information than the bytes can hold)
-    never refuses what the encoder wrote, however extreme the tables."""
+    and the check before decoding (entropy.check_room: no symbol costs less than the
+    likeliest table entry's bits) never refuse what the encoder wrote, however extreme the
+    tables."""
     s, w = sw
-    assert np.array_equal(entropy.decode(entropy.encode(s, w), w), s)
+    data = entropy.encode(s, w)
+    entropy.check_room(len(data), len(s), w.shape[1])
+    assert np.array_equal(entropy.decode(data, w), s)
 
 
 @fuzz_settings(200)
@@ -296,7 +300,7 @@ def test_stored_archive_claiming_huge_images_is_refused_before_allocating():
         tracemalloc.start()
         try:
             with pytest.raises(FormatError, match="stored bytes for"):
-                codec.decode_file(data)
+                codec.decode_file(data, max_pixels=1 << 62)  # past the limit of sub-pixels
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -311,7 +315,7 @@ def test_model_archive_claiming_billions_of_tiles_is_refused_before_planning():
     data = container.write(Header(m.model_id, m.fingerprint, entries, archive=True), b"\x01\x02", [])
     t = time.perf_counter()
     with pytest.raises(FormatError, match="payload bytes for"):
-        codec.decode_file(data)
+        codec.decode_file(data, max_pixels=1 << 62)  # past the limit of sub-pixels
     assert time.perf_counter() - t < 20
 
 
@@ -325,3 +329,56 @@ def test_header_claiming_a_larger_image_stops_when_the_payload_runs_out():
     big = container.write(Header(header.model_id, header.fingerprint, (Entry(64, 64, 1),)), payload, [])
     with pytest.raises(FormatError, match="more symbols than its bytes"):
         codec.decode_file(big)
+
+
+def _claiming(model: str, entries: list[Entry], payload: bytes, tile: int | None = None) -> bytes:
+    """A file of ``model`` whose header claims ``entries`` (an archive when several) over ``payload``."""
+    m = codec.resolve(model)
+    header = Header(m.model_id, m.fingerprint, tuple(entries), archive=len(entries) > 1,
+                    tile=tile or codec.default_tile(m), scan=codec.scan_of(m))
+    return container.write(header, payload, [])
+
+
+def _refused(data: bytes, match: str, **kw) -> tuple[float, int]:
+    """(seconds, peak traced bytes) that decode_file(data) takes to raise a FormatError
+    matching ``match``."""
+    tracemalloc.start()
+    t = time.perf_counter()
+    try:
+        with pytest.raises(FormatError, match=match):
+            codec.decode_file(data, **kw)
+        return time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_nineteen_byte_file_claiming_a_huge_image_is_refused_at_once():
+    """20 bytes claiming one 65536 x 4096 image in 4096 x 4096 tiles: the decoder allocated
+    2 GiB and stepped through the pixels for ages; 2^28 sub-pixels cost 700 bytes at least,
+    so the payload's size refuses it before anything is allocated."""
+    data = _claiming("mnist-gated", [Entry(65536, 4096, 1)], b"\x55", tile=4096)
+    assert len(data) <= 20
+    seconds, peak = _refused(data, r"truncated: 1 bytes cannot hold 268435456 coded sub-pixels")
+    assert seconds < 1 and peak < 16 << 20
+
+
+def test_archive_claiming_many_images_is_refused_from_its_header():
+    """An archive claiming 2^16 images of 4096 x 4096 (2^40 sub-pixels): refused by the
+    max_pixels limit right after the header is read, naming the way to raise it."""
+    data = _claiming("mnist-gated", [Entry(4096, 4096, 1)] * (1 << 16), b"\x55" * 64)
+    t = time.perf_counter()
+    with pytest.raises(FormatError, match=r"more than the limit of \d+: .* raise the limit .*--max-pixels"):
+        codec.decode_file(data)
+    assert time.perf_counter() - t < 5  # reading the entry table is most of it
+
+
+def test_payload_cut_to_half_is_refused_midway(digits):
+    """A real digit whose payload is cut in half stops once the range decoder has read past
+    its bytes (a little over half the pixels), not after decoding zeros to the end."""
+    data = codec.compress(digits[0], model="mnist-gated")
+    header, payload, _ = container.read(data)
+    cut = container.write(header, payload[: len(payload) // 2], [digits[0]])
+    done = []
+    with pytest.raises(FormatError, match="corrupt payload"):
+        codec.decode_file(cut, progress=done.append)
+    assert sum(done) < 0.75 * digits[0].size

@@ -123,3 +123,20 @@ def test_a_corrupt_payload_fails_on_load():
         assert im.size == (8, 8)
         with pytest.raises(OSError, match="cannot decode .arc file: the CRC32 check fails"):
             im.load()
+
+
+def test_metadata_goes_through_the_plugin(tmp_path):
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "kept")
+    png = tmp_path / "m.png"
+    Image.new("L", (9, 7), 40).save(png, pnginfo=text, dpi=(300, 300), icc_profile=b"icc bytes", exif=b"Exif\0\0MM")
+    with Image.open(png) as im:
+        expected = dict(im.info)
+        im.save(tmp_path / "m.arc")
+    with Image.open(tmp_path / "m.arc") as back:
+        assert back.info == expected and back.text == {"Comment": "kept"}
+        back.save(tmp_path / "again.arc", dpi=(72, 72))  # a save option overrides
+    with Image.open(tmp_path / "again.arc") as again:
+        assert again.info == {**expected, "dpi": (72.0, 72.0)}

@@ -47,9 +47,10 @@ def compress(inputs, output, model, force, keep, tile, jobs, verbose, explain):
     """Compress images to .arc files.
 
     Without -o each IMG becomes IMG.arc and, as with gzip, IMG is removed unless -k is
-    given; an image whose .arc file would not give everything back (an ICC profile, EXIF,
-    text chunks, DPI, a palette, another mode or format: decompressing restores the pixels,
-    not the file's bytes or metadata) is kept, with a note saying why. A bad image is
+    given. The .arc file keeps an ICC profile, EXIF, PNG text chunks, gamma and DPI, and
+    decompressing writes them back; an image whose .arc file would not give everything back
+    (other metadata, a palette, another mode or format) is kept, with a note saying why.
+    A bad image is
     reported and the others go on. With -o and several images or directories: one archive.
 
     \b
@@ -104,7 +105,10 @@ def _and(items: list[str]) -> str:
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the .arc files.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
-def decompress(files, output, model, force, keep, jobs):
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse files of more sub-pixels than this (an archive's images summed; default 2^29, "
+                   "about 2 GiB of memory to decode). Raise it for larger files you trust.")
+def decompress(files, output, model, force, keep, jobs, max_pixels):
     """Decompress .arc files; the CRC32 of the pixels is verified before anything is written.
 
     As with gzip each IMG.arc becomes IMG and is removed unless -k is given. A bad file is
@@ -118,10 +122,12 @@ def decompress(files, output, model, force, keep, jobs):
       arcodec decompress *.arc -o outdir/      # outdir/ must exist: outdir/IMG for each IMG.arc
       arcodec decompress - < digit.arc > digit.png
     """
+    from arcodec.codec.api import DEFAULT_MAX_PIXELS
     from arcodec.codec.files import Failed, decompress_paths, default_jobs
 
     done = decompress_paths(files, output, model=model, force=force, jobs=jobs or default_jobs(),
-                            progress=lambda total: progress_bar(total, "decompress"))
+                            progress=lambda total: progress_bar(total, "decompress"),
+                            max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     for file, r in zip(files, done):
         if isinstance(r, Failed):
             continue

@@ -1,4 +1,4 @@
-"""``arcodec train``."""
+"""``arcodec train`` (from scratch, or fine-tuning with ``--init``) and ``arcodec export``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,11 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--data-root", default=None, help="Root of the torchvision data sets.")
 @click.option("--download", is_flag=True, help="Let torchvision download the data set into --data-root.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-def train(arch, data, sets, out, data_root, download, resume):
+@click.option("--init", default=None, metavar="NAME_OR_FILE",
+              help="Fine-tune: start from this model (zoo name, checkpoint or .arcm file), with its architecture "
+                   "and config; a fresh optimiser.")
+@click.pass_context
+def train(ctx, arch, data, sets, out, data_root, download, resume, init):
     """Train a model; logs train/val bits/dim to OUT/log.jsonl and keeps OUT/best.pt.
 
     Writes OUT/curves.png at the end (also `arcodec plot OUT`). Runs unchanged under
@@ -45,6 +49,7 @@ def train(arch, data, sets, out, data_root, download, resume):
       arcodec train --model gated-pixelcnn --data mnist --set hidden=32 --set steps=4000 --out runs/mnist
       arcodec train --model gated-pixelcnn --set classes=10 --data mnist --out runs/mnist-classes
       arcodec train --data mnist --set steps=8000 --out runs/mnist --resume
+      arcodec train --init mnist-gated --data folder:my-digits --set steps=300 --set lr=3e-4 --out runs/mine
       torchrun --standalone --nproc_per_node=2 -m arcodec train --data mnist --out runs/ddp
     """
     from arcodec.registry import coerce
@@ -52,12 +57,16 @@ def train(arch, data, sets, out, data_root, download, resume):
 
     values = _parse_sets(sets)
     train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    for key, option in (("arch", "--model"), ("data", "--data")):
+    for key, option in (("arch", "--model"), ("data", "--data"), ("init", "--init")):
         if key in values:
             raise click.BadParameter(f"{key} is set with {option}", param_hint="--set")
+    if init and resume:
+        raise click.UsageError("--init starts a new run from a model, --resume continues a run: give one of them")
+    if init and ctx.get_parameter_source("arch") is click.core.ParameterSource.DEFAULT:
+        arch = ""  # the initial model's
     tcfg = coerce(TrainConfig, {k: v for k, v in values.items() if k in train_fields}, "training")
     model_settings = {k: v for k, v in values.items() if k not in train_fields}
-    cfg = TrainConfig(arch=arch, data=data, **tcfg)
+    cfg = TrainConfig(arch=arch, data=data, init=init or "", **tcfg)
     path = run(cfg, model_settings, out, resume=resume, data_root=data_root, download=download)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
         click.echo(f"run saved in {path} (curves: {path / 'curves.png'})")
@@ -65,31 +74,52 @@ def train(arch, data, sets, out, data_root, download, resume):
 
 @main.command()
 @click.argument("run", type=click.Path(exists=True))
-@click.option("--name", required=True, help="Zoo name, e.g. mnist-gated.")
-@click.option("--id", "model_id", type=int, required=True, help="Permanent numeric id written in .arc headers.")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write one model file (FILE.arcm, safetensors) that --model FILE.arcm takes everywhere.")
+@click.option("--name", default=None, help="Zoo name, e.g. mnist-gated (a model file's default: its stem).")
+@click.option("--id", "model_id", type=int, default=None,
+              help="Permanent numeric id written in .arc headers (a zoo entry needs one).")
 @click.option("--data", default=None, help="Data set to report test NLL on (e.g. mnist).")
 @click.option("--data-root", default=None)
 @click.option("--command", "command", default="", help="The training command, recorded in the card.")
 @click.option("--notes", default="", help="Free text for the card (e.g. what is worse than hoped).")
-@click.option("-f", "--force", is_flag=True, help="Replace an existing zoo entry.")
-def export(run, name, model_id, data, data_root, command, notes, force):
-    """Turn a training run (its best.pt) into a zoo entry with a card and sha256.
+@click.option("-f", "--force", is_flag=True, help="Replace an existing zoo entry or model file.")
+def export(run, output, name, model_id, data, data_root, command, notes, force):
+    """Turn a training run (its best.pt) into a zoo entry with a card and sha256 (--name,
+    --id), or into one model file (-o FILE.arcm).
 
     \b
-    Example:
+    Examples:
       arcodec export runs/mnist-gated --name mnist-gated --id 1 --data mnist
+      arcodec export runs/mine -o my-model.arcm
+      arcodec compress digit.png --model my-model.arcm
     """
     from pathlib import Path
 
-    from arcodec.training.export import export_checkpoint
-
+    if output is None and (name is None or model_id is None):
+        raise click.UsageError("give --name and --id for a zoo entry, or -o FILE.arcm for a model file")
+    if model_id is not None and name is None:
+        raise click.UsageError("a zoo entry needs --name")
     path = Path(run)
     ckpt = path / "best.pt" if path.is_dir() else path
     extra = {k: v for k, v in (("command", command), ("notes", notes)) if v}
-    card = export_checkpoint(ckpt, name, model_id, extra, force=force)
-    if data:  # measured on the exported model, then written into its card
-        from arcodec.evaluation.evaluate import test_nll
+    if output is not None:
+        from arcodec.training.export import export_model_file
 
-        extra.update(test_nll(name, data, data_root))
-        card = export_checkpoint(ckpt, name, model_id, extra, force=True)
-    click.echo(f"exported {name} (id {model_id}, sha256 {card['sha256']})")
+        digest = export_model_file(ckpt, output, name or "", extra, force=force)
+        if data:  # measured on the written file, then written into its metadata
+            from arcodec.evaluation.evaluate import test_nll
+
+            digest = export_model_file(ckpt, output, name or "", {**extra, **test_nll(output, data, data_root)},
+                                       force=True)
+        click.echo(f"exported {output} (sha256 {digest})")
+    if model_id is not None:
+        from arcodec.training.export import export_checkpoint
+
+        card = export_checkpoint(ckpt, name, model_id, extra, force=force)
+        if data:  # measured on the exported model, then written into its card
+            from arcodec.evaluation.evaluate import test_nll
+
+            extra.update(test_nll(name, data, data_root))
+            card = export_checkpoint(ckpt, name, model_id, extra, force=True)
+        click.echo(f"exported {name} (id {model_id}, sha256 {card['sha256']})")

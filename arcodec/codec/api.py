@@ -18,6 +18,13 @@ from arcodec.errors import ArcodecError, FormatError, IntegrityError
 from arcodec.zoo import DEFAULT_GRAY, LoadedModel, applicable, check_fingerprint, load_model, model_for_id
 
 MAX_BATCH = 512  # tiles pushed through the model together (memory grows with it)
+# sub-pixels a decoder works on at a time (more only when one stream is larger): its buffers
+# (int64 model input, or float32 grid and uint8 levels) and activations grow with it
+DECODE_SUBPIXELS = 1 << 24
+# sub-pixels one file may hold (an archive's images summed) unless the caller raises it: the
+# decoded images take a byte each (512 MiB), one batch of DECODE_SUBPIXELS a few hundred MiB
+# more, about 2 GiB at most in all (docs/format.md, "Limits and memory")
+DEFAULT_MAX_PIXELS = 1 << 29
 Progress = Callable[[int], None]  # called with the number of sub-pixels just coded
 
 
@@ -86,23 +93,29 @@ class _Job:
     bits: list[float] = field(default_factory=list)
 
 
-def _batches(jobs: list[_Job], max_tiles: int) -> list[list[tuple[int, int]]]:
+def _batches(jobs: list[_Job], max_tiles: int, max_subpixels: int | None = None) -> list[list[tuple[int, int]]]:
     """(job, stream) pairs grouped by tile shape, cut into batches of at most ``max_tiles``
-    tiles (a stream is never split): every batch goes through the model together."""
+    tiles, and of at most ``max_subpixels`` sub-pixels when given (a stream is never split,
+    so a batch is larger only when one stream is): every batch goes through the model
+    together."""
     groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for j, job in enumerate(jobs):
         for k, s in enumerate(job.streams):
             groups.setdefault((s.height, s.width), []).append((j, k))
+    most = max_subpixels if max_subpixels is not None else float("inf")
     out = []
     for refs in groups.values():
-        batch, size = [], 0
+        batch, tiles, size = [], 0, 0
         for j, k in refs:
-            n = len(jobs[j].streams[k].tiles)
-            if batch and size + n > max_tiles:
+            s = jobs[j].streams[k]
+            n = len(s.tiles)
+            sub = s.height * s.width * sum(jobs[j].images[t.image].shape[2] if t.plane < 0 else 1 for t in s.tiles)
+            if batch and (tiles + n > max_tiles or size + sub > most):
                 out.append(batch)
-                batch, size = [], 0
+                batch, tiles, size = [], 0, 0
             batch.append((j, k))
-            size += n
+            tiles += n
+            size += sub
         out.append(batch)
     return out
 
@@ -252,15 +265,18 @@ def encode_many(images: list, model=None, tile: int | None = None,
     return best
 
 
-def _open(data: bytes, model) -> tuple[Header, LoadedModel | None, _Job]:
+def _open(data: bytes, model, max_pixels: int) -> tuple[Header, LoadedModel | None, _Job]:
     """Parse a file and plan its decoding: (header, model (None for a stored file), job with
-    the streams' payloads)."""
+    the streams' payloads). Whatever the header claims is checked against ``max_pixels`` and
+    the payload's size before anything is allocated or decoded."""
     header, body, _ = container.read(data)
+    total = sum(e.subpixels for e in header.entries)
+    if total > max_pixels:
+        raise FormatError(f"file holds {total} sub-pixels, more than the limit of {max_pixels}: if you trust it, "
+                          f"raise the limit (max_pixels=, or arcodec decompress --max-pixels N)")
     shapes = [(e.height, e.width, e.channels) for e in header.entries]
     if header.method != container.METHOD_MODEL:
-        # checked before allocating the images: a few bytes may claim 2^20 images of 2^28
-        # sub-pixels; DEFLATE expands at most 1032:1
-        total = sum(e.subpixels for e in header.entries)
+        # checked before allocating the images: DEFLATE expands at most 1032:1
         most = len(body) if header.method == container.METHOD_RAW else 1032 * len(body)
         if total > most:
             raise FormatError(f"corrupt payload ({len(body)} stored bytes for {total} sub-pixels)")
@@ -286,6 +302,10 @@ def _open(data: bytes, model) -> tuple[Header, LoadedModel | None, _Job]:
         raise FormatError(f"file is truncated ({len(body)} payload bytes for {tiles} tiles)")
     streams = plan_streams(shapes, m.channels, header.tile, DEFAULT_CHUNK)
     payloads = container.split_parts(body, len(streams), "stream")
+    room = coder_of(m).room
+    if room is not None:  # every coded sub-pixel costs some bits: a short payload is refused now
+        for s, p in zip(streams, payloads):
+            room(m.net, p, len(s.tiles), m.channels, s.height, s.width)
     job = _Job([np.zeros(s, dtype=np.uint8) for s in shapes], streams, payloads)
     return header, m, job
 
@@ -311,11 +331,14 @@ def _unstore(header: Header, job: _Job) -> None:
 
 
 def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: Progress | None = None,
-                max_tiles: int | None = None) -> list[tuple[Header, list[np.ndarray]]]:
+                max_tiles: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+                ) -> list[tuple[Header, list[np.ndarray]]]:
     """Decode several .arc files, the streams of equal tile shape (across files) pushed
-    through the model together; each file's CRC32 is verified. Returns (header, images
-    (H, W, C) uint8) per file, in order. A corrupt file fails the whole call."""
-    opened = [_open(d, model) for d in datas]
+    through the model together, at most :data:`DECODE_SUBPIXELS` at a time; each file's
+    CRC32 is verified. Returns (header, images (H, W, C) uint8) per file, in order. A corrupt
+    file fails the whole call, and so does a file of more than ``max_pixels`` sub-pixels
+    (raise it for larger files you trust)."""
+    opened = [_open(d, model, max_pixels) for d in datas]
     by_model: dict[int, list[int]] = {}
     for i, (header, m, job) in enumerate(opened):
         if m is None:
@@ -329,7 +352,7 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
         jobs = [opened[i][2] for i in idx]
         channels = m.channels
         decode = coder_of(m).decode
-        for batch in _batches(jobs, max_tiles or MAX_BATCH):
+        for batch in _batches(jobs, max_tiles or MAX_BATCH, DECODE_SUBPIXELS):
             s0 = jobs[batch[0][0]].streams[batch[0][1]]
             x = decode(m.net, [jobs[j].payloads[k] for j, k in batch],
                                [len(jobs[j].streams[k].tiles) for j, k in batch],
@@ -351,10 +374,11 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
     return out
 
 
-def decode_file(data: bytes, model=None, naive: bool = False,
-                progress: Progress | None = None) -> tuple[Header, list[np.ndarray]]:
-    """Decode .arc bytes to (header, images (H, W, C) uint8); verifies the CRC32."""
-    return decode_many([data], model, naive, progress)[0]
+def decode_file(data: bytes, model=None, naive: bool = False, progress: Progress | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, list[np.ndarray]]:
+    """Decode .arc bytes to (header, images (H, W, C) uint8); verifies the CRC32. A file of
+    more than ``max_pixels`` sub-pixels is refused."""
+    return decode_many([data], model, naive, progress, max_pixels=max_pixels)[0]
 
 
 def compress(array, model: str | LoadedModel | None = None) -> bytes:
@@ -365,21 +389,24 @@ def compress(array, model: str | LoadedModel | None = None) -> bytes:
     return encode_images([array], model=model).data
 
 
-def decompress(data: bytes, model: str | LoadedModel | None = None) -> np.ndarray:
-    """The image of a single-image .arc file: (H, W) for grayscale, else (H, W, C)."""
-    header, images = decode_file(data, model)
+def decompress(data: bytes, model: str | LoadedModel | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The image of a single-image .arc file: (H, W) for grayscale, else (H, W, C); one of
+    more than ``max_pixels`` sub-pixels is refused."""
+    header, images = decode_file(data, model, max_pixels=max_pixels)
     if header.archive:
         raise ArcodecError("this is an archive of several images: use decompress_archive()")
     img = images[0]
     return img[:, :, 0] if img.shape[2] == 1 else img
 
 
-def decompress_archive(data: bytes, model=None) -> dict[str, np.ndarray]:
-    """Every image of an archive, by name."""
+def decompress_archive(data: bytes, model=None, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, np.ndarray]:
+    """Every image of an archive, by name; an archive of more than ``max_pixels`` sub-pixels
+    is refused."""
     header = container.read(data)[0]
     names = [e.name for e in header.entries]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise FormatError(f"archive holds the name {dup!r} more than once: decode_file() gives every image")
-    header, images = decode_file(data, model)
+    header, images = decode_file(data, model, max_pixels=max_pixels)
     return {e.name: (a[:, :, 0] if a.shape[2] == 1 else a) for e, a in zip(header.entries, images)}

@@ -21,6 +21,7 @@ import torch
 from arcodec.codec.coders import register_coder
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
+from arcodec.codec.entropy import check_room
 from arcodec.exact import softmax_weights
 from arcodec.models.heads import nll_bits
 
@@ -139,4 +140,10 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     return x
 
 
-register_coder("autoregressive", encode_streams, decode_streams)
+def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int) -> None:
+    """Refuse a stream too short for its tiles before decoding it: every sub-pixel is one
+    symbol of a table over the model's levels (:func:`arcodec.codec.entropy.check_room`)."""
+    check_room(len(payload), tiles * channels * h * w, model.config.levels)
+
+
+register_coder("autoregressive", encode_streams, decode_streams, room=room)

@@ -35,6 +35,7 @@ class Coder:
     scan: int = SCAN_RASTER  # the symbol order, a header field (container.SCAN_*)
     tile: int = DEFAULT_TILE  # tile side when the caller names none
     check: Callable | None = None  # check(net, h, w): a clear error for tiles the coder cannot code
+    room: Callable | None = None  # room(net, payload, tiles, channels, h, w): refuse a stream too short for its tiles
 
 
 CODERS: dict[str, Coder] = {}

@@ -16,7 +16,10 @@ fields are little-endian)::
                  stored: the pixels deflated), written with model id 0 and
                  fingerprint 0000, 7 level map (a bit mask of the levels the
                  images use, bit v for level v: the model coded each pixel's index
-                 among them)
+                 among them), 8 metadata (single images: the value is a byte length
+                 n, and n bytes of records follow: see :class:`Metadata`).
+                 A tag appears at most once, only where it belongs (1, 2, 5, 7: model-
+                 coded files; 3, 8: single images; 4: archives)
     single image: height varint, width varint
     archive:      count varint, then the entry table: per image name length varint,
                   UTF-8 name, height varint, width varint, channels varint. With tag 4
@@ -30,8 +33,9 @@ fields are little-endian)::
 
 from __future__ import annotations
 
+import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from arcodec.errors import FormatError
 
@@ -46,10 +50,21 @@ MAX_NAME = 4096
 
 _ARCHIVE, _RGB, _EXT = 1, 2, 4
 _TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS, _TAG_PACKED, _TAG_SCAN, _TAG_METHOD, _TAG_LEVELS = 1, 2, 3, 4, 5, 6, 7
+_TAG_METADATA = 8
+_TAG_NAMES = {_TAG_BIT_DEPTH: "bit depth", _TAG_TILE: "tile side", _TAG_CHANNELS: "channels",
+              _TAG_PACKED: "packed entry table", _TAG_SCAN: "scan order", _TAG_METHOD: "method",
+              _TAG_LEVELS: "level map", _TAG_METADATA: "metadata"}
+_MODEL_ONLY = {_TAG_BIT_DEPTH, _TAG_TILE, _TAG_SCAN, _TAG_LEVELS}  # the model's settings: not in stored files
+_SINGLE_ONLY = {_TAG_CHANNELS, _TAG_METADATA}  # an archive's entries carry their own channels
+_ARCHIVE_ONLY = {_TAG_PACKED}
 SCAN_RASTER, SCAN_WAVEFRONT = 0, 1
 METHOD_MODEL, METHOD_RAW, METHOD_DEFLATE = 0, 1, 2
 METHOD_NAMES = {METHOD_RAW: "stored (raw pixels)", METHOD_DEFLATE: "stored (deflated pixels)"}
 _ENTRY_LIMIT = MAX_NAME + 3 * 10  # most bytes one entry of the table can take
+MAX_METADATA = 1 << 24  # 16 MiB: the most metadata one file carries
+_META_ICC, _META_EXIF, _META_TEXT, _META_GAMMA, _META_DPI = 1, 2, 3, 4, 5
+_META_NAMES = {_META_ICC: "ICC profile", _META_EXIF: "EXIF", _META_TEXT: "text", _META_GAMMA: "gamma",
+               _META_DPI: "DPI"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,80 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Metadata:
+    """What an image file carries beyond its pixels, as Pillow reports it (tag 8,
+    ``docs/format.md``): records of (kind varint, length varint, bytes), in this order:
+    1 ICC profile, 2 EXIF (as Pillow's ``info["exif"]``), 3 a text chunk (keyword, a NUL,
+    text; UTF-8; one record each, in order), 4 gamma (varint: gamma x 100,000, as PNG's
+    gAMA chunk), 5 DPI (x and y, two little-endian float64). Empty fields are left out."""
+
+    icc_profile: bytes = b""
+    exif: bytes = b""
+    text: tuple[tuple[str, str], ...] = ()  # (keyword, text) pairs
+    gamma: int = 0  # gamma x 100,000; 0: none
+    dpi: tuple[float, float] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.icc_profile or self.exif or self.text or self.gamma or self.dpi)
+
+    def pack(self) -> bytes:
+        """The records; a FormatError when they exceed :data:`MAX_METADATA`."""
+        records = [(_META_ICC, self.icc_profile), (_META_EXIF, self.exif)]
+        records += [(_META_TEXT, k.encode("utf-8") + b"\0" + v.encode("utf-8")) for k, v in self.text]
+        if self.gamma:
+            g = bytearray()
+            put_varint(g, self.gamma)
+            records.append((_META_GAMMA, bytes(g)))
+        if self.dpi is not None:
+            records.append((_META_DPI, struct.pack("<2d", *self.dpi)))
+        out = bytearray()
+        for kind, value in records:
+            if value:
+                put_varint(out, kind)
+                put_varint(out, len(value))
+                out += value
+        if len(out) > MAX_METADATA:
+            raise FormatError(f"metadata of {len(out)} bytes (ICC profile, EXIF, text): "
+                              f"an .arc file holds at most {MAX_METADATA >> 20} MiB")
+        return bytes(out)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> "Metadata":
+        """The records of :meth:`pack`; a FormatError for anything else (an unknown or
+        repeated kind, a malformed value)."""
+        r, seen, text, fields = Reader(data), set(), [], {}
+        while r.pos < len(data):
+            kind = r.varint("metadata")
+            value = r.take(r.varint("metadata"), "metadata")
+            name = _META_NAMES.get(kind)
+            if name is None:
+                raise FormatError(f"unknown metadata record {kind}: written by a newer arcodec?")
+            if kind in seen and kind != _META_TEXT:
+                raise FormatError(f"corrupt header (metadata record {kind}, {name}, repeated)")
+            seen.add(kind)
+            if kind == _META_TEXT:
+                key, nul, txt = value.partition(b"\0")
+                try:
+                    text.append((key.decode("utf-8"), txt.decode("utf-8")))
+                except UnicodeDecodeError:
+                    nul = b""
+                if not nul:
+                    raise FormatError("corrupt header (metadata text record is not a UTF-8 keyword, NUL, text)")
+            elif kind == _META_GAMMA:
+                g = Reader(value)
+                fields["gamma"] = g.varint("metadata gamma")
+                if g.pos != len(value) or not fields["gamma"]:
+                    raise FormatError("corrupt header (metadata gamma record)")
+            elif kind == _META_DPI:
+                if len(value) != 16:
+                    raise FormatError("corrupt header (metadata DPI record is not two float64)")
+                fields["dpi"] = struct.unpack("<2d", value)
+            else:
+                fields["icc_profile" if kind == _META_ICC else "exif"] = value
+        return cls(text=tuple(text), **fields)
+
+
+@dataclass(frozen=True)
 class Header:
     model_id: int
     fingerprint: bytes
@@ -78,6 +167,7 @@ class Header:
     scan: int = SCAN_RASTER  # the order of the symbols (docs/format.md)
     method: int = METHOD_MODEL  # or a stored method: no model, the pixels as they are
     levels: tuple[int, ...] = ()  # level map: the model coded indices into these values
+    metadata: Metadata = Metadata()  # single images: what the image file carried beyond pixels
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -228,6 +318,13 @@ def write(header: Header, payload: bytes, images) -> bytes:
     if header.archive and len(table) < len(raw):
         put_varint(ext, _TAG_PACKED)
         put_varint(ext, 1)
+    if header.metadata:
+        if header.archive:
+            raise ValueError("metadata belongs to single-image files")
+        block = header.metadata.pack()
+        put_varint(ext, _TAG_METADATA)
+        put_varint(ext, len(block))
+        ext += block
     flags = (_ARCHIVE if header.archive else 0) | (_RGB if rgb else 0) | (_EXT if ext else 0)
     out = bytearray(MAGIC)
     out.append((header.version << 4) | flags)
@@ -245,6 +342,13 @@ def write(header: Header, payload: bytes, images) -> bytes:
     out += payload
     out += crc32_pixels(images, zlib.crc32(out)).to_bytes(4, "little")
     return bytes(out)
+
+
+def with_metadata(data: bytes, metadata: Metadata, images) -> bytes:
+    """A single-image file's bytes with ``metadata`` in its header: the same payload, the
+    CRC32 computed again over the new bytes and the image's pixels (``images``)."""
+    header, payload, _ = read(data)
+    return write(replace(header, metadata=metadata), payload, images)
 
 
 def verify(data: bytes, images) -> bool:
@@ -268,38 +372,32 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
                           f"{VERSION}: upgrade arcodec")
     if flags & 0x08:
         raise FormatError("corrupt header (reserved flag set)")
+    archive = bool(flags & _ARCHIVE)
+    if archive and flags & _RGB:
+        raise FormatError("corrupt header (RGB flag set in an archive)")
     model_id = r.varint("model id")
     fingerprint = r.take(2, "fingerprint")
-    bit_depth, tile, channels = DEFAULT_BIT_DEPTH, DEFAULT_TILE, 3 if flags & _RGB else 1
-    packed = False
-    scan, method, levels = SCAN_RASTER, METHOD_MODEL, ()
-    if flags & _EXT:
-        n = r.varint("extension length")
-        ext = Reader(r.take(n, "extension"))
-        while ext.pos < len(ext.data):
-            tag = ext.varint("extension")
-            value = ext.varint("extension", bits=256 + 7 if tag == _TAG_LEVELS else 64)
-            if tag == _TAG_BIT_DEPTH:
-                bit_depth = value
-            elif tag == _TAG_TILE:
-                tile = value
-            elif tag == _TAG_CHANNELS:
-                channels = value
-            elif tag == _TAG_PACKED and value == 1:
-                packed = True
-            elif tag == _TAG_SCAN and value in (SCAN_RASTER, SCAN_WAVEFRONT):
-                scan = value
-            elif tag == _TAG_METHOD and value in (METHOD_MODEL, METHOD_RAW, METHOD_DEFLATE):
-                method = value
-            elif tag == _TAG_LEVELS and 0 < value < 1 << 256:
-                levels = tuple(v for v in range(256) if value >> v & 1)
-            else:
-                raise FormatError(f"unknown header field {tag}: written by a newer arcodec?")
+    fields = _extension(r) if flags & _EXT else {}
+    method = fields.get(_TAG_METHOD, METHOD_MODEL)
+    for tag in fields:
+        where = ("a stored file" if tag in _MODEL_ONLY and method != METHOD_MODEL else
+                 "an archive" if tag in _SINGLE_ONLY and archive else
+                 "a single-image file" if tag in _ARCHIVE_ONLY and not archive else
+                 "a file with the RGB flag" if tag == _TAG_CHANNELS and flags & _RGB else None)
+        if where is not None:
+            raise FormatError(f"corrupt header (header field {tag}, {_TAG_NAMES[tag]}, does not belong in {where})")
+    bit_depth = fields.get(_TAG_BIT_DEPTH, DEFAULT_BIT_DEPTH)
+    tile = fields.get(_TAG_TILE, DEFAULT_TILE)
+    channels = fields.get(_TAG_CHANNELS, 3 if flags & _RGB else 1)
+    packed = _TAG_PACKED in fields
+    scan = fields.get(_TAG_SCAN, SCAN_RASTER)
+    mask = fields.get(_TAG_LEVELS, 0)
+    levels = tuple(v for v in range(256) if mask >> v & 1)
+    metadata = fields.get(_TAG_METADATA, Metadata())
     if not 1 <= bit_depth <= 8:
         raise FormatError(f"header claims bit depth {bit_depth}: 1..8 supported")
     if not 8 <= tile <= 4096:
         raise FormatError(f"header claims tile size {tile}: 8..4096 supported")
-    archive = bool(flags & _ARCHIVE)
     if archive:
         count = r.varint("image count")
         if count > MAX_IMAGES:
@@ -328,8 +426,36 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
         raise FormatError("file is truncated (no checksum)")
     payload = data[r.pos: len(data) - 4]
     crc = int.from_bytes(data[-4:], "little")
-    header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version, scan, method, levels)
+    header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version, scan, method, levels,
+                    metadata)
     return header, payload, crc
+
+
+def _extension(r: Reader) -> dict:
+    """The extension block's fields, {tag: value}: each tag once, each value one this arcodec
+    knows (the metadata as a :class:`Metadata`); where a tag belongs is checked by the caller."""
+    ext = Reader(r.take(r.varint("extension length"), "extension"))
+    fields = {}
+    while ext.pos < len(ext.data):
+        tag = ext.varint("extension")
+        value = ext.varint("extension", bits=256 + 7 if tag == _TAG_LEVELS else 64)
+        name = _TAG_NAMES.get(tag)
+        if name is None:
+            raise FormatError(f"unknown header field {tag}: written by a newer arcodec?")
+        if tag in fields:
+            raise FormatError(f"corrupt header (header field {tag}, {name}, repeated)")
+        if tag == _TAG_PACKED and value != 1:
+            raise FormatError(f"corrupt header (header field 4, packed entry table, is {value}: only 1 is defined)")
+        if tag == _TAG_METADATA:
+            if value > MAX_METADATA:
+                raise FormatError(f"corrupt header (metadata of {value} bytes: at most {MAX_METADATA >> 20} MiB)")
+            value = Metadata.unpack(ext.take(value, "metadata"))
+        known = {_TAG_SCAN: (SCAN_RASTER, SCAN_WAVEFRONT), _TAG_METHOD: (METHOD_MODEL, METHOD_RAW, METHOD_DEFLATE)}
+        if (tag in known and value not in known[tag]) or (tag == _TAG_LEVELS and not 0 < value < 1 << 256):
+            raise FormatError(f"header field {tag}, {name}, has value {value}, unknown to this arcodec: "
+                              "written by a newer arcodec?")
+        fields[tag] = value
+    return fields
 
 
 def _inflate(data: bytes, limit: int) -> bytes:

@@ -10,6 +10,8 @@ weights (see :mod:`arcodec.exact`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import constriction
 
@@ -20,6 +22,29 @@ RangeEncoder = constriction.stream.queue.RangeEncoder
 RangeDecoder = constriction.stream.queue.RangeDecoder
 
 _FAMILY = Categorical(perfect=False)
+PRECISION = 24  # the range coder's probabilities are multiples of 2^-PRECISION
+STREAM_SLACK = 88  # bits a stream may hold beyond 8 a byte: 64 of decoder state, 24 of padding
+
+
+def least_bits(alphabet: int) -> float:
+    """Bits that every symbol coded with a table of ``alphabet`` entries costs at least: the
+    quantiser gives each entry at least 2^-24, so no symbol is likelier than
+    1 - (alphabet - 1) 2^-24, whatever the weights."""
+    return -math.log2(1.0 - (alphabet - 1) * 2.0 ** -PRECISION)
+
+
+def capacity_bits(nbytes: int) -> float:
+    """The most information one stream of ``nbytes`` bytes holds: 32 bits a (padded) word,
+    plus two words of decoder state (at most 8 nbytes + STREAM_SLACK)."""
+    return 32.0 * (-(-nbytes // 4) + 2)
+
+
+def check_room(nbytes: int, symbols: int, alphabet: int, streams: int = 1) -> None:
+    """Refuse, before any decoding, ``nbytes`` of payload (``streams`` range-coder streams
+    together) that cannot hold ``symbols`` symbols coded with tables of ``alphabet`` entries
+    or more: a truncated payload, or a header that claims more pixels than were coded."""
+    if 8.0 * nbytes + STREAM_SLACK * streams < symbols * least_bits(alphabet):
+        raise FormatError(f"corrupt payload (truncated: {nbytes} bytes cannot hold {symbols} coded sub-pixels)")
 
 
 def _table(weights) -> np.ndarray:
@@ -72,7 +97,7 @@ class Decoder:
             self._dec = RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
         except Exception as e:
             raise FormatError(f"corrupt payload ({e})") from None
-        self._budget = 32.0 * (len(padded) // 4 + 2)  # bits; see the class docstring
+        self._budget = capacity_bits(len(payload))  # see the class docstring
         self._spent = 0.0
 
     def decode(self, weights) -> np.ndarray:

@@ -18,10 +18,12 @@ own name, standard input ``stdin.png``.
 - :func:`decompress_paths` does that for many files, going on past a bad one.
 
 Outputs are refused before any work when they exist, unless ``force``; files are written
-atomically (:func:`arcodec.imageio.write_atomic`); ``"-"`` names standard output. Removing
-the inputs afterwards, as gzip does, is left to the caller: :func:`remove_inputs` removes
-only the images whose .arc files give back everything Pillow sees in them
-(:func:`arcodec.imageio.lossless_for`).
+atomically (:func:`arcodec.imageio.write_atomic`); ``"-"`` names standard output. A
+single-image file keeps the image's metadata (ICC profile, EXIF, PNG text chunks, gamma,
+DPI: :func:`arcodec.imageio.image_metadata`) and decompressing writes it back; an archive
+keeps pixels and names only. Removing the inputs afterwards, as gzip does, is left to the
+caller: :func:`remove_inputs` removes only the images whose .arc files give back everything
+Pillow sees in them (:func:`arcodec.imageio.lossless_for`).
 
 Many files: ``jobs`` worker processes (spawned: torch and fork do not mix) each take a
 share of the files, code them batched together and write them; each worker uses
@@ -40,18 +42,18 @@ import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from arcodec.codec import container
-from arcodec.codec.api import Encoded, decode_file, decode_many, encode_images, encode_many
-from arcodec.codec.container import Header
+from arcodec.codec.api import DEFAULT_MAX_PIXELS, Encoded, decode_file, decode_many, encode_images, encode_many
+from arcodec.codec.container import Header, Metadata
 from arcodec.errors import ArcodecError
-from arcodec.imageio import (IMAGE_SUFFIXES, encode_png, lossless_for, peek_subpixels, read_image, refuse_existing,
-                             write_atomic, write_image)
+from arcodec.imageio import (IMAGE_SUFFIXES, encode_png, lossless_for, peek_subpixels, read_image_and_metadata,
+                             refuse_existing, write_atomic, write_image)
 
 SUFFIX = ".arc"
 STDIN = "-"  # standard input as an input, standard output as an output
@@ -196,12 +198,14 @@ def compress_paths(plan: CompressPlan, model=None, tile: int | None = None, forc
         files = [(target, r) for (_, path, target), r in zip(items, done) if not isinstance(r, Failed)]
         coded = [path for (_, path, _), r in zip(items, done) if not isinstance(r, Failed)]
         return Compressed(files, coded, [r for r in done if isinstance(r, Failed)])
-    images = [read_image(read_input(path), path) for path in plan.paths]
+    images, metas = zip(*[read_image_and_metadata(read_input(path), path) for path in plan.paths])
     total = sum(a.size for a in images)
     with (progress(total) if progress is not None else nullcontext()) as bar:
         names = [name for _, name in plan.inputs] if plan.archive else None
-        enc = encode_images(images, names, model=model, tile=tile, archive=plan.archive,
+        enc = encode_images(list(images), names, model=model, tile=tile, archive=plan.archive,
                             progress=bar.update if bar is not None else None)
+    if not plan.archive:
+        enc = with_metadata(enc, metas[0], images[0])
     write_output(plan.targets[0], enc.data, force)
     return Compressed([(plan.targets[0], enc)], plan.paths, [])
 
@@ -212,7 +216,7 @@ def compress_share(items: list[tuple[int, str, str]], model, tile: int | None, f
     :data:`GROUP_SUBPIXELS` pushed through the model together; (index, encoding or failure)
     each. A group that fails is coded again one image at a time, to tell which image failed."""
     out: dict[int, Encoded | Failed] = {}
-    group: list[tuple[int, str, str, np.ndarray]] = []
+    group: list[tuple[int, str, str, Metadata, np.ndarray]] = []
     size = 0  # the group's sub-pixels
 
     def flush():
@@ -220,9 +224,10 @@ def compress_share(items: list[tuple[int, str, str]], model, tile: int | None, f
             encs = encode_many([a for *_, a in group], model=model, tile=tile, progress=progress)
         except EXPECTED:
             encs = None
-        for k, (i, path, target, a) in enumerate(group):
+        for k, (i, path, target, meta, a) in enumerate(group):
             try:
                 enc = encs[k] if encs is not None else encode_many([a], model=model, tile=tile, progress=progress)[0]
+                enc = with_metadata(enc, meta, a)
                 write_output(target, enc.data, force)
                 out[i] = enc
             except EXPECTED as e:
@@ -231,8 +236,9 @@ def compress_share(items: list[tuple[int, str, str]], model, tile: int | None, f
 
     for i, path, target in items:
         try:
-            group.append((i, path, target, read_image(read_input(path), path)))
-            size += group[-1][3].size
+            a, meta = read_image_and_metadata(read_input(path), path)
+            group.append((i, path, target, meta, a))
+            size += a.size
         except EXPECTED as e:
             out[i] = Failed(path, reason_of(e))
         if size >= GROUP_SUBPIXELS:
@@ -241,6 +247,14 @@ def compress_share(items: list[tuple[int, str, str]], model, tile: int | None, f
     if group:
         flush()
     return sorted(out.items())
+
+
+def with_metadata(enc: Encoded, metadata: Metadata, image: np.ndarray) -> Encoded:
+    """A single image's encoding with the metadata of its file in the header (as it is when
+    there is none)."""
+    if not metadata:
+        return enc
+    return replace(enc, data=container.with_metadata(enc.data, metadata, [image]))
 
 
 def remove_inputs(paths: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -324,27 +338,30 @@ def _write_decoded(opened: _Opened, images: list[np.ndarray], force: bool) -> De
         for t, a in zip(opened.targets, images):
             write_image(t, a, force)
     elif opened.output == STDIN:
-        write_output(STDIN, encode_png(images[0]), force)
+        write_output(STDIN, encode_png(images[0], opened.header.metadata), force)
     else:
-        write_image(Path(opened.output), images[0], force)
+        write_image(Path(opened.output), images[0], force, opened.header.metadata)
     return Decompressed(opened.header, opened.output)
 
 
 def decompress_path(file: str, output: str | None = None, model=None, force: bool = False,
-                    progress: Callable | None = None) -> Decompressed:
+                    progress: Callable | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decompressed:
     """Decode an .arc file (``"-"``: standard input) and write its image to ``output`` (by
     default IMG for IMG.arc; standard output, as PNG, for standard input), or every image of
     an archive under the directory ``output``. The CRC32 of the pixels is verified and every
-    output is checked before anything is written; any error is raised."""
+    output is checked before anything is written; any error is raised, and a file of more
+    than ``max_pixels`` sub-pixels is refused."""
     opened = _open_arc(file, output, None, force)
     total = sum(e.subpixels for e in opened.header.entries)
     with (progress(total) if progress is not None else nullcontext()) as bar:
-        _, images = decode_file(opened.data, model=model, progress=bar.update if bar is not None else None)
+        _, images = decode_file(opened.data, model=model, progress=bar.update if bar is not None else None,
+                                max_pixels=max_pixels)
     return _write_decoded(opened, images, force)
 
 
 def decompress_paths(files: Sequence[str], output: str | None = None, model=None, force: bool = False,
-                     progress: Callable | None = None, jobs: int = 1) -> list[Decompressed | Failed]:
+                     progress: Callable | None = None, jobs: int = 1,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Decompressed | Failed]:
     """Decompress several .arc files (as :func:`decompress_path` does one), going on past a
     bad one: a :class:`Failed` for each file that cannot be read, decoded or written (nothing
     is written for it), in the order of ``files``.
@@ -371,11 +388,12 @@ def decompress_paths(files: Sequence[str], output: str | None = None, model=None
         except EXPECTED:
             pass
         items.append((i, file, data if jobs == 1 else None))  # a worker reads its own files
-    return spread(decompress_share, items, jobs, total, progress, output, directory, model, force)
+    return spread(decompress_share, items, jobs, total, progress, output, directory, model, force, max_pixels)
 
 
 def decompress_share(items: list[tuple[int, str, bytes | None]], output: str | None, directory: str | None,
-                     model, force: bool, progress: Callable | None) -> list[tuple[int, Decompressed | Failed]]:
+                     model, force: bool, max_pixels: int, progress: Callable | None
+                     ) -> list[tuple[int, Decompressed | Failed]]:
     """Decompress (index, file, its bytes or None to read it) items, in groups of about
     :data:`GROUP_SUBPIXELS` decoded together; (index, result or failure) each. A group that
     fails is decoded again one file at a time, to tell which file failed."""
@@ -385,12 +403,13 @@ def decompress_share(items: list[tuple[int, str, bytes | None]], output: str | N
 
     def flush():
         try:
-            decoded = decode_many([o.data for *_, o in group], model=model, progress=progress)
+            decoded = decode_many([o.data for *_, o in group], model=model, progress=progress, max_pixels=max_pixels)
         except EXPECTED:
             decoded = None
         for k, (i, file, opened) in enumerate(group):
             try:
-                images = decoded[k][1] if decoded is not None else decode_file(opened.data, model, progress=progress)[1]
+                images = decoded[k][1] if decoded is not None else \
+                    decode_file(opened.data, model, progress=progress, max_pixels=max_pixels)[1]
                 out[i] = _write_decoded(opened, images, force)
             except EXPECTED as e:
                 out[i] = Failed(file, reason_of(e))

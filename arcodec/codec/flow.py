@@ -34,6 +34,7 @@ from arcodec import exact
 from arcodec.codec.coders import register_coder
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
+from arcodec.codec.entropy import check_room
 from arcodec.errors import ArcodecError, FormatError
 
 WINDOW = 47  # half-width of the window of values around round(mu) with their own bins
@@ -205,7 +206,7 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     """Decode consecutive streams of ``counts[i]`` tiles of (channels, h, w): each latent
     group of every stream, then the flow's inverse for the whole batch at once (one pass per
     scale). ``naive`` has no meaning for a flow (it has one decoder); it is accepted so that
-    the codec calls both kinds of model alike."""
+    the codec calls both kinds of model alike. The tiles come back as uint8 levels."""
     check_shape(model, h, w)
     decs = [StreamDecoder(p) for p in payloads]
     bounds = np.cumsum([0, *counts]).tolist()
@@ -244,7 +245,14 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
         raise FormatError("corrupt payload (decoded pixels outside the model's levels)")
     if progress is not None:
         progress(x.numel())
-    return x.long()
+    return x.to(torch.uint8)
 
 
-register_coder("flow", encode_streams, decode_streams, check=check_shape)
+def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int) -> None:
+    """Refuse a stream too short for its tiles before decoding it: every sub-pixel gives one
+    latent, coded with a window table of 2 min(WINDOW, bound) + 2 entries at least
+    (:func:`arcodec.codec.entropy.check_room`; an escaped latent costs more symbols)."""
+    check_room(len(payload), tiles * channels * h * w, 2 * min(WINDOW, min(model.bounds)) + 2)
+
+
+register_coder("flow", encode_streams, decode_streams, check=check_shape, room=room)

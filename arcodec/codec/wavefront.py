@@ -34,6 +34,7 @@ from arcodec.codec.container import SCAN_WAVEFRONT, join_parts, split_parts
 from arcodec.codec.engine import LocalEngine
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
+from arcodec.codec.entropy import check_room
 from arcodec.codec.mixture import code_lengths
 from arcodec.models.layers import quantized_cached
 
@@ -180,8 +181,9 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
                    naive: bool = False, on_table: OnTable | None = None,
                    progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Decode consecutive streams of ``counts[i]`` tiles of (channels, h, w), line by line,
-    every tile of every stream in the same steps. ``naive`` is accepted for the codec's
-    interface (there is no other decoder to compare with)."""
+    every tile of every stream in the same steps; the tiles come back as uint8 levels (5
+    bytes a sub-pixel held in all: the levels and the model's float32 input grid). ``naive``
+    is accepted for the codec's interface (there is no other decoder to compare with)."""
     n = sum(counts)
     hz = model.horizon
     slope = hz + 1
@@ -193,7 +195,7 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     eng = engine(model)
     lut = eng.input_units(torch.arange(model.config.levels)).numpy()
     xpad = np.zeros((n, channels, h + hz, w + 2 * hz), dtype=np.float32)  # input units, 0 outside
-    x = np.zeros((n, channels, h, w), dtype=np.int64)
+    x = np.zeros((n, channels, h, w), dtype=np.uint8)
     with _OneThread():
         _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, on_table, progress)
     return torch.from_numpy(x)
@@ -231,6 +233,13 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, on_table, progress) 
             progress(n * P * channels)
 
 
+def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int) -> None:
+    """Refuse a stream too short for its tiles before decoding it: every sub-pixel is one
+    symbol of a table over the model's levels (every level at least 1 of 2^24), in one of
+    the tiles' band sub-streams (:func:`arcodec.codec.entropy.check_room`)."""
+    check_room(len(payload), tiles * channels * h * w, model.config.levels, tiles * -(-h // BAND))
+
+
 # local models see across tiles' borders only inside a tile, so they take whole images (up to
 # 4096 a side) when the caller names no tile side
-register_coder("wavefront", encode_streams, decode_streams, scan=SCAN_WAVEFRONT, tile=4096)
+register_coder("wavefront", encode_streams, decode_streams, scan=SCAN_WAVEFRONT, tile=4096, room=room)

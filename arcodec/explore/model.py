@@ -10,7 +10,6 @@ ablation or a model without a likelihood can still be sampled and drawn.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from arcodec.errors import ArcodecError
-from arcodec.models.layers import set_exact
+from arcodec.models.layers import float_copy
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,10 @@ class InferenceModel:
 
 def _float_copy(net: torch.nn.Module) -> torch.nn.Module:
     """A float-mode, eval-mode copy of ``net`` without gradients."""
-    out = copy.deepcopy(net)
-    out.eval()
+    out = float_copy(net).eval()
     for p in out.parameters():
         p.requires_grad_(False)
-    return set_exact(out, False)
+    return out
 
 
 def as_model(model) -> InferenceModel:

@@ -6,6 +6,8 @@ Every layer has two modes: the float path used for training, and the exact path
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +27,13 @@ def set_exact(model: nn.Module, flag: bool = True) -> nn.Module:
         if isinstance(m, ExactModule):
             m.exact = flag
     return model
+
+
+def float_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` on the float path (its mode and gradients as they are), for work
+    that needs float arithmetic (gradients, float NLL): the model itself stays as it is, so a
+    cached exact model (the zoo's, which the codec uses) is never switched in place."""
+    return set_exact(copy.deepcopy(model), False)
 
 
 def quantized_cached(module: nn.Module, tensors: tuple, make):

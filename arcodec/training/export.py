@@ -1,6 +1,9 @@
-"""Turn a training run into a zoo entry: ``arcodec export``.
+"""Turn a training run into a zoo entry or a model file: ``arcodec export``.
 
-:func:`export_checkpoint` writes ``<name>.pt`` (the state dict only), ``<name>.json`` (the
+:func:`export_model_file` writes one ``.arcm`` file (safetensors: the weights, with the
+architecture, config, name and training facts in its metadata;
+:func:`arcodec.registry.model_file_bytes`), which ``--model FILE.arcm`` takes everywhere a
+model is named. :func:`export_checkpoint` writes ``<name>.pt`` (the state dict only), ``<name>.json`` (the
 machine-readable card, with the full sha256 of the weights) and ``<name>.md`` (the
 human-readable card, :func:`model_card_markdown`) into the zoo folder. A local model's
 integer engine is calibrated on its own training data first when the run did not do it.
@@ -15,9 +18,10 @@ from pathlib import Path
 
 import torch
 
+from arcodec import __version__
 from arcodec.errors import ModelError
-from arcodec.imageio import write_atomic
-from arcodec.registry import load_checkpoint
+from arcodec.imageio import refuse_existing, write_atomic
+from arcodec.registry import MODEL_FILE_SUFFIX, load_checkpoint, model_file_bytes
 from arcodec.training.data import load_dataset
 from arcodec.zoo import ZOO_DIR, cards, clear_cache
 
@@ -31,11 +35,9 @@ def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_ext
     for c in cards() if zoo_dir == ZOO_DIR else []:
         if c["id"] == model_id and c["name"] != name:
             raise ModelError(f"id {model_id} belongs to {c['name']!r}: ids are permanent, pick another")
-    net, ckpt = load_checkpoint(checkpoint)
-    if hasattr(net, "act_max") and not bool((net.act_max > 0).all()):
-        _calibrate(net, json.loads(ckpt["train_config"]))
+    net, ckpt = exportable(checkpoint)
     weights = zoo_dir / f"{name}.pt"
-    tmp = weights.with_suffix(".pt.tmp")
+    tmp = weights.with_suffix(".pt.tmp")  # torch.save names the archive's folder after the file: keep that name
     torch.save({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
     data = tmp.read_bytes()
     tmp.unlink()
@@ -58,6 +60,33 @@ def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_ext
     write_atomic(zoo_dir / f"{name}.md", model_card_markdown(card).encode(), force=True)
     clear_cache()
     return card
+
+
+def export_model_file(checkpoint: str | Path, path: str | Path, name: str = "", extra: dict | None = None,
+                      force: bool = False) -> str:
+    """Write a training checkpoint as one model file ``path`` (``.arcm``): the weights in
+    safetensors format, the architecture, config, ``name`` (default: the file's stem) and
+    the training facts (training settings, step, validation NLL, ``extra``: e.g. the command)
+    in its metadata. Returns the file's sha256, the fingerprint of every .arc made with it."""
+    path = Path(path)
+    if path.suffix != MODEL_FILE_SUFFIX:
+        raise ModelError(f"a model file's name ends in {MODEL_FILE_SUFFIX}: {path}")
+    refuse_existing(path, force)
+    net, ckpt = exportable(checkpoint)
+    facts = {"arcodec_version": __version__, "train_config": json.loads(ckpt["train_config"]), "step": ckpt["step"],
+             "val_bpd": ckpt.get("val_bpd"), **(extra or {})}
+    data = model_file_bytes(net, name or path.stem, facts)
+    write_atomic(path, data, force)
+    return hashlib.sha256(data).hexdigest()
+
+
+def exportable(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
+    """(model, checkpoint dict) of a training checkpoint, ready to ship: a local model's
+    integer engine calibrated on its own training data when the run did not do it."""
+    net, ckpt = load_checkpoint(checkpoint)
+    if hasattr(net, "act_max") and not bool((net.act_max > 0).all()):
+        _calibrate(net, json.loads(ckpt["train_config"]))
+    return net, ckpt
 
 
 def _default_applies(net: torch.nn.Module) -> dict:

@@ -8,6 +8,9 @@ JSON-able values, loaded with ``weights_only=True`` (:func:`arcodec.registry.loa
 A class-conditional model (``classes`` > 0, e.g. ``gated-pixelcnn``) trains on the labels of
 its data set (:func:`arcodec.training.data.load_labels`) and is validated with the true
 labels; the checkpoint is the same as any model's (``classes`` is in its config).
+
+Fine-tuning (``init``: a zoo name, a checkpoint or a ``.arcm`` model file) starts from that
+model's weights, with its architecture and config, and a fresh optimiser and schedule.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import torch
 
 from arcodec import __version__
 from arcodec.errors import ArcodecError
+from arcodec.imageio import atomic_path
 from arcodec.models.heads import nll_bits
-from arcodec.registry import build_model, make_config
+from arcodec.registry import build_model, load_checkpoint, make_config
 from arcodec.training.data import dataset_levels, labelled_datasets, load_dataset, load_labels
 
 
@@ -50,6 +54,7 @@ class TrainConfig:
     crops: int = 64  # crops per image,
     mode: str = ""  # "L" or "RGB" to force the channels,
     flip: bool = False  # and mirror half of the training crops
+    init: str = ""  # fine-tune: start from this model (zoo name, checkpoint or .arcm file)
 
     def data_options(self) -> dict:
         if not self.data.startswith("folder:"):
@@ -171,9 +176,40 @@ def checkpoint(model, cfg: TrainConfig, step: int, optimizer=None, val_bpd: floa
 
 
 def _save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path, force=True) as tmp:
+        torch.save(obj, tmp)
+
+
+def initial_model(source: str) -> tuple[str, dict, dict]:
+    """(architecture, config as a dict, state dict) of the model ``source`` names: a
+    checkpoint or ``.arcm`` file when it is a file, else a zoo model (its sha256 verified).
+    Its config and weights are where a fine-tuning run starts."""
+    path = Path(source)
+    if path.is_file():
+        try:
+            net, ckpt = load_checkpoint(path)
+        except Exception as e:  # a user's file: any failure to read it is their input's fault
+            raise ArcodecError(f"cannot load {source} to start from: {str(e).splitlines()[0] if str(e) else e!r}") from None
+        return ckpt["arch"], dataclasses.asdict(net.config), net.state_dict()
+    from arcodec.zoo import load_model
+
+    m = load_model(source)
+    return m.card["arch"], dataclasses.asdict(m.net.config), m.net.state_dict()
+
+
+def _fine_tuned(cfg: TrainConfig, model_settings: dict) -> tuple[TrainConfig, dict, dict]:
+    """(training config with the initial model's architecture, its config, its weights) for
+    ``cfg.init``; a one-line error when ``--model`` or a model setting asks for another
+    architecture."""
+    arch, config, state = initial_model(cfg.init)
+    if cfg.arch and cfg.arch != arch:
+        raise ArcodecError(f"{cfg.init} is a {arch} model, not {cfg.arch}: fine-tuning keeps the architecture")
+    base = dataclasses.asdict(make_config(arch, config))
+    wanted = dataclasses.asdict(make_config(arch, {**config, **model_settings}))
+    changed = [f"{k}={wanted[k]} (it has {base[k]})" for k in base if wanted[k] != base[k]]
+    if changed:
+        raise ArcodecError(f"{cfg.init} fixes the architecture: cannot set {', '.join(changed)}")
+    return dataclasses.replace(cfg, arch=arch), config, state
 
 
 class _Dist:
@@ -242,10 +278,17 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed(cfg.seed)
-    settings = dict(model_settings)
-    if "levels" not in settings and hasattr(make_config(cfg.arch), "levels"):
-        settings["levels"] = dataset_levels(cfg.data)  # the data's levels unless told otherwise
+    if cfg.init:
+        if resume:
+            raise ArcodecError("--init starts a new run from a model, --resume continues a run: give one of them")
+        cfg, settings, start = _fine_tuned(cfg, model_settings)
+    else:
+        start, settings = None, dict(model_settings)
+        if "levels" not in settings and hasattr(make_config(cfg.arch), "levels"):
+            settings["levels"] = dataset_levels(cfg.data)  # the data's levels unless told otherwise
     model = build_model(cfg.arch, make_config(cfg.arch, settings))
+    if start is not None:
+        model.load_state_dict(start)
     opt = make_optimizer(model, cfg)
     step, best = 0, float("inf")
     if resume and (out / "last.pt").exists():

@@ -63,7 +63,7 @@ class LoadedModel:
     name: str
     model_id: int  # permanent id written in .arc headers; 0 for a checkpoint file
     sha256: str
-    net: torch.nn.Module  # eval mode, exact arithmetic
+    net: torch.nn.Module  # eval mode, exact arithmetic; cached and shared: float work uses models.layers.float_copy
     card: dict
 
     @property
@@ -108,7 +108,7 @@ def load_model(name: str = DEFAULT_GRAY) -> LoadedModel:
 
     Loaded models are cached; a checkpoint is loaded again when its file changes."""
     path = Path(name)
-    if name.endswith(".pt") and path.is_file():
+    if path.suffix in (".pt", ".arcm") and path.is_file():  # a checkpoint or a model file (arcodec export -o)
         st = path.stat()
         return _cached_checkpoint(str(path.resolve()), st.st_mtime_ns, st.st_size, name)
     return _load_zoo(name)
