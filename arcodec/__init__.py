@@ -19,18 +19,20 @@ def compress(array, model=None) -> bytes:
     return _compress(array, model)
 
 
-def decompress(data: bytes, model=None):
-    """The image of a .arc file, bit-exact: (H, W) for grayscale, else (H, W, C) uint8."""
-    from arcodec.codec.api import decompress as _decompress
+def decompress(data: bytes, model=None, max_pixels: int | None = None):
+    """The image of a .arc file, bit-exact: (H, W) for grayscale, else (H, W, C) uint8. A file
+    claiming more than ``max_pixels`` sub-pixels (default: 2^29) is refused before any work."""
+    from arcodec.codec.api import DEFAULT_MAX_PIXELS, decompress as _decompress
 
-    return _decompress(data, model)
+    return _decompress(data, model, max_pixels or DEFAULT_MAX_PIXELS)
 
 
-def decompress_archive(data: bytes, model=None) -> dict:
-    """Every image of an archive .arc file, by name."""
-    from arcodec.codec.api import decompress_archive as _decompress_archive
+def decompress_archive(data: bytes, model=None, max_pixels: int | None = None) -> dict:
+    """Every image of an archive .arc file, by name (``max_pixels`` as for :func:`decompress`,
+    summed over the images)."""
+    from arcodec.codec.api import DEFAULT_MAX_PIXELS, decompress_archive as _decompress_archive
 
-    return _decompress_archive(data, model)
+    return _decompress_archive(data, model, max_pixels or DEFAULT_MAX_PIXELS)
 
 
 def load_model(name: str = "mnist-gated"):

@@ -60,3 +60,13 @@ def test_golden_bytes(case):
     assert path.exists(), f"no golden file {path.name}: run with ARCODEC_REGEN=1"
     assert data == path.read_bytes(), f"{case}: the bytes changed"
     assert np.array_equal(arcodec.decompress(path.read_bytes()), img)
+
+
+def test_the_public_api_takes_a_pixel_limit():
+    """``arcodec.decompress(..., max_pixels=)`` refuses a file over the limit before any work."""
+    from arcodec.errors import ArcodecError
+
+    data = (GOLDEN / "mnist-gated.arc").read_bytes()  # one 28x28 image: 784 sub-pixels
+    with pytest.raises(ArcodecError, match="more than the limit of 783"):
+        arcodec.decompress(data, max_pixels=783)
+    assert arcodec.decompress(data, max_pixels=784).shape == (28, 28)
