@@ -210,21 +210,47 @@ def compress_paths(plan: CompressPlan, model=None, tile: int | None = None, forc
     return Compressed([(plan.targets[0], enc)], plan.paths, [])
 
 
+def _in_groups(items: list[tuple], prepare: Callable, size_of: Callable, run_group: Callable) -> list[tuple[int, object]]:
+    """What :func:`compress_share` and :func:`decompress_share` have in common: ``prepare``
+    each (index, path, extra) item (a failure is recorded against its path), gather the
+    prepared items into groups of about :data:`GROUP_SUBPIXELS` (``size_of``) and hand each
+    group [(index, path, prepared)] to ``run_group``, which returns {index: result or
+    failure}; (index, result or failure) sorted by index."""
+    out: dict[int, object] = {}
+    group: list[tuple[int, str, object]] = []
+    size = 0  # the group's sub-pixels
+    for i, path, extra in items:
+        try:
+            prepared = prepare(path, extra)
+            group.append((i, path, prepared))
+            size += size_of(prepared)
+        except EXPECTED as e:
+            out[i] = Failed(path, reason_of(e))
+        if size >= GROUP_SUBPIXELS:
+            out.update(run_group(group))
+            group, size = [], 0
+    if group:
+        out.update(run_group(group))
+    return sorted(out.items())
+
+
 def compress_share(items: list[tuple[int, str, str]], model, tile: int | None, force: bool,
                    progress: Callable | None) -> list[tuple[int, Encoded | Failed]]:
     """Code (index, image path, target) items, one file per image, in groups of about
     :data:`GROUP_SUBPIXELS` pushed through the model together; (index, encoding or failure)
     each. A group that fails is coded again one image at a time, to tell which image failed."""
-    out: dict[int, Encoded | Failed] = {}
-    group: list[tuple[int, str, str, Metadata, np.ndarray]] = []
-    size = 0  # the group's sub-pixels
 
-    def flush():
+    def prepare(path: str, target: str) -> tuple[str, Metadata, np.ndarray]:
+        a, meta = read_image_and_metadata(read_input(path), path)
+        return target, meta, a
+
+    def run_group(group: list) -> dict:
+        out = {}
         try:
-            encs = encode_many([a for *_, a in group], model=model, tile=tile, progress=progress)
+            encs = encode_many([a for *_, (_, _, a) in group], model=model, tile=tile, progress=progress)
         except EXPECTED:
             encs = None
-        for k, (i, path, target, meta, a) in enumerate(group):
+        for k, (i, path, (target, meta, a)) in enumerate(group):
             try:
                 enc = encs[k] if encs is not None else encode_many([a], model=model, tile=tile, progress=progress)[0]
                 enc = with_metadata(enc, meta, a)
@@ -232,21 +258,9 @@ def compress_share(items: list[tuple[int, str, str]], model, tile: int | None, f
                 out[i] = enc
             except EXPECTED as e:
                 out[i] = Failed(path, reason_of(e))
-        group.clear()
+        return out
 
-    for i, path, target in items:
-        try:
-            a, meta = read_image_and_metadata(read_input(path), path)
-            group.append((i, path, target, meta, a))
-            size += a.size
-        except EXPECTED as e:
-            out[i] = Failed(path, reason_of(e))
-        if size >= GROUP_SUBPIXELS:
-            flush()
-            size = 0
-    if group:
-        flush()
-    return sorted(out.items())
+    return _in_groups(items, prepare, lambda prepared: prepared[2].size, run_group)
 
 
 def with_metadata(enc: Encoded, metadata: Metadata, image: np.ndarray) -> Encoded:
@@ -397,11 +411,12 @@ def decompress_share(items: list[tuple[int, str, bytes | None]], output: str | N
     """Decompress (index, file, its bytes or None to read it) items, in groups of about
     :data:`GROUP_SUBPIXELS` decoded together; (index, result or failure) each. A group that
     fails is decoded again one file at a time, to tell which file failed."""
-    out: dict[int, Decompressed | Failed] = {}
-    group: list[tuple[int, str, _Opened]] = []
-    size = 0  # the group's sub-pixels
 
-    def flush():
+    def prepare(file: str, data: bytes | None) -> _Opened:
+        return _open_arc(file, output, directory, force, data)
+
+    def run_group(group: list) -> dict:
+        out = {}
         try:
             decoded = decode_many([o.data for *_, o in group], model=model, progress=progress, max_pixels=max_pixels)
         except EXPECTED:
@@ -413,20 +428,9 @@ def decompress_share(items: list[tuple[int, str, bytes | None]], output: str | N
                 out[i] = _write_decoded(opened, images, force)
             except EXPECTED as e:
                 out[i] = Failed(file, reason_of(e))
-        group.clear()
+        return out
 
-    for i, file, data in items:
-        try:
-            group.append((i, file, _open_arc(file, output, directory, force, data)))
-            size += sum(e.subpixels for e in group[-1][2].header.entries)
-        except EXPECTED as e:
-            out[i] = Failed(file, reason_of(e))
-        if size >= GROUP_SUBPIXELS:
-            flush()
-            size = 0
-    if group:
-        flush()
-    return sorted(out.items())
+    return _in_groups(items, prepare, lambda opened: sum(e.subpixels for e in opened.header.entries), run_group)
 
 
 _REPORT = None  # a worker's progress: puts the sub-pixels coded on the parent's queue
