@@ -204,3 +204,18 @@ def test_the_library_plans_what_compress_writes(tmp_path):
     header = container.Header(0, b"\0\0", (container.Entry(4, 4, 1, ""),), archive=True)
     with pytest.raises(ArcodecError, match="unsafe name"):
         archive_targets(header, tmp_path / "out")
+
+
+def test_a_reader_that_leaves_early_gets_no_error(tmp_path):
+    """`arcodec info x.arc | head -1`: the closed pipe ends the command quietly (status 141, as
+    a shell reports SIGPIPE), with nothing on stderr."""
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden"
+    files = [str(p) for p in sorted(golden.glob("*.arc"))] * 200  # enough output to fill the pipe
+    p = subprocess.Popen([sys.executable, "-m", "arcodec.cli", "info", *files],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == ""

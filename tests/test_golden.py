@@ -44,6 +44,7 @@ CASES = {
     "mnist-idf": (_digit, "mnist-idf"),
     "colour-mnist-made": (lambda: _colour_digit() // 85, "colour-mnist-made"),
     "photo-rgb": (_photo, "photo-rgb"),
+    "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -20,6 +21,9 @@ class ArcodecGroup(click.Group):
         except ArcodecError as e:
             click.echo(f"arcodec: error: {e}", err=True)
             sys.exit(1)
+        except BrokenPipeError:  # `arcodec info x.arc | head`: the reader left; say nothing, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            sys.exit(141)
         except (OSError, KeyError, ValueError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else e
             click.echo(f"arcodec: error: {msg}", err=True)
