@@ -18,6 +18,7 @@ import base64
 import html
 import io
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,16 @@ import numpy as np
 from arcodec.errors import ArcodecError
 
 WORST = 4  # worst images shown with their heat maps
+
+
+@contextmanager
+def _figure(plt, *args, **kwargs):
+    """``plt.subplots(*args, **kwargs)`` as (figure, axes), closed however the drawing ends."""
+    fig, axes = plt.subplots(*args, **kwargs)
+    try:
+        yield fig, axes
+    finally:
+        plt.close(fig)
 
 
 def _png(fig) -> str:
@@ -40,8 +51,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 
 def _histogram(plt, records: list[dict], pooled: float) -> str:
-    fig, ax = plt.subplots(figsize=(5.2, 3.2), dpi=110)
-    try:
+    with _figure(plt, figsize=(5.2, 3.2), dpi=110) as (fig, ax):
         values = [r["file_bpd"] for r in records]
         ax.hist(values, bins=min(40, max(5, len(values) // 3)), color="tab:blue", alpha=0.8)
         ax.axvline(pooled, color="tab:red", linestyle="--", label=f"pooled {pooled:.4f}")
@@ -49,13 +59,10 @@ def _histogram(plt, records: list[dict], pooled: float) -> str:
         ax.set_ylabel("images")
         ax.legend(fontsize=8)
         return _png(fig)
-    finally:
-        plt.close(fig)
 
 
 def _scatter(plt, records: list[dict]) -> str:
-    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110)
-    try:
+    with _figure(plt, figsize=(4.6, 4.2), dpi=110) as (fig, ax):
         x = np.array([r["nll_bpd"] for r in records])
         y = np.array([r["file_bpd"] for r in records])
         ax.scatter(x, y, s=10, alpha=0.7)
@@ -65,8 +72,6 @@ def _scatter(plt, records: list[dict]) -> str:
         ax.set_ylabel("file bits/dim")
         ax.legend(fontsize=8)
         return _png(fig)
-    finally:
-        plt.close(fig)
 
 
 def _worst(plt, records: list[dict], images: list[np.ndarray], model) -> str:
@@ -76,8 +81,7 @@ def _worst(plt, records: list[dict], images: list[np.ndarray], model) -> str:
     worst = sorted(records, key=lambda r: -r["file_bpd"])[:WORST]
     if not worst:
         return ""
-    fig, axes = plt.subplots(len(worst), 2, figsize=(6.4, 3.0 * len(worst)), dpi=100, squeeze=False)
-    try:
+    with _figure(plt, len(worst), 2, figsize=(6.4, 3.0 * len(worst)), dpi=100, squeeze=False) as (fig, axes):
         for (a1, a2), r in zip(axes, worst):
             img = images[r["index"]]
             img = img if img.ndim == 3 else img[:, :, None]
@@ -93,8 +97,6 @@ def _worst(plt, records: list[dict], images: list[np.ndarray], model) -> str:
                 a.set_yticks([])
         fig.tight_layout()
         return _png(fig)
-    finally:
-        plt.close(fig)
 
 
 def _training(plt, model) -> str:
@@ -105,8 +107,7 @@ def _training(plt, model) -> str:
         rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         train = [(r["step"], r["train_bpd"]) for r in rows if "train_bpd" in r]
         val = [(r["step"], r["val_bpd"]) for r in rows if "val_bpd" in r]
-        fig, ax = plt.subplots(figsize=(5.6, 3.4), dpi=110)
-        try:
+        with _figure(plt, figsize=(5.6, 3.4), dpi=110) as (fig, ax):
             if train:
                 ax.plot(*zip(*train), linewidth=0.6, alpha=0.6, label="train")
             if val:
@@ -115,8 +116,6 @@ def _training(plt, model) -> str:
             ax.set_ylabel("NLL (bits/dim)")
             ax.legend(fontsize=8)
             return f"<p>From <code>{html.escape(str(log))}</code>.</p>" + _png(fig)
-        finally:
-            plt.close(fig)
     card = model.card or {}
     facts = [(k, str(card[k])) for k in ("command", "step", "val_bpd", "data", "test_nll_bpd") if k in card]
     if not facts:
