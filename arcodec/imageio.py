@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,11 +32,16 @@ def read_image(data: bytes, name: str = "input") -> np.ndarray:
 
 def read_image_and_metadata(data: bytes, name: str = "input") -> tuple[np.ndarray, Metadata]:
     """Decode image bytes to (H, W, C) uint8 and the metadata an .arc file keeps
-    (:func:`image_metadata`); a clear error for anything else."""
+    (:func:`image_metadata`); a clear error for anything else, and for samples of more than
+    8 bits (:func:`sample_bits`), which Pillow would load as 8 bits and lose the rest."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
+            bits = sample_bits(im)
+            if bits > 8:
+                raise ArcodecError(f"{name}: {bits}-bit samples are not supported "
+                                   "(an .arc file holds 8 bits a channel)")
             im.load()
             return pil_pixels(im, name), image_metadata(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -93,6 +99,22 @@ def _save_options(meta: Metadata | None, fmt: str) -> dict:
             chunks.add(b"gAMA", struct.pack(">I", meta.gamma))
         out["pnginfo"] = chunks
     return out
+
+
+def sample_bits(im) -> int:
+    """Bits a sample of an image file as Pillow opened it, before it is loaded: 16 for 16-bit
+    PNG, TIFF and PGM files, the bits of the largest value of a PPM or PGM file (its maxval),
+    otherwise 32 for modes I and F and 8 for the rest (8 or fewer: Pillow scales fewer to 8).
+    Pillow loads 16-bit RGB, RGBA and LA samples as 8 bits, dropping the low ones: this tells
+    them apart."""
+    for tile in im.tile:
+        codec, args = tile[0], tile[3]
+        args = args if isinstance(args, tuple) else (args,)
+        if args and isinstance(args[0], str) and re.fullmatch(r"(L|LA|I|RGB|RGBA|RGBX|CMYK);16[BLNS]?", args[0]):
+            return 16
+        if codec in ("ppm", "ppm_plain") and len(args) > 1 and isinstance(args[1], int) and args[1] > 255:
+            return args[1].bit_length()  # maxval
+    return 32 if im.mode in ("I", "F") else 16 if im.mode.startswith("I;16") else 8
 
 
 def pil_pixels(im, name: str = "input") -> np.ndarray:
@@ -260,6 +282,8 @@ def lossless_for(path: str | Path) -> list[str]:
         names, chunks = [], []
         for key, value in im.info.items():
             if key in _ENCODING_KEYS or any(d.get(key, object()) == value for d in defaults):
+                continue
+            if key == "transparency" and im.mode == "P":  # stored: the RGBA pixels' alpha
                 continue
             if key in text:
                 chunks.append(key)

@@ -31,9 +31,9 @@ _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
 def _accept(prefix: bytes) -> bool:
-    """b"AR", then a version this arcodec reads and no reserved flag (so no text file's "AR...")."""
-    return (len(prefix) > 2 and prefix[:2] == container.MAGIC
-            and 1 <= prefix[2] >> 4 <= container.VERSION and not prefix[2] & 0x08)
+    """b"AR", then a version this arcodec reads (so no text file's "AR...": a version nibble of 4
+    or more)."""
+    return len(prefix) > 2 and prefix[:2] == container.MAGIC and 1 <= prefix[2] >> 4 <= container.VERSION
 
 
 class ArcImageFile(ImageFile.ImageFile):

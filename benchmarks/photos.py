@@ -4,6 +4,7 @@
     python benchmarks/photos.py --full          # `make bench-full`: all 24
     python benchmarks/photos.py --model runs/photo-rgb/best.pt --gray-model runs/photo-gray/best.pt
     python benchmarks/photos.py --full --only gray --gray-classical-from benchmarks/results/classical_gray.json
+    python benchmarks/photos.py --limit 2 --no-gray --no-write   # a trial: arcodec only, printed
 
 For every photo of ``../shared/data/kodak`` (768x512 RGB), and for the same photo turned to
 gray (``arcodec.training.data.to_luma``: round(0.299 R + 0.587 G + 0.114 B)), one fresh process
@@ -139,6 +140,9 @@ def main() -> None:
                         "measured the same photos) instead of measuring them again")
     p.add_argument("--gray-classical-from", type=Path, default=None,
                    help="the same for the gray classical rows (a JSON of benchmarks/classical.py --gray)")
+    p.add_argument("--no-write", action="store_true",
+                   help="a trial run: arcodec's rows only (no classical codecs), printed; benchmarks/results "
+                        "stays as it is")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -178,7 +182,9 @@ def main() -> None:
         ours = run_arcodec(files, gray, model, args.threads)
         source = args.gray_classical_from if gray else args.classical_from
         classical_source = None
-        if source:
+        if args.no_write:
+            classical = []
+        elif source:
             earlier = json.loads(source.read_text())
             expected = f"the {len(files)} whole photos in `{_shown(Path(folder))}`"
             if gray:
@@ -215,6 +221,9 @@ def main() -> None:
         md += md_table(["codec", "bits/sub-pixel (pooled)", "model NLL", "encode s/photo", "decode s/photo",
                         "peak MiB", "round trips"], table)
         md += [""]
+    if args.no_write:
+        print("\n".join(md))
+        return
     write("photos", result, md, rows)
     figure(result, RESULTS / "photos_tradeoff.png")
 

@@ -55,7 +55,6 @@ def test_crc_of_pixels():
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: b"PK" + d[2:], "magic"),
     (lambda d: d[:2] + bytes([(2 << 4) | (d[2] & 15)]) + d[3:], "version 2"),
-    (lambda d: d[:2] + bytes([d[2] | 8]) + d[3:], "reserved"),
     (lambda d: d[:3], "truncated"),
     (lambda d: b"", "magic"),
 ])
@@ -87,7 +86,7 @@ def test_rejects_gigantic_image_claims():
 
 
 def test_rejects_unknown_extension_and_bad_names():
-    out = bytearray(b"AR\x14\x01\x12\x34\x02\x09\x01\x1c\x1c")  # tag 9
+    out = bytearray(b"AR\x14\x01\x12\x34\x02\x0a\x01\x1c\x1c")  # tag 10
     with pytest.raises(FormatError, match="unknown header field"):
         container.read(bytes(out) + b"\0" * 4)
     bad = bytearray(b"AR\x11\x01\x12\x34\x01\x02\xff\xfe\x1c\x1c\x01")
@@ -162,3 +161,72 @@ def test_every_field_where_it_belongs_still_reads():
                    Header(0, b"\0\0", (Entry(5, 6, 4),), method=container.METHOD_DEFLATE),
                    Header(1, FP, tuple(Entry(3, 4, 1, f"{i:05d}.png") for i in range(50)), archive=True)]:
         assert container.read(container.write(header, b"\x05", []))[0] == header
+
+
+def test_entry_table_claiming_more_images_than_its_bytes_is_refused_at_once():
+    """Every entry takes 4 bytes at least (a name length, height, width, channels), so a
+    table claiming 2^20 images in fewer bytes is refused before it is read."""
+    out = bytearray(b"AR\x11\x01" + FP)
+    container.put_varint(out, 1 << 20)
+    with pytest.raises(FormatError, match=r"truncated \(4004 bytes cannot hold the entry table of 1048576 images"):
+        container.read(bytes(out) + b"\x00\x01\x01\x01" * 1000 + b"\0" * 4)
+    packed = zlib.compress(b"\x00\x01\x01\x01" * 1000, 9, wbits=-15)
+    with pytest.raises(FormatError, match=r"entry table of 4000 bytes cannot hold 1048576 images"):
+        container.read(_packed_archive(1 << 20, packed))
+
+
+def test_maximal_entry_table_reads_each_distinct_entry_once():
+    """2^20 unnamed 1x1 images: 4 MB of table from 4 KB of DEFLATE; the entries are one
+    Entry, read once (reading 2^20 of them one by one took seconds)."""
+    count = container.MAX_IMAGES
+    header = container.read(_packed_archive(count, zlib.compress(b"\x00\x01\x01\x01" * count, 9, wbits=-15)))[0]
+    assert len(header.entries) == count and len({id(e) for e in header.entries}) == 1
+    assert header.entries[0] == Entry(1, 1, 1)
+
+
+@pytest.mark.parametrize("entries", [
+    [Entry(1, 1, 1)] * 999 + [Entry(1, 1, 2)],  # a run, then another entry
+    [Entry(28, 28, 1, "a"), Entry(300, 70, 3)] * 300,  # no runs
+    [Entry(1, 1, 1)] * 5 + [Entry(2, 2, 4, "x" * 200)] * 3 + [Entry(65536, 4096, 1, "é")] * 7,  # long name, numbers
+    [Entry(5, 6, 1, f"{i % 5000}") for i in range(6000)],  # more distinct entries than are remembered
+])
+def test_entry_tables_of_repeats_read_back_exactly(entries):
+    for packed in (True, False):
+        data = container.write(Header(1, FP, tuple(entries), archive=True), b"\x05", [])
+        if not packed:  # the same table stored as is
+            raw = bytearray()
+            for e in entries:
+                name = e.name.encode("utf-8")
+                container.put_varint(raw, len(name))
+                raw += name
+                for v in (e.height, e.width, e.channels):
+                    container.put_varint(raw, v)
+            out = bytearray(b"AR\x11\x01" + FP)
+            container.put_varint(out, len(entries))
+            data = bytes(out + raw) + b"\x05" + b"\0" * 4
+        header, payload, _ = container.read(data)
+        assert header.entries == tuple(entries) and payload == b"\x05"
+
+
+def test_bad_entries_among_repeats_are_refused_by_name():
+    good = b"\x00\x01\x01\x01"
+    for bad, message in [(b"\x00\x00\x01\x01", "header claims a 0x1 image"),
+                         (b"\x00\x01\x01\x05", "header claims 5 channels"),
+                         (b"\x02..\x01\x01\x01", r"archive entry '\.\.' is unsafe"),
+                         (b"\x81\x01" + b"a" * 4, r"truncated \(in name\)"),  # 129 bytes claimed
+                         (b"\x81\x20" + b"a" * 4, r"name too long")]:
+        with pytest.raises(FormatError, match=message):
+            container.read(_packed_archive(2001, zlib.compress(good * 2000 + bad, 9, wbits=-15)))
+
+
+def test_entry_table_of_more_than_128_mib_is_refused():
+    """2^20 names of 4,096 bytes deflate to 5.6 MB and would inflate to 4.3 GB (decoding took
+    40 s and that much memory): an entry table holds at most MAX_TABLE bytes, written or read."""
+    entry = b"\x80\x20" + b"x" * 4096 + b"\x01\x01\x01"  # a name of 4,096 bytes, a 1 x 1 image
+    count = container.MAX_TABLE // len(entry) + 1
+    d = zlib.compressobj(1, zlib.DEFLATED, -15)
+    table = b"".join(d.compress(entry * 1024) for _ in range(count // 1024)) + d.compress(entry * (count % 1024))
+    with pytest.raises(FormatError, match=r"entry table inflates to more than 134217728 bytes"):
+        container.read(_packed_archive(count, table + d.flush()))
+    with pytest.raises(FormatError, match=r"at most 128 MiB; use shorter names or fewer images"):
+        container.write(Header(1, FP, (Entry(1, 1, 1, "x" * 4096),) * count, archive=True), b"", [])

@@ -120,3 +120,75 @@ def test_the_library_reports_each_failure_in_order(tiny, digits, tmp_path):
     assert isinstance(done[0], Failed) and done[0].message == f"{tmp_path / 'missing.arc'}: no such file"
     assert done[1].output == str(tmp_path / "g.png") and not done[1].header.archive
     assert isinstance(done[2], Failed) and not (tmp_path / "t.png").exists()
+
+
+def test_small_files_are_coded_in_this_process_unless_workers_are_asked_for(tiny, tmp_path, monkeypatch):
+    """Starting a worker (torch, the models) costs seconds: without -j, files of fewer than
+    IN_PROCESS_SUBPIXELS sub-pixels in all are coded here; -j N is obeyed as given."""
+    from arcodec.codec import files
+
+    pools = []  # the processes of each pool started
+
+    def in_this_process(work, shares, args, update):  # files._in_pool, with the shares run here
+        pools.append(len(shares))
+        return [r for share in shares for r in work(share, *args, update)]
+
+    monkeypatch.setattr(files, "_in_pool", in_this_process)
+    pngs = [tmp_path / f"d{i}.png" for i in range(2)]
+    images = np.random.default_rng(0).integers(0, 256, (2, 6, 6), dtype=np.uint8)
+    for a, p in zip(images, pngs):
+        Image.fromarray(a).save(p)
+    arcs = [str(p) + ".arc" for p in pngs]
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run("compress", "-k", "-m", tiny.name, *pngs).exit_code == 0 and pools == []
+    assert run("decompress", "-k", "-m", tiny.name, *arcs, "-o", out).exit_code == 0 and pools == []
+    assert run("compress", "-k", "-f", "-j", 2, "-m", tiny.name, *pngs).exit_code == 0 and pools == [2]
+    assert run("decompress", "-k", "-f", "-j", 2, "-m", tiny.name, *arcs, "-o", out).exit_code == 0
+    assert pools == [2, 2]
+    monkeypatch.setattr(files, "IN_PROCESS_SUBPIXELS", 2 * 36)  # two 6 x 6 images are large files now
+    monkeypatch.setattr(files, "default_jobs", lambda: 4)  # four cores: a worker for each file
+    assert run("compress", "-k", "-f", "-m", tiny.name, *pngs).exit_code == 0
+    assert run("decompress", "-k", "-f", "-m", tiny.name, *arcs, "-o", out).exit_code == 0
+    assert pools == [2, 2, 2, 2]
+    for a, p in zip(images, pngs):
+        assert np.array_equal(np.asarray(Image.open(out / p.name)), a)
+
+
+def test_with_workers_the_parent_reads_only_the_headers(tmp_path, monkeypatch):
+    """decompress_paths with workers sizes the progress bar from each file's first bytes
+    (files.HEADER_PREFIX, all of it when the header is longer) and leaves the reading to the
+    workers: each file is read once."""
+    from arcodec.codec import container, files
+
+    big = tmp_path / "big.png.arc"  # a stored 300 x 300 image: 90 KB, a header of a few bytes
+    stored = container.Header(0, b"\0\0", (container.Entry(300, 300, 1),), method=container.METHOD_RAW)
+    big.write_bytes(container.write(stored, bytes(90_000), [np.zeros((300, 300, 1), np.uint8)]))
+    rng = np.random.default_rng(0)
+    entries = tuple(container.Entry(28, 28, 1, f"{rng.bytes(32).hex()}.png") for _ in range(3000))
+    archive = tmp_path / "set.arc"  # a stored archive whose entry table is longer than the prefix
+    pixels = [np.zeros((28, 28, 1), np.uint8)] * len(entries)
+    header = container.Header(0, b"\0\0", entries, archive=True, method=container.METHOD_RAW)
+    archive.write_bytes(container.write(header, bytes(784 * len(entries)), pixels))
+    assert container.read_header(archive.read_bytes())[1] > files.HEADER_PREFIX
+    prefixes = []
+    read_header = container.read_header
+    monkeypatch.setattr(container, "read_header", lambda data: (prefixes.append(len(data)), read_header(data))[1])
+    assert files.peek_header(str(big)).entries == (container.Entry(300, 300, 1),)
+    assert files.peek_header(str(archive)).entries == entries
+    assert prefixes == [files.HEADER_PREFIX, files.HEADER_PREFIX, archive.stat().st_size]
+
+    shared = {}
+
+    def spread(work, items, jobs, total, progress, *args):  # files.spread: what the workers are given
+        shared.update(items=items, jobs=jobs, total=total)
+        return []
+
+    def read_input(path):
+        raise AssertionError(f"{path} read whole in the parent")
+
+    monkeypatch.setattr(files, "spread", spread)
+    monkeypatch.setattr(files, "read_input", read_input)
+    files.decompress_paths([str(big), str(archive), str(tmp_path / "missing.arc")], jobs=2)
+    assert [data for _, _, data in shared["items"]] == [None] * 3  # each worker reads its own files
+    assert shared["jobs"] == 2 and shared["total"] == 90_000 + 784 * len(entries)

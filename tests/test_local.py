@@ -226,14 +226,3 @@ def test_bits_map_of_a_local_model_adds_up_to_the_payload(tmp_path):
     bm = bits_map(img, str(path))
     assert bm.bits.shape == img.shape and (bm.bits > 0).all()
     assert abs(bm.total_bits - 8 * bm.payload_bytes) < 8 * 12  # the coder's flush and the band lengths
-
-
-def test_tables_split_among_threads_are_the_same_integers():
-    m = tiny(3)
-    eng = LocalEngine(m)
-    x = torch.randint(0, 256, (1, 3, 30, 40))
-    raw = eng.params(x, 0, 30).permute(0, 2, 3, 1).reshape(-1, m.n_params).numpy()
-    prev = x.permute(0, 2, 3, 1).reshape(-1, 3).numpy()
-    assert len(raw) >= 2 * wf.SPLIT_ROWS
-    for ch in range(3):
-        assert np.array_equal(wf._split_tables(eng, raw, prev, ch), eng.tables(raw, prev, ch))

@@ -31,7 +31,9 @@ def test_float_work_leaves_the_cached_exact_model_alone(monkeypatch):
     finally:
         hook.remove()
     assert record["test_images"] == 1 and record["test_nll_bpd"] > 0 and record["test_nll_bpd_float"] > 0
-    assert [own for own, _ in seen].count(True) == 1  # the exact NLL; the float work ran on copies
+    # the exact NLL comes from the integer engine (built from the weights, never a forward of
+    # the cached net), and the float work ran on copies
+    assert [own for own, _ in seen].count(True) == 0
     assert all(exact for _, exact in seen)  # never switched, not even meanwhile
     assert load_model("mnist-gated") is m and _exact(m.net)
     assert arcodec.compress(img, "mnist-gated") == (GOLDEN / "mnist-gated.arc").read_bytes()

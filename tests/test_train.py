@@ -37,7 +37,12 @@ def test_same_seed_same_weights(tmp_path):
 
 def test_export_writes_weights_and_cards(tiny_checkpoint, tmp_path):
     card = export_checkpoint(tiny_checkpoint, "tiny", 42, {"command": "arcodec train ..."}, zoo_dir=tmp_path)
-    assert (tmp_path / "tiny.pt").exists() and len(card["sha256"]) == 64
+    assert (tmp_path / "tiny.arcm").exists() and len(card["sha256"]) == 64 and card["weights"] == "tiny.arcm"
+    from arcodec.zoo import read_weights
+
+    net, _ = load_checkpoint(tiny_checkpoint)
+    state = read_weights(tmp_path / "tiny.arcm")  # safetensors: the same tensors, no pickle
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
     assert json.loads((tmp_path / "tiny.json").read_text())["sha256"] == card["sha256"]
     assert card["sha256"] in model_card_markdown(card)
 

@@ -12,8 +12,9 @@ from arcodec.cli.progress import progress_bar
 from arcodec.errors import ArcodecError
 
 
-JOBS_HELP = ("Worker processes sharing the files [default: one per core]; -j 1 works in this process. "
-             "The bytes written are the same whatever the number.")
+JOBS_HELP = ("Worker processes sharing the files [default: one per core, or this process alone for files "
+             "of under 2^21 sub-pixels in all]; -j 1 works in this process. The bytes written are the same "
+             "whatever the number.")
 
 
 def _report_failures(failed, single: bool) -> None:
@@ -49,9 +50,10 @@ def compress(inputs, output, model, force, keep, tile, jobs, verbose, explain):
     Without -o each IMG becomes IMG.arc and, as with gzip, IMG is removed unless -k is
     given. The .arc file keeps an ICC profile, EXIF, PNG text chunks, gamma and DPI, and
     decompressing writes them back; an image whose .arc file would not give everything back
-    (other metadata, a palette, another mode or format) is kept, with a note saying why.
-    A bad image is
-    reported and the others go on. With -o and several images or directories: one archive.
+    (other metadata, a palette, another mode or format) is kept, with a note saying why: a
+    palette image comes back as an RGB PNG of the same pixels (RGBA when it has
+    transparency), a 1-bit one as grayscale. Images of more than 8 bits a channel are
+    refused. A bad image is reported and the others go on. With -o and several images or directories: one archive.
 
     \b
     Examples:
@@ -61,12 +63,12 @@ def compress(inputs, output, model, force, keep, tile, jobs, verbose, explain):
       arcodec compress a.png b.png dir/ -o set.arc
       cat digit.png | arcodec compress - > digit.arc
     """
-    from arcodec.codec.files import check_outputs, compress_paths, default_jobs, plan_compress, remove_inputs
+    from arcodec.codec.files import check_outputs, compress_paths, plan_compress, remove_inputs
 
     plan = plan_compress(inputs, output)
     explained = [path + ".bits.png" for path in plan.paths if path != "-"] if explain else []
     check_outputs(plan.targets + tuple(explained), force)  # refuse before doing any work
-    done = compress_paths(plan, model=model, tile=tile, force=force, jobs=jobs or default_jobs(),
+    done = compress_paths(plan, model=model, tile=tile, force=force, jobs=jobs,
                           progress=lambda total: progress_bar(total, "compress"))
     for target, enc in done.files:
         if verbose or (plan.archive and target != "-"):
@@ -123,9 +125,9 @@ def decompress(files, output, model, force, keep, jobs, max_pixels):
       arcodec decompress - < digit.arc > digit.png
     """
     from arcodec.codec.api import DEFAULT_MAX_PIXELS
-    from arcodec.codec.files import Failed, decompress_paths, default_jobs
+    from arcodec.codec.files import Failed, decompress_paths
 
-    done = decompress_paths(files, output, model=model, force=force, jobs=jobs or default_jobs(),
+    done = decompress_paths(files, output, model=model, force=force, jobs=jobs,
                             progress=lambda total: progress_bar(total, "decompress"),
                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     for file, r in zip(files, done):

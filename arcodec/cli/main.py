@@ -37,7 +37,8 @@ class ArcodecGroup(click.Group):
             click.echo(f"arcodec: error: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("arcodec: interrupted", err=True)
+            # on a terminal, over the progress bar's line (the bar may still be drawn there)
+            click.echo(("\r\x1b[K" if sys.stderr.isatty() else "") + "arcodec: interrupted", err=True)
             sys.exit(130)
 
 

@@ -73,6 +73,40 @@ def train(ctx, arch, data, sets, out, data_root, download, resume, init):
 
 
 @main.command()
+@click.argument("name")
+@click.option("--data", default=None, help="Data set to measure the test NLL on for the card (e.g. mnist).")
+@click.option("--data-root", default=None, help="Where the data sets live.")
+def calibrate(name, data, data_root):
+    """Store a zoo model's integer-engine scales, measured on its training data.
+
+    The float weights stay as they are: files coded with the earlier weights file still
+    decode (its sha256 is kept in the card). Example: arcodec calibrate mnist-gated --data mnist
+    """
+    from arcodec.training.export import calibrate_zoo, update_card
+
+    card = calibrate_zoo(name, data_root)
+    if data:  # the codec's numbers changed: measured again on the calibrated model
+        from arcodec.evaluation.evaluate import test_nll
+
+        card = update_card(name, test_nll(name, data, data_root))
+    click.echo(f"calibrated {name} (sha256 {card['sha256']}; earlier files: {', '.join(card.get('legacy_sha256', []))})")
+
+
+@main.command("rewrite-zoo")
+@click.argument("name")
+def rewrite_zoo(name):
+    """Write a zoo model's weights as a safetensors model file (NAME.arcm), the same tensors.
+
+    Files coded with the earlier weights file still decode (its sha256 is kept in the card).
+    Example: arcodec rewrite-zoo mnist-idf
+    """
+    from arcodec.training.export import rewrite_zoo as rewrite
+
+    card = rewrite(name)
+    click.echo(f"rewrote {name} as {card['weights']} (sha256 {card['sha256']})")
+
+
+@main.command()
 @click.argument("run", type=click.Path(exists=True))
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write one model file (FILE.arcm, safetensors) that --model FILE.arcm takes everywhere.")

@@ -65,11 +65,12 @@ def resolve(model: str | LoadedModel | None) -> LoadedModel:
     return m
 
 
-def coder_of(m: LoadedModel) -> Coder:
+def coder_of(m: LoadedModel, engine: int | None = None) -> Coder:
     """The coder of the model's kind (:mod:`arcodec.codec.coders`): autoregressive models
     step through the pixels, local ones along wavefronts, integer flows invert in one pass;
-    a continuous flow is refused (a density over real vectors cannot code integers losslessly)."""
-    return coder_for(m.net, m.name)
+    a continuous flow is refused (a density over real vectors cannot code integers losslessly).
+    ``engine``: a file's engine (decoding); None: the newest that codes the model (encoding)."""
+    return coder_for(m.net, m.name, engine)
 
 
 def scan_of(m: LoadedModel) -> int:
@@ -154,7 +155,8 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
         levels = tuple(maps[i]) if maps and maps[i] else ()
         pixels = [np.asarray(levels, dtype=np.uint8)[a] for a in imgs] if levels else imgs
         entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(imgs, names or [""] * len(imgs)))
-        header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile, scan=scan_of(m), levels=levels)
+        header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile, scan=scan_of(m),
+                        levels=levels, engine=coder_of(m).engine)
         data = container.write(header, container.join_parts(job.payloads), pixels)
         out.append(Encoded(data, sum(job.bits), sum(a.size for a in imgs), seconds))
     return out
@@ -302,7 +304,7 @@ def _open(data: bytes, model, max_pixels: int) -> tuple[Header, LoadedModel | No
         raise FormatError(f"file is truncated ({len(body)} payload bytes for {tiles} tiles)")
     streams = plan_streams(shapes, m.channels, header.tile, DEFAULT_CHUNK)
     payloads = container.split_parts(body, len(streams), "stream")
-    room = coder_of(m).room
+    room = coder_of(m, header.engine).room
     if room is not None:  # every coded sub-pixel costs some bits: a short payload is refused now
         for s, p in zip(streams, payloads):
             room(m.net, p, len(s.tiles), m.channels, s.height, s.width)
@@ -339,19 +341,19 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
     file fails the whole call, and so does a file of more than ``max_pixels`` sub-pixels
     (raise it for larger files you trust)."""
     opened = [_open(d, model, max_pixels) for d in datas]
-    by_model: dict[int, list[int]] = {}
+    by_model: dict[tuple[int, int], list[int]] = {}
     for i, (header, m, job) in enumerate(opened):
         if m is None:
             _unstore(header, job)
             if progress is not None:
                 progress(sum(a.size for a in job.images))
             continue
-        by_model.setdefault(id(m), []).append(i)
-    for idx in by_model.values():
+        by_model.setdefault((id(m), header.engine), []).append(i)
+    for (_, engine), idx in by_model.items():
         m = opened[idx[0]][1]
         jobs = [opened[i][2] for i in idx]
         channels = m.channels
-        decode = coder_of(m).decode
+        decode = coder_of(m, engine).decode
         for batch in _batches(jobs, max_tiles or MAX_BATCH, DECODE_SUBPIXELS):
             s0 = jobs[batch[0][0]].streams[batch[0][1]]
             x = decode(m.net, [jobs[j].payloads[k] for j, k in batch],

@@ -42,6 +42,9 @@ class Stepper(Protocol):
 
     def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor: ...
 
+    # optional: weights(x, r, c, ch) -> the coder's table (n, K) of channel ch, when the
+    # stepper computes it itself (the same numbers as table(step(x, r, c)[:, :, ch]))
+
 
 class FullPassStepper:
     """The naive decoder: the whole network on the rows above r that pixel (r, c) can see,
@@ -126,11 +129,13 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     n = bounds[-1]
     x = torch.zeros(n, channels, h, w, dtype=torch.long)
     stepper = make_stepper(model, n, channels, h, w, naive)
+    # a stepper that makes the coder's tables itself (a compiled kernel) gives them directly
+    tables = getattr(stepper, "weights", None) or (lambda x, r, c, ch: table(stepper.step(x, r, c)[:, :, ch]))
     for r in range(h):
         stepper.begin_row(x, r)
         for c in range(w):
             for ch in range(channels):
-                weights = table(stepper.step(x, r, c)[:, :, ch])
+                weights = tables(x, r, c, ch)
                 if on_table is not None:
                     on_table(r, c, ch, weights)
                 out = np.concatenate([d.decode(weights[a:b]) for d, a, b in zip(decs, bounds[:-1], bounds[1:])])

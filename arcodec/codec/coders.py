@@ -11,6 +11,13 @@ Each coder module registers its coder with :func:`register_coder` where the code
 defined (``autoregressive``: raster order; ``wavefront``: the local models; ``flow``: integer
 discrete flows); adding a kind of model is one registration there, and one entry in
 ``CODER_MODULES``.
+
+A kind can have several coders, one per *engine* (the arithmetic that computes the
+probabilities, a header field): engine 0 is the float64 fixed-point arithmetic of
+:mod:`arcodec.exact` that every model has; a later engine (the integer engine of Gated
+PixelCNNs, :mod:`arcodec.codec.gated`) codes the models its ``codes`` predicate accepts.
+Encoding uses the newest engine that codes the model; decoding uses the engine the file
+names, so files of an older engine still decode.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from arcodec.codec.container import DEFAULT_TILE, SCAN_RASTER
-from arcodec.errors import ArcodecError
+from arcodec.errors import ArcodecError, FormatError
 
-CODER_MODULES = ("arcodec.codec.autoregressive", "arcodec.codec.wavefront", "arcodec.codec.flow")
+CODER_MODULES = ("arcodec.codec.autoregressive", "arcodec.codec.gated", "arcodec.codec.wavefront",
+                 "arcodec.codec.flow")
 
 
 @dataclass(frozen=True)
@@ -36,17 +44,22 @@ class Coder:
     tile: int = DEFAULT_TILE  # tile side when the caller names none
     check: Callable | None = None  # check(net, h, w): a clear error for tiles the coder cannot code
     room: Callable | None = None  # room(net, payload, tiles, channels, h, w): refuse a stream too short for its tiles
+    engine: int = 0  # the arithmetic of its probabilities, a header field (0: arcodec.exact)
+    codes: Callable | None = None  # codes(net): whether this engine codes the model (None: every model of the kind)
+    network: Callable | None = None  # network(net): what computes the logits it codes with (None: net itself)
 
 
-CODERS: dict[str, Coder] = {}
+CODERS: dict[tuple[str, int], Coder] = {}
 
 
 def register_coder(kind: str, encode: Callable, decode: Callable, **settings) -> Coder:
-    """Make (encode, decode) the coder of models of ``kind`` (see :func:`kind_of`);
-    ``settings`` are :class:`Coder`'s other fields."""
-    if kind in CODERS:
-        raise ValueError(f"a coder for {kind!r} models is already registered")
-    CODERS[kind] = coder = Coder(kind, encode, decode, **settings)
+    """Make (encode, decode) the coder of models of ``kind`` (see :func:`kind_of`) with
+    engine ``settings["engine"]`` (0 when not given); ``settings`` are :class:`Coder`'s
+    other fields."""
+    coder = Coder(kind, encode, decode, **settings)
+    if (kind, coder.engine) in CODERS:
+        raise ValueError(f"a coder for {kind!r} models with engine {coder.engine} is already registered")
+    CODERS[kind, coder.engine] = coder
     return coder
 
 
@@ -59,16 +72,26 @@ def kind_of(net) -> str:
     return scan if coding == "autoregressive" and scan != "raster" else coding
 
 
-def coder_for(net, name: str) -> Coder:
-    """The coder of model ``name`` (its network ``net``), or a clear error when none codes it:
-    a continuous flow is a density over real vectors and cannot code integers losslessly."""
+def coder_for(net, name: str, engine: int | None = None) -> Coder:
+    """The coder of model ``name`` (its network ``net``): with the newest engine that codes it
+    (``engine=None``: for encoding), or with the given engine (a file's), or a clear error when
+    none codes it: a continuous flow is a density over real vectors and cannot code integers
+    losslessly."""
     for module in CODER_MODULES:  # each registers its coder when first imported
         importlib.import_module(module)
     kind = kind_of(net)
-    if kind in CODERS:
-        return CODERS[kind]
+    mine = sorted((c for (k, _), c in CODERS.items() if k == kind and (c.codes is None or c.codes(net))),
+                  key=lambda c: c.engine)
+    if mine and engine is None:
+        return mine[-1]
+    for coder in mine:
+        if coder.engine == engine:
+            return coder
+    if mine:
+        raise FormatError(f"file was coded with engine {engine}, which this arcodec does not have for model "
+                          f"{name!r} (engines {', '.join(str(c.engine) for c in mine)}): a newer arcodec wrote it?")
     if kind == "continuous":
         raise ArcodecError(f"model {name!r} is a {kind} flow (a density over real vectors, see docs/flows.md): "
                            "it cannot code images losslessly; use an autoregressive model or the integer flow "
                            "mnist-idf")
-    raise ArcodecError(f"model {name!r} is of kind {kind!r}, which no coder codes (coders: {', '.join(CODERS)})")
+    raise ArcodecError(f"model {name!r} is of kind {kind!r}, which no coder codes (coders: {', '.join(sorted({k for k, _ in CODERS}))})")

@@ -5,7 +5,8 @@ fields are little-endian)::
 
     magic        2 bytes   b"AR"
     version|flags 1 byte   high nibble: format version (1); low nibble: flags
-                           bit 0 archive, bit 1 RGB (single image), bit 2 extension block
+                           bit 0 archive, bit 1 RGB (single image), bit 2 extension block,
+                           bit 3 engine (model-coded files: engine 1, or the engine in tag 9)
     model id     varint    permanent id of the zoo model (never reused)
     fingerprint  2 bytes   first 2 bytes of the sha256 of the model weights
     [extension]  varint length, then (tag varint, value varint) pairs:
@@ -17,14 +18,19 @@ fields are little-endian)::
                  fingerprint 0000, 7 level map (a bit mask of the levels the
                  images use, bit v for level v: the model coded each pixel's index
                  among them), 8 metadata (single images: the value is a byte length
-                 n, and n bytes of records follow: see :class:`Metadata`).
-                 A tag appears at most once, only where it belongs (1, 2, 5, 7: model-
-                 coded files; 3, 8: single images; 4: archives)
+                 n, and n bytes of records follow: see :class:`Metadata`), 9 engine
+                 (beside flag bit 3, engines 2 and up: the arithmetic of the model's
+                 probabilities is engine 0, the float64 fixed point of arcodec.exact,
+                 without the flag; engine 1, the integer engine of Gated PixelCNNs,
+                 with the flag alone; the coders say which engines a model has).
+                 A tag appears at most once, only where it belongs (1, 2, 5, 7, 9:
+                 model-coded files; 3, 8: single images; 4: archives)
     single image: height varint, width varint
     archive:      count varint, then the entry table: per image name length varint,
                   UTF-8 name, height varint, width varint, channels varint. With tag 4
                   the table is stored as varint length + raw DEFLATE of it (the writer
-                  packs it when that is shorter: names like 00001.png shrink several-fold)
+                  packs it when that is shorter: names like 00001.png shrink several-fold);
+                  at least 4 and at most MAX_TABLE bytes of table in all
     payload      range-coder bytes, up to the last 4 bytes
     crc32        4 bytes   CRC32 of every byte before it, continued over the pixels
                            (uint8, H x W x C, images in order): a flipped bit anywhere in
@@ -48,19 +54,22 @@ MAX_SUBPIXELS = 1 << 28  # 268M sub-pixels per image (about 16k x 16k grayscale)
 MAX_IMAGES = 1 << 20
 MAX_NAME = 4096
 
-_ARCHIVE, _RGB, _EXT = 1, 2, 4
+_ARCHIVE, _RGB, _EXT, _ENGINE = 1, 2, 4, 8
 _TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS, _TAG_PACKED, _TAG_SCAN, _TAG_METHOD, _TAG_LEVELS = 1, 2, 3, 4, 5, 6, 7
-_TAG_METADATA = 8
+_TAG_METADATA, _TAG_ENGINE = 8, 9
 _TAG_NAMES = {_TAG_BIT_DEPTH: "bit depth", _TAG_TILE: "tile side", _TAG_CHANNELS: "channels",
               _TAG_PACKED: "packed entry table", _TAG_SCAN: "scan order", _TAG_METHOD: "method",
-              _TAG_LEVELS: "level map", _TAG_METADATA: "metadata"}
-_MODEL_ONLY = {_TAG_BIT_DEPTH, _TAG_TILE, _TAG_SCAN, _TAG_LEVELS}  # the model's settings: not in stored files
+              _TAG_LEVELS: "level map", _TAG_METADATA: "metadata", _TAG_ENGINE: "engine"}
+_MODEL_ONLY = {_TAG_BIT_DEPTH, _TAG_TILE, _TAG_SCAN, _TAG_LEVELS, _TAG_ENGINE}  # the model's settings: not in stored files
 _SINGLE_ONLY = {_TAG_CHANNELS, _TAG_METADATA}  # an archive's entries carry their own channels
 _ARCHIVE_ONLY = {_TAG_PACKED}
 SCAN_RASTER, SCAN_WAVEFRONT = 0, 1
 METHOD_MODEL, METHOD_RAW, METHOD_DEFLATE = 0, 1, 2
 METHOD_NAMES = {METHOD_RAW: "stored (raw pixels)", METHOD_DEFLATE: "stored (deflated pixels)"}
 _ENTRY_LIMIT = MAX_NAME + 3 * 10  # most bytes one entry of the table can take
+MAX_TABLE = 1 << 27  # 128 MiB: the most bytes an archive's entry table takes (2^20 names of 120 bytes)
+_ENTRY_MIN = 4  # fewest bytes one entry of the table can take (a name length and three numbers)
+_ENTRIES_KNOWN = 1 << 12  # distinct entries remembered while reading a table (repeats are not read again)
 MAX_METADATA = 1 << 24  # 16 MiB: the most metadata one file carries
 _META_ICC, _META_EXIF, _META_TEXT, _META_GAMMA, _META_DPI = 1, 2, 3, 4, 5
 _META_NAMES = {_META_ICC: "ICC profile", _META_EXIF: "EXIF", _META_TEXT: "text", _META_GAMMA: "gamma",
@@ -168,6 +177,7 @@ class Header:
     method: int = METHOD_MODEL  # or a stored method: no model, the pixels as they are
     levels: tuple[int, ...] = ()  # level map: the model coded indices into these values
     metadata: Metadata = Metadata()  # single images: what the image file carried beyond pixels
+    engine: int = 0  # the arithmetic of the model's probabilities (docs/format.md)
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -294,6 +304,9 @@ def write(header: Header, payload: bytes, images) -> bytes:
             put_varint(raw, e.height)
             put_varint(raw, e.width)
             put_varint(raw, e.channels)
+        if len(raw) > MAX_TABLE:
+            raise FormatError(f"archive entry table of {len(raw)} bytes (the images' names and shapes): "
+                              f"an .arc file holds at most {MAX_TABLE >> 20} MiB; use shorter names or fewer images")
         packed = bytearray()
         body = zlib.compress(bytes(raw), 9, wbits=-15)
         put_varint(packed, len(body))
@@ -304,7 +317,8 @@ def write(header: Header, payload: bytes, images) -> bytes:
         raise ValueError("a level map lists distinct values 0..255 in increasing order")
     fields = [(_TAG_BIT_DEPTH, header.bit_depth, DEFAULT_BIT_DEPTH), (_TAG_TILE, header.tile, DEFAULT_TILE),
               (_TAG_SCAN, header.scan, SCAN_RASTER), (_TAG_METHOD, header.method, METHOD_MODEL),
-              (_TAG_LEVELS, sum(1 << v for v in header.levels), 0)]
+              (_TAG_LEVELS, sum(1 << v for v in header.levels), 0), (_TAG_ENGINE, header.engine if header.engine > 1
+                                                                     else 0, 0)]
     ext = bytearray()
     for tag, value, default in fields:  # a field at its default is left out
         if value != default:
@@ -325,7 +339,8 @@ def write(header: Header, payload: bytes, images) -> bytes:
         put_varint(ext, _TAG_METADATA)
         put_varint(ext, len(block))
         ext += block
-    flags = (_ARCHIVE if header.archive else 0) | (_RGB if rgb else 0) | (_EXT if ext else 0)
+    flags = (_ARCHIVE if header.archive else 0) | (_RGB if rgb else 0) | (_EXT if ext else 0) | (
+        _ENGINE if header.engine else 0)
     out = bytearray(MAGIC)
     out.append((header.version << 4) | flags)
     put_varint(out, header.model_id)
@@ -359,6 +374,17 @@ def verify(data: bytes, images) -> bool:
 def read(data: bytes) -> tuple[Header, bytes, int]:
     """Parse a file into (header, payload, crc); raises FormatError on anything invalid."""
     data = bytes(data)
+    header, pos = read_header(data)
+    if len(data) - pos < 4:
+        raise FormatError("file is truncated (no checksum)")
+    return header, data[pos: len(data) - 4], int.from_bytes(data[-4:], "little")
+
+
+def read_header(data: bytes) -> tuple[Header, int]:
+    """Parse the header at the start of ``data`` (a whole file, or only its first bytes) into
+    (header, its length in bytes); raises FormatError on anything invalid, and when ``data``
+    ends inside the header ("file is truncated")."""
+    data = bytes(data)
     if len(data) < 2 or data[:2] != MAGIC:
         raise FormatError("not an arcodec file (wrong magic bytes)")
     r = Reader(data)
@@ -370,8 +396,6 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
     if version > VERSION:
         raise FormatError(f"file uses format version {version}; this arcodec reads up to version "
                           f"{VERSION}: upgrade arcodec")
-    if flags & 0x08:
-        raise FormatError("corrupt header (reserved flag set)")
     archive = bool(flags & _ARCHIVE)
     if archive and flags & _RGB:
         raise FormatError("corrupt header (RGB flag set in an archive)")
@@ -394,6 +418,12 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
     mask = fields.get(_TAG_LEVELS, 0)
     levels = tuple(v for v in range(256) if mask >> v & 1)
     metadata = fields.get(_TAG_METADATA, Metadata())
+    engine = fields.get(_TAG_ENGINE, 1) if flags & _ENGINE else 0
+    if flags & _ENGINE and method != METHOD_MODEL:
+        raise FormatError("corrupt header (engine flag set in a stored file)")
+    if _TAG_ENGINE in fields and not (flags & _ENGINE and engine > 1):
+        raise FormatError(f"corrupt header (header field 9, engine, is {fields[_TAG_ENGINE]}: it names engines 2 "
+                          "and up, beside the engine flag)")
     if not 1 <= bit_depth <= 8:
         raise FormatError(f"header claims bit depth {bit_depth}: 1..8 supported")
     if not 8 <= tile <= 4096:
@@ -402,33 +432,91 @@ def read(data: bytes) -> tuple[Header, bytes, int]:
         count = r.varint("image count")
         if count > MAX_IMAGES:
             raise FormatError(f"header claims {count} images: at most {MAX_IMAGES}")
-        t = r
         if packed:
-            t = Reader(_inflate(r.take(r.varint("entry table length"), "entry table"), count * _ENTRY_LIMIT))
-        entries = []
-        for _ in range(count):
-            n = t.varint("name")
-            if n > MAX_NAME:
-                raise FormatError("corrupt header (name too long)")
-            try:
-                name = t.take(n, "name").decode("utf-8")
-            except UnicodeDecodeError:
-                raise FormatError("corrupt header (name is not UTF-8)") from None
-            e = Entry(t.varint("height"), t.varint("width"), t.varint("channels"), name)
-            _check_entry(e)
-            entries.append(e)
-        if packed and t.pos != len(t.data):
-            raise FormatError("corrupt header (entry table longer than its images)")
+            body = r.take(r.varint("entry table length"), "entry table")
+            table = _inflate(body, min(count * _ENTRY_LIMIT, MAX_TABLE))
+            if len(table) < _ENTRY_MIN * count:
+                raise FormatError(f"corrupt header (entry table of {len(table)} bytes cannot hold "
+                                  f"{count} images: {_ENTRY_MIN} bytes each at least)")
+            entries, end = _entry_table(table, 0, count)
+            if end != len(table):
+                raise FormatError("corrupt header (entry table longer than its images)")
+        else:
+            if len(data) - r.pos < _ENTRY_MIN * count:
+                raise FormatError(f"file is truncated ({len(data) - r.pos} bytes cannot hold the entry table of "
+                                  f"{count} images, {_ENTRY_MIN} bytes each at least)")
+            entries, end = _entry_table(data, r.pos, count)
+            if end - r.pos > MAX_TABLE:
+                raise FormatError(f"corrupt header (entry table of {end - r.pos} bytes: at most {MAX_TABLE >> 20} MiB)")
+            r.pos = end
     else:
         entries = [Entry(r.varint("height"), r.varint("width"), channels)]
         _check_entry(entries[0])
-    if len(data) - r.pos < 4:
-        raise FormatError("file is truncated (no checksum)")
-    payload = data[r.pos: len(data) - 4]
-    crc = int.from_bytes(data[-4:], "little")
     header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version, scan, method, levels,
-                    metadata)
-    return header, payload, crc
+                    metadata, engine)
+    return header, r.pos
+
+
+def _entry_table(data: bytes, pos: int, count: int) -> tuple[list[Entry], int]:
+    """The ``count`` entries of an archive's entry table in ``data`` from ``pos`` on, and the
+    position after them. A table of 2^20 entries can inflate from 4 KB, so repeats are cheap:
+    an entry whose bytes repeat those of one read before is that same :class:`Entry`, read and
+    checked once (the first :data:`_ENTRIES_KNOWN` distinct entries are remembered), and a run
+    of one entry (unnamed images of one shape) is compared with the table a block at a time."""
+    entries, known, previous = [], {}, None
+    while len(entries) < count:
+        start = pos
+        try:  # find the entry's end (a name length of one or two bytes, numbers of any size), then read it
+            n = data[pos]
+            if n & 0x80:  # a name of 128 bytes or more (MAX_NAME takes two bytes)
+                pos += 1
+                if data[pos] & 0x80:
+                    raise IndexError  # a longer length: read by _read_entry, which says what is wrong
+                n = n & 0x7F | data[pos] << 7
+            pos += 1 + n
+            for _field in range(3):  # height, width, channels
+                while data[pos] & 0x80:
+                    pos += 1
+                pos += 1
+        except IndexError:
+            e, pos = _read_entry(data, start)
+            entries.append(e)
+            continue
+        raw = data[start:pos]
+        e = known.get(raw)
+        if e is None:
+            e = _read_entry(raw, 0)[0]
+            if len(known) < _ENTRIES_KNOWN:
+                known[raw] = e
+        entries.append(e)
+        if raw == previous:  # a run: the next 1, 2, 4, ... entries compared at once while they match
+            step = 1
+            while step:
+                step = min(step, count - len(entries))
+                if step and data.startswith(raw * step, pos):
+                    pos += step * len(raw)
+                    entries += [e] * step
+                    step *= 2
+                else:
+                    step //= 2
+        previous = raw
+    return entries, pos
+
+
+def _read_entry(data: bytes, pos: int) -> tuple[Entry, int]:
+    """One entry of an archive's table at ``pos``, checked, and the position after it."""
+    t = Reader(data)
+    t.pos = pos
+    n = t.varint("name")
+    if n > MAX_NAME:
+        raise FormatError("corrupt header (name too long)")
+    try:
+        name = t.take(n, "name").decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("corrupt header (name is not UTF-8)") from None
+    e = Entry(t.varint("height"), t.varint("width"), t.varint("channels"), name)
+    _check_entry(e)
+    return e, t.pos
 
 
 def _extension(r: Reader) -> dict:
@@ -465,8 +553,10 @@ def _inflate(data: bytes, limit: int) -> bytes:
         out = d.decompress(data, limit)
     except zlib.error:
         raise FormatError("corrupt header (entry table does not inflate)") from None
-    if d.unconsumed_tail or not d.eof:
-        raise FormatError("corrupt header (entry table too long or cut short)")
+    if d.unconsumed_tail:
+        raise FormatError(f"corrupt header (entry table inflates to more than {limit} bytes)")
+    if not d.eof:
+        raise FormatError("corrupt header (entry table cut short)")
     return out
 
 

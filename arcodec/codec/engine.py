@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from arcodec.codec.mixture import frequencies
+from arcodec.codec.mixture import compile_kernel, frequencies
 from arcodec import exact
 
 ACT_BITS = 12
@@ -46,38 +46,93 @@ WEIGHT_MAX = 32767
 EXACT_F32 = 1 << 24  # integers below this are exact in float32
 
 
-def _quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    """(integer-valued float64 weights (out, in) of at most WEIGHT_MAX in magnitude,
-    per-output-channel scales (out,) float64)."""
+def quantize_weight(w: torch.Tensor, weight_max: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """(integer-valued float64 weights (out, in) of at most ``weight_max`` (default
+    :data:`WEIGHT_MAX`) in magnitude, per-output-channel scales (out,) float64)."""
+    weight_max = WEIGHT_MAX if weight_max is None else weight_max
     w = w.detach().double().reshape(len(w), -1)
     peak = w.abs().amax(dim=1)
-    scale = torch.where(peak > 0, peak / WEIGHT_MAX, torch.ones_like(peak))
+    scale = torch.where(peak > 0, peak / weight_max, torch.ones_like(peak))
     return torch.round(w / scale[:, None]), scale.numpy()
 
 
-class _Layer:
-    """One matrix product and its requantisation: y = clamp(round_half_up((x @ W^T + b_q) M))."""
+def exact_dtype(bound: float) -> torch.dtype:
+    """The matrix products' type for partial sums of at most ``bound`` in magnitude: float32
+    when it holds every such integer exactly, float64 (below 2**53) otherwise."""
+    if bound >= 2.0**53:
+        raise ValueError(f"integer layer too wide for exact arithmetic (partial sums up to {bound:.3g})")
+    return torch.float32 if bound < EXACT_F32 else torch.float64
+
+
+class IntLayer:
+    """One matrix product and its requantisation: y = clamp(round_half_up((x @ W^T + b_q) M)).
+
+    ``weight_max``: the weights' integer range per output channel (32767: int16; 127: int8,
+    whose products stay exact in float32 for wider layers and larger activations)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, in_scale: float, out_scale: float,
-                 in_max: int, lo: int | None, hi: int | None):
-        wq, ws = _quantize_weight(weight)
-        n = wq.shape[1]
-        self.dtype = torch.float32 if n * WEIGHT_MAX * in_max < EXACT_F32 else torch.float64
+                 in_max: int, lo: int | None, hi: int | None, weight_max: int | None = None):
+        weight_max = WEIGHT_MAX if weight_max is None else weight_max
+        wq, ws = quantize_weight(weight, weight_max)
+        self.dtype = exact_dtype(wq.shape[1] * weight_max * in_max)
         self.wt = wq.t().contiguous().to(self.dtype)  # (in, out)
-        real = ws * in_scale  # the value of one unit of the accumulator, per output channel
-        b = bias.detach().double().numpy()
-        # requantisation constants in the product's type: the elementwise steps below are
-        # IEEE operations on the same numbers everywhere
-        self.bias = torch.from_numpy(np.round(b / real)).to(self.dtype)  # in accumulator units
-        self.mul = torch.from_numpy(real / out_scale).to(self.dtype)
+        self._constants(bias, ws * in_scale, out_scale)  # ws * in_scale: one accumulator unit's value
         self.lo, self.hi = lo, hi
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x (N, in) integer-valued -> (N, out) integers (in the layer's type)."""
-        y = (x.to(self.dtype) @ self.wt).add_(self.bias).mul_(self.mul).add_(0.5).floor_()
+    def _constants(self, bias: torch.Tensor, real: np.ndarray, out_scale: float) -> None:
+        # requantisation constants in the product's type, computed once: the elementwise
+        # steps of requantize() are IEEE operations on the same numbers everywhere
+        b = bias.detach().double().numpy()
+        self.bias = torch.from_numpy(np.round(b / real)).to(self.dtype)  # in accumulator units
+        self.mul = torch.from_numpy(real / out_scale).to(self.dtype)
+
+    def accumulate(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, in) integer-valued -> the exact integer sums (N, out) of x @ W^T."""
+        return x.to(self.dtype) @ self.wt
+
+    def requantize(self, acc: torch.Tensor) -> torch.Tensor:
+        """Accumulator sums (N, out), in place -> output integers: + bias, times the
+        multiplier, rounded half up, clamped."""
+        y = acc.add_(self.bias).mul_(self.mul).add_(0.5).floor_()
         if self.lo is not None:
             y.clamp_(self.lo, self.hi)
         return y
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, in) integer-valued -> (N, out) integers (in the layer's type)."""
+        return self.requantize(self.accumulate(x))
+
+
+class JointLayer(IntLayer):
+    """An :class:`IntLayer` over inputs in several parts, each on its own scale: the weights
+    of every part times its input scale, quantized together per output channel, so that the
+    parts' integer sums add exactly. A part's sums can be computed at another time than the
+    others' (a decoder computes a row's part once and a pixel's part at every step)."""
+
+    def __init__(self, weights: list[torch.Tensor], bias: torch.Tensor, in_scales: list[float],
+                 in_maxes: list[int], out_scale: float, lo: int | None, hi: int | None,
+                 weight_max: int | None = None):
+        weight_max = WEIGHT_MAX if weight_max is None else weight_max
+        real = [w.detach().double().reshape(len(w), -1) * s for w, s in zip(weights, in_scales)]
+        wq, ws = quantize_weight(torch.cat(real, dim=1), weight_max)
+        widths = [r.shape[1] for r in real]
+        self.dtype = exact_dtype(weight_max * sum(n * m for n, m in zip(widths, in_maxes)))
+        self.parts = [p.t().contiguous().to(self.dtype) for p in wq.split(widths, dim=1)]
+        self._constants(bias, ws, out_scale)
+        self.lo, self.hi = lo, hi
+
+    def accumulate_part(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """x (N, in_i) integer-valued -> part i's exact integer sums (N, out)."""
+        return x.to(self.dtype) @ self.parts[i]
+
+    def accumulate(self, *xs: torch.Tensor) -> torch.Tensor:
+        acc = self.accumulate_part(0, xs[0])
+        for part, x in zip(self.parts[1:], xs[1:]):  # exact integer sums: any order gives the same
+            acc.addmm_(x.to(self.dtype), part)
+        return acc
+
+    def __call__(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.requantize(self.accumulate(*xs))
 
 
 class LocalEngine:
@@ -94,17 +149,21 @@ class LocalEngine:
         w_in = (model.inp.conv.weight * model.inp.mask).detach()
         self.window = w_in.shape[1:]  # (C, h + 1, 2h + 1)
         # input units: 1 / (K - 1) (the level 2k - (K - 1))
-        self.first = _Layer(w_in, model.inp.conv.bias, 1.0 / (K - 1), st, K - 1, 0, ACT_MAX)
+        self.first = IntLayer(w_in, model.inp.conv.bias, 1.0 / (K - 1), st, K - 1, 0, ACT_MAX)
         self.blocks = []
         for (a, b), um in zip(model.blocks, u_max):
             su = um / ACT_MAX
-            inner = _Layer(a.conv.weight, a.conv.bias, st, su, ACT_MAX, 0, ACT_MAX)
-            outer = _Layer(b.conv.weight, b.conv.bias, su, st, ACT_MAX, None, None)
+            inner = IntLayer(a.conv.weight, a.conv.bias, st, su, ACT_MAX, 0, ACT_MAX)
+            outer = IntLayer(b.conv.weight, b.conv.bias, su, st, ACT_MAX, None, None)
             self.blocks.append((inner, outer))
-        self.head = _Layer(model.out.conv.weight, model.out.conv.bias, st, 2.0**-exact.ACT_FRAC, ACT_MAX, None, None)
+        self.head = IntLayer(model.out.conv.weight, model.out.conv.bias, st, 2.0**-exact.ACT_FRAC, ACT_MAX, None, None)
         self.layout = model.head_layout()
         self._tanh = np.round(exact.gate_tables()[0].numpy() * 2.0**exact.TABLE_FRAC).astype(np.int64)
         self._tanh_n = exact.TABLE_RANGE << exact.ACT_FRAC
+        self._tanh_upper = _upper_half(self._tanh)
+        # each channel's couplings for the kernel: (first coefficient column, earlier channel)
+        self._terms = [np.array([(a, c) for a, _, c in lay["coupling"]], dtype=np.int64).reshape(-1, 2)
+                       for lay in self.layout]
         k = np.arange(K, dtype=np.int64)  # level k on [-1, 1], 2**-12 units, rounded half up (in integers)
         self._level_q = (2 * (2 * k - (K - 1)) * (1 << exact.ACT_FRAC) + (K - 1)) // (2 * (K - 1))
 
@@ -137,13 +196,35 @@ class LocalEngine:
         the same flattened (N, C (h + 1) (2h + 1))."""
         return self._trunk(windows.reshape(len(windows), -1))
 
-    def channel_params(self, raw: np.ndarray, prev: np.ndarray, ch: int):
+    def channel_params(self, raw: np.ndarray, prev: np.ndarray, ch: int, rows: np.ndarray | None = None):
         """(logits, means, log scales), each (N, M) int64 in 2**-12 units, of channel ``ch`` of
-        N pixels from their raw parameters (N, P) int64 and their levels ``prev`` (N, C) (the
-        channels before ``ch`` decoded). The colour coupling in integers: tanh of the
-        coefficient from the exact table (2**-24 units) times the earlier level in 2**-12
-        units, summed and rounded half up onto the 2**-12 grid."""
+        pixels from their raw parameters (N, P) int64 and their levels ``prev`` (N, C) (the
+        channels before ``ch`` decoded); of the pixels ``rows`` of raw and prev only when
+        given. The colour coupling in integers: tanh of the coefficient from the exact table
+        (2**-24 units) times the earlier level in 2**-12 units, summed and rounded half up
+        onto the 2**-12 grid."""
         lay = self.layout[ch]
+        if not _COUPLE:
+            _COUPLE.append(compile_kernel(_couple))
+        if _COUPLE[0] is None or (rows is None and not lay["coupling"]):  # no kernel, or nothing to compute
+            return self._channel_params_numpy(raw if rows is None else raw[rows],
+                                              prev if rows is None else prev[rows], lay)
+        n = min(len(raw), len(prev))
+        if rows is None:
+            rows = np.arange(n)
+        else:
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            if len(rows) and not 0 <= rows.min() <= rows.max() < n:
+                raise ValueError(f"pixel index out of range 0..{n - 1}")
+        m = lay["logits"][1] - lay["logits"][0]
+        lg, mu, ls = (np.empty((len(rows), m), dtype=np.int64) for _ in range(3))
+        _COUPLE[0](np.ascontiguousarray(raw, dtype=np.int64), np.ascontiguousarray(prev, dtype=np.int64), rows,
+                   lay["logits"][0], lay["means"][0], lay["log_scales"][0], self._terms[ch], self._tanh_upper,
+                   self._level_q, exact.TABLE_FRAC, lg, mu, ls)
+        return lg, mu, ls
+
+    def _channel_params_numpy(self, raw: np.ndarray, prev: np.ndarray, lay: dict):
+        """:meth:`channel_params` in numpy (the reference, and the fallback without numba)."""
         lg = raw[:, slice(*lay["logits"])]
         mu = raw[:, slice(*lay["means"])]
         ls = raw[:, slice(*lay["log_scales"])]
@@ -155,9 +236,45 @@ class LocalEngine:
             mu = mu + ((acc + (1 << (exact.TABLE_FRAC - 1))) >> exact.TABLE_FRAC)
         return lg, mu, ls
 
-    def tables(self, raw: np.ndarray, prev: np.ndarray, ch: int) -> np.ndarray:
-        """The coder's integer frequency tables (N, K) of channel ``ch`` (see :meth:`channel_params`)."""
-        return frequencies(*self.channel_params(raw, prev, ch), self.config.levels)
+    def tables(self, raw: np.ndarray, prev: np.ndarray, ch: int, rows: np.ndarray | None = None,
+               out: np.ndarray | None = None, dest: np.ndarray | None = None) -> np.ndarray:
+        """The coder's integer frequency tables (N, K) of channel ``ch`` (see :meth:`channel_params`;
+        ``out`` and ``dest`` as in :func:`arcodec.codec.mixture.frequencies`)."""
+        return frequencies(*self.channel_params(raw, prev, ch, rows), self.config.levels, out, dest)
+
+
+def _upper_half(tanh: np.ndarray) -> np.ndarray:
+    """The tanh table (int64, odd length, centred on 0) from 0 to where it saturates, int32: the
+    coupling kernel's table (tanh(-t) = -tanh(t) exactly, checked here; a smaller table
+    stays in a core's cache)."""
+    n = len(tanh) // 2
+    upper = tanh[n:]
+    if not np.array_equal(upper, -tanh[: n + 1][::-1]):
+        raise AssertionError("the tanh table is not odd")
+    return upper[: int(np.argmax(upper == upper[-1])) + 1].astype(np.int32)
+
+
+def _couple(raw, prev, rows, lg_at, mu_at, ls_at, terms, tanh, level_q, frac, lg, mu, ls):
+    """The kernel of :meth:`LocalEngine.channel_params`: pixel rows[i] into row i of lg, mu,
+    ls; terms: (first coefficient column, earlier channel) of each coupling; tanh: the
+    table's upper half up to saturation (:func:`_upper_half`)."""
+    n, m = lg.shape
+    top = len(tanh) - 1
+    half = 1 << (frac - 1)
+    for i in range(n):
+        s = rows[i]
+        for c in range(m):
+            lg[i, c] = raw[s, lg_at + c]
+            ls[i, c] = raw[s, ls_at + c]
+            acc = 0
+            for k in range(terms.shape[0]):
+                a = raw[s, terms[k, 0] + c]
+                v = np.int64(tanh[min(abs(a), top)])
+                acc += (v if a >= 0 else -v) * level_q[prev[s, terms[k, 1]]]
+            mu[i, c] = raw[s, mu_at + c] + ((acc + half) >> frac)  # acc = 0 without coupling: + 0
+
+
+_COUPLE: list = []
 
 
 def _scales(model) -> tuple[float, list[float]]:

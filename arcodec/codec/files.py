@@ -27,9 +27,11 @@ Pillow sees in them (:func:`arcodec.imageio.lossless_for`).
 
 Many files: ``jobs`` worker processes (spawned: torch and fork do not mix) each take a
 share of the files, code them batched together and write them; each worker uses
-``cores // jobs`` torch threads. The bytes written do not depend on ``jobs``. An input that
-fails comes back as a :class:`Failed` (one line: why) and the others go on; nothing is
-written for it.
+``cores // jobs`` torch threads. ``jobs`` None chooses (:func:`choose_jobs`): one process
+per core, or this process alone for files of fewer than :data:`IN_PROCESS_SUBPIXELS`
+sub-pixels in all, where starting the workers would cost more than they save. The bytes
+written do not depend on ``jobs``. An input that fails comes back as a :class:`Failed`
+(one line: why) and the others go on; nothing is written for it.
 
 ``progress(total)``, where a function takes it: a context manager with ``update(n)`` (a
 tqdm bar) over the ``total`` sub-pixels coded, one over all the files.
@@ -51,7 +53,7 @@ import numpy as np
 from arcodec.codec import container
 from arcodec.codec.api import DEFAULT_MAX_PIXELS, Encoded, decode_file, decode_many, encode_images, encode_many
 from arcodec.codec.container import Header, Metadata
-from arcodec.errors import ArcodecError
+from arcodec.errors import ArcodecError, FormatError
 from arcodec.imageio import (IMAGE_SUFFIXES, encode_png, lossless_for, peek_subpixels, read_image_and_metadata,
                              refuse_existing, write_atomic, write_image)
 
@@ -59,6 +61,11 @@ SUFFIX = ".arc"
 STDIN = "-"  # standard input as an input, standard output as an output
 STDIN_NAME = "stdin.png"  # standard input's name in an archive
 GROUP_SUBPIXELS = 1 << 24  # a worker codes its files in groups of about this many sub-pixels (memory)
+GROUP_FILES = 1024  # and of at most this many files: small files' memory is their records, not their pixels
+# fewer sub-pixels in all: no worker processes unless asked for. Each starts torch and the models
+# (seconds); two Kodak photos (2.4M sub-pixels) take as long in one process on two cores as in two.
+IN_PROCESS_SUBPIXELS = 1 << 21
+HEADER_PREFIX = 1 << 16  # bytes of an .arc file read to find its header (all of it when the header is longer)
 # what a bad input raises: reported for that input, the others go on (as the CLI reports them)
 EXPECTED = (ArcodecError, OSError, ValueError, KeyError, MemoryError, RuntimeError)
 
@@ -114,8 +121,16 @@ class Failed:
 
 
 def default_jobs() -> int:
-    """Worker processes when the caller names no number: one per core."""
+    """Worker processes for many large files: one per core."""
     return os.cpu_count() or 1
+
+
+def choose_jobs(jobs: int | None, total: int) -> int:
+    """Processes for files of ``total`` sub-pixels: ``jobs`` when given; otherwise one per
+    core, or only this one below :data:`IN_PROCESS_SUBPIXELS`."""
+    if jobs is not None:
+        return jobs
+    return 1 if total < IN_PROCESS_SUBPIXELS else default_jobs()
 
 
 def check_outputs(targets: Sequence[str | Path], force: bool = False) -> None:
@@ -181,20 +196,20 @@ class Compressed:
 
 
 def compress_paths(plan: CompressPlan, model=None, tile: int | None = None, force: bool = False,
-                   progress: Callable | None = None, jobs: int = 1) -> Compressed:
+                   progress: Callable | None = None, jobs: int | None = 1) -> Compressed:
     """Read the plan's images, code them and write its targets; an existing target is refused
     before any work unless ``force``. ``model`` None or "auto": the smallest file among every
     shipped model that applies and the stored method.
 
-    One file per image (``plan.in_place``): ``jobs`` processes share the images, each
-    coding its share batched together; an image that cannot be read or coded is reported in
-    ``failed`` and the others go on. One output (an archive, standard output): in this
+    One file per image (``plan.in_place``): ``jobs`` processes (None: :func:`choose_jobs`)
+    share the images, each coding its share batched together; an image that cannot be read
+    or coded is reported in ``failed`` and the others go on. One output (an archive, standard output): in this
     process, and any error is raised."""
     check_outputs(plan.targets, force)
     if plan.in_place:
         items = [(i, path, target) for i, (path, target) in enumerate(zip(plan.paths, plan.targets))]
         total = sum(peek_subpixels(path) for path in plan.paths)
-        done = spread(compress_share, items, jobs, total, progress, model, tile, force)
+        done = spread(compress_share, items, choose_jobs(jobs, total), total, progress, model, tile, force)
         files = [(target, r) for (_, path, target), r in zip(items, done) if not isinstance(r, Failed)]
         coded = [path for (_, path, _), r in zip(items, done) if not isinstance(r, Failed)]
         return Compressed(files, coded, [r for r in done if isinstance(r, Failed)])
@@ -213,9 +228,11 @@ def compress_paths(plan: CompressPlan, model=None, tile: int | None = None, forc
 def _in_groups(items: list[tuple], prepare: Callable, size_of: Callable, run_group: Callable) -> list[tuple[int, object]]:
     """What :func:`compress_share` and :func:`decompress_share` have in common: ``prepare``
     each (index, path, extra) item (a failure is recorded against its path), gather the
-    prepared items into groups of about :data:`GROUP_SUBPIXELS` (``size_of``) and hand each
-    group [(index, path, prepared)] to ``run_group``, which returns {index: result or
-    failure}; (index, result or failure) sorted by index."""
+    prepared items into groups of about :data:`GROUP_SUBPIXELS` (``size_of``) and at most
+    :data:`GROUP_FILES` files, and hand each group [(index, path, prepared)] to
+    ``run_group``, which returns {index: result or failure}; (index, result or failure)
+    sorted by index. One group is held at a time: memory does not grow with the number of
+    files."""
     out: dict[int, object] = {}
     group: list[tuple[int, str, object]] = []
     size = 0  # the group's sub-pixels
@@ -226,7 +243,7 @@ def _in_groups(items: list[tuple], prepare: Callable, size_of: Callable, run_gro
             size += size_of(prepared)
         except EXPECTED as e:
             out[i] = Failed(path, reason_of(e))
-        if size >= GROUP_SUBPIXELS:
+        if size >= GROUP_SUBPIXELS or len(group) >= GROUP_FILES:
             out.update(run_group(group))
             group, size = [], 0
     if group:
@@ -374,7 +391,7 @@ def decompress_path(file: str, output: str | None = None, model=None, force: boo
 
 
 def decompress_paths(files: Sequence[str], output: str | None = None, model=None, force: bool = False,
-                     progress: Callable | None = None, jobs: int = 1,
+                     progress: Callable | None = None, jobs: int | None = 1,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Decompressed | Failed]:
     """Decompress several .arc files (as :func:`decompress_path` does one), going on past a
     bad one: a :class:`Failed` for each file that cannot be read, decoded or written (nothing
@@ -383,7 +400,10 @@ def decompress_paths(files: Sequence[str], output: str | None = None, model=None
     With one file ``output`` is its output; with several, ``output`` must be an existing
     directory, where each file's output goes (IMG for IMG.arc, the directory ``set`` of an
     archive ``set.arc``); standard input cannot be one of several files. ``jobs`` processes
-    share the files (files decoded in one process go through the model together)."""
+    (None: :func:`choose_jobs`) share the files (files decoded in one process go through the
+    model together). Each file is read whole only where it is decoded, one group at a time,
+    so that memory does not grow with the number of files (only its header here, for the
+    progress bar); standard input is read here, once."""
     directory = None
     if len(files) > 1:
         if STDIN in files:
@@ -392,17 +412,36 @@ def decompress_paths(files: Sequence[str], output: str | None = None, model=None
             if not Path(output).is_dir():
                 raise ArcodecError(f"{output}: with several inputs, -o must name an existing directory")
             directory, output = output, None
-    jobs = max(1, min(jobs, len(files)))
     items, total = [], 0
     for i, file in enumerate(files):
         data = None
         try:  # the files' sizes, for the progress bar; a file that fails here fails again below, and says why
-            data = read_input(file)
-            total += sum(e.subpixels for e in container.read(data)[0].entries)
+            if file == STDIN:
+                data = read_input(file)
+                header = container.read(data)[0]
+            else:
+                header = peek_header(file)
+            total += sum(e.subpixels for e in header.entries)
         except EXPECTED:
             pass
-        items.append((i, file, data if jobs == 1 else None))  # a worker reads its own files
+        items.append((i, file, data))  # None: read where it is decoded
+    jobs = 1 if jobs == 1 or len(files) == 1 else choose_jobs(jobs, total)
     return spread(decompress_share, items, jobs, total, progress, output, directory, model, force, max_pixels)
+
+
+def peek_header(path: str) -> Header:
+    """The header of the .arc file ``path``, from its first :data:`HEADER_PREFIX` bytes when
+    they hold it (from the whole file otherwise); a FormatError or OSError as reading it
+    would give."""
+    with open(path, "rb") as f:
+        data = f.read(HEADER_PREFIX)
+        try:
+            return container.read_header(data)[0]
+        except FormatError:
+            rest = f.read()
+            if not rest:
+                raise
+            return container.read_header(data + rest)[0]
 
 
 def decompress_share(items: list[tuple[int, str, bytes | None]], output: str | None, directory: str | None,
@@ -438,7 +477,9 @@ _REPORT = None  # a worker's progress: puts the sub-pixels coded on the parent's
 
 def _start_worker(queue, threads: int) -> None:
     """Set up a worker process: its share of the cores, progress to the parent, and Ctrl-C
-    ending it quietly (SystemExit: temporary files are removed, no traceback is printed)."""
+    ending it quietly (SystemExit: temporary files are removed, no traceback is printed).
+    The worker starts with Ctrl-C blocked (:func:`_in_pool`); one that came while it started
+    ends it here, before any work."""
     global _REPORT
     import torch
 
@@ -446,6 +487,10 @@ def _start_worker(queue, threads: int) -> None:
     _REPORT = queue.put
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # as the parent: ignored in a background job
         signal.signal(signal.SIGINT, _interrupted)
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is handled here
+    except SystemExit:
+        os._exit(130)  # nothing written yet; leaving the initializer by an exception would print a traceback
 
 
 def _interrupted(signum, frame):
@@ -492,7 +537,13 @@ def _in_pool(work: Callable, shares: list[list], args: tuple, update: Callable |
 
     pool = ProcessPoolExecutor(len(shares), mp_context=ctx, initializer=_start_worker, initargs=(reports, threads))
     try:
-        futures = [pool.submit(_in_worker, work, share, args) for share in shares]
+        # the workers start (import torch, the models) with Ctrl-C blocked, so that it cannot
+        # interrupt that with a traceback; _start_worker unblocks it
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            futures = [pool.submit(_in_worker, work, share, args) for share in shares]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         pending = set(futures)
         while pending:
             _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)

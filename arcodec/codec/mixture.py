@@ -21,10 +21,12 @@ the table is the same on every machine, thread count and batch, and every level 
 least one unit (the uniform floor the models train with, ``local.floor_eps``).
 
 Two implementations give identical integers: a numba kernel that visits, for each
-component, only the edges where its sigmoid is neither 0 nor 1 (t rises by a constant step
-from edge to edge, so that range is two integer divisions; inside it, an addition and a
-shift per edge), the default when numba is installed; and a numpy one over every edge (the
-reference, and the fallback).
+component, only the edges (a broad one: the sampled edges) where its sigmoid is neither 0
+nor 1 (t rises by a constant step from edge to edge, so that range is two integer
+divisions; inside it, an addition and a shift per edge) and reads the sigmoid from the
+upper half of its table (sig(-t) = 2**16 - sig(t) exactly: half the table, in 16 bits, stays
+in a core's cache), the default when numba is installed; and a numpy one over every edge
+(the reference, and the fallback).
 """
 
 from __future__ import annotations
@@ -77,6 +79,19 @@ def inverse_scale_table() -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
+def kernel_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's tables, small enough to stay in a core's cache: the sigmoid table from
+    t = 0 on, less 2**15 (uint16, entry t; the lower half is its mirror image, sig(-t) = 2**16
+    - sig(t), checked here), the weight table (uint16) and the inverse scale table (int32)."""
+    sig = sigmoid_table()
+    if not np.array_equal(sig + sig[::-1], np.full_like(sig, 1 << SIG_BITS)):
+        raise AssertionError("the sigmoid table is not symmetric")
+    wt, inv_t = weight_table(), inverse_scale_table()
+    assert wt.max() < 1 << 16 and inv_t.max() < 1 << 31
+    return (sig[_N:] - (1 << (SIG_BITS - 1))).astype(np.uint16), wt.astype(np.uint16), inv_t.astype(np.int32)
+
+
+@lru_cache(maxsize=None)
 def _saturation() -> tuple[int, int]:
     """(first t whose sigmoid entry is above 0, first t whose entry is 2**16), 2**-12 units."""
     sig = sigmoid_table()
@@ -84,9 +99,11 @@ def _saturation() -> tuple[int, int]:
 
 
 def _prepare(logits, mu, log_s):
+    """The parameters as contiguous int64 (N, M) arrays, checked (the kernel clamps the
+    means and log scales itself; :func:`frequencies_numpy` clamps them here)."""
     lg = np.ascontiguousarray(logits, dtype=np.int64)
-    mu = np.clip(np.ascontiguousarray(mu, dtype=np.int64), -MU_LIMIT, MU_LIMIT)
-    ls = np.clip(np.ascontiguousarray(log_s, dtype=np.int64), -_R, _R)
+    mu = np.ascontiguousarray(mu, dtype=np.int64)
+    ls = np.ascontiguousarray(log_s, dtype=np.int64)
     if not (lg.shape == mu.shape == ls.shape) or lg.ndim != 2:
         raise ValueError(f"mixture parameters must be three (N, M) arrays, got {lg.shape}, {mu.shape}, {ls.shape}")
     if lg.shape[1] > MAX_COMPONENTS:
@@ -117,6 +134,7 @@ def _weights(lg: np.ndarray, wt: np.ndarray) -> np.ndarray:
 def frequencies_numpy(logits, mu, log_s, levels: int, chunk: int = 1 << 21) -> np.ndarray:
     """The reference implementation of :func:`frequencies` (every edge of every component)."""
     lg, mu, ls = _prepare(logits, mu, log_s)
+    mu, ls = np.clip(mu, -MU_LIMIT, MU_LIMIT), np.clip(ls, -_R, _R)
     n, m = lg.shape
     K = levels
     sig, wt, inv_t = sigmoid_table(), weight_table(), inverse_scale_table()
@@ -146,116 +164,161 @@ def frequencies_numpy(logits, mu, log_s, levels: int, chunk: int = 1 << 21) -> n
     return out
 
 
-def _numba_kernel():
-    """The compiled kernel, or None without numba (or with ARCODEC_NO_NUMBA=1)."""
+def compile_kernel(fn):
+    """``fn`` compiled by numba (cached on disk, releasing the GIL), or None without numba
+    (or with ARCODEC_NO_NUMBA=1): the caller then runs its numpy reference."""
     if os.environ.get("ARCODEC_NO_NUMBA"):
         return None
     try:
         import numba
     except ImportError:
         return None
+    return numba.njit(cache=True, nogil=True)(fn)
 
-    def kernel(lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first, t_full, r_scale, table_bits, sig_bits, out):
-        n, m = lg.shape
-        full = 1 << sig_bits
-        top = (1 << table_bits) - K
-        lo_bound = t_first << 36  # t >= t_first  <=>  num A >= t_first 2**36 (floor)
-        hi_bound = t_full << 36
-        for i in range(n):
-            cdf = np.zeros(K, dtype=np.int64)  # cdf[j] for the upper edge of bin j; cdf[K-1] unused
-            tail = np.zeros(K, dtype=np.int64)  # components saturated from edge j on (prefix sum)
-            ws = np.empty(m, dtype=np.int64)
-            coarse = np.zeros((3, K // 2 + 2), dtype=np.int64)
-            broad = np.zeros(3, dtype=np.bool_)
-            mx = lg[i, 0]
-            top_c = 0
-            for c in range(1, m):
-                if lg[i, c] > mx:
-                    mx = lg[i, c]
-                    top_c = c
-            vsum = 0
-            for c in range(m):
-                d = mx - lg[i, c]
-                if d <= n_sig:
-                    vsum += wt[d]
-            rest = 1 << 15
-            for c in range(m):
-                if c == top_c:
-                    continue
-                d = mx - lg[i, c]
-                if d <= n_sig:
-                    ws[c] = (wt[d] << 15) // vsum
-                else:
-                    ws[c] = 0
-                rest -= ws[c]
-            ws[top_c] = rest
-            for c in range(m):
-                w = ws[c]
-                if w == 0:
-                    continue
-                a = (inv_t[r_scale - ls[i, c]] << 16) // (K - 1)
-                p0 = ((2 - K) << 12) * a - mu[i, c] * (K - 1) * a  # num_0 A
-                step = a << 13  # num rises by 2**13 per edge
-                # first edge with t >= t_first, first with t >= t_full: ceiling divisions
-                start = -((p0 - lo_bound) // step)
-                stop = -((p0 - hi_bound) // step)
-                start = min(max(start, 0), K - 1)
-                stop = min(max(stop, start), K - 1)
-                dt = step >> 36
-                sh = 3 if dt < 128 else (2 if dt < 256 else (1 if dt < 512 else 0))
-                if sh > 0:  # a broad component: sampled at every 2**sh-th edge, summed per stride
-                    npts = ((K - 2) >> sh) + 2
-                    for k in range(npts):
-                        t = min(max((p0 + (k << sh) * step) >> 36, -n_sig), n_sig)
-                        coarse[sh - 1, k] += w * sig[t + n_sig]
-                    broad[sh - 1] = True
-                    continue
+
+def _kernel(lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first, t_full, r_scale, mu_limit, table_bits, sig_bits,
+            dest, out):
+    """The tables of the N mixtures (lg, mu, ls) into rows dest[i] of ``out`` (int64 or
+    float64; rows 0..N-1 when ``dest`` is empty); sig, wt, inv_t: :func:`kernel_tables`. One
+    thread: the callers share the rows out themselves."""
+    n, m = lg.shape
+    full = 1 << sig_bits
+    centre = 1 << (sig_bits - 1)  # sig(t) = centre + sig[t] from t = 0 on
+    top = (1 << table_bits) - K
+    lo_bound = t_first << 36  # t >= t_first  <=>  num A >= t_first 2**36 (floor)
+    hi_bound = t_full << 36
+    cdf = np.zeros(K, dtype=np.int64)  # cdf[j] for the upper edge of bin j; cdf[K-1] unused
+    tail = np.zeros(K, dtype=np.int64)  # components saturated from edge j on (prefix sum)
+    ws = np.empty(m, dtype=np.int64)
+    coarse = np.zeros((3, K // 2 + 3), dtype=np.int64)  # broad components at every 2nd, 4th, 8th edge
+    ctail = np.zeros((3, K // 2 + 3), dtype=np.int64)  # broad components saturated from point k on
+    broad = np.zeros(3, dtype=np.bool_)
+    for i in range(n):
+        cdf[:] = 0
+        tail[:] = 0
+        broad[:] = False
+        mx = lg[i, 0]
+        top_c = 0
+        for c in range(1, m):
+            if lg[i, c] > mx:
+                mx = lg[i, c]
+                top_c = c
+        vsum = 0
+        for c in range(m):
+            d = mx - lg[i, c]
+            if d <= n_sig:
+                vsum += np.int64(wt[d])
+        rest = 1 << 15
+        for c in range(m):
+            if c == top_c:
+                continue
+            d = mx - lg[i, c]
+            if d <= n_sig:
+                ws[c] = (np.int64(wt[d]) << 15) // vsum
+            else:
+                ws[c] = 0
+            rest -= ws[c]
+        ws[top_c] = rest
+        for c in range(m):
+            w = ws[c]
+            if w == 0:
+                continue
+            log_s = min(max(ls[i, c], -r_scale), r_scale)
+            mean = min(max(mu[i, c], -mu_limit), mu_limit)
+            a = (np.int64(inv_t[r_scale - log_s]) << 16) // (K - 1)
+            p0 = ((2 - K) << 12) * a - mean * (K - 1) * a  # num_0 A
+            step = a << 13  # num rises by 2**13 per edge
+            dt = step >> 36
+            sh = 3 if dt < 128 else (2 if dt < 256 else (1 if dt < 512 else 0))
+            if sh > 0:  # a broad component: sampled at every 2**sh-th edge, summed per stride
+                k = sh - 1
+                if not broad[k]:
+                    coarse[k, :] = 0
+                    ctail[k, :] = 0
+                    broad[k] = True
+                npts = ((K - 2) >> sh) + 2
+                step <<= sh
+                # first point with t >= t_first, first with t >= t_full: ceiling divisions
+                start = min(max(-((p0 - lo_bound) // step), 0), npts)
+                stop = min(max(-((p0 - hi_bound) // step), start), npts)
+                mid = min(max(-(p0 // step), start), stop)  # the first point with t >= 0
                 p = p0 + start * step
-                for j in range(start, stop):
-                    cdf[j] += w * sig[(p >> 36) + n_sig]
+                for q in range(start, mid):
+                    coarse[k, q] += w * (centre - np.int64(sig[-(p >> 36)]))
                     p += step
-                tail[stop] += w * full
-            for k in range(3):
-                if broad[k]:
-                    sh = k + 1
-                    for j in range(K - 1):
-                        lo = j >> sh
-                        cdf[j] += coarse[k, lo] + (((coarse[k, lo + 1] - coarse[k, lo]) * (j - (lo << sh))) >> sh)
-            run = 0
-            prev = 0
-            for j in range(K - 1):
-                run += tail[j]
-                q = (((cdf[j] + run) * top) >> (15 + sig_bits)) + j + 1
-                out[i, j] = q - prev
-                prev = q
-            out[i, K - 1] = (1 << table_bits) - prev
-
-    # one thread: a decoder line has a few hundred rows (waking a pool costs more than they
-    # do), and one compiled variant keeps numba's on-disk cache unambiguous (a parallel twin of
-    # the same function shared its cache entry and was loaded in its place)
-    return numba.njit(cache=True, nogil=True)(kernel)
+                for q in range(mid, stop):
+                    coarse[k, q] += w * (centre + np.int64(sig[p >> 36]))
+                    p += step
+                ctail[k, stop] += w * full
+                continue
+            start = min(max(-((p0 - lo_bound) // step), 0), K - 1)
+            stop = min(max(-((p0 - hi_bound) // step), start), K - 1)
+            mid = min(max(-(p0 // step), start), stop)  # the first edge with t >= 0
+            p = p0 + start * step
+            for j in range(start, mid):
+                cdf[j] += w * (centre - np.int64(sig[-(p >> 36)]))  # sig(t) = 2**16 - sig(-t)
+                p += step
+            for j in range(mid, stop):
+                cdf[j] += w * (centre + np.int64(sig[p >> 36]))
+                p += step
+            tail[stop] += w * full
+        for k in range(3):
+            if broad[k]:
+                sh = k + 1
+                run = 0
+                for q in range(((K - 2) >> sh) + 2):
+                    run += ctail[k, q]
+                    coarse[k, q] += run
+                for j in range(K - 1):
+                    lo = j >> sh
+                    cdf[j] += coarse[k, lo] + (((coarse[k, lo + 1] - coarse[k, lo]) * (j - (lo << sh))) >> sh)
+        r = dest[i] if len(dest) else i
+        run = 0
+        prev = 0
+        for j in range(K - 1):
+            run += tail[j]
+            q = (((cdf[j] + run) * top) >> (15 + sig_bits)) + j + 1
+            out[r, j] = q - prev
+            prev = q
+        out[r, K - 1] = (1 << table_bits) - prev
 
 
 _KERNEL: list = []
+_NO_DEST = np.zeros(0, dtype=np.int64)
 
 
-def frequencies(logits, mu, log_s, levels: int) -> np.ndarray:
-    """Integer frequency tables (N, K) int64, each row positive and summing to 2**24, of N
+def frequencies(logits, mu, log_s, levels: int, out: np.ndarray | None = None,
+                dest: np.ndarray | None = None) -> np.ndarray:
+    """Integer frequency tables (N, K), each row positive and summing to 2**24, of N
     discretized logistic mixtures given as (N, M) integer arrays in 2**-12 units (see the
-    module docstring). Identical from the numba kernel and from :func:`frequencies_numpy`."""
+    module docstring). Identical from the numba kernel and from :func:`frequencies_numpy`.
+
+    ``out``: an int64 or float64 array of K columns that receives table i in row ``dest[i]``
+    (in rows 0..N-1 without ``dest``) and is returned; a new int64 array without it."""
     if not 2 <= levels <= exact.MIXTURE_MAX_LEVELS:
         raise ValueError(f"levels must be 2..{exact.MIXTURE_MAX_LEVELS}, got {levels}")
     if not _KERNEL:
-        _KERNEL.append(_numba_kernel())
+        _KERNEL.append(compile_kernel(_kernel))
     kernel = _KERNEL[0]
-    if kernel is None:
+    if kernel is None and out is None:
         return frequencies_numpy(logits, mu, log_s, levels)
     lg, mu, ls = _prepare(logits, mu, log_s)
-    out = np.empty((lg.shape[0], levels), dtype=np.int64)
-    if len(lg):
+    if out is None:
+        out = np.empty((lg.shape[0], levels), dtype=np.int64)
+    if dest is None:
+        dest = _NO_DEST
+        room = len(lg) <= len(out)
+    else:
+        dest = np.ascontiguousarray(dest, dtype=np.int64)
+        room = len(dest) == len(lg) and (not len(dest) or 0 <= dest.min() <= dest.max() < len(out))
+    if out.dtype not in (np.int64, np.float64) or out.ndim != 2 or out.shape[1] != levels or not room:
+        raise ValueError(f"no room for {len(lg)} tables of {levels} levels in an array of shape {out.shape}")
+    if kernel is None:
+        out[np.arange(len(lg)) if not len(dest) else dest] = frequencies_numpy(lg, mu, ls, levels)
+    elif len(lg):
         t_first, t_full = _saturation()
-        kernel(lg, mu, ls, levels, sigmoid_table(), weight_table(), inverse_scale_table(),
-               _N, t_first, t_full, _R, TABLE_BITS, SIG_BITS, out)
+        kernel(lg, mu, ls, levels, *kernel_tables(),
+               _N, t_first, t_full, _R, MU_LIMIT, TABLE_BITS, SIG_BITS, dest, out)
     return out
 
 

@@ -18,11 +18,20 @@ Both sides compute the tables with the model's integer engine
 of one line's windows for the decoder), its integer colour coupling (``channel_params``)
 and :func:`arcodec.codec.mixture.frequencies`: the same integers whatever the batch, the
 band, the thread count or the machine.
+
+Threads: torch runs one thread inside the coders, and as many threads as torch had (at most
+:data:`WORKERS`) share out what is independent (torch's products and the table kernels
+release the GIL): the encoder's matrix products, in pieces of a band's rows small enough
+to stay in the cores' caches, and its tables, each written straight to its place in the
+stream order; the decoder's lines, in groups of pieces (a piece: the pixels of one tile in
+one band, a sub-stream of its own), each group's windows, parameters, tables and symbols
+in a thread.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -41,6 +50,7 @@ from arcodec.models.layers import quantized_cached
 BAND = 64  # rows per sub-stream
 ENCODE_POSITIONS = 1 << 17  # pixels whose raw parameters the encoder holds at a time
 TABLE_ROWS = 1 << 15  # sub-pixels whose tables the encoder builds at a time
+TRUNK_WINDOWS = 2048  # windows per piece of the encoder's matrix products: measured, 2x faster than whole bands
 
 OnTable = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray], None]
 # on_table(tiles, rows, cols, channel, freq (N, K)): the tables of N sub-pixels of one channel
@@ -66,30 +76,61 @@ def _band_order(r0: int, r1: int, width: int, slope: int) -> tuple[np.ndarray, n
     return rr[order], cc[order]
 
 
-WORKERS = max(1, min(4, os.cpu_count() or 1))  # threads that build tables (the kernel releases the GIL)
+WORKERS = max(1, min(4, os.cpu_count() or 1))  # the most threads that share out a coder's work
+SHARE_ROWS = 64  # pixels a thread gets at least: below, the hand-off costs more than it saves
 _POOL: list = []
 
 
 def _pool() -> ThreadPoolExecutor:
+    """The threads that work beside the caller's (WORKERS - 1 of them)."""
     if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=WORKERS))
+        _POOL.append(ThreadPoolExecutor(max_workers=max(1, WORKERS - 1)))
     return _POOL[0]
 
 
-# a decoder line's tables are shared among threads from twice this many rows on; a single
-# photo's lines (at most 128 pixels) stay in one thread: measured, the hand-off cost more
-SPLIT_ROWS = 256
+def _one_torch_thread() -> None:
+    """torch at one thread in this thread, as in the coders (see :class:`_OneThread`): a pool
+    thread started elsewhere may have more."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
-def _split_tables(eng: LocalEngine, raw: np.ndarray, prev: np.ndarray, ch: int) -> np.ndarray:
-    """eng.tables(raw, prev, ch), the rows shared among the pool's threads (every row is
-    computed on its own: the same integers however they are split)."""
-    parts = min(WORKERS, len(raw) // SPLIT_ROWS)
-    if parts < 2:
-        return eng.tables(raw, prev, ch)
-    cuts = np.linspace(0, len(raw), parts + 1).astype(int)
-    pieces = _pool().map(lambda k: eng.tables(raw[cuts[k]: cuts[k + 1]], prev[cuts[k]: cuts[k + 1]], ch), range(parts))
-    return np.concatenate(list(pieces))
+def _shared(fn: Callable, pieces: list, threads: int) -> None:
+    """fn(piece) for every piece, the pieces taken in turn by this thread and up to
+    ``threads`` - 1 of the pool's."""
+    queue = iter(range(len(pieces)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                k = next(queue, None)
+            if k is None:
+                return
+            fn(pieces[k])
+
+    futures = [_pool().submit(work) for _ in range(min(threads, len(pieces)) - 1)]
+    work()
+    for f in futures:
+        f.result()
+
+
+def _cuts(n: int, threads: int) -> list[tuple[int, int]]:
+    """range(n) in up to ``threads`` consecutive (start, end) pieces of SHARE_ROWS or more."""
+    cuts = np.linspace(0, n, max(1, min(threads, n // SHARE_ROWS)) + 1).astype(int)
+    return list(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
+
+
+def _balanced(sizes: list[int], parts: int) -> list[list[int]]:
+    """The indices of pieces of these sizes in at most ``parts`` groups of nearly equal total
+    size (the largest piece first, each to the lightest group), each group in index order."""
+    groups: list[list[int]] = [[] for _ in range(parts)]
+    load = [0] * parts
+    for k in sorted(range(len(sizes)), key=lambda k: -sizes[k]):
+        g = load.index(min(load))
+        groups[g].append(k)
+        load[g] += sizes[k]
+    return [sorted(g) for g in groups if g]
 
 
 def engine(model) -> LocalEngine:
@@ -111,51 +152,50 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
     encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
     bits = np.zeros(n)
     group = max(1, ENCODE_POSITIONS // (min(BAND, H) * W))  # tiles whose band parameters fit at once
-    for bi, r0 in enumerate(bands):
-        r1 = min(H, r0 + BAND)
-        rows, cols = _band_order(r0, r1, W, slope)
-        t_of = cols + slope * rows
-        # symbol order inside the band: (t, channel, row)
-        starts = np.flatnonzero(np.r_[True, t_of[1:] != t_of[:-1]])
-        for g0 in range(0, n, group):
-            g1 = min(n, g0 + group)
-            xg = x[g0:g1]
-            raw = eng.params(xg, r0, r1)  # (g, P, rows, W)
+    buffer = np.empty((0, model.config.levels))  # one for every chunk: its memory is touched once
+    with _OneThread() as threads:
+        for bi, r0 in enumerate(bands):
+            r1 = min(H, r0 + BAND)
+            rows, cols = _band_order(r0, r1, W, slope)
+            t_of = cols + slope * rows
+            # symbol order inside the band: (t, channel, row)
+            starts = np.flatnonzero(np.r_[True, t_of[1:] != t_of[:-1]])
             ends = np.r_[starts[1:], len(rows)]  # line k holds rows[starts[k]:ends[k]]
-            per = max(1, TABLE_ROWS // ((g1 - g0) * C))  # pixels whose tables a chunk builds
-            s0 = 0
-            while s0 < len(starts):  # chunks of whole lines
-                s1 = max(s0 + 1, int(np.searchsorted(ends, starts[s0] + per, side="right")))
-                a, b = starts[s0], ends[s1 - 1]
-                s0 = s1
-                r, c = rows[a:b], cols[a:b]
-                praw = raw[:, :, r - r0, c].permute(0, 2, 1).reshape(-1, raw.shape[1]).numpy()
-                prev = xg[:, :, r, c].permute(0, 2, 1).reshape(-1, C).numpy()
-                # the channels' tables side by side, in threads
-                freqs = list(_pool().map(lambda ch: eng.tables(praw, prev, ch), range(C)))
-                if on_table is not None:
-                    tiles = np.repeat(np.arange(g0, g1), b - a)
+            for g0 in range(0, n, group):
+                g1 = min(n, g0 + group)
+                g = g1 - g0
+                raw = _band_params(eng, model.n_params, x[g0:g1], r0, r1, threads)  # (g (r1 - r0) W, P), row-major
+                levels = x[g0:g1, :, r0:r1].permute(0, 2, 3, 1).reshape(-1, C).numpy().astype(np.int64)
+                per = max(1, TABLE_ROWS // (g * C))  # pixels whose tables a chunk builds
+                s0 = 0
+                while s0 < len(starts):  # chunks of whole lines
+                    s1 = max(s0 + 1, int(np.searchsorted(ends, starts[s0] + per, side="right")))
+                    a, b = starts[s0], ends[s1 - 1]
+                    s0 = s1
+                    r, c = rows[a:b], cols[a:b]
+                    L = b - a
+                    src = (np.arange(g)[:, None] * ((r1 - r0) * W) + ((r - r0) * W + c)[None, :]).ravel()
+                    dest = _stream_places(t_of[a:b], g, C)  # (C, g L)
+                    if len(buffer) < g * L * C:
+                        buffer = np.empty((g * L * C, model.config.levels))
+                    table = buffer[: g * L * C]  # the chunk's tables in stream order
+
+                    def build(piece: tuple[int, int]) -> None:
+                        i, j = piece
+                        for ch in range(C):
+                            eng.tables(raw, levels, ch, src[i:j], table, dest[ch, i:j])
+
+                    _shared(build, _cuts(len(src), threads), threads)
+                    symbols = np.empty(g * L * C, dtype=np.int64)
                     for ch in range(C):
-                        on_table(tiles, np.tile(r, g1 - g0), np.tile(c, g1 - g0), ch, freqs[ch])
-                freqs = [f.reshape(g1 - g0, b - a, -1) for f in freqs]
-                # interleave the channels line by line, (t, channel, row): where each
-                # channel's table of pixel k goes in the stream
-                L = b - a
-                lt = t_of[a:b]
-                seg = np.flatnonzero(np.r_[True, lt[1:] != lt[:-1], True])
-                lengths = np.diff(seg)
-                first = np.repeat(seg[:-1], lengths)
-                size = np.repeat(lengths, lengths)
-                dest = [first * C + ch * size + (np.arange(L) - first) for ch in range(C)]
-                sym = xg[:, :, r, c].numpy()  # (g, C, L)
-                table = np.empty((L * C, freqs[0].shape[-1]), dtype=np.float64)
-                symbols = np.empty(L * C, dtype=np.int64)
-                for i in range(g1 - g0):
-                    for ch in range(C):
-                        table[dest[ch]] = freqs[ch][i]
-                        symbols[dest[ch]] = sym[i, ch]
-                        bits[g0 + i] += float(code_lengths(freqs[ch][i], sym[i, ch]).sum())
-                    encs[g0 + i][bi].encode(symbols, table)
+                        symbols[dest[ch]] = levels[src, ch]
+                        if on_table is not None:
+                            on_table(np.repeat(np.arange(g0, g1), L), np.tile(r, g), np.tile(c, g), ch,
+                                     table[dest[ch]].astype(np.int64))
+                    bits[g0:g1] += code_lengths(table, symbols).reshape(g, -1).sum(axis=1)
+                    for i in range(g):
+                        part = slice(i * L * C, (i + 1) * L * C)
+                        encs[g0 + i][bi].encode(symbols[part], table[part])
     bounds = np.cumsum([0, *counts]).tolist()
     out = []
     for a, b in zip(bounds[:-1], bounds[1:]):
@@ -164,13 +204,45 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
     return out
 
 
-class _OneThread:
-    """torch at one thread inside a decoder loop: a line's matrix products are too small to
-    share, and waking a pool for each costs more than it saves."""
+def _band_params(eng: LocalEngine, width: int, x: torch.Tensor, r0: int, r1: int, threads: int) -> np.ndarray:
+    """The raw parameters (B (r1 - r0) W, P) int64 of rows r0..r1-1 of tiles x (B, C, H, W),
+    pixel by pixel in row-major order, in pieces of about TRUNK_WINDOWS windows shared among
+    ``threads`` threads."""
+    b, _, _, w = x.shape
+    out = np.empty((b, r1 - r0, w, width), dtype=np.int64)
+    step = max(1, TRUNK_WINDOWS // (b * w))
 
-    def __enter__(self):
+    def piece(k: int) -> None:
+        _one_torch_thread()
+        out[:, k: k + step] = eng.params(x, r0 + k, min(r1, r0 + k + step)).permute(0, 2, 3, 1).numpy()
+
+    _shared(piece, list(range(0, r1 - r0, step)), threads)
+    return out.reshape(-1, width)
+
+
+def _stream_places(t_of: np.ndarray, tiles: int, channels: int) -> np.ndarray:
+    """Where each sub-pixel of a chunk of whole lines goes in its tile's stream, (channels,
+    tiles L): pixels with line numbers ``t_of`` (L,), ascending, in the order (t, row), and
+    each tile's stream (t, channel, row), tile after tile."""
+    L = len(t_of)
+    seg = np.flatnonzero(np.r_[True, t_of[1:] != t_of[:-1], True])
+    lengths = np.diff(seg)
+    first = np.repeat(seg[:-1], lengths)  # the first pixel of each pixel's line
+    size = np.repeat(lengths, lengths)
+    inside = first * channels + (np.arange(L) - first)  # channel 0
+    tile = np.arange(tiles)[:, None] * (L * channels)
+    return np.stack([(tile + inside + ch * size).ravel() for ch in range(channels)])
+
+
+class _OneThread:
+    """torch at one thread inside the coders (a decoder line's matrix products are too small
+    to share; the coders share out their pieces themselves); ``as`` gives the threads the
+    coder may use: torch's count before, at most WORKERS."""
+
+    def __enter__(self) -> int:
         self.n = torch.get_num_threads()
         torch.set_num_threads(1)
+        return max(1, min(WORKERS, self.n))
 
     def __exit__(self, *exc):
         torch.set_num_threads(self.n)
@@ -196,37 +268,63 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     lut = eng.input_units(torch.arange(model.config.levels)).numpy()
     xpad = np.zeros((n, channels, h + hz, w + 2 * hz), dtype=np.float32)  # input units, 0 outside
     x = np.zeros((n, channels, h, w), dtype=np.uint8)
-    with _OneThread():
-        _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, on_table, progress)
+    with _OneThread() as threads:
+        _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, progress)
     return torch.from_numpy(x)
 
 
-def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, on_table, progress) -> None:
+def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, progress) -> None:
+    """Decode every line of the tiles in turn. A line's pixels fall in pieces, those of one
+    tile in one band (one sub-stream each): (tile, band, first, end); and the pieces in groups
+    of about equal size, one a thread: a group's windows, raw parameters, tables and symbols,
+    channel by channel. With ``on_table``, one group (the callback is called from this
+    thread, in order)."""
     n, channels = x.shape[:2]
-    dr = np.arange(hz + 1)[None, :, None]
-    dc = np.arange(2 * hz + 1)[None, None, :]
-    tiles_all = np.arange(n)
+    hp, wp = xpad.shape[2:]
+    flat = xpad.reshape(-1)
+    # a window's sub-pixels in the weights' order (C, h + 1, 2h + 1), from its top left corner
+    offsets = (np.arange(channels)[:, None, None] * (hp * wp) + np.arange(hz + 1)[None, :, None] * wp
+               + np.arange(2 * hz + 1)[None, None, :]).ravel()
+    table = np.empty((n * min(h, (w - 1) // slope + 1), eng.config.levels))  # a line's tables, at most
     for t in range(steps(h, w, slope)):
         rows = line(t, h, w, slope)
         cols = t - slope * rows
         P = len(rows)
         if P == 0:  # a tile narrower than the slope leaves lines empty
             continue
-        win = xpad[:, :, rows[:, None, None] + dr, cols[:, None, None] + dc]  # (n, C, P, h+1, 2h+1)
-        raw = eng.params_at(torch.from_numpy(win.transpose(0, 2, 1, 3, 4).reshape(n * P, -1))).numpy()
-        prev = np.zeros((n * P, channels), dtype=np.int64)
-        band = rows // BAND
-        seg = np.flatnonzero(np.r_[True, band[1:] != band[:-1], True])
-        for ch in range(channels):
-            freq = _split_tables(eng, raw, prev, ch)
-            if on_table is not None:
-                on_table(np.repeat(tiles_all, P), np.tile(rows, n), np.tile(cols, n), ch, freq)
-            weights = freq.astype(np.float64)
-            for i in range(n):
-                for k in range(len(seg) - 1):
-                    a, b = i * P + seg[k], i * P + seg[k + 1]
-                    prev[a:b, ch] = decs[i][band[seg[k]]].decode(weights[a:b])
-        got = prev.reshape(n, P, channels).transpose(0, 2, 1)  # (n, C, P)
+        lo = int(rows[0])
+        cuts = [0, *(b * BAND - lo for b in range(lo // BAND + 1, (lo + P - 1) // BAND + 1)), P]  # band borders
+        pieces = [(i, (lo + a) // BAND, a, b) for i in range(n) for a, b in zip(cuts[:-1], cuts[1:])]
+        parts = 1 if on_table is not None else max(1, min(threads, n * P // SHARE_ROWS))
+        groups = _balanced([b - a for _, _, a, b in pieces], parts)
+        got = np.empty((n, P, channels), dtype=np.int64)
+
+        def decode(group: list[int], first: int) -> None:
+            _one_torch_thread()
+            tiles = np.concatenate([np.full(pieces[k][3] - pieces[k][2], pieces[k][0]) for k in group])
+            pix = np.concatenate([np.arange(pieces[k][2], pieces[k][3]) for k in group])
+            r, c = rows[pix], cols[pix]
+            corner = tiles * (channels * hp * wp) + r * wp + c
+            win = flat[corner[:, None] + offsets[None, :]]  # (m, C (h+1) (2h+1))
+            raw = eng.params_at(torch.from_numpy(win)).numpy()
+            levels = np.zeros((len(pix), channels), dtype=np.int64)
+            weights = table[first: first + len(pix)]
+            for ch in range(channels):
+                eng.tables(raw, levels, ch, out=weights)
+                if on_table is not None:
+                    on_table(tiles, r, c, ch, weights.astype(np.int64))
+                at = 0
+                for k in group:
+                    i, band, a, b = pieces[k]
+                    levels[at: at + b - a, ch] = decs[i][band].decode(weights[at: at + b - a])
+                    at += b - a
+            got[tiles, pix] = levels
+
+        firsts = [0]  # where each group's tables start in ``table``
+        for g in groups:
+            firsts.append(firsts[-1] + sum(pieces[k][3] - pieces[k][2] for k in g))
+        _shared(lambda g: decode(groups[g], firsts[g]), list(range(len(groups))), threads)
+        got = got.transpose(0, 2, 1)  # (n, C, P)
         x[:, :, rows, cols] = got
         xpad[:, :, rows + hz, cols + hz] = lut[got]
         if progress is not None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
-from arcodec.training.data import load_dataset
+import torch
+
+from arcodec.models.heads import nll_bits
 from arcodec.models.layers import float_copy
+from arcodec.training.data import load_dataset
 from arcodec.training.train import evaluate_nll
 
 
@@ -14,13 +17,24 @@ def test_nll(name: str, data: str, data_root: str | None = None) -> dict:
     float NLL comes from a float copy: the zoo's cached exact model is never switched."""
     from arcodec.zoo import load_model
 
+    from arcodec.codec.api import coder_of
+
     m = load_model(name)
     x = load_dataset(data, "test", data_root)
     t = time.perf_counter()
-    exact = evaluate_nll(m.net, x)
+    network = coder_of(m).network  # an integer engine, for the models that code with one
+    exact = evaluate_nll(m.net, x) if network is None else engine_nll(network(m.net), x)
     flt = evaluate_nll(float_copy(m.net), x)
     return {"data": data, "test_images": len(x), "test_nll_bpd": round(exact, 5),
             "test_nll_bpd_float": round(flt, 5), "eval_seconds": round(time.perf_counter() - t, 1)}
+
+
+@torch.no_grad()
+def engine_nll(network, data: torch.Tensor, batch: int = 256) -> float:
+    """Mean NLL in bits/dim on ``data`` (N, C, H, W) of the logits an integer engine codes with."""
+    total = sum(float(nll_bits(network(data[i: i + batch].long()), data[i: i + batch].long()).sum())
+                for i in range(0, len(data), batch))
+    return total / data.numel()
 
 
 RECORD_FIELDS = ("index", "name", "height", "width", "channels", "nll_bpd", "file_bpd", "file_bytes",

@@ -74,7 +74,7 @@ def bits_map(image, model=None, tile: int | None = None) -> BitsMap:
         payloads.append(payload)
         scatter([bits], s, torch.from_numpy(b))
     header = container.Header(m.model_id, m.fingerprint, (container.Entry(*img.shape, ""),), False, m.bit_depth,
-                              tile, scan=coder.scan)
+                              tile, scan=coder.scan, engine=coder.engine)
     payload = container.join_parts(payloads)
     data = container.write(header, payload, [img])
     return BitsMap(img, bits, len(data), len(payload), m.name)

@@ -29,7 +29,7 @@ from torch import nn
 
 from arcodec import exact
 from arcodec.models.heads import DiscretizedLogisticMixture
-from arcodec.models.layers import CausalConv2d, ChannelNorm, ExactModule, Gate, MaskedConv2d
+from arcodec.models.layers import CausalConv2d, ChannelNorm, ExactModule, Gate, MaskedConv2d, set_exact
 from arcodec.registry import register_model
 
 
@@ -325,6 +325,43 @@ class GatedPixelCNN(LevelModel):
         self.head = nn.Sequential(
             nn.ReLU(), CausalConv2d(c.hidden, c.head, (1, 1), "point"),
             nn.ReLU(), CausalConv2d(c.head, c.levels * c.channels, (1, 1), "point"))
+        # largest activations on training images, the integer engine's scales (set by
+        # calibrate(); 0: not calibrated): see calibrate() for the order
+        self.register_buffer("act_max", torch.zeros(2 * c.layers + 2))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before the integer engine have no act_max: keep it uncalibrated
+        state_dict.setdefault(prefix + "act_max", torch.zeros(2 * self.config.layers + 2))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def calibrate(self, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """Set ``act_max`` to the largest magnitudes the float network reaches on ``images``
+        (N, 1, H, W) integer levels: the scales of the integer engine
+        (:mod:`arcodec.codec.gated`). The order: the vertical pre-activation of every layer,
+        the horizontal pre-activation of every layer, the horizontal stack between layers,
+        the head's hidden layer. A class-conditional model is calibrated without labels
+        (the codec does not code with it)."""
+        was, was_exact = self.training, self.exact
+        self.eval()
+        set_exact(self, False)
+        n = len(self.layers)
+        peak = [0.0] * (2 * n + 2)
+        for i in range(0, len(images), batch):
+            v = h = self.embed(images[i: i + batch].long())
+            for k, layer in enumerate(self.layers):
+                pre_v = layer.v(v)
+                pre_h = layer.h(h) + layer.link(pre_v)
+                v = layer.gate(pre_v)
+                h = layer.out(layer.gate(pre_h)) if layer.first else h + layer.out(layer.gate(pre_h))
+                peak[k] = max(peak[k], float(pre_v.abs().max()))
+                peak[n + k] = max(peak[n + k], float(pre_h.abs().max()))
+                peak[2 * n] = max(peak[2 * n], float(h.abs().max()))
+            peak[2 * n + 1] = max(peak[2 * n + 1], float(self.head[:2](h).relu().max()))
+        self.train(was)
+        set_exact(self, was_exact)
+        self.act_max.copy_(torch.tensor(peak))
+        return self.act_max
 
     def condition(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """Labels to the one-hot (B, classes, 1, 1) the layers take (None without classes)."""

@@ -3,8 +3,8 @@
 :func:`export_model_file` writes one ``.arcm`` file (safetensors: the weights, with the
 architecture, config, name and training facts in its metadata;
 :func:`arcodec.registry.model_file_bytes`), which ``--model FILE.arcm`` takes everywhere a
-model is named. :func:`export_checkpoint` writes ``<name>.pt`` (the state dict only), ``<name>.json`` (the
-machine-readable card, with the full sha256 of the weights) and ``<name>.md`` (the
+model is named. :func:`export_checkpoint` writes ``<name>.arcm`` (the same kind of model
+file), ``<name>.json`` (the machine-readable card, with the full sha256 of the weights) and ``<name>.md`` (the
 human-readable card, :func:`model_card_markdown`) into the zoo folder. A local model's
 integer engine is calibrated on its own training data first when the run did not do it.
 The zoo (:mod:`arcodec.zoo`) reads and verifies what this writes.
@@ -21,14 +21,14 @@ import torch
 from arcodec import __version__
 from arcodec.errors import ModelError
 from arcodec.imageio import refuse_existing, write_atomic
-from arcodec.registry import MODEL_FILE_SUFFIX, load_checkpoint, model_file_bytes
+from arcodec.registry import MODEL_FILE_SUFFIX, build_model, load_checkpoint, make_config, model_file_bytes
 from arcodec.training.data import load_dataset
-from arcodec.zoo import ZOO_DIR, cards, clear_cache
+from arcodec.zoo import ZOO_DIR, cards, clear_cache, read_weights
 
 
 def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_extra: dict | None = None,
                       zoo_dir: Path = ZOO_DIR, force: bool = False) -> dict:
-    """Turn a training checkpoint into a zoo entry: ``<name>.pt`` (state dict only) and
+    """Turn a training checkpoint into a zoo entry: ``<name>.arcm`` (a model file) and
     ``<name>.json`` (card with the full sha256). Returns the card."""
     if model_id < 1:
         raise ModelError("zoo ids start at 1 (0 means 'a checkpoint file')")
@@ -36,11 +36,9 @@ def export_checkpoint(checkpoint: str | Path, name: str, model_id: int, card_ext
         if c["id"] == model_id and c["name"] != name:
             raise ModelError(f"id {model_id} belongs to {c['name']!r}: ids are permanent, pick another")
     net, ckpt = exportable(checkpoint)
-    weights = zoo_dir / f"{name}.pt"
-    tmp = weights.with_suffix(".pt.tmp")  # torch.save names the archive's folder after the file: keep that name
-    torch.save({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
-    data = tmp.read_bytes()
-    tmp.unlink()
+    weights = zoo_dir / f"{name}{MODEL_FILE_SUFFIX}"
+    facts = {"train_config": json.loads(ckpt["train_config"]), "step": ckpt["step"], "val_bpd": ckpt.get("val_bpd")}
+    data = model_file_bytes(net, name, facts)
     write_atomic(weights, data, force)
     card = {
         "name": name,
@@ -96,14 +94,82 @@ def _default_applies(net: torch.nn.Module) -> dict:
     return {"channels": [1, 2, 4] if cfg.channels == 1 else [cfg.channels], "levels": cfg.levels}
 
 
-def _calibrate(net: torch.nn.Module, train_config: dict, crops: int = 32) -> None:
+def _calibrate(net: torch.nn.Module, train_config: dict, crops: int = 32, most: int = 4096,
+               data_root: str | None = None) -> None:
     """Fix the integer engine's activation scales from the model's own training data (the
-    training split, ``crops`` crops an image): part of turning a run into a shipped model."""
+    training split, ``crops`` crops an image, at most ``most`` images evenly spaced): part of
+    turning a run into a shipped model."""
     data = train_config["data"]
     options = {}
     if data.startswith("folder:"):
         options = {"crop": train_config.get("crop", 32), "crops": crops, "mode": train_config.get("mode", "")}
-    net.calibrate(load_dataset(data, "train", **options))
+    if data_root is not None:
+        options["root"] = data_root
+    images = load_dataset(data, "train", **options)
+    net.calibrate(images[:: max(1, len(images) // most)])
+
+
+def calibrate_zoo(name: str, data_root: str | None = None, zoo_dir: Path = ZOO_DIR) -> dict:
+    """Give zoo model ``name`` its integer engine's scales (the ``act_max`` buffer),
+    calibrated on its card's training data, and write it back with its card: the float
+    weights stay as they are, so files coded before with the earlier weights file still
+    decode (its sha256 joins the card's ``legacy_sha256``, whose fingerprints files may
+    carry). ``arcodec calibrate NAME``. Returns the card."""
+    card, net = _zoo_entry(name, zoo_dir)
+    if not hasattr(net, "calibrate"):
+        raise ModelError(f"model {name!r} ({card['arch']}) has no integer engine to calibrate")
+    _calibrate(net, card["train_config"], data_root=data_root)
+    return _rewrite(name, card, net, zoo_dir, f"Integer engine scales calibrated on the training data with "
+                    f"`arcodec calibrate {name}`")
+
+
+def rewrite_zoo(name: str, zoo_dir: Path = ZOO_DIR) -> dict:
+    """Write zoo model ``name``'s weights as a model file (``<name>.arcm``: safetensors, no
+    pickle), the same tensors, with its card; files made with the earlier weights file still
+    decode (its sha256 joins ``legacy_sha256``). ``arcodec rewrite-zoo NAME``. Returns the card."""
+    card, net = _zoo_entry(name, zoo_dir)
+    return _rewrite(name, card, net, zoo_dir, f"Weights rewritten as a safetensors model file with "
+                    f"`arcodec rewrite-zoo {name}`")
+
+
+def _zoo_entry(name: str, zoo_dir: Path) -> tuple[dict, torch.nn.Module]:
+    """(card, float model with its weights) of zoo model ``name``, from the zoo's files."""
+    card_path = zoo_dir / f"{name}.json"
+    if not card_path.is_file():
+        raise ModelError(f"unknown zoo model {name!r}")
+    card = json.loads(card_path.read_text())
+    net = build_model(card["arch"], make_config(card["arch"], card["config"]))
+    net.load_state_dict(read_weights(zoo_dir / card["weights"]))
+    return card, net
+
+
+def _rewrite(name: str, card: dict, net: torch.nn.Module, zoo_dir: Path, what: str) -> dict:
+    """Write ``net`` as zoo model ``name``'s model file and update its card; when the bytes
+    change, the earlier file's sha256 becomes a legacy fingerprint and ``what`` joins the notes."""
+    facts = {k: card[k] for k in ("train_config", "step", "val_bpd") if k in card}
+    data = model_file_bytes(net, name, facts)
+    digest = hashlib.sha256(data).hexdigest()
+    old = zoo_dir / card["weights"]
+    weights = zoo_dir / f"{name}{MODEL_FILE_SUFFIX}"
+    if digest != card["sha256"]:
+        card["legacy_sha256"] = [*card.get("legacy_sha256", []), card["sha256"]]
+        card["notes"] = (card.get("notes", "") + f" {what}; the float weights are those of the earlier weights "
+                         f"file (sha256 {card['sha256'][:12]}...), whose .arc files still decode.").strip()
+    card.update(weights=weights.name, sha256=digest, size_bytes=len(data))
+    write_atomic(weights, data, force=True)
+    if old != weights:
+        old.unlink()
+    return update_card(name, card, zoo_dir)
+
+
+def update_card(name: str, fields: dict, zoo_dir: Path = ZOO_DIR) -> dict:
+    """Write ``fields`` into zoo model ``name``'s card (JSON and Markdown). Returns the card."""
+    card_path = zoo_dir / f"{name}.json"
+    card = {**json.loads(card_path.read_text()), **fields}
+    write_atomic(card_path, (json.dumps(card, indent=2) + "\n").encode(), force=True)
+    write_atomic(zoo_dir / f"{name}.md", model_card_markdown(card).encode(), force=True)
+    clear_cache()
+    return card
 
 
 def model_card_markdown(card: dict) -> str:

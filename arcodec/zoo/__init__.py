@@ -1,8 +1,10 @@
 """The model zoo: shipped weights with their cards, loaded with their sha256 verified.
 
 Each model has ``<name>.json`` (machine-readable card: permanent id, architecture,
-config, sha256 of the weights, data, command, measured NLL), ``<name>.pt`` (a state dict,
-loaded with ``weights_only=True``) and ``<name>.md`` (the human-readable card).
+config, sha256 of the weights, data, command, measured NLL), ``<name>.arcm`` (a model
+file: safetensors, no pickle; :func:`arcodec.registry.read_model_file`) and ``<name>.md``
+(the human-readable card). A card's ``legacy_sha256`` lists earlier weights files of the same
+float weights: files made with them still decode (:func:`check_fingerprint`).
 A model can also be a checkpoint written by ``arcodec train`` (``runs/X/best.pt``);
 such a model has id 0 and must be named again when decompressing. ``arcodec export``
 (:mod:`arcodec.training.export`) turns a training run into a zoo entry.
@@ -20,7 +22,7 @@ import torch
 
 from arcodec.errors import ModelError
 from arcodec.models.layers import set_exact
-from arcodec.registry import build_model, load_checkpoint, make_config
+from arcodec.registry import MODEL_FILE_SUFFIX, build_model, load_checkpoint, make_config, read_model_file
 
 ZOO_DIR = Path(__file__).resolve().parent
 DEFAULT_GRAY = "mnist-gated"  # the model when no card applies (it codes any 8-bit image, plane by plane)
@@ -140,8 +142,16 @@ def _load_zoo(name: str) -> LoadedModel:
         raise ModelError(f"weights of model {name!r} do not match their card's sha256 "
                          f"({digest[:12]}... != {card['sha256'][:12]}...): the file is damaged")
     net = build_model(card["arch"], make_config(card["arch"], card["config"]))
-    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    net.load_state_dict(read_weights(weights))
     return LoadedModel(name, int(card["id"]), digest, _finish(net), card)
+
+
+def read_weights(path: Path) -> dict:
+    """The state dict of a zoo weights file: a model file (``.arcm``, safetensors: no pickle)
+    or, from before those, a ``.pt`` state dict read with ``weights_only=True``."""
+    if path.suffix == MODEL_FILE_SUFFIX:
+        return read_model_file(path)["model"]
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _load_checkpoint(path: Path) -> LoadedModel:
@@ -179,6 +189,10 @@ def model_for_id(model_id: int, fingerprint: bytes) -> LoadedModel:
 
 
 def check_fingerprint(m: LoadedModel, fingerprint: bytes) -> None:
-    if m.fingerprint != fingerprint:
+    """Refuse a file made with other weights than ``m``'s: its fingerprint must be the
+    weights', or one of the card's ``legacy_sha256`` (earlier files of the same float weights,
+    before the integer engine's scales were stored with them)."""
+    legacy = {bytes.fromhex(s)[:2] for s in m.card.get("legacy_sha256", [])}
+    if fingerprint != m.fingerprint and fingerprint not in legacy:
         raise ModelError(f"the file was made with different weights than model {m.name!r} "
                          f"(fingerprint {fingerprint.hex()} != {m.fingerprint.hex()})")

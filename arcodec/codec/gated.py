@@ -1,0 +1,449 @@
+"""The integer engine of Gated PixelCNN models, and its raster-order coder (engine 1).
+
+Built from a trained :class:`arcodec.models.pixelcnn.GatedPixelCNN` (the model stays plain
+float PyTorch), on the pieces of :mod:`arcodec.codec.engine` (one exact arithmetic for every
+engine):
+
+* weights are int8, one scale per output channel; activations are integers in
+  [-ACT, ACT] (10 bits and a sign) on calibrated scales (the model's ``act_max`` buffer,
+  set by ``calibrate`` at every checkpoint of ``arcodec train``): the vertical and the
+  horizontal pre-activation of every layer, one scale for the horizontal stack between
+  layers, one for the head's hidden layer. Gate outputs tanh(a) sigmoid(b) lie in (-1, 1):
+  integers in [-GATE, GATE];
+* every partial sum of a layer stays below 2**24 (at most 192 inputs x 511 x 127 for a 3x3
+  layer of 32 channels), so float32 matrix products give exact integers in any order, on any
+  machine, for any batch, crop or thread count; a layer too wide for that falls back to
+  float64 (exact below 2**53);
+* the horizontal pre-activation adds the horizontal convolution and the link from the
+  vertical stack in one accumulator (:class:`~arcodec.codec.engine.JointLayer`): the decoder
+  computes the link part once per row and the rest at every pixel;
+* the gate is two look-ups (tanh and sigmoid of the pre-activation's integer, from the
+  integer exponential of :mod:`arcodec.exact`) and an integer product with a rounding shift;
+* the logits come out as integers on the 2**-12 grid, which :func:`arcodec.exact.softmax_weights`
+  turns into the coder's tables, as for every autoregressive model.
+
+:class:`GatedEngine` computes whole images (the encoder's teacher-forced pass);
+:class:`GatedStepper` decodes in raster order with ring buffers: per row the vertical stack
+of every layer on that row only, per pixel the horizontal stack on the few columns each
+layer's kernel covers, from preallocated buffers (no lists, no concatenation). Files coded
+this way carry engine 1 in their header (``docs/format.md``); files of engine 0 (the
+float64 fixed-point path of :mod:`arcodec.exact`) still decode with the model's own stepper.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from arcodec import exact
+from arcodec.codec import autoregressive
+from arcodec.codec.coders import register_coder
+from arcodec.codec.engine import IntLayer, JointLayer
+from arcodec.codec.mixture import compile_kernel
+from arcodec.models.pixelcnn import GatedPixelCNN
+
+ENGINE = 1  # the header's engine field for files this module codes
+KERNEL_SPLIT = 16  # tiles in a batch from which the decoder's kernel runs on several threads
+ACT = 511  # activations: integers in [-ACT, ACT]
+GATE = 511  # gate outputs: integers in [-GATE, GATE], units of 1 / GATE
+WEIGHTS = 127  # int8 weights
+GATE_RANGE = float(exact.TABLE_RANGE)  # pre-activation scales reach at most +-16 (tanh, sigmoid saturate)
+LOGIT_MAX = int(exact.ACT_LIMIT) << exact.ACT_FRAC  # logits on the 2**-12 grid, clamped like exact mode
+_TABLE_SHIFT = 2 * exact.TABLE_FRAC  # tanh * sigmoid in 2**-48 units
+
+
+def codes(net) -> bool:
+    """Whether the engine codes this model: a causal Gated PixelCNN without classes (the codec
+    has no place for labels)."""
+    return isinstance(net, GatedPixelCNN) and net.config.causal and not net.config.classes
+
+
+def _gate_tables(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """tanh and sigmoid (int64, 2**-24 units) of k * scale for the integers k in [-ACT, ACT]
+    (entry k + ACT), read from the exact tables at the nearest 2**-12 grid point. ``k * scale``
+    is one IEEE multiplication: the same index on every machine."""
+    n = exact.TABLE_RANGE << exact.ACT_FRAC
+    k = np.arange(-ACT, ACT + 1, dtype=np.float64)
+    idx = np.clip(np.floor(k * (scale * (1 << exact.ACT_FRAC)) + 0.5), -n, n).astype(np.int64) + n
+    tanh, sig = (torch.round(t * 2.0**exact.TABLE_FRAC).long() for t in exact.gate_tables())
+    return tanh[idx], sig[idx]
+
+
+class _Gate:
+    """tanh(a) * sigmoid(b) of integer pre-activations on one scale, a and b the two halves
+    of the channels, as integers in [-GATE, GATE]: two look-ups, a product, a rounding shift."""
+
+    def __init__(self, scale: float):
+        self.tanh, self.sig = _gate_tables(scale)
+
+    def __call__(self, pre: torch.Tensor) -> torch.Tensor:
+        """pre (N, 2f) integer-valued -> (N, f) integers, in pre's type."""
+        a, b = (pre.long() + ACT).chunk(2, dim=1)
+        prod = torch.take(self.tanh, a) * torch.take(self.sig, b) * GATE  # < 2**58
+        out = torch.bitwise_right_shift(prod + (1 << (_TABLE_SHIFT - 1)), _TABLE_SHIFT)
+        return out.to(pre.dtype)
+
+
+class _Layer:
+    """One gated layer in integers: the vertical convolution, the joint horizontal
+    convolution + link, the two gates, the output 1x1 convolution."""
+
+    def __init__(self, layer, v_in: tuple[float, int], h_in: tuple[float, int], pre_v: float, pre_h: float,
+                 stream: float):
+        self.first = layer.first
+        self.v_conv, self.h_conv = layer.v, layer.h  # their padding, kernel and dilation
+        sv, sh = min(pre_v, GATE_RANGE) / ACT, min(pre_h, GATE_RANGE) / ACT
+        self.vertical = IntLayer(layer.v.conv.weight, layer.v.conv.bias, v_in[0], sv, v_in[1], -ACT, ACT, WEIGHTS)
+        self.horizontal = JointLayer([layer.h.conv.weight, layer.link.conv.weight],
+                                     layer.h.conv.bias + layer.link.conv.bias, [h_in[0], sv], [h_in[1], ACT],
+                                     sh, -ACT, ACT, WEIGHTS)
+        self.out = IntLayer(layer.out.conv.weight, layer.out.conv.bias, 1.0 / GATE, stream, GATE, None, None,
+                            WEIGHTS)
+        self.gate_v, self.gate_h = _Gate(sv), _Gate(sh)
+
+    def residual(self, h: torch.Tensor | None, g: torch.Tensor) -> torch.Tensor:
+        """The horizontal stack's output from the gated values g and the layer's input h
+        (none for the first layer), clamped to [-ACT, ACT]."""
+        o = self.out(g)
+        return (o if self.first else o.add_(h)).clamp_(-ACT, ACT)
+
+
+def _scales(model: GatedPixelCNN) -> list[float]:
+    """The calibrated ``act_max`` (see ``GatedPixelCNN.calibrate``), or for a model never
+    calibrated, bounds from its weights (exact but coarse: fine for tests, not for shipping)."""
+    stored = model.act_max.double().tolist()
+    if all(v > 0 for v in stored):
+        return stored
+    n = len(model.layers)
+
+    def bound(conv, x):  # |conv(.)| <= sum |w| * max|input| + |b| per output channel
+        w = conv.conv.weight.detach().double().flatten(1)
+        return float((w.abs().sum(1) * x + conv.conv.bias.detach().double().abs()).max())
+    pv, ph, h = [], [], 1.0
+    for layer in model.layers:
+        pv.append(bound(layer.v, 1.0))
+        ph.append(bound(layer.h, h) + bound(layer.link, min(pv[-1], GATE_RANGE)))
+        h = bound(layer.out, 1.0) + (0.0 if layer.first else h)
+    head = bound(model.head[1], h)
+    return [max(v, 1e-6) for v in pv + ph + [h, head]]
+
+
+class GatedEngine:
+    """Integer inference of a Gated PixelCNN; see the module docstring. ``engine(x)`` gives
+    the logits of every sub-pixel of integer images x (B, 1, H, W): (B, K, 1, H, W) float64 on
+    the 2**-12 grid (what :func:`arcodec.codec.autoregressive.table` takes)."""
+
+    def __init__(self, model: GatedPixelCNN):
+        if not codes(model):
+            raise ValueError("the integer engine codes causal gated-pixelcnn models without classes")
+        self.model = model
+        self.config = cfg = model.config
+        K, n = cfg.levels, cfg.layers
+        peaks = _scales(model)
+        stream = peaks[2 * n] / ACT
+        self.layers = []
+        for i, layer in enumerate(model.layers):
+            inputs = (1.0 / (K - 1), K - 1)  # the first layer sees the levels as 2k - (K - 1)
+            v_in = inputs if i == 0 else (1.0 / GATE, GATE)
+            h_in = inputs if i == 0 else (stream, ACT)
+            self.layers.append(_Layer(layer, v_in, h_in, peaks[i], peaks[n + i], stream))
+        hidden = peaks[2 * n + 1] / ACT
+        self.head = [IntLayer(model.head[1].conv.weight, model.head[1].conv.bias, stream, hidden, ACT, 0, ACT,
+                              WEIGHTS),
+                     IntLayer(model.head[3].conv.weight, model.head[3].conv.bias, hidden, 2.0**-exact.ACT_FRAC,
+                              ACT, -LOGIT_MAX, LOGIT_MAX, WEIGHTS)]
+
+    def receptive_field(self) -> tuple[int, int]:
+        return self.model.receptive_field()
+
+    def units(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer levels -> the first layer's input units 2k - (K - 1)."""
+        return (x * 2 - (self.config.levels - 1)).to(torch.float32)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The horizontal stack after the last layer (N, f) -> logits (N, K) on the 2**-12 grid."""
+        t = self.head[1](self.head[0](h.clamp(min=0)))
+        return t.double().mul_(2.0**-exact.ACT_FRAC)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, hh, ww = x.shape
+        v = h = self.units(x).permute(0, 2, 3, 1)  # (B, H, W, C): every layer works on rows of channels
+        rows_h = None
+        for layer in self.layers:
+            pre_v = layer.vertical(windows(v, layer.v_conv))
+            pre_h = layer.horizontal(windows(h, layer.h_conv), pre_v)
+            rows_h = layer.residual(rows_h, layer.gate_h(pre_h))
+            v, h = layer.gate_v(pre_v).view(b, hh, ww, -1), rows_h.view(b, hh, ww, -1)
+        return self.logits(rows_h).view(b, hh, ww, -1).permute(0, 3, 1, 2).unsqueeze(2)
+
+    def incremental(self, batch: int, height: int, width: int) -> "GatedStepper":
+        return GatedStepper(self, batch, height, width)
+
+
+def windows(x: torch.Tensor, conv, pad: bool = True) -> torch.Tensor:
+    """Every window of causal convolution ``conv`` over x (B, H, W, C) (padded as ``conv``
+    pads, unless ``pad`` is False: x is padded already): (B H' W', C kh kw), each window in
+    the order of the flattened weights. Views and one copy (no im2col)."""
+    if pad:
+        left, right, top, bottom = conv.pad
+        x = F.pad(x, (0, 0, left, right, top, bottom))
+    (kh, kw), d = conv.conv.kernel_size, conv.dilation
+    win = x.unfold(1, (kh - 1) * d + 1, 1).unfold(2, (kw - 1) * d + 1, 1)  # (B, H', W', C, span_h, span_w)
+    if d > 1:
+        win = win[..., ::d, ::d]
+    return win.reshape(-1, win.shape[3] * kh * kw)
+
+
+class GatedStepper:
+    """Raster-order decoding with the engine: ``begin_row(x, r)`` runs the vertical stack of
+    every layer on row r (from ring buffers of the rows each kernel reaches) and the link
+    part of every horizontal accumulator; ``step(x, r, c)`` runs the horizontal stack at
+    (r, c) from row buffers and returns the logits (B, K, 1). Every value equals the one the
+    engine's whole-image pass computes, bit for bit (integers, exact in any order).
+
+    ``step`` runs one compiled kernel for all layers and the head (:func:`_step_kernel`,
+    numba) when every layer computes in float32, else (or with ARCODEC_NO_NUMBA=1) the same
+    arithmetic as PyTorch operations: the two give identical integers (tested)."""
+
+    def __init__(self, engine: GatedEngine, batch: int, height: int, width: int):
+        self.engine = engine
+        self.width = width
+        layers = engine.layers
+        f = engine.config.hidden
+        self.rows = []
+        for layer in layers:
+            v = layer.v_conv
+            span = (v.conv.kernel_size[0] - 1) * v.dilation + 1
+            # the rows of the layer's vertical input its kernel reaches, padded at the sides
+            self.rows.append(torch.zeros(batch, span, v.pad[0] + width + v.pad[1], v.conv.in_channels,
+                                         dtype=layer.vertical.dtype))
+        # the current row of every layer's horizontal input, padded at the left (layer i's
+        # columns start at LEFT - its padding), and the link part of its accumulators
+        lefts = [layer.h_conv.pad[0] for layer in layers]
+        self.left = max(lefts)
+        dtype = layers[0].horizontal.dtype
+        self.cols_all = torch.zeros(len(layers), batch, 1, self.left + width, f, dtype=dtype)
+        self.cols = [self.cols_all[i, :, :, self.left - lefts[i]:, :layer.h_conv.conv.in_channels]
+                     for i, layer in enumerate(layers)]
+        self.links = torch.zeros(len(layers), batch, width, 2 * f, dtype=dtype)
+        self.kernel = _kernel_args(engine) if all(_f32(layer) for layer in layers) else None
+        self.logits = torch.zeros(batch, engine.config.levels, dtype=torch.float32)
+        self.table = np.zeros((batch, engine.config.levels))  # the kernel's coder weights
+        self.arrays = (self.cols_all.numpy(), self.links.numpy(), self.logits.numpy(), self.table)
+
+    @torch.no_grad()
+    def begin_row(self, x: torch.Tensor, r: int) -> None:
+        eng = self.engine
+        w = self.width
+        new = None  # the newest row of the next layer's vertical input
+        for i, layer in enumerate(eng.layers):
+            buf = self.rows[i]
+            buf[:, :-1] = buf[:, 1:].clone()
+            side = layer.v_conv.pad[0]
+            if i == 0:  # the first layer sees rows above only: row r - 1 is its newest
+                buf[:, -1, side: side + w] = eng.units(x[:, :, r - 1]).transpose(1, 2) if r > 0 else 0
+            else:
+                buf[:, -1, side: side + w] = new
+            pre_v = layer.vertical(windows(buf, layer.v_conv, pad=False))  # (B W, 2f)
+            self.links[i] = layer.horizontal.accumulate_part(1, pre_v).view(len(buf), w, -1)
+            new = layer.gate_v(pre_v).view(len(buf), w, -1)
+        self.cols_all.zero_()
+
+    def weights(self, x: torch.Tensor, r: int, c: int, ch: int) -> np.ndarray:
+        """The coder's table (B, K) of pixel (r, c): what :func:`arcodec.codec.autoregressive.table`
+        makes of :meth:`step`'s logits, computed inside the kernel when there is one."""
+        if self.kernel is None:
+            return autoregressive.table(self.step(x, r, c)[:, :, ch])
+        _run_kernel(self, x, r, c)
+        return self.table.copy()
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        eng = self.engine
+        if self.kernel is not None:
+            _run_kernel(self, x, r, c)
+            return self.logits.double().mul_(2.0**-exact.ACT_FRAC).unsqueeze(2)
+        if c > 0:  # the first layer sees the pixels to the left: (r, c - 1) is its newest
+            self.cols[0][:, 0, eng.layers[0].h_conv.pad[0] + c - 1] = eng.units(x[:, :, r, c - 1])
+        h = None
+        for i, layer in enumerate(eng.layers):
+            buf = self.cols[i]
+            conv = layer.h_conv
+            left = conv.pad[0]
+            if i > 0:
+                buf[:, 0, left + c] = h
+            span = (conv.conv.kernel_size[1] - 1) * conv.dilation + 1
+            acc = layer.horizontal.accumulate_part(0, windows(buf[:, :, c: c + span], conv, pad=False))
+            pre_h = layer.horizontal.requantize(acc.add_(self.links[i][:, c]))  # + the row's link part
+            h = layer.residual(None if layer.first else buf[:, 0, left + c], layer.gate_h(pre_h))
+        return eng.logits(h).unsqueeze(2)
+
+
+# ------------------------------------------------------------- the compiled decoder step
+
+def _f32(layer: _Layer) -> bool:
+    """Whether the layer's horizontal stack computes in float32 (the kernel's type)."""
+    return layer.horizontal.dtype == layer.out.dtype == torch.float32
+
+
+def _kernel_args(engine: GatedEngine) -> tuple | None:
+    """The engine's horizontal stack and head as flat arrays for :func:`_step_kernel`, or None
+    without numba."""
+    if _STEP is None or not all(q.dtype == torch.float32 for q in engine.head):
+        return None
+    layers = engine.layers
+    n, f = len(layers), engine.config.hidden
+    n_in = [layer.horizontal.parts[0].shape[0] for layer in layers]
+    wh = np.zeros((n, max(n_in), 2 * f), dtype=np.float32)
+    for i, layer in enumerate(layers):
+        wh[i, : n_in[i]] = layer.horizontal.parts[0].numpy()
+
+    def stack(get):
+        return np.stack([get(layer).numpy() for layer in layers])
+    geometry = np.array([[n_in[i], layer.h_conv.conv.kernel_size[1], layer.h_conv.dilation, layer.h_conv.pad[0]]
+                         for i, layer in enumerate(layers)], dtype=np.int64)
+    h0, h1 = engine.head
+    return (geometry, wh, stack(lambda q: q.horizontal.bias), stack(lambda q: q.horizontal.mul),
+            stack(lambda q: q.gate_h.tanh), stack(lambda q: q.gate_h.sig),
+            stack(lambda q: q.out.wt), stack(lambda q: q.out.bias), stack(lambda q: q.out.mul),
+            h0.wt.numpy(), h0.bias.numpy(), h0.mul.numpy(), h1.wt.numpy(), h1.bias.numpy(), h1.mul.numpy())
+
+
+def _run_kernel(stepper: GatedStepper, x: torch.Tensor, r: int, c: int) -> None:
+    """The kernel over the batch: in one call, or in torch's thread count of slices of the
+    batch at once (the kernel releases the GIL) when the batch is large enough to pay."""
+    cols, links, logits, table = stepper.arrays
+    row = np.ascontiguousarray(x[:, 0, r].numpy())  # the levels of row r (those left of c decoded)
+    args = (c, row, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT, np.float32(ACT),
+            GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
+    batch, threads = cols.shape[1], torch.get_num_threads()
+    if threads < 2 or batch < KERNEL_SPLIT:
+        _STEP(0, batch, *args)
+        return
+    cuts = np.linspace(0, batch, threads + 1).round().astype(int)
+    list(_pool(threads).map(lambda ab: _STEP(ab[0], ab[1], *args), zip(cuts[:-1], cuts[1:])))
+
+
+@lru_cache(maxsize=None)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads)
+
+
+def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
+                 bias_out, mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights,
+                 table):
+    """Column c of every layer's horizontal stack and the head, for tiles b0..b1_-1 of the batch,
+    in float32 operations in the order of the PyTorch path (accumulate, + link, + bias,
+    x multiplier, + 0.5, floor, clamp): every sum is an exact integer, so the order of the
+    products does not matter, and the requantisation steps are the same IEEE operations.
+    First the pixel left of c (``pixels``: the row's levels) enters the first layer's buffer;
+    last the logits (integers, 2**-12 units) become the coder's weights exp(logit - max)
+    from ``exp_weights`` (:func:`arcodec.exact.softmax_weights`'s table)."""
+    n_layers = cols.shape[0]
+    f2 = wh.shape[2]
+    f = f2 // 2
+    half = np.float32(0.5)
+    shift = 48
+    rnd = np.int64(1) << (shift - 1)
+    acc = np.zeros(f2, dtype=np.float32)
+    g = np.zeros(f, dtype=np.float32)
+    h = np.zeros(f, dtype=np.float32)
+    hid = np.zeros(w1.shape[1], dtype=np.float32)
+    n_exp = len(exp_weights) - 1
+    for b in range(b0, b1_):
+        if c > 0:
+            cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * pixels[b, c - 1] - (levels - 1))
+        for i in range(n_layers):
+            n_in, kw, dil, left = geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3]
+            base = left_all - left + c  # the window's first column in the row buffer
+            cin = n_in // kw
+            for o in range(f2):
+                acc[o] = np.float32(0.0)
+            for ch in range(cin):
+                for t in range(kw):
+                    xv = cols[i, b, 0, base + t * dil, ch]
+                    if xv != 0:
+                        row = ch * kw + t
+                        for o in range(f2):
+                            acc[o] += xv * wh[i, row, o]
+            for o in range(f2):
+                y = np.floor(((acc[o] + links[i, b, c, o]) + bias_h[i, o]) * mul_h[i, o] + half)
+                acc[o] = min(max(y, -act), act)
+            for o in range(f):
+                a = np.int64(acc[o]) + act_int
+                s = np.int64(acc[f + o]) + act_int
+                g[o] = np.float32((tanh[i, a] * sig[i, s] * gate + rnd) >> shift)
+            for o in range(f):
+                acc[o] = np.float32(0.0)
+            for j in range(f):
+                if g[j] != 0:
+                    for o in range(f):
+                        acc[o] += g[j] * w_out[i, j, o]
+            for o in range(f):
+                y = np.floor((acc[o] + bias_out[i, o]) * mul_out[i, o] + half)
+                if i > 0:
+                    y = y + h[o]
+                h[o] = min(max(y, -act), act)
+            if i + 1 < n_layers:
+                for o in range(f):
+                    cols[i + 1, b, 0, left_all + c, o] = h[o]
+        for o in range(hid.shape[0]):
+            hid[o] = np.float32(0.0)
+        for j in range(f):
+            if h[j] > 0:
+                for o in range(hid.shape[0]):
+                    hid[o] += h[j] * w1[j, o]
+        for o in range(hid.shape[0]):
+            y = np.floor((hid[o] + b1[o]) * m1[o] + half)
+            hid[o] = min(max(y, np.float32(0.0)), act)
+        for o in range(logits.shape[1]):
+            logits[b, o] = np.float32(0.0)
+        for j in range(hid.shape[0]):
+            if hid[j] != 0:
+                for o in range(logits.shape[1]):
+                    logits[b, o] += hid[j] * w2[j, o]
+        top = -logit_max
+        for o in range(logits.shape[1]):
+            y = np.floor((logits[b, o] + b2[o]) * m2[o] + half)
+            logits[b, o] = min(max(y, -logit_max), logit_max)
+            top = max(top, logits[b, o])
+        for o in range(logits.shape[1]):
+            table[b, o] = exp_weights[min(np.int64(top - logits[b, o]), n_exp)]
+
+
+_STEP = compile_kernel(_step_kernel)
+_EXP_WEIGHTS = exact.exp_table().numpy()
+
+
+_ENGINES: dict[int, tuple[tuple, GatedEngine]] = {}
+
+
+def engine(model: GatedPixelCNN) -> GatedEngine:
+    """The model's integer engine, built once (again only if its weights change)."""
+    key = tuple((p._version, p.data_ptr()) for p in model.state_dict().values())
+    cached = _ENGINES.get(id(model))
+    if cached is None or cached[0] != key:
+        cached = (key, GatedEngine(model))
+        _ENGINES[id(model)] = cached
+    return cached[1]
+
+
+def encode_streams(model, x, counts, on_table=None):
+    """:func:`arcodec.codec.autoregressive.encode_streams` with the integer engine."""
+    return autoregressive.encode_streams(engine(model), x, counts, on_table=on_table)
+
+
+def decode_streams(model, payloads, counts, channels, h, w, naive=False, on_table=None, progress=None):
+    """:func:`arcodec.codec.autoregressive.decode_streams` with the integer engine's stepper
+    (``naive``: its whole-image pass at every pixel)."""
+    return autoregressive.decode_streams(engine(model), payloads, counts, channels, h, w, naive=naive,
+                                         on_table=on_table, progress=progress)
+
+
+register_coder("autoregressive", encode_streams, decode_streams, engine=ENGINE, codes=codes, network=engine,
+               room=autoregressive.room)

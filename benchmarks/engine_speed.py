@@ -1,0 +1,118 @@
+"""The Gated PixelCNN's integer engine (engine 1) against the float64 fixed point (engine 0),
+in one run: decode and encode images/s of the shipped ``mnist-gated`` at batch 1 and in a
+large batch, and the PyTorch operations dispatched per decoded pixel.
+
+    python benchmarks/engine_speed.py                 # quick: 4 images at batch 1, 64 batched
+    python benchmarks/engine_speed.py --batch1 20 --batch 512
+
+Both engines code the same MNIST test digits (or, without ../shared, generated rings) through
+their coders (``arcodec.codec.coders``); every decoded image is compared with its original.
+Operations per pixel are counted with a TorchDispatchMode over one whole row of the batch-1
+decoder (begin_row and its steps), divided by the row's width: engine 0's stepper, engine 1's
+PyTorch step and engine 1's compiled step (numba; only its begin_row dispatches operations).
+Timings on a shared machine are noisy: compare the engines within one run.
+
+Writes benchmarks/results/engine_speed.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from _common import command, machine, md_table, write
+
+
+class _Count(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def digits(n: int) -> torch.Tensor:
+    try:
+        from arcodec.training.data import load_dataset
+
+        return load_dataset("mnist", "test")[:n].long()
+    except Exception:  # no ../shared: rings of several radii
+        yy, xx = np.mgrid[:28, :28]
+        rings = [np.clip(1 - abs(np.hypot(yy - 13.5, xx - 13.5) - 4 - k % 8) / 3, 0, 1) * 255 for k in range(n)]
+        return torch.from_numpy(np.round(np.stack(rings))[:, None]).long()
+
+
+def ops_per_pixel(stepper, x: torch.Tensor, r: int = 14) -> float:
+    with _Count() as count:
+        stepper.begin_row(x, r)
+        for c in range(x.shape[3]):
+            stepper.step(x, r, c)
+    return count.ops / x.shape[3]
+
+
+def measure(coder, net, x: torch.Tensor, batch: int) -> dict:
+    n = len(x)
+    t = time.perf_counter()
+    payloads = [coder.encode(net, x[i: i + batch], [len(x[i: i + batch])])[0][0] for i in range(0, n, batch)]
+    t1 = time.perf_counter()
+    out = [coder.decode(net, [p], [len(x[i: i + batch])], 1, 28, 28) for p, i in zip(payloads, range(0, n, batch))]
+    t2 = time.perf_counter()
+    ok = torch.equal(torch.cat(out), x)
+    return {"encode_img_s": n / (t1 - t), "decode_img_s": n / (t2 - t1), "roundtrip_ok": ok,
+            "payload_bits_per_dim": 8 * sum(map(len, payloads)) / x.numel()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch1", type=int, default=4, help="images decoded one at a time")
+    ap.add_argument("--batch", type=int, default=64, help="images decoded together")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from arcodec.codec import coders, gated
+    from arcodec.codec.autoregressive import make_stepper
+    from arcodec.zoo import load_model
+
+    m = load_model("mnist-gated")
+    coders.coder_for(m.net, m.name)  # registers every coder
+    x = digits(max(args.batch1, args.batch))
+    eng = gated.engine(m.net)
+    measure(coders.CODERS["autoregressive", 1], m.net, x[:1], 1)  # warm-up: compiles the kernel
+    rows = []
+    for engine in (0, 1):
+        coder = coders.CODERS["autoregressive", engine]
+        one = measure(coder, m.net, x[: args.batch1], 1)
+        many = measure(coder, m.net, x[: args.batch], args.batch)
+        rows.append({"engine": engine, "batch1_decode_img_s": one["decode_img_s"],
+                     "batch1_encode_img_s": one["encode_img_s"], "batch_decode_img_s": many["decode_img_s"],
+                     "batch_encode_img_s": many["encode_img_s"], "payload_bits_per_dim": many["payload_bits_per_dim"],
+                     "roundtrip_ok": one["roundtrip_ok"] and many["roundtrip_ok"]})
+        print(rows[-1], flush=True)
+    steppers = {"engine 0 stepper": make_stepper(m.net, 1, 1, 28, 28), "engine 1 PyTorch step": None,
+                "engine 1 compiled step": eng.incremental(1, 28, 28)}
+    plain = eng.incremental(1, 28, 28)
+    plain.kernel = None
+    steppers["engine 1 PyTorch step"] = plain
+    ops = {k: ops_per_pixel(s, x[:1]) for k, s in steppers.items()}
+    print(ops)
+    result = {"machine": machine(args.threads), "command": command(), "threads": args.threads, "batch": args.batch,
+              "batch1_images": args.batch1, "rows": rows, "ops_per_pixel": ops}
+    table = md_table(["engine", "batch-1 decode img/s", "batch-1 encode img/s", f"batch-{args.batch} decode img/s",
+                      f"batch-{args.batch} encode img/s", "payload bits/dim", "round trips"],
+                     [[r["engine"], f"{r['batch1_decode_img_s']:.2f}", f"{r['batch1_encode_img_s']:.1f}",
+                       f"{r['batch_decode_img_s']:.1f}", f"{r['batch_encode_img_s']:.1f}",
+                       f"{r['payload_bits_per_dim']:.4f}", "ok" if r["roundtrip_ok"] else "FAILED"] for r in rows])
+    ops_table = md_table(["decoder", "torch operations per decoded pixel"], [[k, f"{v:.0f}"] for k, v in ops.items()])
+    about = (f"Produced by `{command()}`: `mnist-gated`, {args.threads} torch thread(s), load average "
+             f"{result['machine']['load_avg_1min']} at the start; every decoded image compared with its original.")
+    write("engine_speed", result, [about, "", *table, "", *ops_table])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The integer engine of Gated PixelCNNs (arcodec.codec.gated, engine 1): the decoder's
+tables equal the encoder's element for element, whatever the batch, the threads or the
+image's shape; files round-trip and say which engine made them; the shipped model's
+engine stays within 1 % of its float NLL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import arcodec
+from arcodec.codec import container, gated
+from arcodec.codec.api import encode_images
+from arcodec.errors import FormatError
+from arcodec.models.heads import nll_bits
+from arcodec.models.layers import float_copy
+from arcodec.registry import build_model, make_config
+from arcodec.zoo import load_model
+
+
+def tiny(dilation: str = "1,2", seed: int = 0, calibrated: bool = True):
+    torch.manual_seed(seed)
+    net = build_model("gated-pixelcnn", make_config("gated-pixelcnn", {
+        "hidden": 8, "layers": 4, "head": 16, "dilation": dilation, "levels": 256}))
+    net.eval()
+    if calibrated:
+        net.calibrate(torch.randint(0, 256, (8, 1, 12, 12)))
+    return net
+
+
+def rings(n: int = 4, size: int = 28) -> torch.Tensor:
+    """Digit-like images: rings of several radii and widths (no data set needed)."""
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for k in range(n):
+        r = np.hypot(yy - 13.5 + k, xx - 13.5 - k / 2)
+        out.append(np.clip(1 - abs(r - 6 - k) / (2 + k / 2), 0, 1) * 255)
+    return torch.from_numpy(np.round(np.stack(out))[:, None]).long()
+
+
+def decoded_tables(net, payloads, counts, h, w):
+    tables = {}
+
+    def keep(r, c, ch, weights):
+        tables[r, c] = weights.copy()
+    x = gated.decode_streams(net, payloads, counts, 1, h, w, on_table=keep)
+    return x, tables
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (5, 7), (13, 11)])
+def test_decoder_tables_equal_the_encoders_for_every_shape_batch_and_thread_count(shape):
+    net = tiny()
+    h, w = shape
+    x = torch.randint(0, 256, (5, 1, h, w))
+    enc = {}
+
+    def keep(r0, r1, weights):
+        weights = weights.reshape(r1 - r0, w, 5, -1)  # decoder order: row, column, tile
+        for r in range(r0, r1):
+            for c in range(w):
+                enc[r, c] = weights[r - r0, c]
+    [(payload, _)] = gated.encode_streams(net, x, [5], on_table=keep)
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            y, dec = decoded_tables(net, [payload], [5], h, w)
+            assert torch.equal(y, x)
+            assert all(np.array_equal(dec[k], enc[k]) for k in enc)
+        # the same tiles as streams of 2 and 3 tiles (another batch split): the same tables
+        [(p2, _), (p3, _)] = gated.encode_streams(net, x, [2, 3])
+        y, dec = decoded_tables(net, [p2, p3], [2, 3], h, w)
+        assert torch.equal(y, x) and all(np.array_equal(dec[k], enc[k]) for k in enc)
+        # one tile alone (batch 1) gets its own rows of the batch's tables
+        [(p1, _)] = gated.encode_streams(net, x[3:4], [1])
+        y, dec = decoded_tables(net, [p1], [1], h, w)
+        assert torch.equal(y, x[3:4]) and all(np.array_equal(dec[k][0], enc[k][3]) for k in enc)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_compiled_step_and_the_pytorch_step_give_the_same_tables(monkeypatch):
+    """The decoder's numba kernel (one call per pixel for every layer and the head) and its
+    pure-PyTorch fallback: identical integers, on 20 tiles (the kernel then splits the batch
+    among threads) and on one."""
+    if gated._STEP is None:
+        pytest.skip("numba is not installed: only the PyTorch step exists")
+    net = tiny(dilation="1,2,4")
+    x = torch.randint(0, 256, (20, 1, 9, 10))
+    [(payload, _)] = gated.encode_streams(net, x, [20])
+    [(one, _)] = gated.encode_streams(net, x[:1], [1])
+    compiled = [decoded_tables(net, [payload], [20], 9, 10), decoded_tables(net, [one], [1], 9, 10)]
+    assert gated.engine(net).incremental(20, 9, 10).kernel is not None
+    monkeypatch.setattr(gated, "_STEP", None)
+    assert gated.engine(net).incremental(20, 9, 10).kernel is None
+    plain = [decoded_tables(net, [payload], [20], 9, 10), decoded_tables(net, [one], [1], 9, 10)]
+    for (xa, ta), (xb, tb) in zip(compiled, plain):
+        assert torch.equal(xa, xb) and all(np.array_equal(ta[k], tb[k]) for k in ta)
+    assert torch.equal(compiled[0][0], x)
+
+
+def test_the_whole_image_pass_does_not_depend_on_the_crop():
+    """The encoder's bands see crops of rows: a crop holding a pixel's receptive field gives
+    that pixel the same logits as the whole image (integers: no order to depend on)."""
+    net = tiny(dilation="1,2,4")
+    eng = gated.engine(net)
+    x = torch.randint(0, 256, (2, 1, 20, 9))
+    full = eng(x)
+    above = net.receptive_field()[0]
+    for r0 in (0, 5, 11):
+        part = eng(x[:, :, max(0, r0 - above): r0 + 4])
+        assert torch.equal(part[..., -4:, :], full[..., r0: r0 + 4, :])
+    assert torch.equal(eng(x[:2]), torch.cat([eng(x[:1]), eng(x[1:2])]))
+
+
+def test_an_uncalibrated_model_still_codes_exactly(tmp_path):
+    """Scales from bounds of the weights (coarse, but exact): a round trip through a file."""
+    net = tiny(calibrated=False)
+    assert not (net.act_max > 0).any()
+    x = torch.randint(0, 256, (2, 1, 6, 5))
+    payloads = [p for p, _ in gated.encode_streams(net, x, [2])]
+    y, _ = decoded_tables(net, payloads, [2], 6, 5)
+    assert torch.equal(y, x)
+
+
+def test_shipped_gated_model_files_use_the_engine_within_one_percent_of_its_float_nll():
+    m = load_model("mnist-gated")
+    x = rings()
+    img = x[0, 0].numpy().astype(np.uint8)
+    enc = encode_images([img], model="mnist-gated")
+    assert container.read(enc.data)[0].engine == gated.ENGINE
+    assert np.array_equal(arcodec.decompress(enc.data), img)
+    with torch.no_grad():
+        exact = float(nll_bits(gated.engine(m.net)(x), x).sum())
+        ref = float(nll_bits(float_copy(m.net)(x), x).sum())
+    assert abs(exact / ref - 1) < 0.01, (exact, ref)
+    assert (m.net.act_max > 0).all()  # shipped with its calibrated scales
+
+
+def test_a_file_naming_an_engine_this_arcodec_lacks_is_refused():
+    img = rings(1)[0, 0].numpy().astype(np.uint8)
+    data = encode_images([img], model="mnist-gated").data
+    header, payload, _ = container.read(data)
+    from dataclasses import replace
+
+    forged = container.write(replace(header, engine=7), payload, [img])
+    with pytest.raises(FormatError, match="engine 7"):
+        arcodec.decompress(forged)
+
+
+def test_the_engine_costs_no_header_byte_and_misplaced_engine_fields_are_refused():
+    entries = (container.Entry(28, 28, 1),)
+    plain = container.write(container.Header(1, b"\x12\x34", entries), b"xyz", [])
+    one = container.write(container.Header(1, b"\x12\x34", entries, engine=1), b"xyz", [])
+    two = container.write(container.Header(1, b"\x12\x34", entries, engine=2), b"xyz", [])
+    assert len(one) == len(plain) and len(two) == len(plain) + 3  # flag bit 3; tag 9 from engine 2 on
+    assert [container.read(d)[0].engine for d in (plain, one, two)] == [0, 1, 2]
+    stored = container.write(container.Header(0, b"\0\0", entries, method=container.METHOD_RAW),
+                             bytes(784), [np.zeros((28, 28, 1), np.uint8)])
+    with pytest.raises(FormatError, match="engine flag set in a stored file"):
+        container.read(stored[:2] + bytes([stored[2] | 8]) + stored[3:])
+    tagged = bytearray(two)
+    tagged[2] &= ~8  # tag 9 without the flag
+    with pytest.raises(FormatError, match="header field 9, engine"):
+        container.read(bytes(tagged))

@@ -1,0 +1,153 @@
+"""The fast paths of the photo coder: the mixture kernel's reads and writes, the compiled
+colour coupling, the encoder's stream order, and the threads that share out both coders'
+work. Every variant must give the integers (and bytes) of the plain one. Tiny models only."""
+
+import numpy as np
+import pytest
+import torch
+
+from arcodec.codec import engine as engine_module
+from arcodec.codec import mixture
+from arcodec.codec import wavefront as wf
+from arcodec.codec.engine import LocalEngine
+from arcodec.registry import build_model, make_config
+
+
+def tiny(channels=3, seed=0):
+    """A tiny local model with calibrated scales and peaked distributions (a few Adam steps)."""
+    torch.manual_seed(seed)
+    m = build_model("local-photo", make_config("local-photo", {"hidden": 12, "blocks": 1, "components": 3,
+                                                                "channels": channels}))
+    opt = torch.optim.Adam(m.parameters(), lr=2e-2)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(6):
+        x = (torch.rand(8, 1, 1, 1, generator=g) * 200 + torch.randn(8, channels, 12, 12, generator=g) * 6)
+        loss, _ = m.objective(x.round().clamp(0, 255).long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    m.calibrate(torch.randint(0, 256, (2, channels, 12, 12)))
+    return m
+
+
+def random_mixtures(rng, n, m):
+    lg = rng.integers(-20 << 12, 20 << 12, (n, m))
+    mu = rng.integers(-6 << 12, 6 << 12, (n, m))
+    ls = rng.integers(-9 << 12, 9 << 12, (n, m))
+    ls[: n // 4] = rng.integers(0, 3 << 12, (n // 4, m))  # broad components: sampled, and saturated at the ends
+    lg[n // 4: n // 3, 1:] = -(30 << 12)  # one component only
+    return lg, mu, ls
+
+
+@pytest.mark.parametrize("levels", [2, 3, 17, 256, 1024])
+def test_kernel_equals_the_numpy_reference_for_broad_narrow_and_extreme_components(levels):
+    lg, mu, ls = random_mixtures(np.random.default_rng(levels), 1500, 7)
+    ref = mixture.frequencies_numpy(lg, mu, ls, levels)
+    assert np.array_equal(mixture.frequencies(lg, mu, ls, levels), ref)
+    assert ref.min() >= 1 and (ref.sum(axis=1) == 1 << mixture.TABLE_BITS).all()
+
+
+def test_kernel_tables_hold_the_same_numbers_in_fewer_bytes():
+    sig = mixture.sigmoid_table()
+    upper, wt, inv_t = mixture.kernel_tables()
+    half = 1 << (mixture.SIG_BITS - 1)
+    assert upper.dtype == np.uint16 and np.array_equal(upper.astype(np.int64) + half, sig[len(sig) // 2:])
+    assert np.array_equal(sig[: len(sig) // 2 + 1][::-1], half - upper.astype(np.int64))  # the mirror image
+    assert np.array_equal(wt, mixture.weight_table()) and np.array_equal(inv_t, mixture.inverse_scale_table())
+
+
+@pytest.mark.parametrize("numba", [True, False])
+def test_tables_go_to_the_named_rows_of_a_float_or_integer_array(numba, monkeypatch):
+    if not numba:
+        monkeypatch.setattr(mixture, "_KERNEL", [None])
+    lg, mu, ls = random_mixtures(np.random.default_rng(1), 40, 4)
+    ref = mixture.frequencies_numpy(lg, mu, ls, 256)
+    dest = np.random.default_rng(2).permutation(50)[:40]
+    out = np.full((50, 256), -1.0)
+    assert mixture.frequencies(lg, mu, ls, 256, out=out, dest=dest) is out
+    assert np.array_equal(out[dest], ref)
+    assert (np.delete(out, dest, axis=0) == -1).all()  # the other rows untouched
+    whole = np.zeros((40, 256), dtype=np.int64)
+    assert np.array_equal(mixture.frequencies(lg, mu, ls, 256, out=whole), ref)
+
+
+@pytest.mark.parametrize("numba", [True, False])
+def test_tables_refuse_an_array_without_room(numba, monkeypatch):
+    if not numba:
+        monkeypatch.setattr(mixture, "_KERNEL", [None])
+    lg, mu, ls = random_mixtures(np.random.default_rng(3), 10, 3)
+    for out, dest in [(np.empty((9, 256)), None), (np.empty((10, 255)), None), (np.empty((10, 256)), np.arange(1, 11)),
+                      (np.empty((10, 256), dtype=np.int32), None)]:
+        with pytest.raises(ValueError):
+            mixture.frequencies(lg, mu, ls, 256, out=out, dest=dest)
+
+
+def test_compiled_colour_coupling_equals_numpy_on_any_rows():
+    m = tiny()
+    eng = LocalEngine(m)
+    rng = np.random.default_rng(4)
+    raw = rng.integers(-(20 << 12), 20 << 12, (300, m.n_params))  # coefficients beyond the tanh table's range too
+    prev = rng.integers(0, 256, (300, 3))
+    rows = rng.integers(0, 300, 120)
+    for ch in range(3):
+        want = eng._channel_params_numpy(raw[rows], prev[rows], eng.layout[ch])
+        got = eng.channel_params(raw, prev, ch, rows)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+        assert all(np.array_equal(a, b) for a, b in zip(eng.channel_params(raw, prev, ch),
+                                                         eng._channel_params_numpy(raw, prev, eng.layout[ch])))
+    with pytest.raises(ValueError):
+        eng.channel_params(raw, prev, 1, np.array([300]))
+
+
+def test_stream_places_follow_line_channel_row():
+    slope, width, channels, tiles = 4, 9, 3, 2
+    rows, cols = wf._band_order(0, 6, width, slope)
+    t_of = (cols + slope * rows)[5:31]  # a chunk (the cut need not fall between lines here)
+    places = wf._stream_places(t_of, tiles, channels)
+    L = len(t_of)
+    assert sorted(places.ravel()) == list(range(tiles * L * channels))
+    for i in range(tiles):
+        keys = [(t_of[k], ch, rows[5 + k]) for ch in range(channels) for k in range(L)]
+        pos = [places[ch, i * L + k] for ch in range(channels) for k in range(L)]
+        assert [key for _, key in sorted(zip(pos, keys))] == sorted(keys)
+        assert min(pos) == i * L * channels
+
+
+def test_balanced_groups_cover_every_piece_once():
+    assert wf._balanced([5, 5, 5, 5], 2) == [[0, 2], [1, 3]]
+    groups = wf._balanced([10, 64, 64, 54, 3], 3)
+    assert sorted(k for g in groups for k in g) == list(range(5)) and all(g == sorted(g) for g in groups)
+    assert wf._balanced([7], 4) == [[0]]
+
+
+def test_threads_give_the_same_bytes_and_pixels(monkeypatch):
+    """Tiles taller than two bands: lines of several pieces, shared among up to three threads
+    in pieces of any size, against one thread."""
+    m = tiny()
+    x = torch.from_numpy(np.random.default_rng(5).integers(60, 200, (2, 3, 2 * wf.BAND + 5, 12)))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = [p for p, _ in wf.encode_streams(m, x, [1, 1])]
+        torch.set_num_threads(3)
+        monkeypatch.setattr(wf, "WORKERS", 3)
+        monkeypatch.setattr(wf, "SHARE_ROWS", 1)
+        monkeypatch.setattr(wf, "TRUNK_WINDOWS", 16)
+        monkeypatch.setattr(wf, "TABLE_ROWS", 200)
+        assert [p for p, _ in wf.encode_streams(m, x, [1, 1])] == one
+        got = wf.decode_streams(m, one, [1, 1], 3, 2 * wf.BAND + 5, 12)
+        assert torch.get_num_threads() == 3  # given back
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(got, x)
+
+
+def test_numpy_fallbacks_give_the_same_bytes(monkeypatch):
+    m = tiny(1, seed=1)
+    x = torch.from_numpy(np.random.default_rng(6).integers(0, 256, (1, 1, 9, 11)))
+    fast = wf.encode_streams(m, x, [1])[0][0]
+    monkeypatch.setattr(mixture, "_KERNEL", [None])
+    monkeypatch.setattr(engine_module, "_COUPLE", [None])
+    assert wf.encode_streams(m, x, [1])[0][0] == fast
+    assert torch.equal(wf.decode_streams(m, [fast], [1], 1, 9, 11), x)
