@@ -118,7 +118,6 @@ def _scales(model: GatedPixelCNN) -> list[float]:
     stored = model.act_max.double().tolist()
     if all(v > 0 for v in stored):
         return stored
-    n = len(model.layers)
 
     def bound(conv, x):  # |conv(.)| <= sum |w| * max|input| + |b| per output channel
         w = conv.conv.weight.detach().double().flatten(1)
