@@ -69,8 +69,14 @@ def _gate_tables(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     n = exact.TABLE_RANGE << exact.ACT_FRAC
     k = np.arange(-ACT, ACT + 1, dtype=np.float64)
     idx = np.clip(np.floor(k * (scale * (1 << exact.ACT_FRAC)) + 0.5), -n, n).astype(np.int64) + n
-    tanh, sig = (torch.round(t * 2.0**exact.TABLE_FRAC).long() for t in exact.gate_tables())
+    tanh, sig = _integer_gate_tables()
     return tanh[idx], sig[idx]
+
+
+@lru_cache(maxsize=None)
+def _integer_gate_tables() -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`arcodec.exact.gate_tables` as int64 multiples of 2**-TABLE_FRAC (once, not per gate)."""
+    return tuple(torch.round(t * 2.0**exact.TABLE_FRAC).long() for t in exact.gate_tables())
 
 
 class _Gate:
@@ -230,7 +236,7 @@ class GatedStepper:
         self.cols = [self.cols_all[i, :, :, self.left - lefts[i]:, :layer.h_conv.conv.in_channels]
                      for i, layer in enumerate(layers)]
         self.links = torch.zeros(len(layers), batch, width, 2 * f, dtype=dtype)
-        self.kernel = _kernel_args(engine) if all(_f32(layer) for layer in layers) else None
+        self.kernel = _kernel_args(engine)
         self.logits = torch.zeros(batch, engine.config.levels, dtype=torch.float32)
         self.table = np.zeros((batch, engine.config.levels))  # the kernel's coder weights
         self.arrays = (self.cols_all.numpy(), self.links.numpy(), self.logits.numpy(), self.table)
@@ -285,17 +291,13 @@ class GatedStepper:
 
 # ------------------------------------------------------------- the compiled decoder step
 
-def _f32(layer: _Layer) -> bool:
-    """Whether the layer's horizontal stack computes in float32 (the kernel's type)."""
-    return layer.horizontal.dtype == layer.out.dtype == torch.float32
-
-
 def _kernel_args(engine: GatedEngine) -> tuple | None:
     """The engine's horizontal stack and head as flat arrays for :func:`_step_kernel`, or None
-    without numba."""
-    if _STEP is None or not all(q.dtype == torch.float32 for q in engine.head):
-        return None
+    without numba or when a layer computes in float64 (the kernel's type is float32)."""
     layers = engine.layers
+    parts = [q for layer in layers for q in (layer.horizontal, layer.out)] + engine.head
+    if _STEP is None or any(q.dtype != torch.float32 for q in parts):
+        return None
     n, f = len(layers), engine.config.hidden
     n_in = [layer.horizontal.parts[0].shape[0] for layer in layers]
     wh = np.zeros((n, max(n_in), 2 * f), dtype=np.float32)
