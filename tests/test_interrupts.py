@@ -174,19 +174,24 @@ def test_interrupted_while_decoding_writes_nothing(slow_to_decode, tmp_path, sig
     assert all(f.read_bytes() == d for f, d in zip(files, data))
 
 
+ENDED = {signal.SIGINT: (130, "arcodec: interrupted"), signal.SIGTERM: (143, "arcodec: terminated")}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize("command", ["compress", "decompress"])
-def test_ctrl_c_between_two_files(small, tmp_path, command):
-    """Ctrl-C just before the second output is renamed into place: the first output is whole,
-    the second's temporary file is removed, the third is never written, and every input is
-    kept (inputs go only once all outputs are whole)."""
+def test_ctrl_c_between_two_files(small, tmp_path, command, signum):
+    """Ctrl-C (or SIGTERM, ``kill PID``) just before the second output is renamed into place:
+    the first output is whole, the second's temporary file is removed, the third is never
+    written, and every input is kept (inputs go only once all outputs are whole)."""
     images, data = small
     if command == "compress":
         inputs, outputs = pngs(tmp_path, images), [tmp_path / f"n{i}.png.arc" for i in range(3)]
-        r = run_hooked(tmp_path, 2, signal.SIGINT, "compress", "-j", "1", "-m", MODEL, *inputs)
+        r = run_hooked(tmp_path, 2, signum, "compress", "-j", "1", "-m", MODEL, *inputs)
     else:
         inputs, outputs = arcs(tmp_path, data), [tmp_path / f"n{i}.png" for i in range(3)]
-        r = run_hooked(tmp_path, 2, signal.SIGINT, "decompress", "-j", "1", *inputs)
-    assert r.returncode == 130 and r.stderr == "arcodec: interrupted\n"
+        r = run_hooked(tmp_path, 2, signum, "decompress", "-j", "1", *inputs)
+    status, line = ENDED[signum]
+    assert r.returncode == status and r.stderr == line + "\n"
     assert [o.exists() for o in outputs] == [True, False, False]
     assert all(i.exists() for i in inputs) and leftovers(tmp_path) == []
     check_whole(outputs, images)
@@ -206,6 +211,36 @@ def test_kill_9_between_two_files_leaves_only_a_hidden_temporary(small, tmp_path
     [tmp] = leftovers(tmp_path)
     assert re.fullmatch(r"\.n1\.png\.arc\..+\.tmp", tmp)
     check_whole([tmp_path / "n0.png.arc"], images)
+
+
+def test_sigterm_to_the_parent_ends_its_workers(tmp_path):
+    """SIGTERM to the command alone (not its process group) while its -j 2 workers decode:
+    it terminates them, and nothing is left: no output, no temporary file, no worker, every
+    .arc file kept; status 143 and one line."""
+    data = [e.data for e in encode_many(noise(2, 128, seed=3), model=MODEL)]  # seconds each to decode
+    files = arcs(tmp_path, data)
+    p = subprocess.Popen([sys.executable, "-m", "arcodec.cli", "decompress", "-j", "2", *map(str, files)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+        deadline = time.monotonic() + STARTED
+        workers: list[str] = []
+        while time.monotonic() < deadline and p.poll() is None:
+            workers = children.read_text().split() if children.exists() else []
+            if sum(map(importing_torch, workers)) >= 2:
+                break
+            time.sleep(0.05)
+        time.sleep(3)  # the workers load the model and decode (about 4 s an image)
+        os.kill(p.pid, signal.SIGTERM)
+        _, stderr = p.communicate(timeout=STARTED)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 143 and stderr == "arcodec: terminated\n"
+    assert not any(Path(f"/proc/{w}").exists() and importing_torch(w) for w in workers)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["n0.png.arc", "n1.png.arc"]
+    assert all(f.read_bytes() == d for f, d in zip(files, data))
 
 
 def importing_torch(pid: str) -> bool:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
 
 from arcodec import __version__
+
+
+class Terminated(BaseException):
+    """SIGTERM (``kill PID``, a service manager stopping us): the command ends as on Ctrl-C,
+    its temporary files removed and its inputs kept, with status 143."""
+
+
+def _terminated(signum, frame):
+    import multiprocessing
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the clean-up that follows runs to its end
+    for p in multiprocessing.active_children():  # -j workers: only this process got the signal
+        p.terminate()
+    raise Terminated()
 
 
 class ArcodecGroup(click.Group):
@@ -16,6 +31,8 @@ class ArcodecGroup(click.Group):
     def invoke(self, ctx):
         from arcodec.errors import ArcodecError
 
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a caller chose its own
+            signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
         except ArcodecError as e:
@@ -40,6 +57,9 @@ class ArcodecGroup(click.Group):
             # on a terminal, over the progress bar's line (the bar may still be drawn there)
             click.echo(("\r\x1b[K" if sys.stderr.isatty() else "") + "arcodec: interrupted", err=True)
             sys.exit(130)
+        except Terminated:
+            click.echo(("\r\x1b[K" if sys.stderr.isatty() else "") + "arcodec: terminated", err=True)
+            sys.exit(143)
 
 
 @click.group(cls=ArcodecGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -26,6 +26,11 @@ from arcodec.exact import softmax_weights
 from arcodec.models.heads import nll_bits
 
 ENCODE_POSITIONS = 1 << 18  # pixels (tiles x rows x columns) the encoder evaluates at a time
+TABLE_POSITIONS = 1 << 14  # pixels whose coder tables (and their temporaries) the encoder holds at a time
+# for a model that splits into features and a head (the integer engine): the pixels whose
+# features the encoder holds, and those one forward pass sees (rows above a band included)
+FEATURE_POSITIONS = 1 << 21
+FORWARD_POSITIONS = 1 << 16
 
 
 def table(logits: torch.Tensor) -> np.ndarray:
@@ -89,31 +94,62 @@ def teacher_forced_logits(model, x: torch.Tensor, band: int | None = None
 
 
 @torch.no_grad()
+def teacher_forced(model, x: torch.Tensor) -> Iterator[tuple[int, int, Callable[[int, int], torch.Tensor]]]:
+    """(r0, r1, logits) for bands of rows r0..r1-1 of x (n, C, h, w), where ``logits(a, b)``
+    gives the logits of rows a..b-1 of the band: the encoder's pass in bounded memory.
+
+    A model with ``features(x)`` (B, H, W, f) and ``head_logits(features)`` -> logits (the integer
+    engine) keeps a band's features, a few numbers a pixel where the logits are one per level,
+    computed a group of tiles at a time (tiles are independent), and makes the logits a few
+    rows at a time, so bands are whole tiles and nothing is computed twice. Any other model
+    gives a band's logits at once (:func:`teacher_forced_logits`)."""
+    if not (hasattr(model, "features") and hasattr(model, "head_logits")):
+        for r0, r1, band in teacher_forced_logits(model, x):
+            yield r0, r1, lambda a, b, band=band, r0=r0: band[:, :, :, a - r0: b - r0]
+        return
+    n, _, h, w = x.shape
+    above = model.receptive_field()[0]
+    band = max(1, min(h, FEATURE_POSITIONS // max(1, n * w)))
+    for r0 in range(0, h, band):
+        r1 = min(h, r0 + band)
+        lo = max(0, r0 - above)
+        group = max(1, FORWARD_POSITIONS // ((r1 - lo) * w))
+        feats = torch.cat([model.features(x[i: i + group, :, lo:r1])[:, r0 - lo:] for i in range(0, n, group)])
+        yield r0, r1, lambda a, b, feats=feats, r0=r0: model.head_logits(feats[:, a - r0: b - r0])
+
+
+@torch.no_grad()
 def encode_streams(model, x: torch.Tensor, counts: list[int],
                    on_table: Callable | None = None) -> list[tuple[bytes, float]]:
     """Encode tiles x (n, C, h, w) as consecutive streams of ``counts[i]`` tiles each.
 
     One teacher-forced pass over the whole batch; returns (payload, model NLL in bits of
     its symbols) per stream. ``on_table(r0, r1, weights)`` sees the batch's table in
-    decoder order (row, column, channel, tile)."""
+    decoder order (row, column, channel, tile), a few rows at a time."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
     bounds = np.cumsum([0, *counts]).tolist()
     encs = [StreamEncoder() for _ in counts]
     bits = [0.0] * len(counts)
     n = len(x)
-    for r0, r1, logits in teacher_forced_logits(model, x):
-        xs = x[:, :, r0:r1]
-        nb = nll_bits(logits, xs).flatten(1).sum(1)
-        K = logits.shape[1]
-        weights = table(logits.permute(3, 4, 2, 0, 1).reshape(-1, K))  # row, column, channel, tile
-        if on_table is not None:
-            on_table(r0, r1, weights)
-        weights = weights.reshape(-1, n, K)
-        symbols = xs.permute(2, 3, 1, 0).reshape(-1, n).numpy()
-        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            bits[i] += float(nb[a:b].sum())
-            encs[i].encode(symbols[:, a:b], weights[:, a:b].reshape(-1, K))
+    rows = max(1, TABLE_POSITIONS // max(1, n * x.shape[3]))
+    for r0, r1, band in teacher_forced(model, x):
+        # tables, log-softmax and their copies take several float64 numbers a level and
+        # pixel, so they are made a few rows at a time (bounded memory, the same symbols)
+        for a in range(r0, r1, rows):
+            b = min(r1, a + rows)
+            logits = band(a, b)
+            xs = x[:, :, a:b]
+            nb = nll_bits(logits, xs).flatten(1).sum(1)
+            K = logits.shape[1]
+            weights = table(logits.permute(3, 4, 2, 0, 1).reshape(-1, K))  # row, column, channel, tile
+            if on_table is not None:
+                on_table(a, b, weights)
+            weights = weights.reshape(-1, n, K)
+            symbols = xs.permute(2, 3, 1, 0).reshape(-1, n).numpy()
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+                bits[i] += float(nb[lo:hi].sum())
+                encs[i].encode(symbols[:, lo:hi], weights[:, lo:hi].reshape(-1, K))
     return [(e.finish(), b) for e, b in zip(encs, bits)]
 
 

@@ -477,7 +477,8 @@ _REPORT = None  # a worker's progress: puts the sub-pixels coded on the parent's
 
 def _start_worker(queue, threads: int) -> None:
     """Set up a worker process: its share of the cores, progress to the parent, and Ctrl-C
-    ending it quietly (SystemExit: temporary files are removed, no traceback is printed).
+    ending it quietly (SystemExit: temporary files are removed, no traceback is printed), and
+    SIGTERM too (the parent sends it to its workers when it is terminated itself).
     The worker starts with Ctrl-C blocked (:func:`_in_pool`); one that came while it started
     ends it here, before any work."""
     global _REPORT
@@ -487,6 +488,7 @@ def _start_worker(queue, threads: int) -> None:
     _REPORT = queue.put
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # as the parent: ignored in a background job
         signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _terminated)  # the parent terminates its workers when it is terminated
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is handled here
     except SystemExit:
@@ -495,6 +497,11 @@ def _start_worker(queue, threads: int) -> None:
 
 def _interrupted(signum, frame):
     raise SystemExit(130)
+
+
+def _terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the clean-up that follows runs to its end
+    raise SystemExit(143)
 
 
 def _in_worker(work: Callable, share: list, args: tuple) -> list:

@@ -175,7 +175,9 @@ class GatedEngine:
         return t.double().mul_(2.0**-exact.ACT_FRAC)
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The horizontal stack after the last layer, (B, H, W, f) float32 integers: what
+        :meth:`head_logits` turns into logits (f numbers a position where the logits are K)."""
         b, _, hh, ww = x.shape
         v = h = self.units(x).permute(0, 2, 3, 1)  # (B, H, W, C): every layer works on rows of channels
         rows_h = None
@@ -184,7 +186,16 @@ class GatedEngine:
             pre_h = layer.horizontal(windows(h, layer.h_conv), pre_v)
             rows_h = layer.residual(rows_h, layer.gate_h(pre_h))
             v, h = layer.gate_v(pre_v).view(b, hh, ww, -1), rows_h.view(b, hh, ww, -1)
-        return self.logits(rows_h).view(b, hh, ww, -1).permute(0, 3, 1, 2).unsqueeze(2)
+        return h
+
+    @torch.no_grad()
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Features (B, H, W, f) -> logits (B, K, 1, H, W)."""
+        b, hh, ww, f = features.shape
+        return self.logits(features.reshape(-1, f)).view(b, hh, ww, -1).permute(0, 3, 1, 2).unsqueeze(2)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head_logits(self.features(x))
 
     def incremental(self, batch: int, height: int, width: int) -> "GatedStepper":
         return GatedStepper(self, batch, height, width)
