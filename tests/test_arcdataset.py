@@ -13,8 +13,10 @@ from torch.utils.data import DataLoader
 
 import arcodec
 import arcodec.codec.api
+from arcodec.codec import container
+from arcodec.codec.api import Archive, decode_file
+from arcodec.errors import ArcodecError, FormatError, IntegrityError
 from arcodec.training.arcdataset import ArcDataset
-from arcodec.errors import FormatError
 
 RNG = np.random.default_rng(18)
 IMAGES = [RNG.integers(0, 256, (8, 8), dtype=np.uint8) for _ in range(12)]
@@ -115,3 +117,54 @@ def test_ecosystem_doc_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for code in blocks:
         exec(compile(code, str(doc), "exec"), {})
+
+
+MANY = [RNG.integers(0, 256, (8, 8, 1), dtype=np.uint8) for _ in range(600)]  # 3 streams: 256 + 256 + 88 tiles
+
+
+@pytest.fixture(scope="module")
+def streamed():
+    """An archive of 600 images in 3 streams: it carries a CRC32 of every stream."""
+    return arcodec.codec.api.encode_images(MANY, names=[f"{i}.png" for i in range(600)], model="mnist-gated").data
+
+
+def test_an_item_decodes_only_the_streams_that_hold_it(streamed):
+    assert container.read(streamed)[0].stream_crcs
+    arc = Archive(streamed)
+    assert arc.random_access and arc.decoded_streams == 0
+    assert np.array_equal(arc[300], MANY[300]) and arc.decoded_streams == 1  # stream 2 alone
+    assert np.array_equal(arc[299], MANY[299]) and arc.decoded_streams == 1  # from the cache
+    assert np.array_equal(arc[-1], MANY[599]) and arc.decoded_streams == 2
+    small = Archive(streamed, cache_subpixels=1)  # keeps one stream only
+    for i in (0, 300, 1):
+        assert np.array_equal(small[i], MANY[i])
+    assert small.decoded_streams == 3
+    whole = decode_file(streamed)[1]  # the file's CRC32 and every stream's agree
+    assert all(np.array_equal(a, b) for a, b in zip(whole, MANY))
+
+
+def test_a_corrupt_stream_is_refused_when_decoded_alone(streamed):
+    start = container.read_header(streamed)[1]
+    sums, rest = streamed[start: start + 12], streamed[start + 12: -4]
+    parts = container.split_parts(rest, 3, "stream")
+    at = len(streamed) - 4 - len(parts[2]) // 2  # the middle of stream 3
+    bad = bytearray(streamed)
+    bad[at] ^= 0x10
+    arc = Archive(bytes(bad))
+    assert np.array_equal(arc[0], MANY[0]) and np.array_equal(arc[256], MANY[256])  # streams 1 and 2 are intact
+    with pytest.raises(ArcodecError):
+        arc[512]
+    with pytest.raises(ArcodecError):
+        decode_file(bytes(bad))
+    wrong = bytearray(streamed)
+    wrong[start + 4] ^= 1  # stream 2's checksum
+    with pytest.raises(IntegrityError, match="CRC32 of stream 2 of 3 fails"):
+        Archive(bytes(wrong))[256]
+    assert sums == b"".join(int.to_bytes(c, 4, "little") for c in Archive(streamed)._job.crcs)
+
+
+def test_dataloader_over_several_streams(streamed, tmp_path):
+    (tmp_path / "many.arc").write_bytes(streamed)
+    ds = ArcDataset(tmp_path / "many.arc", cache_subpixels=8 * 8 * 256)
+    xs = torch.cat([x for x, _ in DataLoader(ds, batch_size=50, num_workers=2)])
+    assert np.array_equal(xs.permute(0, 2, 3, 1).numpy(), np.stack(MANY))

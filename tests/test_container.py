@@ -86,7 +86,7 @@ def test_rejects_gigantic_image_claims():
 
 
 def test_rejects_unknown_extension_and_bad_names():
-    out = bytearray(b"AR\x14\x01\x12\x34\x02\x0a\x01\x1c\x1c")  # tag 10
+    out = bytearray(b"AR\x14\x01\x12\x34\x02\x0b\x01\x1c\x1c")  # tag 11
     with pytest.raises(FormatError, match="unknown header field"):
         container.read(bytes(out) + b"\0" * 4)
     bad = bytearray(b"AR\x11\x01\x12\x34\x01\x02\xff\xfe\x1c\x1c\x01")
@@ -143,6 +143,9 @@ def _with_extension(ext: bytes, flags: int = 0, tail: bytes = b"\x1c\x1c") -> by
     (b"\x08\x00", 1, "header field 8, metadata, does not belong in an archive"),
     (b"\x04\x00", 1, "header field 4, packed entry table, is 0: only 1 is defined"),
     (b"\x04\x02", 1, "header field 4, packed entry table, is 2: only 1 is defined"),
+    (b"\x0a\x01", 0, "header field 10, stream checksums, does not belong in a single-image file"),
+    (b"\x0a\x01\x06\x01", 1, "header field 10, stream checksums, does not belong in a stored file"),
+    (b"\x0a\x02", 1, "header field 10, stream checksums, is 2: only 1 is defined"),
     (b"\x05\x02", 0, "header field 5, scan order, has value 2, unknown to this arcodec"),
     (b"\x06\x07", 0, "header field 6, method, has value 7, unknown to this arcodec"),
 ])
@@ -159,7 +162,8 @@ def test_rgb_flag_in_an_archive_is_rejected():
 def test_every_field_where_it_belongs_still_reads():
     for header in [Header(1, FP, (Entry(28, 28, 2),), bit_depth=2, tile=32, scan=1, levels=(0, 9)),
                    Header(0, b"\0\0", (Entry(5, 6, 4),), method=container.METHOD_DEFLATE),
-                   Header(1, FP, tuple(Entry(3, 4, 1, f"{i:05d}.png") for i in range(50)), archive=True)]:
+                   Header(1, FP, tuple(Entry(3, 4, 1, f"{i:05d}.png") for i in range(50)), archive=True),
+                   Header(1, FP, (Entry(3, 4, 1, "a"), Entry(5, 4, 1, "b")), archive=True, stream_crcs=True)]:
         assert container.read(container.write(header, b"\x05", []))[0] == header
 
 

@@ -166,13 +166,16 @@ def info(files):
         else:
             click.echo(f"  model            {names.get(header.model_id, '?')} (id {header.model_id}, "
                        f"fingerprint {header.fingerprint.hex()}, "
-                       f"{'wavefront' if header.scan == container.SCAN_WAVEFRONT else 'raster'} scan)")
+                       f"{'wavefront' if header.scan == container.SCAN_WAVEFRONT else 'raster'} scan, "
+                       f"engine {header.engine})")
         click.echo(f"  bit depth, tile  {header.bit_depth}, {header.tile}")
         if header.levels:
             shown = ", ".join(map(str, header.levels[:8])) + (", ..." if len(header.levels) > 8 else "")
             click.echo(f"  level map        {len(header.levels)} levels ({shown}): the model coded their indices")
         if header.archive:
             click.echo(f"  images           {len(header.entries)}")
+            if header.stream_crcs:
+                click.echo("  stream CRC32s    yes: a stream decoded alone is verified (random access)")
             for e in header.entries[:10]:
                 click.echo(f"    {e.name}  {e.height}x{e.width}x{e.channels}")
             if len(header.entries) > 10:

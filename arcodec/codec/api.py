@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -13,7 +14,7 @@ import torch
 from arcodec.codec import container
 from arcodec.codec.coders import Coder, coder_for
 from arcodec.codec.container import Entry, Header
-from arcodec.codec.plan import DEFAULT_CHUNK, Stream, gather, plan_streams, scatter
+from arcodec.codec.plan import DEFAULT_CHUNK, Stream, gather, plan_streams, scatter, tiles_crc
 from arcodec.errors import ArcodecError, FormatError, IntegrityError
 from arcodec.zoo import DEFAULT_GRAY, LoadedModel, applicable, check_fingerprint, load_model, model_for_id
 
@@ -25,6 +26,8 @@ DECODE_SUBPIXELS = 1 << 24
 # decoded images take a byte each (512 MiB), one batch of DECODE_SUBPIXELS a few hundred MiB
 # more, about 2 GiB at most in all (docs/format.md, "Limits and memory")
 DEFAULT_MAX_PIXELS = 1 << 29
+# decoded sub-pixels an Archive keeps (its least recently used streams leave first)
+ARCHIVE_CACHE = 1 << 26
 Progress = Callable[[int], None]  # called with the number of sub-pixels just coded
 
 
@@ -92,6 +95,7 @@ class _Job:
     streams: list[Stream]
     payloads: list[bytes] = field(default_factory=list)
     bits: list[float] = field(default_factory=list)
+    crcs: list[int] | None = None  # each stream's CRC32 (archives of several streams; header tag 10)
 
 
 def _batches(jobs: list[_Job], max_tiles: int, max_subpixels: int | None = None) -> list[list[tuple[int, int]]]:
@@ -139,14 +143,17 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
     t0 = time.perf_counter()
     tile = tile or default_tile(m)
     jobs = []
-    for imgs, _, _ in files:
+    for imgs, _, archive in files:
         streams = plan_streams([a.shape for a in imgs], m.channels, tile, DEFAULT_CHUNK)
-        jobs.append(_Job(imgs, streams, [b""] * len(streams), [0.0] * len(streams)))
+        crcs = [0] * len(streams) if archive and len(streams) > 1 else None
+        jobs.append(_Job(imgs, streams, [b""] * len(streams), [0.0] * len(streams), crcs))
     encode = coder_of(m).encode
     for batch in _batches(jobs, max_tiles):
         xs = [gather(jobs[j].images, jobs[j].streams[k]) for j, k in batch]
-        for (j, k), (payload, bits) in zip(batch, encode(m.net, torch.cat(xs), [len(x) for x in xs])):
+        for (j, k), x, (payload, bits) in zip(batch, xs, encode(m.net, torch.cat(xs), [len(x) for x in xs])):
             jobs[j].payloads[k], jobs[j].bits[k] = payload, bits
+            if jobs[j].crcs is not None:
+                jobs[j].crcs[k] = tiles_crc(x)
         if progress is not None:
             progress(sum(x.numel() for x in xs))
     seconds = (time.perf_counter() - t0) / len(files)
@@ -156,8 +163,9 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
         pixels = [np.asarray(levels, dtype=np.uint8)[a] for a in imgs] if levels else imgs
         entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(imgs, names or [""] * len(imgs)))
         header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile, scan=scan_of(m),
-                        levels=levels, engine=coder_of(m).engine)
-        data = container.write(header, container.join_parts(job.payloads), pixels)
+                        levels=levels, engine=coder_of(m).engine, stream_crcs=job.crcs is not None)
+        sums = b"".join(c.to_bytes(4, "little") for c in job.crcs or [])
+        data = container.write(header, sums + container.join_parts(job.payloads), pixels)
         out.append(Encoded(data, sum(job.bits), sum(a.size for a in imgs), seconds))
     return out
 
@@ -303,13 +311,25 @@ def _open(data: bytes, model, max_pixels: int) -> tuple[Header, LoadedModel | No
     if tiles > DEFAULT_CHUNK * (len(body) + 1):
         raise FormatError(f"file is truncated ({len(body)} payload bytes for {tiles} tiles)")
     streams = plan_streams(shapes, m.channels, header.tile, DEFAULT_CHUNK)
+    crcs = None
+    if header.stream_crcs:
+        if len(body) < 4 * len(streams):
+            raise FormatError(f"file is truncated ({len(body)} payload bytes for the checksums of {len(streams)} streams)")
+        crcs = [int.from_bytes(body[4 * k: 4 * k + 4], "little") for k in range(len(streams))]
+        body = body[4 * len(streams):]
     payloads = container.split_parts(body, len(streams), "stream")
     room = coder_of(m, header.engine).room
     if room is not None:  # every coded sub-pixel costs some bits: a short payload is refused now
         for s, p in zip(streams, payloads):
             room(m.net, p, len(s.tiles), m.channels, s.height, s.width)
-    job = _Job([np.zeros(s, dtype=np.uint8) for s in shapes], streams, payloads)
+    job = _Job([np.zeros(s, dtype=np.uint8) for s in shapes], streams, payloads, crcs=crcs)
     return header, m, job
+
+
+def _verify_stream(job: _Job, k: int, x: torch.Tensor) -> None:
+    """Check decoded stream k's tiles against its CRC32, when the file has stream checksums."""
+    if job.crcs is not None and tiles_crc(x) != job.crcs[k]:
+        raise IntegrityError(f"the CRC32 of stream {k + 1} of {len(job.streams)} fails: the file is corrupt")
 
 
 def _unstore(header: Header, job: _Job) -> None:
@@ -362,6 +382,7 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
             pos = 0
             for j, k in batch:
                 n = len(jobs[j].streams[k].tiles)
+                _verify_stream(jobs[j], k, x[pos: pos + n])
                 scatter(jobs[j].images, jobs[j].streams[k], x[pos: pos + n])
                 pos += n
     out = []
@@ -381,6 +402,76 @@ def decode_file(data: bytes, model=None, naive: bool = False, progress: Progress
     """Decode .arc bytes to (header, images (H, W, C) uint8); verifies the CRC32. A file of
     more than ``max_pixels`` sub-pixels is refused."""
     return decode_many([data], model, naive, progress, max_pixels=max_pixels)[0]
+
+
+class Archive:
+    """Random access to the images of one .arc file, a stream at a time.
+
+        arc = Archive(Path("set.arc").read_bytes())
+        arc[7]            # image 7, (H, W, C) uint8
+        arc.entries[7]    # its name and shape, from the header
+
+    In an archive with stream checksums (header tag 10: every model-coded archive of more
+    than one stream that this arcodec writes), ``arc[i]`` decodes only the streams that hold
+    image i (a stream is up to 256 tiles), checks each against its own CRC32, and keeps the
+    decoded streams in a cache of at most ``cache_subpixels`` sub-pixels (the least recently
+    used leave first). Any other file (a single image, a stored file, an archive of one
+    stream, or one written before tag 10) is decoded whole on first use and checked by the
+    file's CRC32. Either way no pixel is returned unverified. Whatever the header claims is
+    checked against ``max_pixels`` and the payload's size when the Archive is made."""
+
+    def __init__(self, data: bytes, model=None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 cache_subpixels: int = ARCHIVE_CACHE):
+        self.data = bytes(data)
+        self.header, self.model, self._job = _open(self.data, model, max_pixels)
+        self.entries = self.header.entries
+        self.random_access = self._job.crcs is not None
+        self.cache_subpixels = cache_subpixels
+        self.decoded_streams = 0  # streams decoded so far: the work done
+        self._args = (model, max_pixels)
+        self._whole: list[np.ndarray] | None = None
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._streams_of: list[list[int]] = [[] for _ in self.entries]
+        for k, s in enumerate(self._job.streams):
+            for i in sorted({t.image for t in s.tiles}):
+                self._streams_of[i].append(k)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"image {i} of an archive of {len(self)}")
+        i %= len(self)
+        if not self.random_access:
+            if self._whole is None:
+                self._whole = decode_file(self.data, self._args[0], max_pixels=self._args[1])[1]
+                self.decoded_streams = len(self._job.streams)
+            return self._whole[i].copy()
+        e = self.entries[i]
+        out = [np.zeros((e.height, e.width, e.channels), dtype=np.uint8)]
+        for k in self._streams_of[i]:
+            scatter(out, self._job.streams[k], self._stream(k), only=i)
+        if self.header.levels:  # the model decoded indices into the header's level map
+            lut = np.zeros(256, dtype=np.uint8)
+            lut[: len(self.header.levels)] = self.header.levels
+            return lut[out[0]]
+        return out[0]
+
+    def _stream(self, k: int) -> torch.Tensor:
+        """Stream k's decoded tiles (n, C, h, w) uint8, verified, from the cache or decoded now."""
+        if k in self._cache:
+            self._cache.move_to_end(k)
+            return self._cache[k]
+        s, m = self._job.streams[k], self.model
+        x = coder_of(m, self.header.engine).decode(m.net, [self._job.payloads[k]], [len(s.tiles)], m.channels,
+                                                   s.height, s.width)
+        _verify_stream(self._job, k, x)
+        self.decoded_streams += 1
+        self._cache[k] = x = x.to(torch.uint8)
+        while len(self._cache) > 1 and sum(v.numel() for v in self._cache.values()) > self.cache_subpixels:
+            self._cache.popitem(last=False)
+        return x
 
 
 def compress(array, model: str | LoadedModel | None = None) -> bytes:

@@ -56,13 +56,16 @@ MAX_NAME = 4096
 
 _ARCHIVE, _RGB, _EXT, _ENGINE = 1, 2, 4, 8
 _TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS, _TAG_PACKED, _TAG_SCAN, _TAG_METHOD, _TAG_LEVELS = 1, 2, 3, 4, 5, 6, 7
-_TAG_METADATA, _TAG_ENGINE = 8, 9
+_TAG_METADATA, _TAG_ENGINE, _TAG_STREAM_CRCS = 8, 9, 10
 _TAG_NAMES = {_TAG_BIT_DEPTH: "bit depth", _TAG_TILE: "tile side", _TAG_CHANNELS: "channels",
               _TAG_PACKED: "packed entry table", _TAG_SCAN: "scan order", _TAG_METHOD: "method",
-              _TAG_LEVELS: "level map", _TAG_METADATA: "metadata", _TAG_ENGINE: "engine"}
-_MODEL_ONLY = {_TAG_BIT_DEPTH, _TAG_TILE, _TAG_SCAN, _TAG_LEVELS, _TAG_ENGINE}  # the model's settings: not in stored files
+              _TAG_LEVELS: "level map", _TAG_METADATA: "metadata", _TAG_ENGINE: "engine",
+              _TAG_STREAM_CRCS: "stream checksums"}
+# the model's settings (and the streams' checksums): not in stored files
+_MODEL_ONLY = {_TAG_BIT_DEPTH, _TAG_TILE, _TAG_SCAN, _TAG_LEVELS, _TAG_ENGINE, _TAG_STREAM_CRCS}
 _SINGLE_ONLY = {_TAG_CHANNELS, _TAG_METADATA}  # an archive's entries carry their own channels
-_ARCHIVE_ONLY = {_TAG_PACKED}
+_ARCHIVE_ONLY = {_TAG_PACKED, _TAG_STREAM_CRCS}
+_ONLY_ONE = {_TAG_PACKED, _TAG_STREAM_CRCS}  # flags: only the value 1 is defined
 SCAN_RASTER, SCAN_WAVEFRONT = 0, 1
 METHOD_MODEL, METHOD_RAW, METHOD_DEFLATE = 0, 1, 2
 METHOD_NAMES = {METHOD_RAW: "stored (raw pixels)", METHOD_DEFLATE: "stored (deflated pixels)"}
@@ -178,6 +181,9 @@ class Header:
     levels: tuple[int, ...] = ()  # level map: the model coded indices into these values
     metadata: Metadata = Metadata()  # single images: what the image file carried beyond pixels
     engine: int = 0  # the arithmetic of the model's probabilities (docs/format.md)
+    # archives: the payload starts with a CRC32 of each stream's symbols, so that a stream
+    # decoded alone is verified (random access: arcodec.codec.api.Archive)
+    stream_crcs: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -332,6 +338,11 @@ def write(header: Header, payload: bytes, images) -> bytes:
     if header.archive and len(table) < len(raw):
         put_varint(ext, _TAG_PACKED)
         put_varint(ext, 1)
+    if header.stream_crcs:
+        if not header.archive or header.method != METHOD_MODEL:
+            raise ValueError("stream checksums belong to model-coded archives")
+        put_varint(ext, _TAG_STREAM_CRCS)
+        put_varint(ext, 1)
     if header.metadata:
         if header.archive:
             raise ValueError("metadata belongs to single-image files")
@@ -453,7 +464,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
         entries = [Entry(r.varint("height"), r.varint("width"), channels)]
         _check_entry(entries[0])
     header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version, scan, method, levels,
-                    metadata, engine)
+                    metadata, engine, _TAG_STREAM_CRCS in fields)
     return header, r.pos
 
 
@@ -532,8 +543,8 @@ def _extension(r: Reader) -> dict:
             raise FormatError(f"unknown header field {tag}: written by a newer arcodec?")
         if tag in fields:
             raise FormatError(f"corrupt header (header field {tag}, {name}, repeated)")
-        if tag == _TAG_PACKED and value != 1:
-            raise FormatError(f"corrupt header (header field 4, packed entry table, is {value}: only 1 is defined)")
+        if tag in _ONLY_ONE and value != 1:
+            raise FormatError(f"corrupt header (header field {tag}, {name}, is {value}: only 1 is defined)")
         if tag == _TAG_METADATA:
             if value > MAX_METADATA:
                 raise FormatError(f"corrupt header (metadata of {value} bytes: at most {MAX_METADATA >> 20} MiB)")

@@ -47,7 +47,7 @@ from arcodec.codec.mixture import compile_kernel
 from arcodec.models.pixelcnn import GatedPixelCNN
 
 ENGINE = 1  # the header's engine field for files this module codes
-KERNEL_SPLIT = 16  # tiles in a batch from which the decoder's kernel runs on several threads
+KERNEL_SPLIT = 16  # tiles in a batch from which the decoder runs on several threads
 ACT = 511  # activations: integers in [-ACT, ACT]
 GATE = 511  # gate outputs: integers in [-GATE, GATE], units of 1 / GATE
 WEIGHTS = 127  # int8 weights
@@ -254,6 +254,17 @@ class GatedStepper:
 
     @torch.no_grad()
     def begin_row(self, x: torch.Tensor, r: int) -> None:
+        threads = torch.get_num_threads()
+        if threads > 1 and len(self.links[0]) < KERNEL_SPLIT:  # a row of a few tiles: threads cost more than they give
+            torch.set_num_threads(1)
+            try:
+                self._begin_row(x, r)
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            self._begin_row(x, r)
+
+    def _begin_row(self, x: torch.Tensor, r: int) -> None:
         eng = self.engine
         w = self.width
         new = None  # the newest row of the next layer's vertical input

@@ -11,6 +11,7 @@ coder (autoregressive, wavefront, flow) codes the streams of the same plan. Spec
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,14 +66,22 @@ def gather(images: list[np.ndarray], stream: Stream) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).long()
 
 
-def scatter(images: list[np.ndarray], stream: Stream, x: torch.Tensor) -> None:
+def scatter(images: list[np.ndarray], stream: Stream, x: torch.Tensor, only: int | None = None) -> None:
     """Write decoded tiles x (n, C, h, w) of ``stream`` into their images (H, W, C), cast to
     the images' dtype (uint8 pixels; float code lengths for a bits map): the inverse of
-    :func:`gather`."""
+    :func:`gather`. With ``only``, the tiles of image ``only`` alone, into ``images[0]``."""
     tiles = x.permute(0, 2, 3, 1).numpy()
     for t, v in zip(stream.tiles, tiles):
-        dst = images[t.image][t.y: t.y + stream.height, t.x: t.x + stream.width]
+        if only is not None and t.image != only:
+            continue
+        dst = images[0 if only is not None else t.image][t.y: t.y + stream.height, t.x: t.x + stream.width]
         if t.plane >= 0:
             dst[:, :, t.plane] = v[:, :, 0]
         else:
             dst[...] = v
+
+
+def tiles_crc(x: torch.Tensor) -> int:
+    """CRC32 of a stream's tiles (n, C, h, w), the symbols it codes, as uint8 bytes in C
+    order: what an archive's stream checksums (header tag 10) hold."""
+    return zlib.crc32(x.to(torch.uint8).contiguous().numpy().tobytes()) & 0xFFFFFFFF

@@ -4,11 +4,13 @@
     x, y = ds[0]                                      # (C, H, W) uint8 tensor, int label
     loader = DataLoader(ds, batch_size=64, num_workers=2, persistent_workers=True)
 
-``len(ds)`` comes from the header alone. The pixels are decoded lazily: the first item a
-process asks for decodes the whole file (an archive decodes in one call) and the images are
-kept in a small per-process cache, so each DataLoader worker decodes the file once (with
-``persistent_workers=True``, once for all epochs). The dataset itself holds only the path,
-the header's entries and the labels: it pickles cheaply and decodes in the worker.
+``len(ds)`` comes from the header alone. The pixels are decoded lazily, a stream at a time
+(:class:`arcodec.codec.api.Archive`): an item decodes only the streams that hold it (up to
+256 tiles each), each checked by its own CRC32, and each process keeps the decoded streams
+in a small cache (``cache_subpixels``, 64 Mi sub-pixels by default: all of MNIST, a few
+hundred photos). A file without stream checksums (one written before them, a stored file)
+is decoded whole on first use and checked by the file's CRC32. The dataset itself holds only
+the path, the header's entries and the labels: it pickles cheaply and decodes in the worker.
 """
 
 from __future__ import annotations
@@ -20,19 +22,18 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 import torch
 
 from arcodec.codec import container
 
 
 @lru_cache(maxsize=2)
-def _decoded(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, ...]:
-    """Every image (H, W, C) uint8 of a file; keyed by size and mtime so that a rewritten
-    file is decoded again."""
-    from arcodec.codec.api import decode_file
+def _archive(path: str, size: int, mtime_ns: int, cache_subpixels: int):
+    """This process's :class:`~arcodec.codec.api.Archive` of a file; keyed by size and
+    mtime so that a rewritten file is read again."""
+    from arcodec.codec.api import Archive
 
-    return tuple(decode_file(Path(path).read_bytes())[1])
+    return Archive(Path(path).read_bytes(), cache_subpixels=cache_subpixels)
 
 
 def read_labels(source: str | os.PathLike) -> dict[str, int] | list[int]:
@@ -64,9 +65,12 @@ class ArcDataset(torch.utils.data.Dataset):
     among the sorted folder names (``classes``, as torchvision's ImageFolder), and -1 for an
     entry that has no folder."""
 
-    def __init__(self, path: str | os.PathLike, transform=None, labels=None):
+    def __init__(self, path: str | os.PathLike, transform=None, labels=None, cache_subpixels: int | None = None):
+        from arcodec.codec.api import ARCHIVE_CACHE
+
         self.path = os.path.abspath(path)
         self.transform = transform
+        self.cache_subpixels = cache_subpixels or ARCHIVE_CACHE
         header = container.read(Path(self.path).read_bytes())[0]
         self.entries = header.entries
         self.names = [e.name for e in self.entries]
@@ -93,15 +97,16 @@ class ArcDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def images(self) -> tuple[np.ndarray, ...]:
-        """Every image (H, W, C) uint8, decoded on the first call in this process (cached)."""
+    def archive(self):
+        """This process's decoder of the file (:class:`~arcodec.codec.api.Archive`), made on
+        first use."""
         st = os.stat(self.path)
-        out = _decoded(self.path, st.st_size, st.st_mtime_ns)
-        if [a.shape for a in out] != [(e.height, e.width, e.channels) for e in self.entries]:
+        arc = _archive(self.path, st.st_size, st.st_mtime_ns, self.cache_subpixels)
+        if arc.entries != self.entries:
             raise RuntimeError(f"{self.path} changed since the dataset was made: make a new ArcDataset")
-        return out
+        return arc
 
     def __getitem__(self, i: int):
         label = self.labels[i]  # an index out of range fails here, before any decoding
-        x = torch.tensor(self.images()[i].transpose(2, 0, 1))  # a copy: the cache stays intact
+        x = torch.from_numpy(self.archive()[i].transpose(2, 0, 1).copy())
         return (self.transform(x) if self.transform else x), label
