@@ -1,7 +1,11 @@
 """Reading and writing image files (Pillow), and writing any file atomically; the metadata
 an .arc file carries beside the pixels (:class:`arcodec.codec.container.Metadata`: ICC
 profile, EXIF, PNG text chunks, gamma, DPI), taken from a Pillow image and given back when
-writing; what of an image file an .arc file cannot give back (:func:`lossless_for`)."""
+writing; what of an image file an .arc file cannot give back (:func:`lossless_for`).
+
+16-bit images are (H, W, C) uint16: gray ones from PNG, TIFF and PGM files (Pillow's I;16
+modes), LA, RGB and RGBA ones from PNG files only, read and written with pypng (Pillow has
+no 16-bit colour modes: it loads their samples as 8 bits)."""
 
 from __future__ import annotations
 
@@ -23,29 +27,66 @@ _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _CHANNELS = {mode: c for c, mode in _MODES.items()}
 # lossless formats we write by suffix; any other suffix gets PNG
 _LOSSLESS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".pgm": "PPM", ".ppm": "PPM", ".pnm": "PPM"}
+# the formats a 16-bit image of 1 (gray) or more channels is written in
+_WIDE_FORMATS = {1: ("PNG", "TIFF", "PPM"), 2: ("PNG",), 3: ("PNG",), 4: ("PNG",)}
+_WIDE_ADVICE = "convert it to a 16-bit PNG"
 
 
 def read_image(data: bytes, name: str = "input") -> np.ndarray:
-    """Decode image bytes to (H, W, C) uint8; a clear error for anything else."""
-    return read_image_and_metadata(data, name)[0]
+    """Decode image bytes to (H, W, C) uint8; a clear error for anything else, 16-bit
+    samples included (``arcodec compress`` codes those: :func:`read_image_and_metadata`)."""
+    a = read_image_and_metadata(data, name)[0]
+    if a.dtype != np.uint8:
+        raise ArcodecError(f"{name}: 16-bit samples: this takes 8-bit images (arcodec compress codes 16-bit ones)")
+    return a
 
 
 def read_image_and_metadata(data: bytes, name: str = "input") -> tuple[np.ndarray, Metadata]:
-    """Decode image bytes to (H, W, C) uint8 and the metadata an .arc file keeps
-    (:func:`image_metadata`); a clear error for anything else, and for samples of more than
-    8 bits (:func:`sample_bits`), which Pillow would load as 8 bits and lose the rest."""
+    """Decode image bytes to (H, W, C) pixels and the metadata an .arc file keeps
+    (:func:`image_metadata`). The pixels are uint8, or uint16 for 16-bit gray (PNG, TIFF,
+    PGM of maxval 65535) and 16-bit LA, RGB and RGBA PNG files; a clear error for anything
+    else, and for other samples of more than 8 bits (:func:`sample_bits`), which Pillow would
+    load as 8 bits and lose the rest."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             bits = sample_bits(im)
-            if bits > 8:
-                raise ArcodecError(f"{name}: {bits}-bit samples are not supported "
-                                   "(an .arc file holds 8 bits a channel)")
+            maxval = _maxval(im)
             im.load()
-            return pil_pixels(im, name), image_metadata(im)
+            a = pil_pixels(im, name) if bits <= 8 else _wide_pixels(im, data, bits, maxval, name)
+            return a, image_metadata(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ArcodecError(f"{name}: not a readable image ({e.__class__.__name__})") from None
+
+
+def _maxval(im) -> int | None:
+    """A PPM or PGM file's maxval when it is not 255 (None for any other file)."""
+    for tile in im.tile:
+        args = tile[3] if isinstance(tile[3], tuple) else (tile[3],)
+        if tile[0] in ("ppm", "ppm_plain") and len(args) > 1 and isinstance(args[1], int) and args[1] != 255:
+            return args[1]
+    return None
+
+
+def _wide_pixels(im, data: bytes, bits: int, maxval: int | None, name: str) -> np.ndarray:
+    """The (H, W, C) uint16 pixels of a loaded Pillow image of ``bits`` > 8 bits a sample
+    (``maxval``: a PPM's, when it has one but 255) whose file is ``data``: a 16-bit gray
+    image from Pillow, a 16-bit colour PNG from pypng; a one-line refusal for anything else."""
+    if bits != 16 or maxval not in (None, 65535):
+        detail = f"maxval {maxval}" if maxval else f"mode {im.mode}"
+        raise ArcodecError(f"{name}: {bits}-bit samples ({detail}) are not supported (an .arc file holds 8 or 16 "
+                           f"bits a sample): {_WIDE_ADVICE}")
+    mode = coded_mode(im)
+    if mode == "L":  # I;16, I;16B (PNG, TIFF), or I (a PGM of maxval 65535)
+        return np.asarray(im).astype(np.uint16)[:, :, None]
+    if im.format != "PNG":
+        raise ArcodecError(f"{name}: 16-bit {mode} is read from PNG files only, not {im.format}: {_WIDE_ADVICE}")
+    import png
+
+    width, height, rows, info = png.Reader(bytes=data).read()  # the samples as stored (no tRNS, sBIT applied)
+    planes = np.vstack([np.frombuffer(row, dtype=np.uint16) for row in rows])
+    return planes.reshape(height, width, info["planes"])
 
 
 def image_metadata(im, options: dict | None = None) -> Metadata:
@@ -119,9 +160,13 @@ def sample_bits(im) -> int:
 
 def pil_pixels(im, name: str = "input") -> np.ndarray:
     """A Pillow image's pixels as (H, W, C) uint8: modes 1 and L as gray, P as RGB (RGBA with
-    transparency), other 8-bit modes as RGB; more than 8 bits a channel is refused."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        raise ArcodecError(f"{name}: {im.mode} images (more than 8 bits) are not supported")
+    transparency), other 8-bit modes as RGB; the I;16 modes as (H, W, 1) uint16; modes I and F
+    (32 bits) are refused."""
+    if im.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(im).astype(np.uint16)[:, :, None]
+    if im.mode in ("I", "F"):
+        raise ArcodecError(f"{name}: mode {im.mode} images (32-bit samples) are not supported: "
+                           "convert it to I;16 (16 bits) or L")
     if im.mode == "1":
         im = im.convert("L")
     elif im.mode == "P":
@@ -134,7 +179,7 @@ def pil_pixels(im, name: str = "input") -> np.ndarray:
 
 def coded_mode(im) -> str:
     """The mode of the pixels :func:`pil_pixels` takes from a Pillow image (what an .arc file
-    stores and decompressing writes back): L, LA, RGB or RGBA."""
+    stores and decompressing writes back): L, LA, RGB or RGBA (of 16-bit samples too)."""
     if im.mode in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
         return "L"
     if im.mode == "P":
@@ -143,31 +188,76 @@ def coded_mode(im) -> str:
 
 
 def peek_subpixels(path: str | Path) -> int:
-    """Sub-pixels the image file holds as :func:`read_image` reads it (height x width x
-    channels), from its header alone; 0 for a file Pillow cannot open (reading it will say
-    why)."""
+    """Sub-pixels an .arc file codes for the image file (height x width x channels, twice
+    that for 16-bit samples: their high and low bytes), from its header alone; 0 for a file
+    Pillow cannot open (reading it will say why)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return im.width * im.height * _CHANNELS[coded_mode(im)]
+            return im.width * im.height * _CHANNELS[coded_mode(im)] * (2 if sample_bits(im) == 16 else 1)
     except Exception:  # noqa: BLE001 (only a progress estimate: read_image reports the error)
         return 0
 
 
 def encode_png(a: np.ndarray, metadata: Metadata | None = None) -> bytes:
-    """Pixels (H, W, C) uint8 as PNG bytes, with ``metadata`` when given."""
+    """Pixels (H, W, C) uint8 or uint16 as PNG bytes, with ``metadata`` when given."""
     return _encode(a, "PNG", metadata)
+
+
+def check_wide_format(path: str | Path, channels: int) -> None:
+    """Refuse to write a 16-bit image of ``channels`` channels to ``path`` when the format
+    its suffix names cannot hold it (gray: PNG, TIFF, PGM; colour: PNG): before decoding."""
+    try:
+        _check_wide(written_format(path), channels)
+    except ArcodecError as e:
+        raise ArcodecError(f"{path}: {e}: name a .png output (-o)") from None
+
+
+def _check_wide(fmt: str, channels: int) -> None:
+    if fmt not in _WIDE_FORMATS[channels]:
+        names = " or ".join("PGM" if f == "PPM" else f for f in _WIDE_FORMATS[channels])
+        raise ArcodecError(f"a 16-bit {_MODES[channels]} image is written as {names}, not {fmt}")
 
 
 def _encode(a: np.ndarray, fmt: str, metadata: Metadata | None) -> bytes:
     from PIL import Image
 
-    a = a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
+    channels = a.shape[2] if a.ndim == 3 else 1
+    a = a[:, :, 0] if a.ndim == 3 and channels == 1 else a
+    if a.dtype == np.uint16:
+        _check_wide(fmt, channels)
+        if channels > 1:
+            return _png16(a, metadata)
+        im = Image.fromarray(a)  # I;16
+    else:
+        im = Image.fromarray(a, mode=_MODES[channels])
     buf = io.BytesIO()
-    Image.fromarray(a, mode=_MODES[1 if a.ndim == 2 else a.shape[2]]).save(buf, format=fmt,
-                                                                            **_save_options(metadata, fmt))
+    im.save(buf, format=fmt, **_save_options(metadata, fmt))
     return buf.getvalue()
+
+
+def _png16(a: np.ndarray, metadata: Metadata | None) -> bytes:
+    """A 16-bit LA, RGB or RGBA image, (H, W, C) uint16, as PNG bytes written by pypng, with
+    the metadata chunks (before the first IDAT) of the 1x1 PNG Pillow writes with
+    ``metadata``: the chunks :func:`_save_options` gives any PNG."""
+    import png
+
+    h, w, c = a.shape
+    buf = io.BytesIO()
+    png.Writer(w, h, greyscale=c <= 2, alpha=c in (2, 4), bitdepth=16).write(buf, a.reshape(h, w * c))
+    out = buf.getvalue()
+    if not metadata:
+        return out
+    one = _encode(np.zeros((1, 1, c), dtype=np.uint8), "PNG", metadata)
+    chunks, pos = bytearray(), 8
+    while pos < len(one):  # Pillow's chunks but the image's own: its metadata
+        end = pos + 12 + int.from_bytes(one[pos: pos + 4], "big")
+        if one[pos + 4: pos + 8] not in (b"IHDR", b"IDAT", b"IEND"):
+            chunks += one[pos:end]
+        pos = end
+    at = out.index(b"IDAT") - 4
+    return out[:at] + bytes(chunks) + out[at:]
 
 
 def written_format(path: str | Path) -> str:
@@ -177,8 +267,8 @@ def written_format(path: str | Path) -> str:
 
 
 def write_image(path: Path, a: np.ndarray, force: bool = False, metadata: Metadata | None = None) -> None:
-    """Write pixels in the format the suffix names (PNG when it names none), with
-    ``metadata`` as far as the format holds it."""
+    """Write pixels (uint8, or uint16: :func:`check_wide_format`) in the format the suffix
+    names (PNG when it names none), with ``metadata`` as far as the format holds it."""
     write_atomic(path, _encode(a, written_format(path), metadata), force)
 
 
@@ -233,19 +323,26 @@ _INFO_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "dpi": "DPI", "reso
                "comment": "comment"}
 
 
-def _written_back(mode: str, fmt: str, metadata: Metadata | None = None):
+def _written_back(mode: str, fmt: str, metadata: Metadata | None = None, bits: int = 8):
     """A 1x1 image of ``mode`` written as ``fmt`` (with ``metadata``, as :func:`write_image`
-    writes it) and read back: what Pillow sees in any file of that mode and format, or in the
-    file decompressing writes (None when the format cannot hold the mode)."""
+    writes it; ``bits`` 16: a 16-bit image of the channels of ``mode``) and read back: what
+    Pillow sees in any file of that mode and format, or in the file decompressing writes
+    (None when the format cannot hold the mode, or its samples come back of other bits)."""
     from PIL import Image
 
     try:
-        buf = io.BytesIO()
-        Image.new(mode, (1, 1)).save(buf, format=fmt, **_save_options(metadata, fmt))
-        im = Image.open(io.BytesIO(buf.getvalue()))
+        if bits == 16:
+            data = _encode(np.zeros((1, 1, _CHANNELS[mode]), dtype=np.uint16), fmt, metadata)
+        else:
+            buf = io.BytesIO()
+            Image.new(mode, (1, 1)).save(buf, format=fmt, **_save_options(metadata, fmt))
+            data = buf.getvalue()
+        im = Image.open(io.BytesIO(data))
+        if bits == 16 and sample_bits(im) != 16:
+            return None
         im.load()
         return im
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, ArcodecError):
         return None
 
 
@@ -264,14 +361,20 @@ def lossless_for(path: str | Path) -> list[str]:
 
     lost = []
     with Image.open(path) as im:
+        bits = 16 if sample_bits(im) == 16 else 8  # what an .arc file codes (it refuses other depths)
         im.load()
         mode, fmt = coded_mode(im), written_format(path)
-        if im.mode != mode:
-            lost.append({"P": "palette (mode P)", "1": "1-bit mode (mode 1)"}.get(im.mode, f"mode {im.mode}"))
-        ours = _written_back(mode, fmt, image_metadata(im))
-        if ours is None or ours.mode != mode:
-            lost.append(f"{mode} mode (written back as {ours.mode} in {fmt})" if ours is not None
-                        else f"{mode} mode ({fmt} cannot hold it)")
+        ours = _written_back(mode, fmt, image_metadata(im), bits)
+        if bits == 16:  # 16 bits of the same mode come back
+            if ours is None or ours.mode != im.mode:
+                lost.append(f"mode {im.mode} (written back as {ours.mode} in {fmt})" if ours is not None
+                            else f"16-bit {mode} mode ({fmt} cannot hold it)")
+        else:
+            if im.mode != mode:
+                lost.append({"P": "palette (mode P)", "1": "1-bit mode (mode 1)"}.get(im.mode, f"mode {im.mode}"))
+            if ours is None or ours.mode != mode:
+                lost.append(f"{mode} mode (written back as {ours.mode} in {fmt})" if ours is not None
+                            else f"{mode} mode ({fmt} cannot hold it)")
         if im.format != fmt:
             lost.append(f"{im.format} format (it would come back as {fmt})")
         if getattr(im, "n_frames", 1) > 1:

@@ -15,6 +15,11 @@ auto (the smallest of every applicable shipped model and the stored method). Met
 both ways (``arcodec.imageio.image_metadata``): ``save`` keeps the image's ICC profile, EXIF,
 PNG text chunks, gamma and DPI (``icc_profile=``, ``exif=``, ``dpi=`` override them), and
 opening puts them in ``info`` as reading a PNG does. Needs Pillow >= 10.1.
+
+16-bit samples (header tag 11): a 16-bit gray .arc file opens as mode I;16, and saving an
+I;16 image writes one. Pillow has no 16-bit colour modes: a 16-bit LA, RGB or RGBA .arc file
+opens with the mode of its channels (size and ``info`` are there), and ``load()`` raises
+OSError; ``arcodec.codec.api.decompress`` gives its pixels as uint16.
 """
 
 from __future__ import annotations
@@ -63,7 +68,10 @@ class ArcImageFile(ImageFile.ImageFile):
         e = self._header.entries[frame]
         self._frame = frame
         self._size = (e.width, e.height)
-        self._mode = _MODES[e.channels]
+        if self._header.sample_bits == container.WIDE_BITS:  # byte planes of 16-bit samples
+            self._mode = "I;16" if e.channels == 2 else _MODES[e.channels // 2]
+        else:
+            self._mode = _MODES[e.channels]
         if self._header.archive:
             self.info["name"] = e.name
 
@@ -71,6 +79,9 @@ class ArcImageFile(ImageFile.ImageFile):
         return self._frame
 
     def load(self):
+        if self._header.sample_bits == container.WIDE_BITS and self.mode != "I;16":
+            raise OSError(f"cannot load a 16-bit {self.mode} .arc file: Pillow has no 16-bit colour modes "
+                          "(arcodec.codec.api.decompress gives it as uint16)")
         if self._loaded != self._frame:
             if self._images is None:
                 from arcodec.codec import api as codec
@@ -84,14 +95,16 @@ class ArcImageFile(ImageFile.ImageFile):
                     self.fp.close()
                 self.fp = None
             self.im = Image.core.new(self.mode, self.size)
-            self.frombytes(self._images[self._frame].tobytes())
+            img = self._images[self._frame]
+            self.frombytes((img.astype("<u2") if img.dtype == np.uint16 else img).tobytes())  # I;16: little-endian
             self.readonly = 0
             self._loaded = self._frame
         return Image.Image.load(self)
 
 
 def _pixels(im: Image.Image) -> np.ndarray:
-    """(H, W, C) uint8 of an image, modes converted as arcodec.imageio.read_image does."""
+    """(H, W, C) uint8 of an image (uint16 for the I;16 modes), modes converted as
+    arcodec.imageio.pil_pixels does."""
     try:
         return pil_pixels(im, "image")
     except ArcodecError as e:
@@ -106,7 +119,7 @@ def _save(im: Image.Image, fp, filename) -> None:
         data = codec.encode_images([a], model=im.encoderinfo.get("model")).data
         meta = image_metadata(im, im.encoderinfo)
         if meta:
-            data = container.with_metadata(data, meta, [a])
+            data = container.with_metadata(data, meta, [codec.byte_planes(a)])
     except ArcodecError as e:
         raise OSError(f"cannot write {FORMAT}: {e}") from None
     fp.write(data)

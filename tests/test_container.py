@@ -86,7 +86,7 @@ def test_rejects_gigantic_image_claims():
 
 
 def test_rejects_unknown_extension_and_bad_names():
-    out = bytearray(b"AR\x14\x01\x12\x34\x02\x0b\x01\x1c\x1c")  # tag 11
+    out = bytearray(b"AR\x14\x01\x12\x34\x02\x0c\x01\x1c\x1c")  # tag 12
     with pytest.raises(FormatError, match="unknown header field"):
         container.read(bytes(out) + b"\0" * 4)
     bad = bytearray(b"AR\x11\x01\x12\x34\x01\x02\xff\xfe\x1c\x1c\x01")
@@ -148,6 +148,13 @@ def _with_extension(ext: bytes, flags: int = 0, tail: bytes = b"\x1c\x1c") -> by
     (b"\x0a\x02", 1, "header field 10, stream checksums, is 2: only 1 is defined"),
     (b"\x05\x02", 0, "header field 5, scan order, has value 2, unknown to this arcodec"),
     (b"\x06\x07", 0, "header field 6, method, has value 7, unknown to this arcodec"),
+    (b"\x03\x02\x0b\x08", 0, "header field 11, sample bits, is 8: only 16 is defined"),
+    (b"\x03\x02\x0b\x0c", 0, "header field 11, sample bits, is 12: only 16 is defined"),
+    (b"\x0b\x10", 1, "header field 11, sample bits, does not belong in an archive"),
+    (b"\x0b\x10", 0, "header field 11, sample bits, with 1 channels: 16-bit samples take two byte channels"),
+    (b"\x0b\x10", 2, "header field 11, sample bits, with 3 channels: 16-bit samples take two byte channels"),
+    (b"\x03\x0a\x0b\x10", 0, "header claims 10 channels: 1..8 supported"),
+    (b"\x03\x06", 0, "header claims 6 channels: 1..4 supported"),  # byte planes only with tag 11
 ])
 def test_header_fields_appear_once_and_only_where_they_belong(ext, flags, message):
     with pytest.raises(FormatError, match=message):
@@ -163,7 +170,9 @@ def test_every_field_where_it_belongs_still_reads():
     for header in [Header(1, FP, (Entry(28, 28, 2),), bit_depth=2, tile=32, scan=1, levels=(0, 9)),
                    Header(0, b"\0\0", (Entry(5, 6, 4),), method=container.METHOD_DEFLATE),
                    Header(1, FP, tuple(Entry(3, 4, 1, f"{i:05d}.png") for i in range(50)), archive=True),
-                   Header(1, FP, (Entry(3, 4, 1, "a"), Entry(5, 4, 1, "b")), archive=True, stream_crcs=True)]:
+                   Header(1, FP, (Entry(3, 4, 1, "a"), Entry(5, 4, 1, "b")), archive=True, stream_crcs=True),
+                   Header(1, FP, (Entry(5, 6, 8),), scan=1, sample_bits=16),
+                   Header(0, b"\0\0", (Entry(5, 6, 2),), method=container.METHOD_RAW, sample_bits=16)]:
         assert container.read(container.write(header, b"\x05", []))[0] == header
 
 

@@ -52,8 +52,9 @@ def compress(inputs, output, model, force, keep, tile, jobs, verbose, explain):
     decompressing writes them back; an image whose .arc file would not give everything back
     (other metadata, a palette, another mode or format) is kept, with a note saying why: a
     palette image comes back as an RGB PNG of the same pixels (RGBA when it has
-    transparency), a 1-bit one as grayscale. Images of more than 8 bits a channel are
-    refused. A bad image is reported and the others go on. With -o and several images or directories: one archive.
+    transparency), a 1-bit one as grayscale. 16-bit images (gray PNG, TIFF, PGM; LA, RGB,
+    RGBA PNG) come back as 16-bit images of their mode; other depths are refused, and so are
+    16-bit images in an archive. A bad image is reported and the others go on. With -o and several images or directories: one archive.
 
     \b
     Examples:
@@ -182,10 +183,16 @@ def info(files):
                 click.echo(f"    ... {len(header.entries) - 10} more")
         else:
             e = header.entries[0]
-            click.echo(f"  shape (H, W, C)  {e.height}, {e.width}, {e.channels}")
+            if header.sample_bits == container.WIDE_BITS:
+                click.echo(f"  shape (H, W, C)  {e.height}, {e.width}, {e.channels // 2}")
+                click.echo(f"  samples          16-bit samples (coded as {e.channels} byte planes: high, low)")
+            else:
+                click.echo(f"  shape (H, W, C)  {e.height}, {e.width}, {e.channels}")
         click.echo(f"  size             {len(data)} bytes = {over} header+CRC + {len(payload)} payload")
         if subpx:
             click.echo(f"  bits/dim         {8 * len(data) / subpx:.4f} ({subpx} sub-pixels)")
+            if header.sample_bits == container.WIDE_BITS:
+                click.echo(f"  bits/sample      {16 * len(data) / subpx:.4f} ({subpx // 2} 16-bit samples)")
         click.echo(f"  pixels CRC32     {crc:08x}")
 
 

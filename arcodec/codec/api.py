@@ -55,6 +55,43 @@ def as_image(array) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def byte_planes(image: np.ndarray) -> np.ndarray:
+    """The uint8 pixels an .arc file codes (and its CRC32 covers) for an (H, W, C) image: a
+    uint8 image as it is; a 16-bit one (header tag 11) as (H, W, 2C) byte channels, channel
+    2k the high byte and 2k+1 the low byte of channel k."""
+    if image.dtype == np.uint8:
+        return image
+    h, w, c = image.shape
+    out = np.empty((h, w, 2 * c), dtype=np.uint8)
+    out[:, :, 0::2] = image >> 8
+    out[:, :, 1::2] = image & 0xFF
+    return out
+
+
+def _join_planes(planes: np.ndarray) -> np.ndarray:
+    """The (H, W, C) uint16 image of :func:`byte_planes`' (H, W, 2C) byte channels."""
+    return (planes[:, :, 0::2].astype(np.uint16) << 8) | planes[:, :, 1::2]
+
+
+def _sample_bits(wide: bool) -> int:
+    """The header's sample bits (tag 11) of an image that is 16-bit or not."""
+    return container.WIDE_BITS if wide else container.DEFAULT_BIT_DEPTH
+
+
+def _coded(array) -> tuple[np.ndarray, bool]:
+    """The uint8 image an .arc file codes for an array, and whether it is a 16-bit image
+    (uint16, (H, W) or (H, W, C) with C <= 4: coded as its byte planes, header tag 11);
+    any other array as :func:`as_image` takes it."""
+    a = np.asarray(array)
+    if a.dtype.kind != "u" or a.dtype.itemsize != 2:
+        return as_image(a), False
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or 0 in a.shape:
+        raise ArcodecError(f"expected an (H, W) or (H, W, C) image with C <= 4, got shape {a.shape}")
+    return byte_planes(a.astype(np.uint16)), True
+
+
 AUTO = "auto"  # every shipped model that applies, and the stored method: the smallest file wins
 
 
@@ -125,7 +162,11 @@ def _batches(jobs: list[_Job], max_tiles: int, max_subpixels: int | None = None)
     return out
 
 
-def _check(m: LoadedModel, a: np.ndarray) -> None:
+def _check(m: LoadedModel, a: np.ndarray, planes: bool = False) -> None:
+    """Refuse an image the model cannot code (``planes``: a 16-bit image's byte planes)."""
+    if planes and m.channels != 1:
+        raise ArcodecError(f"model {m.name!r} codes {m.channels}-channel 8-bit images; a 16-bit image's "
+                           "byte planes are coded by a grayscale model")
     if int(a.max()) >= m.levels:
         raise ArcodecError(f"model {m.name!r} codes levels 0..{m.levels - 1}, the image has {a.max()}")
     if m.channels != 1 and a.shape[2] != m.channels:
@@ -136,10 +177,12 @@ def _check(m: LoadedModel, a: np.ndarray) -> None:
 
 
 def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None, bool]], tile: int | None,
-            progress: Progress | None, max_tiles: int, maps: list[tuple[int, ...]] | None = None) -> list[Encoded]:
+            progress: Progress | None, max_tiles: int, maps: list[tuple[int, ...]] | None = None,
+            wide: list[bool] | None = None) -> list[Encoded]:
     """Encode several files (images, names, archive?) with one model, batching their streams.
     With ``maps``, file i's images are indices into the levels ``maps[i]`` (its header's level
-    map; the CRC covers the pixels the indices stand for)."""
+    map; the CRC covers the pixels the indices stand for). With ``wide``, file i's image is a
+    16-bit image's byte planes when ``wide[i]`` (header tag 11)."""
     t0 = time.perf_counter()
     tile = tile or default_tile(m)
     jobs = []
@@ -163,22 +206,26 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
         pixels = [np.asarray(levels, dtype=np.uint8)[a] for a in imgs] if levels else imgs
         entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(imgs, names or [""] * len(imgs)))
         header = Header(m.model_id, m.fingerprint, entries, archive, m.bit_depth, tile, scan=scan_of(m),
-                        levels=levels, engine=coder_of(m).engine, stream_crcs=job.crcs is not None)
+                        levels=levels, engine=coder_of(m).engine, stream_crcs=job.crcs is not None,
+                        sample_bits=_sample_bits(wide is not None and wide[i]))
         sums = b"".join(c.to_bytes(4, "little") for c in job.crcs or [])
         data = container.write(header, sums + container.join_parts(job.payloads), pixels)
         out.append(Encoded(data, sum(job.bits), sum(a.size for a in imgs), seconds))
     return out
 
 
-def encode_stored(images: list[np.ndarray], names: list[str] | None = None, archive: bool = False) -> Encoded:
+def encode_stored(images: list[np.ndarray], names: list[str] | None = None, archive: bool = False,
+                  wide: bool = False) -> Encoded:
     """The stored method: the pixels as they are (raw, or deflated when that is shorter),
-    no model. Bounds every file: header + H W C bytes + CRC at most."""
+    no model. Bounds every file: header + H W C bytes + CRC at most. ``wide``: the image is
+    a 16-bit image's byte planes (header tag 11)."""
     t0 = time.perf_counter()
     raw = b"".join(a.tobytes() for a in images)
     packed = zlib.compress(raw, 9)
     method, payload = (container.METHOD_DEFLATE, packed) if len(packed) < len(raw) else (container.METHOD_RAW, raw)
     entries = tuple(Entry(a.shape[0], a.shape[1], a.shape[2], n) for a, n in zip(images, names or [""] * len(images)))
-    header = Header(0, b"\0\0", entries, archive, container.DEFAULT_BIT_DEPTH, method=method)
+    header = Header(0, b"\0\0", entries, archive, container.DEFAULT_BIT_DEPTH, method=method,
+                    sample_bits=_sample_bits(wide))
     data = container.write(header, payload, images)
     return Encoded(data, 8.0 * len(payload), sum(a.size for a in images), time.perf_counter() - t0)
 
@@ -196,14 +243,21 @@ def level_map(images: list[np.ndarray]) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
-def _candidates(imgs: list[np.ndarray]) -> list[tuple[str, tuple[int, ...]]]:
+def _candidates(imgs: list[np.ndarray], planes: bool = False) -> list[tuple[str, tuple[int, ...]]]:
     """(model, level map) pairs that apply to the images: every shipped model whose card
     takes them as they are, and the models of fewer than 256 levels that take their indices
-    into a level map."""
-    out = [(name, ()) for name in applicable(imgs)]
+    into a level map. ``planes``: the images are 16-bit images' byte planes, which only
+    grayscale models code (plane by plane): the models whose cards take each plane alone."""
+
+    def fitting(images: list[np.ndarray], below: int = 257) -> list[str]:
+        if planes:
+            images = [a[:, :, k: k + 1] for a in images for k in range(a.shape[2])]
+        return applicable(images, below)
+
+    out = [(name, ()) for name in fitting(imgs)]
     levels = level_map(imgs)
     if levels:
-        out += [(name, levels) for name in applicable(_indexed(imgs, levels), below=256)]
+        out += [(name, levels) for name in fitting(_indexed(imgs, levels), below=256)]
     return out
 
 
@@ -221,21 +275,27 @@ def encode_images(images: list, names: list[str] | None = None, model=None, tile
 
     ``model`` None or "auto": every shipped model whose card applies to all the images codes
     them (directly, or through a level map), and so does the stored method; the smallest
-    file wins."""
-    imgs = [as_image(a) for a in images]
+    file wins. A uint16 image is a 16-bit image: coded as its byte planes (:func:`byte_planes`,
+    plane by plane through grayscale models) in a single-image file; archives take 8-bit
+    images only (their images share one header)."""
+    coded = [_coded(a) for a in images]
+    imgs, wide = [a for a, _ in coded], any(w for _, w in coded)
     archive = bool(names) if archive is None else archive
     if not archive and len(imgs) != 1:
         raise ArcodecError("a single-image file holds one image; use an archive for several")
+    if archive and wide:
+        raise ArcodecError("an archive holds 8-bit images only (its images share one header): "
+                           "compress 16-bit images one file each")
     if not is_auto(model):
         m = resolve(model)
         for a in imgs:
-            _check(m, a)
-        return _encode(m, [(imgs, names, archive)], tile, progress, MAX_BATCH)[0]
-    best = encode_stored(imgs, names, archive)
-    cands = _candidates(imgs)
+            _check(m, a, wide)
+        return _encode(m, [(imgs, names, archive)], tile, progress, MAX_BATCH, wide=[wide])[0]
+    best = encode_stored(imgs, names, archive, wide)
+    cands = _candidates(imgs, wide)
     for name, levels in cands:
         enc = _encode(resolve(name), [(_indexed(imgs, levels), names, archive)], tile,
-                      _scaled(progress, 1 / len(cands)), MAX_BATCH, [levels])[0]
+                      _scaled(progress, 1 / len(cands)), MAX_BATCH, [levels], [wide])[0]
         if len(enc.data) < len(best.data):
             best = enc
     if not cands and progress is not None:
@@ -250,15 +310,17 @@ def encode_many(images: list, model=None, tile: int | None = None,
     ``model`` None or "auto": per image, the smallest of every applicable shipped model's
     file (directly, or through a level map) and the stored one; each model codes all the
     images it applies to in one batch. ``Encoded.seconds`` is the call's time divided by the
-    number of files."""
-    imgs = [as_image(a) for a in images]
+    number of files. A uint16 image is a 16-bit image, coded as its byte planes (as
+    :func:`encode_images` codes it)."""
+    coded = [_coded(a) for a in images]
+    imgs, wide = [a for a, _ in coded], [w for _, w in coded]
     if not is_auto(model):
         m = resolve(model)
-        for a in imgs:
-            _check(m, a)
-        return _encode(m, [([a], None, False) for a in imgs], tile, progress, max_tiles or MAX_BATCH)
-    best = [encode_stored([a]) for a in imgs]
-    cands = [_candidates([a]) for a in imgs]
+        for a, w in coded:
+            _check(m, a, w)
+        return _encode(m, [([a], None, False) for a in imgs], tile, progress, max_tiles or MAX_BATCH, wide=wide)
+    best = [encode_stored([a], wide=w) for a, w in coded]
+    cands = [_candidates([a], w) for a, w in coded]
     groups: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
     for i, cs in enumerate(cands):
         for name, levels in cs:
@@ -268,7 +330,8 @@ def encode_many(images: list, model=None, tile: int | None = None,
     for name, members in groups.items():
         share = float(np.mean([1 / len(cands[i]) for i, _ in members]))
         encoded = _encode(resolve(name), [(_indexed([imgs[i]], lv), None, False) for i, lv in members], tile,
-                          _scaled(progress, share), max_tiles or MAX_BATCH, [lv for _, lv in members])
+                          _scaled(progress, share), max_tiles or MAX_BATCH, [lv for _, lv in members],
+                          [wide[i] for i, _ in members])
         for (i, _), e in zip(members, encoded):
             if len(e.data) < len(best[i].data):
                 best[i] = e
@@ -357,9 +420,9 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
                 ) -> list[tuple[Header, list[np.ndarray]]]:
     """Decode several .arc files, the streams of equal tile shape (across files) pushed
     through the model together, at most :data:`DECODE_SUBPIXELS` at a time; each file's
-    CRC32 is verified. Returns (header, images (H, W, C) uint8) per file, in order. A corrupt
-    file fails the whole call, and so does a file of more than ``max_pixels`` sub-pixels
-    (raise it for larger files you trust)."""
+    CRC32 is verified. Returns (header, images (H, W, C) uint8, uint16 for a 16-bit image:
+    header tag 11) per file, in order. A corrupt file fails the whole call, and so does a
+    file of more than ``max_pixels`` sub-pixels (raise it for larger files you trust)."""
     opened = [_open(d, model, max_pixels) for d in datas]
     by_model: dict[tuple[int, int], list[int]] = {}
     for i, (header, m, job) in enumerate(opened):
@@ -393,14 +456,16 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
             job.images = [lut[a] for a in job.images]
         if not container.verify(data, job.images):
             raise IntegrityError("the CRC32 check fails: the file is corrupt")
+        if header.sample_bits == container.WIDE_BITS:  # byte planes: the 16-bit image
+            job.images = [_join_planes(a) for a in job.images]
         out.append((header, job.images))
     return out
 
 
 def decode_file(data: bytes, model=None, naive: bool = False, progress: Progress | None = None,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, list[np.ndarray]]:
-    """Decode .arc bytes to (header, images (H, W, C) uint8); verifies the CRC32. A file of
-    more than ``max_pixels`` sub-pixels is refused."""
+    """Decode .arc bytes to (header, images (H, W, C) uint8, or uint16 for a 16-bit image);
+    verifies the CRC32. A file of more than ``max_pixels`` sub-pixels is refused."""
     return decode_many([data], model, naive, progress, max_pixels=max_pixels)[0]
 
 
@@ -431,10 +496,10 @@ class Archive:
         self._args = (model, max_pixels)
         self._whole: list[np.ndarray] | None = None
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self._streams_of: list[list[int]] = [[] for _ in self.entries]
+        self._tiles_of: list[list[tuple[int, int]]] = [[] for _ in self.entries]  # (stream, tile in it)
         for k, s in enumerate(self._job.streams):
-            for i in sorted({t.image for t in s.tiles}):
-                self._streams_of[i].append(k)
+            for n, t in enumerate(s.tiles):
+                self._tiles_of[t.image].append((k, n))
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -449,14 +514,20 @@ class Archive:
                 self.decoded_streams = len(self._job.streams)
             return self._whole[i].copy()
         e = self.entries[i]
-        out = [np.zeros((e.height, e.width, e.channels), dtype=np.uint8)]
-        for k in self._streams_of[i]:
-            scatter(out, self._job.streams[k], self._stream(k), only=i)
+        out = np.zeros((e.height, e.width, e.channels), dtype=np.uint8)
+        for k, n in self._tiles_of[i]:
+            s = self._job.streams[k]
+            t, tile = s.tiles[n], self._stream(k)[n].permute(1, 2, 0).numpy()  # (h, w, C)
+            dst = out[t.y: t.y + s.height, t.x: t.x + s.width]
+            if t.plane >= 0:
+                dst[:, :, t.plane] = tile[:, :, 0]
+            else:
+                dst[...] = tile
         if self.header.levels:  # the model decoded indices into the header's level map
             lut = np.zeros(256, dtype=np.uint8)
             lut[: len(self.header.levels)] = self.header.levels
-            return lut[out[0]]
-        return out[0]
+            return lut[out]
+        return out
 
     def _stream(self, k: int) -> torch.Tensor:
         """Stream k's decoded tiles (n, C, h, w) uint8, verified, from the cache or decoded now."""
@@ -475,7 +546,8 @@ class Archive:
 
 
 def compress(array, model: str | LoadedModel | None = None) -> bytes:
-    """Compress one image ((H, W) or (H, W, C) uint8) to .arc bytes, in the manner of zlib.
+    """Compress one image ((H, W) or (H, W, C) uint8, or uint16 for 16-bit samples) to .arc
+    bytes, in the manner of zlib.
 
     Without ``model`` (or "auto"): the smallest file among every shipped model that applies
     to the image and the stored method."""
@@ -484,8 +556,8 @@ def compress(array, model: str | LoadedModel | None = None) -> bytes:
 
 def decompress(data: bytes, model: str | LoadedModel | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The image of a single-image .arc file: (H, W) for grayscale, else (H, W, C); one of
-    more than ``max_pixels`` sub-pixels is refused."""
+    """The image of a single-image .arc file: (H, W) for grayscale, else (H, W, C), uint8
+    (uint16 for 16-bit samples); one of more than ``max_pixels`` sub-pixels is refused."""
     header, images = decode_file(data, model, max_pixels=max_pixels)
     if header.archive:
         raise ArcodecError("this is an archive of several images: use decompress_archive()")

@@ -22,9 +22,12 @@ fields are little-endian)::
                  (beside flag bit 3, engines 2 and up: the arithmetic of the model's
                  probabilities is engine 0, the float64 fixed point of arcodec.exact,
                  without the flag; engine 1, the integer engine of Gated PixelCNNs,
-                 with the flag alone; the coders say which engines a model has).
+                 with the flag alone; the coders say which engines a model has),
+                 11 sample bits (value 16: the file codes a 16-bit image of C
+                 channels as 2C byte channels, channel 2k the high byte and 2k+1 the
+                 low byte of channel k's samples).
                  A tag appears at most once, only where it belongs (1, 2, 5, 7, 9:
-                 model-coded files; 3, 8: single images; 4: archives)
+                 model-coded files; 3, 8, 11: single images; 4: archives)
     single image: height varint, width varint
     archive:      count varint, then the entry table: per image name length varint,
                   UTF-8 name, height varint, width varint, channels varint. With tag 4
@@ -56,16 +59,17 @@ MAX_NAME = 4096
 
 _ARCHIVE, _RGB, _EXT, _ENGINE = 1, 2, 4, 8
 _TAG_BIT_DEPTH, _TAG_TILE, _TAG_CHANNELS, _TAG_PACKED, _TAG_SCAN, _TAG_METHOD, _TAG_LEVELS = 1, 2, 3, 4, 5, 6, 7
-_TAG_METADATA, _TAG_ENGINE, _TAG_STREAM_CRCS = 8, 9, 10
+_TAG_METADATA, _TAG_ENGINE, _TAG_STREAM_CRCS, _TAG_SAMPLE_BITS = 8, 9, 10, 11
 _TAG_NAMES = {_TAG_BIT_DEPTH: "bit depth", _TAG_TILE: "tile side", _TAG_CHANNELS: "channels",
               _TAG_PACKED: "packed entry table", _TAG_SCAN: "scan order", _TAG_METHOD: "method",
               _TAG_LEVELS: "level map", _TAG_METADATA: "metadata", _TAG_ENGINE: "engine",
-              _TAG_STREAM_CRCS: "stream checksums"}
+              _TAG_STREAM_CRCS: "stream checksums", _TAG_SAMPLE_BITS: "sample bits"}
 # the model's settings (and the streams' checksums): not in stored files
 _MODEL_ONLY = {_TAG_BIT_DEPTH, _TAG_TILE, _TAG_SCAN, _TAG_LEVELS, _TAG_ENGINE, _TAG_STREAM_CRCS}
-_SINGLE_ONLY = {_TAG_CHANNELS, _TAG_METADATA}  # an archive's entries carry their own channels
+_SINGLE_ONLY = {_TAG_CHANNELS, _TAG_METADATA, _TAG_SAMPLE_BITS}  # an archive's entries carry their own channels
 _ARCHIVE_ONLY = {_TAG_PACKED, _TAG_STREAM_CRCS}
 _ONLY_ONE = {_TAG_PACKED, _TAG_STREAM_CRCS}  # flags: only the value 1 is defined
+WIDE_BITS = 16  # tag 11's one value: 16-bit samples, coded as their high and low bytes
 SCAN_RASTER, SCAN_WAVEFRONT = 0, 1
 METHOD_MODEL, METHOD_RAW, METHOD_DEFLATE = 0, 1, 2
 METHOD_NAMES = {METHOD_RAW: "stored (raw pixels)", METHOD_DEFLATE: "stored (deflated pixels)"}
@@ -184,6 +188,9 @@ class Header:
     # archives: the payload starts with a CRC32 of each stream's symbols, so that a stream
     # decoded alone is verified (random access: arcodec.codec.api.Archive)
     stream_crcs: bool = False
+    # 8, or 16 (tag 11): the entry's channels are 2C byte channels of a 16-bit image of C
+    # channels, channel 2k the high byte and 2k+1 the low byte of channel k
+    sample_bits: int = DEFAULT_BIT_DEPTH
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -277,14 +284,14 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
-def _check_entry(e: Entry) -> None:
+def _check_entry(e: Entry, most: int = 4) -> None:
     why = unsafe_name(e.name)
     if why is not None:
         raise FormatError(f"archive entry {e.name!r} is unsafe ({why})")
     if not (1 <= e.height <= MAX_SIDE and 1 <= e.width <= MAX_SIDE):
         raise FormatError(f"header claims a {e.height}x{e.width} image: sides must be 1..{MAX_SIDE}")
-    if not 1 <= e.channels <= 4:
-        raise FormatError(f"header claims {e.channels} channels: 1..4 supported")
+    if not 1 <= e.channels <= most:
+        raise FormatError(f"header claims {e.channels} channels: 1..{most} supported")
     if e.subpixels > MAX_SUBPIXELS:
         raise FormatError(f"header claims a {e.height}x{e.width}x{e.channels} image: "
                           f"more than {MAX_SUBPIXELS} sub-pixels")
@@ -298,8 +305,13 @@ def write(header: Header, payload: bytes, images) -> bytes:
     entries = header.entries
     if not header.archive and len(entries) != 1:
         raise ValueError("a single-image file holds exactly one image")
+    wide = header.sample_bits == WIDE_BITS
+    if header.sample_bits not in (DEFAULT_BIT_DEPTH, WIDE_BITS):
+        raise ValueError(f"sample bits are 8 or {WIDE_BITS}")
+    if wide and (header.archive or entries[0].channels % 2):
+        raise ValueError("16-bit samples belong to single-image files of an even number of byte channels")
     for e in entries:
-        _check_entry(e)
+        _check_entry(e, 8 if wide else 4)
     table = b""
     if header.archive:
         raw = bytearray()
@@ -335,6 +347,9 @@ def write(header: Header, payload: bytes, images) -> bytes:
     if single is not None and single.channels not in (1, 3):
         put_varint(ext, _TAG_CHANNELS)
         put_varint(ext, single.channels)
+    if wide:
+        put_varint(ext, _TAG_SAMPLE_BITS)
+        put_varint(ext, WIDE_BITS)
     if header.archive and len(table) < len(raw):
         put_varint(ext, _TAG_PACKED)
         put_varint(ext, 1)
@@ -430,6 +445,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
     levels = tuple(v for v in range(256) if mask >> v & 1)
     metadata = fields.get(_TAG_METADATA, Metadata())
     engine = fields.get(_TAG_ENGINE, 1) if flags & _ENGINE else 0
+    sample_bits = fields.get(_TAG_SAMPLE_BITS, DEFAULT_BIT_DEPTH)
     if flags & _ENGINE and method != METHOD_MODEL:
         raise FormatError("corrupt header (engine flag set in a stored file)")
     if _TAG_ENGINE in fields and not (flags & _ENGINE and engine > 1):
@@ -462,9 +478,12 @@ def read_header(data: bytes) -> tuple[Header, int]:
             r.pos = end
     else:
         entries = [Entry(r.varint("height"), r.varint("width"), channels)]
-        _check_entry(entries[0])
+        if sample_bits == WIDE_BITS and channels % 2:
+            raise FormatError(f"corrupt header (header field 11, sample bits, with {channels} channels: "
+                              "16-bit samples take two byte channels each)")
+        _check_entry(entries[0], 8 if sample_bits == WIDE_BITS else 4)
     header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version, scan, method, levels,
-                    metadata, engine, _TAG_STREAM_CRCS in fields)
+                    metadata, engine, _TAG_STREAM_CRCS in fields, sample_bits)
     return header, r.pos
 
 
@@ -545,6 +564,8 @@ def _extension(r: Reader) -> dict:
             raise FormatError(f"corrupt header (header field {tag}, {name}, repeated)")
         if tag in _ONLY_ONE and value != 1:
             raise FormatError(f"corrupt header (header field {tag}, {name}, is {value}: only 1 is defined)")
+        if tag == _TAG_SAMPLE_BITS and value != WIDE_BITS:
+            raise FormatError(f"corrupt header (header field {tag}, {name}, is {value}: only {WIDE_BITS} is defined)")
         if tag == _TAG_METADATA:
             if value > MAX_METADATA:
                 raise FormatError(f"corrupt header (metadata of {value} bytes: at most {MAX_METADATA >> 20} MiB)")

@@ -21,7 +21,9 @@ Outputs are refused before any work when they exist, unless ``force``; files are
 atomically (:func:`arcodec.imageio.write_atomic`); ``"-"`` names standard output. A
 single-image file keeps the image's metadata (ICC profile, EXIF, PNG text chunks, gamma,
 DPI: :func:`arcodec.imageio.image_metadata`) and decompressing writes it back; an archive
-keeps pixels and names only. Removing the inputs afterwards, as gzip does, is left to the
+keeps pixels and names only. A 16-bit image (gray PNG, TIFF or PGM; LA, RGB or RGBA PNG)
+becomes a single-image file of 16-bit samples and comes back as a 16-bit image of its mode;
+archives hold 8-bit images only. Removing the inputs afterwards, as gzip does, is left to the
 caller: :func:`remove_inputs` removes only the images whose .arc files give back everything
 Pillow sees in them (:func:`arcodec.imageio.lossless_for`).
 
@@ -51,11 +53,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from arcodec.codec import container
-from arcodec.codec.api import DEFAULT_MAX_PIXELS, Encoded, decode_file, decode_many, encode_images, encode_many
+from arcodec.codec.api import (DEFAULT_MAX_PIXELS, Encoded, byte_planes, decode_file, decode_many, encode_images,
+                               encode_many)
 from arcodec.codec.container import Header, Metadata
 from arcodec.errors import ArcodecError, FormatError
-from arcodec.imageio import (IMAGE_SUFFIXES, encode_png, lossless_for, peek_subpixels, read_image_and_metadata,
-                             refuse_existing, write_atomic, write_image)
+from arcodec.imageio import (IMAGE_SUFFIXES, check_wide_format, encode_png, lossless_for, peek_subpixels,
+                             read_image_and_metadata, refuse_existing, write_atomic, write_image)
 
 SUFFIX = ".arc"
 STDIN = "-"  # standard input as an input, standard output as an output
@@ -214,7 +217,11 @@ def compress_paths(plan: CompressPlan, model=None, tile: int | None = None, forc
         coded = [path for (_, path, _), r in zip(items, done) if not isinstance(r, Failed)]
         return Compressed(files, coded, [r for r in done if isinstance(r, Failed)])
     images, metas = zip(*[read_image_and_metadata(read_input(path), path) for path in plan.paths])
-    total = sum(a.size for a in images)
+    wide = next((path for path, a in zip(plan.paths, images) if a.dtype != np.uint8), None)
+    if plan.archive and wide is not None:
+        raise ArcodecError(f"{wide}: 16-bit samples: an archive holds 8-bit images only (its images share one "
+                           "header); compress it to its own .arc file")
+    total = sum(a.nbytes for a in images)  # the sub-pixels coded: a 16-bit sample's two bytes
     with (progress(total) if progress is not None else nullcontext()) as bar:
         names = [name for _, name in plan.inputs] if plan.archive else None
         enc = encode_images(list(images), names, model=model, tile=tile, archive=plan.archive,
@@ -285,7 +292,7 @@ def with_metadata(enc: Encoded, metadata: Metadata, image: np.ndarray) -> Encode
     there is none)."""
     if not metadata:
         return enc
-    return replace(enc, data=container.with_metadata(enc.data, metadata, [image]))
+    return replace(enc, data=container.with_metadata(enc.data, metadata, [byte_planes(image)]))
 
 
 def remove_inputs(paths: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -360,6 +367,8 @@ def _open_arc(file: str, output: str | None, directory: str | None, force: bool,
         raise ArcodecError("an archive cannot go to stdout; name a directory with -o")
     targets = archive_targets(header, output) if header.archive else []
     check_outputs(targets if header.archive else [output], force)
+    if header.sample_bits == container.WIDE_BITS and output != STDIN:
+        check_wide_format(output, header.entries[0].channels // 2)
     return _Opened(data, header, output, targets)
 
 

@@ -248,12 +248,25 @@ class GatedStepper:
                      for i, layer in enumerate(layers)]
         self.links = torch.zeros(len(layers), batch, width, 2 * f, dtype=dtype)
         self.kernel = _kernel_args(engine)
+        # a row of a few tiles: the vertical stacks in one compiled call (_row_kernel), on
+        # buffers of their own (every layer's rows, newest last, padded as its kernel pads)
+        self.row_kernel = _row_kernel_args(engine) if batch < KERNEL_SPLIT else None
+        if self.row_kernel is not None:
+            geometry = self.row_kernel[0]
+            self.vrows = np.zeros((len(layers), batch, int(geometry[:, 5].max()),
+                                   int((geometry[:, 4] + geometry[:, 6]).max()) + width, f), dtype=np.float32)
         self.logits = torch.zeros(batch, engine.config.levels, dtype=torch.float32)
         self.table = np.zeros((batch, engine.config.levels))  # the kernel's coder weights
         self.arrays = (self.cols_all.numpy(), self.links.numpy(), self.logits.numpy(), self.table)
 
     @torch.no_grad()
     def begin_row(self, x: torch.Tensor, r: int) -> None:
+        if self.row_kernel is not None:
+            prev = np.ascontiguousarray(x[:, 0, r - 1].numpy()) if r > 0 else np.zeros((len(x), 0), np.int64)
+            _ROW(prev, self.engine.config.levels, self.vrows, self.links.numpy(), *self.row_kernel, ACT,
+                 np.float32(ACT), GATE)
+            self.cols_all.zero_()
+            return
         threads = torch.get_num_threads()
         if threads > 1 and len(self.links[0]) < KERNEL_SPLIT:  # a row of a few tiles: threads cost more than they give
             torch.set_num_threads(1)
@@ -335,6 +348,87 @@ def _kernel_args(engine: GatedEngine) -> tuple | None:
             stack(lambda q: q.gate_h.tanh), stack(lambda q: q.gate_h.sig),
             stack(lambda q: q.out.wt), stack(lambda q: q.out.bias), stack(lambda q: q.out.mul),
             h0.wt.numpy(), h0.bias.numpy(), h0.mul.numpy(), h1.wt.numpy(), h1.bias.numpy(), h1.mul.numpy())
+
+
+def _row_kernel_args(engine: GatedEngine) -> tuple | None:
+    """The engine's vertical stacks and link parts as flat arrays for :func:`_row_kernel`, or
+    None without numba or when a layer computes in float64."""
+    layers = engine.layers
+    parts = [q for layer in layers for q in (layer.vertical, layer.horizontal)]
+    if _ROW is None or any(q.dtype != torch.float32 for q in parts):
+        return None
+    n_in = [layer.vertical.wt.shape[0] for layer in layers]
+    f2 = layers[0].vertical.wt.shape[1]
+    wv = np.zeros((len(layers), max(n_in), f2), dtype=np.float32)
+    for i, layer in enumerate(layers):
+        wv[i, : n_in[i]] = layer.vertical.wt.numpy()
+    geometry = []
+    for layer in layers:
+        v = layer.v_conv
+        (kh, kw), d = v.conv.kernel_size, v.dilation
+        geometry.append([v.conv.in_channels, kh, kw, d, v.pad[0], (kh - 1) * d + 1, v.pad[1]])
+
+    def stack(get):
+        return np.stack([get(layer).numpy() for layer in layers])
+    return (np.array(geometry, dtype=np.int64), wv, stack(lambda q: q.vertical.bias), stack(lambda q: q.vertical.mul),
+            stack(lambda q: q.horizontal.parts[1]), stack(lambda q: q.gate_v.tanh), stack(lambda q: q.gate_v.sig))
+
+
+def _row_kernel(prev, levels, vrows, links, geometry, wv, bias_v, mul_v, w_link, tanh, sig, act_int, act, gate):
+    """The start of a row for every tile of the batch: each layer's vertical stack on its
+    rows (the ring buffers ``vrows``: rows shift up one, the newest enters last: the levels
+    of the row above, ``prev`` (empty on row 0), for the first layer; the layer below's gated
+    output for the others), its requantised pre-activations, their link part of the
+    horizontal accumulators (``links``, raw sums) and their gate. The arithmetic of
+    :meth:`GatedStepper._begin_row`, operation for operation, in float32 (exact integers)."""
+    n_layers, batch = vrows.shape[0], vrows.shape[1]
+    w = links.shape[2]
+    f2 = wv.shape[2]
+    f = f2 // 2
+    half = np.float32(0.5)
+    shift = 48
+    rnd = np.int64(1) << (shift - 1)
+    pre = np.zeros((w, f2), dtype=np.float32)
+    new = np.zeros((w, f), dtype=np.float32)
+    for b in range(batch):
+        for i in range(n_layers):
+            cin, kh, kw, dil, left, span = (geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3],
+                                            geometry[i, 4], geometry[i, 5])
+            for s in range(span - 1):
+                for x in range(vrows.shape[3]):
+                    for ch in range(cin):
+                        vrows[i, b, s, x, ch] = vrows[i, b, s + 1, x, ch]
+            for x in range(w):
+                for ch in range(cin):
+                    if i == 0:
+                        vrows[i, b, span - 1, left + x, ch] = np.float32(
+                            2 * prev[b, x] - (levels - 1)) if prev.shape[1] else np.float32(0.0)
+                    else:
+                        vrows[i, b, span - 1, left + x, ch] = new[x, ch]
+            for x in range(w):
+                for o in range(f2):
+                    pre[x, o] = np.float32(0.0)
+                for ch in range(cin):
+                    for a in range(kh):
+                        for t in range(kw):
+                            xv = vrows[i, b, a * dil, x + t * dil, ch]
+                            if xv != 0:
+                                row = (ch * kh + a) * kw + t
+                                for o in range(f2):
+                                    pre[x, o] += xv * wv[i, row, o]
+                for o in range(f2):
+                    y = np.floor((pre[x, o] + bias_v[i, o]) * mul_v[i, o] + half)
+                    pre[x, o] = min(max(y, -act), act)
+                for o in range(f2):
+                    links[i, b, x, o] = np.float32(0.0)
+                for j in range(f2):
+                    if pre[x, j] != 0:
+                        for o in range(f2):
+                            links[i, b, x, o] += pre[x, j] * w_link[i, j, o]
+                for o in range(f):
+                    ga = np.int64(pre[x, o]) + act_int
+                    gs = np.int64(pre[x, f + o]) + act_int
+                    new[x, o] = np.float32((tanh[i, ga] * sig[i, gs] * gate + rnd) >> shift)
 
 
 def _run_kernel(stepper: GatedStepper, x: torch.Tensor, r: int, c: int) -> None:
@@ -440,6 +534,7 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
 
 
 _STEP = compile_kernel(_step_kernel)
+_ROW = compile_kernel(_row_kernel)
 _EXP_WEIGHTS = exact.exp_table().numpy()
 
 

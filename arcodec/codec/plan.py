@@ -66,15 +66,13 @@ def gather(images: list[np.ndarray], stream: Stream) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).long()
 
 
-def scatter(images: list[np.ndarray], stream: Stream, x: torch.Tensor, only: int | None = None) -> None:
+def scatter(images: list[np.ndarray], stream: Stream, x: torch.Tensor) -> None:
     """Write decoded tiles x (n, C, h, w) of ``stream`` into their images (H, W, C), cast to
     the images' dtype (uint8 pixels; float code lengths for a bits map): the inverse of
-    :func:`gather`. With ``only``, the tiles of image ``only`` alone, into ``images[0]``."""
+    :func:`gather`."""
     tiles = x.permute(0, 2, 3, 1).numpy()
     for t, v in zip(stream.tiles, tiles):
-        if only is not None and t.image != only:
-            continue
-        dst = images[0 if only is not None else t.image][t.y: t.y + stream.height, t.x: t.x + stream.width]
+        dst = images[t.image][t.y: t.y + stream.height, t.x: t.x + stream.width]
         if t.plane >= 0:
             dst[:, :, t.plane] = v[:, :, 0]
         else:

@@ -71,6 +71,8 @@ class ArcDataset(torch.utils.data.Dataset):
         self.path = os.path.abspath(path)
         self.transform = transform
         self.cache_subpixels = cache_subpixels or ARCHIVE_CACHE
+        st = os.stat(self.path)
+        self._version = (st.st_size, st.st_mtime_ns)  # the file as the dataset saw it
         header = container.read(Path(self.path).read_bytes())[0]
         self.entries = header.entries
         self.names = [e.name for e in self.entries]
@@ -101,10 +103,9 @@ class ArcDataset(torch.utils.data.Dataset):
         """This process's decoder of the file (:class:`~arcodec.codec.api.Archive`), made on
         first use."""
         st = os.stat(self.path)
-        arc = _archive(self.path, st.st_size, st.st_mtime_ns, self.cache_subpixels)
-        if arc.entries != self.entries:
+        if (st.st_size, st.st_mtime_ns) != self._version:
             raise RuntimeError(f"{self.path} changed since the dataset was made: make a new ArcDataset")
-        return arc
+        return _archive(self.path, st.st_size, st.st_mtime_ns, self.cache_subpixels)
 
     def __getitem__(self, i: int):
         label = self.labels[i]  # an index out of range fails here, before any decoding
