@@ -47,6 +47,7 @@ CASES = {
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
+    "auto-16bit": (lambda: _photo()[:, :, 1].astype(np.uint16) * 257 + 3, "auto"),  # header tag 11
 }
 
 
