@@ -1,7 +1,13 @@
 """Reading and writing image files (Pillow), and writing any file atomically; the metadata
 an .arc file carries beside the pixels (:class:`arcodec.codec.container.Metadata`: ICC
-profile, EXIF, PNG text chunks, gamma, DPI), taken from a Pillow image and given back when
-writing; what of an image file an .arc file cannot give back (:func:`lossless_for`).
+profile, EXIF, PNG text chunks, gamma, DPI, a palette and its transparency, mode 1), taken
+from a Pillow image and given back when writing; what of an image file an .arc file cannot
+give back (:func:`lossless_for`).
+
+A palette image (mode P, an RGB or RGBA palette) is coded as its indices, (H, W, 1) uint8
+(what ``np.asarray`` gives), its palette and transparency in the metadata; a 1-bit image
+(mode 1) as 0/255 gray, marked bilevel in the metadata. Writing gives both their mode back;
+:func:`shown` gives a palette image's colours.
 
 16-bit images are (H, W, C) uint16: gray ones from PNG, TIFF and PGM files (Pillow's I;16
 modes), LA, RGB and RGBA ones from PNG files only, read and written with pypng (Pillow has
@@ -19,34 +25,37 @@ from typing import Iterator
 
 import numpy as np
 
-from arcodec.codec.container import Metadata
+from arcodec.codec.container import PALETTE_MODES, Metadata
 from arcodec.errors import ArcodecError
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".webp", ".gif"}
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-_CHANNELS = {mode: c for c, mode in _MODES.items()}
+_CHANNELS = {**{mode: c for c, mode in _MODES.items()}, "P": 1, "1": 1}
 # lossless formats we write by suffix; any other suffix gets PNG
 _LOSSLESS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".pgm": "PPM", ".ppm": "PPM", ".pnm": "PPM"}
 # the formats a 16-bit image of 1 (gray) or more channels is written in
 _WIDE_FORMATS = {1: ("PNG", "TIFF", "PPM"), 2: ("PNG",), 3: ("PNG",), 4: ("PNG",)}
 _WIDE_ADVICE = "convert it to a 16-bit PNG"
+_PALETTE_FORMATS = {"PNG", "BMP", "TIFF"}  # lossless formats we write that hold mode P (PPM: its colours)
 
 
 def read_image(data: bytes, name: str = "input") -> np.ndarray:
-    """Decode image bytes to (H, W, C) uint8; a clear error for anything else, 16-bit
-    samples included (``arcodec compress`` codes those: :func:`read_image_and_metadata`)."""
-    a = read_image_and_metadata(data, name)[0]
+    """Decode image bytes to (H, W, C) uint8, a palette image as its colours (:func:`shown`);
+    a clear error for anything else, 16-bit samples included (``arcodec compress`` codes
+    those: :func:`read_image_and_metadata`)."""
+    a, meta = read_image_and_metadata(data, name)
     if a.dtype != np.uint8:
         raise ArcodecError(f"{name}: 16-bit samples: this takes 8-bit images (arcodec compress codes 16-bit ones)")
-    return a
+    return shown(a, meta)
 
 
 def read_image_and_metadata(data: bytes, name: str = "input") -> tuple[np.ndarray, Metadata]:
-    """Decode image bytes to (H, W, C) pixels and the metadata an .arc file keeps
-    (:func:`image_metadata`). The pixels are uint8, or uint16 for 16-bit gray (PNG, TIFF,
-    PGM of maxval 65535) and 16-bit LA, RGB and RGBA PNG files; a clear error for anything
-    else, and for other samples of more than 8 bits (:func:`sample_bits`), which Pillow would
-    load as 8 bits and lose the rest."""
+    """Decode image bytes to (H, W, C) pixels as an .arc file codes them (:func:`pil_pixels`:
+    a palette image's indices) and the metadata it keeps (:func:`image_metadata`). The
+    pixels are uint8, or uint16 for 16-bit gray (PNG, TIFF, PGM of maxval 65535) and 16-bit
+    LA, RGB and RGBA PNG files; a clear error for anything else, and for other samples of
+    more than 8 bits (:func:`sample_bits`), which Pillow would load as 8 bits and lose the
+    rest."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -91,9 +100,12 @@ def _wide_pixels(im, data: bytes, bits: int, maxval: int | None, name: str) -> n
 
 def image_metadata(im, options: dict | None = None) -> Metadata:
     """The metadata of a Pillow image that an .arc file keeps: its ICC profile, EXIF, PNG text
-    chunks (``im.text``), gamma and DPI, from ``im.info``; ``options`` (a save call's keyword
-    arguments: ``icc_profile``, ``exif``, ``dpi``) take precedence."""
+    chunks (``im.text``), gamma and DPI, from ``im.info``, and ``options`` (a save call's
+    keyword arguments: ``icc_profile``, ``exif``, ``dpi``), which take precedence; the palette
+    and transparency of a palette image coded as its indices (:func:`coded_mode`), and
+    whether it is mode 1."""
     info = {**im.info, **{k: v for k, v in (options or {}).items() if k in ("icc_profile", "exif", "dpi")}}
+    indexed = coded_mode(im) == "P"
     exif = info.get("exif") or b""
     if not isinstance(exif, bytes):  # an Image.Exif
         exif = exif.tobytes()
@@ -103,12 +115,15 @@ def image_metadata(im, options: dict | None = None) -> Metadata:
     return Metadata(icc_profile=info.get("icc_profile") or b"", exif=exif,
                     text=tuple((str(k), str(v)) for k, v in (text or {}).items()),
                     gamma=round(float(gamma) * 100_000) if gamma else 0,
-                    dpi=(float(dpi[0]), float(dpi[1])) if dpi else None)
+                    dpi=(float(dpi[0]), float(dpi[1])) if dpi else None,
+                    palette=(im.palette.mode, bytes(im.getpalette(im.palette.mode))) if indexed else None,
+                    transparency=info.get("transparency") if indexed else None, bilevel=im.mode == "1")
 
 
 def metadata_info(meta: Metadata) -> dict:
     """Pillow's ``info`` entries for metadata, as reading a PNG that carries it gives them:
-    ``icc_profile``, ``exif``, ``gamma``, ``dpi`` and one entry per text chunk."""
+    ``icc_profile``, ``exif``, ``gamma``, ``dpi``, ``transparency`` and one entry per text
+    chunk."""
     info = dict(meta.text)
     if meta.icc_profile:
         info["icc_profile"] = meta.icc_profile
@@ -118,16 +133,22 @@ def metadata_info(meta: Metadata) -> dict:
         info["gamma"] = meta.gamma / 100_000.0
     if meta.dpi is not None:
         info["dpi"] = meta.dpi
+    if meta.transparency is not None:
+        info["transparency"] = meta.transparency
     return info
 
 
 def _save_options(meta: Metadata | None, fmt: str) -> dict:
     """Pillow ``save`` keyword arguments that write ``meta`` in a file of format ``fmt``: every
-    kind in PNG (text as tEXt/iTXt chunks, gamma as a gAMA chunk); ICC profile, EXIF and DPI
-    elsewhere (a format that cannot hold one drops it: :func:`lossless_for` says so)."""
+    kind in PNG (text as tEXt/iTXt chunks, gamma as a gAMA chunk, a palette image's
+    transparency as a tRNS chunk); ICC profile, EXIF and DPI elsewhere (a format that cannot
+    hold one drops it: :func:`lossless_for` says so). The palette and mode 1 are the image's
+    own (:func:`_encode`)."""
     if not meta:
         return {}
     out = {k: v for k, v in (("icc_profile", meta.icc_profile), ("exif", meta.exif), ("dpi", meta.dpi)) if v}
+    if meta.transparency is not None and fmt in _PALETTE_FORMATS:
+        out["transparency"] = meta.transparency
     if fmt == "PNG" and (meta.text or meta.gamma):
         import struct
 
@@ -159,32 +180,62 @@ def sample_bits(im) -> int:
 
 
 def pil_pixels(im, name: str = "input") -> np.ndarray:
-    """A Pillow image's pixels as (H, W, C) uint8: modes 1 and L as gray, P as RGB (RGBA with
-    transparency), other 8-bit modes as RGB; the I;16 modes as (H, W, 1) uint16; modes I and F
-    (32 bits) are refused."""
+    """A Pillow image's pixels as an .arc file codes them, (H, W, C) uint8: modes 1 (0/255)
+    and L as gray, P as its indices (H, W, 1) when :func:`coded_mode` says so, otherwise as RGB
+    (RGBA with transparency), other 8-bit modes as RGB; the I;16 modes as (H, W, 1) uint16;
+    modes I and F (32 bits) are refused."""
     if im.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(im).astype(np.uint16)[:, :, None]
     if im.mode in ("I", "F"):
         raise ArcodecError(f"{name}: mode {im.mode} images (32-bit samples) are not supported: "
                            "convert it to I;16 (16 bits) or L")
-    if im.mode == "1":
-        im = im.convert("L")
-    elif im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
-        im = im.convert("RGB")
+    mode = coded_mode(im)
+    if mode == "1":
+        im = im.convert("L")  # 0/255
+    elif im.mode != mode:
+        im = im.convert(mode)
     a = np.asarray(im, dtype=np.uint8)
     return a[:, :, None] if a.ndim == 2 else a
 
 
 def coded_mode(im) -> str:
-    """The mode of the pixels :func:`pil_pixels` takes from a Pillow image (what an .arc file
-    stores and decompressing writes back): L, LA, RGB or RGBA (of 16-bit samples too)."""
-    if im.mode in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
+    """The mode of the image an .arc file stores for a Pillow image (and decompressing writes
+    back): L, LA, RGB or RGBA (of 16-bit samples too); 1 (coded as 0/255 gray); P for a
+    palette image of an RGB or RGBA palette (its transparency, if any, per-entry alpha bytes or
+    one index, as Pillow reads them from PNG and GIF files), coded as its indices; any other
+    palette image is coded as RGB (RGBA with transparency)."""
+    if im.mode == "1":
+        return "1"
+    if im.mode in ("L", "I;16", "I;16B", "I;16L", "I", "F"):
         return "L"
     if im.mode == "P":
-        return "RGBA" if "transparency" in im.info else "RGB"
+        t = im.info.get("transparency")
+        kept = t is None or (isinstance(t, bytes) and len(t) <= 256) or (isinstance(t, int) and 0 <= t < 256)
+        if kept and im.palette is not None and im.palette.mode in PALETTE_MODES:
+            return "P"
+        return "RGBA" if t is not None else "RGB"
     return im.mode if im.mode in ("LA", "RGB", "RGBA") else "RGB"
+
+
+def shown(a: np.ndarray, metadata: Metadata) -> np.ndarray:
+    """The colours of pixels an .arc file codes: a palette image's indices (H, W, 1) looked up
+    in the palette of its ``metadata``, (H, W, 3) RGB, or (H, W, 4) RGBA when the palette or
+    the transparency gives alpha; any other image as it is."""
+    if metadata.palette is None:
+        return a
+    alpha = metadata.palette[0] == "RGBA" or metadata.transparency is not None
+    return np.asarray(_palette_image(a, metadata).convert("RGBA" if alpha else "RGB"))
+
+
+def _palette_image(a: np.ndarray, metadata: Metadata):
+    """The Pillow image (mode P) of a palette image's indices (H, W, 1) and its metadata."""
+    from PIL import Image
+
+    im = Image.fromarray(a[:, :, 0], "P")
+    im.putpalette(metadata.palette[1], metadata.palette[0])
+    if metadata.transparency is not None:
+        im.info["transparency"] = metadata.transparency
+    return im
 
 
 def peek_subpixels(path: str | Path) -> int:
@@ -221,17 +272,26 @@ def _check_wide(fmt: str, channels: int) -> None:
 
 
 def _encode(a: np.ndarray, fmt: str, metadata: Metadata | None) -> bytes:
+    """Pixels (H, W, C) as the bytes of a file of format ``fmt``, with ``metadata``: a palette
+    image in mode P (its colours where ``fmt`` holds no palette), a bilevel one in mode 1."""
     from PIL import Image
 
-    channels = a.shape[2] if a.ndim == 3 else 1
-    a = a[:, :, 0] if a.ndim == 3 and channels == 1 else a
-    if a.dtype == np.uint16:
-        _check_wide(fmt, channels)
-        if channels > 1:
-            return _png16(a, metadata)
-        im = Image.fromarray(a)  # I;16
+    meta = metadata or Metadata()
+    if meta.palette is not None and fmt in _PALETTE_FORMATS:
+        im = _palette_image(a, meta)
     else:
-        im = Image.fromarray(a, mode=_MODES[channels])
+        a = shown(a, meta)
+        channels = a.shape[2] if a.ndim == 3 else 1
+        a = a[:, :, 0] if a.ndim == 3 and channels == 1 else a
+        if a.dtype == np.uint16:
+            _check_wide(fmt, channels)
+            if channels > 1:
+                return _png16(a, metadata)
+            im = Image.fromarray(a)  # I;16
+        elif meta.bilevel:
+            im = Image.fromarray(a != 0)  # mode 1: 0 black, any other value white
+        else:
+            im = Image.fromarray(a, mode=_MODES[channels])
     buf = io.BytesIO()
     im.save(buf, format=fmt, **_save_options(metadata, fmt))
     return buf.getvalue()
@@ -324,18 +384,20 @@ _INFO_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "dpi": "DPI", "reso
 
 
 def _written_back(mode: str, fmt: str, metadata: Metadata | None = None, bits: int = 8):
-    """A 1x1 image of ``mode`` written as ``fmt`` (with ``metadata``, as :func:`write_image`
-    writes it; ``bits`` 16: a 16-bit image of the channels of ``mode``) and read back: what
-    Pillow sees in any file of that mode and format, or in the file decompressing writes
-    (None when the format cannot hold the mode, or its samples come back of other bits)."""
+    """A 1x1 image of ``mode`` written as ``fmt`` and read back: what Pillow sees in any file
+    of that mode and format; with ``metadata``, in the file decompressing writes
+    (:func:`write_image`: ``mode`` is a :func:`coded_mode`, ``bits`` 16 a 16-bit image of its
+    channels, and a palette image has the palette and transparency of ``metadata``). None
+    when the format cannot hold the mode, or its samples come back of other bits."""
     from PIL import Image
 
     try:
-        if bits == 16:
-            data = _encode(np.zeros((1, 1, _CHANNELS[mode]), dtype=np.uint16), fmt, metadata)
+        if metadata is not None:
+            dtype = np.uint16 if bits == 16 else np.uint8
+            data = _encode(np.zeros((1, 1, _CHANNELS[mode]), dtype=dtype), fmt, metadata)
         else:
             buf = io.BytesIO()
-            Image.new(mode, (1, 1)).save(buf, format=fmt, **_save_options(metadata, fmt))
+            Image.new(mode, (1, 1)).save(buf, format=fmt)
             data = buf.getvalue()
         im = Image.open(io.BytesIO(data))
         if bits == 16 and sample_bits(im) != 16:
@@ -350,9 +412,10 @@ def lossless_for(path: str | Path) -> list[str]:
     """What of the image file ``path`` its .arc file would not give back, as Pillow sees the
     file: an empty list when decompressing (which writes the stored pixels to ``path`` in the
     format its suffix names, :func:`write_image`) gives back the same pixels, mode, format,
-    frames and metadata (the .arc file keeps an ICC profile, EXIF, PNG text chunks, gamma and
-    DPI: :func:`image_metadata`), so that the file may be removed. Otherwise short phrases,
-    e.g. ``["palette (mode P)", "sRGB intent", "text chunks (Comment)"]``.
+    frames and metadata (the .arc file keeps an ICC profile, EXIF, PNG text chunks, gamma,
+    DPI, a palette and its transparency: :func:`image_metadata`), so that the file may be
+    removed. Otherwise short phrases, e.g. ``["GIF format (it would come back as PNG)",
+    "sRGB intent", "text chunks (Comment)"]``.
 
     The metadata compared is the file's Pillow ``info`` (and its TIFF tags, those that do not
     lay out the pixels); a value that any file of the format carries (a BMP's default DPI) is
@@ -371,7 +434,7 @@ def lossless_for(path: str | Path) -> list[str]:
                             else f"16-bit {mode} mode ({fmt} cannot hold it)")
         else:
             if im.mode != mode:
-                lost.append({"P": "palette (mode P)", "1": "1-bit mode (mode 1)"}.get(im.mode, f"mode {im.mode}"))
+                lost.append("palette (mode P)" if im.mode == "P" else f"mode {im.mode}")
             if ours is None or ours.mode != mode:
                 lost.append(f"{mode} mode (written back as {ours.mode} in {fmt})" if ours is not None
                             else f"{mode} mode ({fmt} cannot hold it)")
@@ -386,7 +449,7 @@ def lossless_for(path: str | Path) -> list[str]:
         for key, value in im.info.items():
             if key in _ENCODING_KEYS or any(d.get(key, object()) == value for d in defaults):
                 continue
-            if key == "transparency" and im.mode == "P":  # stored: the RGBA pixels' alpha
+            if key == "transparency" and im.mode == "P" and mode != "P":  # stored: the RGBA pixels' alpha
                 continue
             if key in text:
                 chunks.append(key)

@@ -14,7 +14,9 @@ with ``arcodec.codec.api.encode_images``; ``model="mnist-gated"`` names a model,
 auto (the smallest of every applicable shipped model and the stored method). Metadata travels
 both ways (``arcodec.imageio.image_metadata``): ``save`` keeps the image's ICC profile, EXIF,
 PNG text chunks, gamma and DPI (``icc_profile=``, ``exif=``, ``dpi=`` override them), and
-opening puts them in ``info`` as reading a PNG does. Needs Pillow >= 10.1.
+opening puts them in ``info`` as reading a PNG does. A palette image (mode P) is saved as its
+indices with its palette and transparency, a 1-bit one (mode 1) as 0/255 gray; both open in
+their mode again, with their palette and ``info["transparency"]``. Needs Pillow >= 10.1.
 
 16-bit samples (header tag 11): a 16-bit gray .arc file opens as mode I;16, and saving an
 I;16 image writes one. Pillow has no 16-bit colour modes: a 16-bit LA, RGB or RGBA .arc file
@@ -25,7 +27,7 @@ OSError; ``arcodec.codec.api.decompress`` gives its pixels as uint16.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImagePalette, UnidentifiedImageError
 
 from arcodec.codec import container
 from arcodec.errors import ArcodecError
@@ -60,6 +62,10 @@ class ArcImageFile(ImageFile.ImageFile):
         self._frame = -1
         self.info.update(metadata_info(self._header.metadata))
         self.text = dict(self._header.metadata.text)  # as a PNG's: saving again keeps them
+        if self._header.metadata.palette is not None:
+            mode, data = self._header.metadata.palette
+            self.palette = ImagePalette.raw(mode, data)
+            self.palette.mode = mode
         self.seek(0)
 
     def seek(self, frame: int) -> None:
@@ -70,6 +76,10 @@ class ArcImageFile(ImageFile.ImageFile):
         self._size = (e.width, e.height)
         if self._header.sample_bits == container.WIDE_BITS:  # byte planes of 16-bit samples
             self._mode = "I;16" if e.channels == 2 else _MODES[e.channels // 2]
+        elif self._header.metadata.palette is not None:  # indices
+            self._mode = "P"
+        elif self._header.metadata.bilevel:  # 0/255 gray
+            self._mode = "1"
         else:
             self._mode = _MODES[e.channels]
         if self._header.archive:
@@ -96,15 +106,18 @@ class ArcImageFile(ImageFile.ImageFile):
                 self.fp = None
             self.im = Image.core.new(self.mode, self.size)
             img = self._images[self._frame]
-            self.frombytes((img.astype("<u2") if img.dtype == np.uint16 else img).tobytes())  # I;16: little-endian
+            if self.mode == "1":  # a byte a pixel: 0 black, any other value white
+                self.frombytes(img.tobytes(), "raw", "1;8")
+            else:
+                self.frombytes((img.astype("<u2") if img.dtype == np.uint16 else img).tobytes())  # I;16: little-endian
             self.readonly = 0
             self._loaded = self._frame
         return Image.Image.load(self)
 
 
 def _pixels(im: Image.Image) -> np.ndarray:
-    """(H, W, C) uint8 of an image (uint16 for the I;16 modes), modes converted as
-    arcodec.imageio.pil_pixels does."""
+    """(H, W, C) uint8 of an image as an .arc file codes it (uint16 for the I;16 modes, a
+    palette image's indices), as arcodec.imageio.pil_pixels gives them."""
     try:
         return pil_pixels(im, "image")
     except ArcodecError as e:

@@ -231,28 +231,72 @@ def roundtrip(tiny, tmp_path, im: Image.Image, **save) -> tuple[object, Image.Im
     return r, before, Image.open(out)
 
 
-def test_palette_comes_back_as_rgb_pixels_and_the_input_is_kept(tiny, tmp_path):
-    r, before, after = roundtrip(tiny, tmp_path, Image.fromarray(COLOUR).convert("P"))
-    assert before.mode == "P" and after.mode == "RGB"
-    assert np.array_equal(np.asarray(after), np.asarray(before.convert("RGB")))
-    assert r.output == f"arcodec: kept {tmp_path / 'in.png'}: its palette (mode P) is not stored in .arc\n"
-    assert (tmp_path / "in.png").exists()
+def palette_image(entries: int = 256) -> Image.Image:
+    """Mode P: random indices and a random RGB palette of ``entries`` entries."""
+    im = Image.fromarray(RNG.integers(0, entries, (6, 7), dtype=np.uint8), "P")
+    im.putpalette(RNG.integers(0, 256, 3 * entries, dtype=np.uint8).tobytes())
+    return im
 
 
-def test_palette_with_transparency_comes_back_as_rgba_and_the_input_is_kept(tiny, tmp_path):
-    im = Image.fromarray(COLOUR).convert("P")
-    r, before, after = roundtrip(tiny, tmp_path, im, transparency=im.getpixel((0, 0)))  # one colour transparent
-    assert before.mode == "P" and "transparency" in before.info and after.mode == "RGBA"
-    rgba = np.asarray(before.convert("RGBA"))
-    assert np.array_equal(np.asarray(after), rgba) and (rgba[..., 3] == 0).any()  # the transparency is the alpha
-    assert r.output == f"arcodec: kept {tmp_path / 'in.png'}: its palette (mode P) is not stored in .arc\n"
+@pytest.mark.parametrize("kind", ["palette", "alpha per entry", "one transparent index", "1-bit"])
+def test_palette_and_one_bit_images_round_trip_exactly_and_the_input_is_removed(tiny, tmp_path, kind):
+    im = Image.fromarray(GRAY).convert("1") if kind == "1-bit" else palette_image()
+    save = {"alpha per entry": {"transparency": bytes(range(0, 250, 10))},  # tRNS shorter than the palette
+            "one transparent index": {"transparency": 3}}.get(kind, {})
+    r, before, after = roundtrip(tiny, tmp_path, im, **save)
+    assert after.mode == before.mode == ("1" if kind == "1-bit" else "P")
+    assert np.array_equal(np.asarray(after), np.asarray(before))
+    assert after.getpalette() == before.getpalette() and after.info == before.info
+    assert ("transparency" in after.info) == (kind in ("alpha per entry", "one transparent index"))
+    assert r.output == "" and not (tmp_path / "in.png").exists()  # nothing lost: removed
+    header = container.read((tmp_path / "in.png.arc").read_bytes())[0]
+    assert header.entries[0].channels == 1  # the indices, not the colours
 
 
-def test_one_bit_comes_back_as_gray_and_the_input_is_kept(tiny, tmp_path):
-    r, before, after = roundtrip(tiny, tmp_path, Image.fromarray(GRAY).convert("1"))
-    assert before.mode == "1" and after.mode == "L"
-    assert np.array_equal(np.asarray(after), np.asarray(before.convert("L")))
-    assert "its 1-bit mode (mode 1) is not stored" in r.output and (tmp_path / "in.png").exists()
+def test_a_gif_comes_back_in_mode_p_as_png_and_the_input_is_kept(tiny, tmp_path):
+    path = tmp_path / "in.gif"
+    im = palette_image(16)
+    im.putpixel((0, 0), 2)  # used: Pillow writes no transparency for an unused colour
+    im.save(path, transparency=2)
+    before = Image.open(path)
+    before.load()
+    assert before.mode == "P" and "transparency" in before.info
+    r = run("compress", "-j", 1, "-m", tiny.name, path)
+    assert r.exit_code == 0 and path.exists()
+    assert r.output.startswith(f"arcodec: kept {path}: its GIF format (it would come back as PNG)")
+    assert run("decompress", "-m", tiny.name, "-o", tmp_path / "out.png", f"{path}.arc").exit_code == 0
+    after = Image.open(tmp_path / "out.png")
+    assert (after.format, after.mode, after.info) == ("PNG", "P", {"transparency": before.info["transparency"]})
+    assert np.array_equal(np.asarray(after), np.asarray(before)) and after.getpalette() == before.getpalette()
+
+
+def test_a_palette_image_in_an_archive_is_coded_as_its_colours(tiny, tmp_path):
+    im = palette_image()
+    im.save(tmp_path / "p.png", transparency=bytes(range(0, 250, 10)))
+    Image.fromarray(COLOUR).save(tmp_path / "c.png")
+    assert run("compress", "-m", tiny.name, tmp_path / "p.png", tmp_path / "c.png", "-o",
+               tmp_path / "set.arc").exit_code == 0
+    images = arcodec.decompress_archive((tmp_path / "set.arc").read_bytes(), model=tiny)
+    with Image.open(tmp_path / "p.png") as before:
+        assert np.array_equal(images["p.png"], np.asarray(before.convert("RGBA")))
+
+
+def test_the_python_api_gives_a_palette_images_indices_and_its_palette_in_the_header(tmp_path):
+    from arcodec.codec.api import decode_file
+    from arcodec.codec.files import with_metadata
+    from arcodec.imageio import read_image, read_image_and_metadata
+
+    im = palette_image(16)
+    im.save(tmp_path / "p.png", transparency=5)
+    a, meta = read_image_and_metadata((tmp_path / "p.png").read_bytes())
+    indices = np.asarray(im)
+    assert a.shape == (6, 7, 1) and np.array_equal(a[:, :, 0], indices)
+    assert (meta.palette, meta.transparency) == (("RGB", bytes(im.getpalette())), 5)
+    assert np.array_equal(arcodec.decompress(arcodec.compress(indices)), indices)
+    header, (back,) = decode_file(with_metadata(encode_images([a]), meta, a).data)
+    assert np.array_equal(back, a) and header.metadata == meta
+    rgba = read_image((tmp_path / "p.png").read_bytes())  # the colours, for models and data sets
+    assert np.array_equal(rgba, np.asarray(Image.open(tmp_path / "p.png").convert("RGBA")))
 
 
 @pytest.mark.parametrize("mode, pixels", [("LA", np.dstack([GRAY, GRAY[::-1]])), ("RGBA", np.dstack([COLOUR, GRAY])),

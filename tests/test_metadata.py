@@ -104,3 +104,42 @@ def test_metadata_is_bounded_and_checked():
                            (b"\x03\x02ab", "text record"), (b"\x05\x01z", "DPI")]:
         with pytest.raises(FormatError, match=message):
             Metadata.unpack(block)
+
+
+@pytest.mark.parametrize("meta", [Metadata(palette=("RGB", bytes(range(48)))),
+                                  Metadata(palette=("RGBA", b""), transparency=255),
+                                  Metadata(palette=("RGB", bytes(768)), transparency=b"\0\x80", dpi=(72.0, 72.0)),
+                                  Metadata(bilevel=True, gamma=45455)])
+def test_palette_transparency_and_bilevel_records_round_trip(meta):
+    assert meta and Metadata.unpack(meta.pack()) == meta
+    header = Header(1, b"\x12\x34", (Entry(28, 28, 1),), metadata=meta)
+    data = container.write(header, b"\x01", [PIXELS[:, :, None]])
+    assert container.read(data)[0].metadata == meta
+
+
+def test_palette_records_are_laid_out_as_the_format_says():
+    assert Metadata(palette=("RGB", b"\1\2\3"), transparency=b"\0\x80").pack() == b"\6\4\0\1\2\3\7\3\0\0\x80"
+    assert Metadata(palette=("RGBA", b"\1\2\3\4"), transparency=200).pack() == b"\6\5\1\1\2\3\4\7\3\1\xc8\1"
+    assert Metadata(bilevel=True).pack() == b"\x08\0"
+
+
+def test_palette_transparency_and_bilevel_records_are_checked():
+    palette = Metadata(palette=("RGB", b"abc")).pack()
+    for block, message in [(palette + palette, "record 6, palette, repeated"),
+                           (b"\x08\x00\x08\x00", "record 8, bilevel, repeated"),
+                           (b"\x06\x03\x00ab", "palette record"), (b"\x06\x01\x02", "palette record"),
+                           (b"\x06\x01\x00" + b"\x07\x03\x01\x80\x02", "transparency record"),
+                           (b"\x06\x01\x00" + b"\x07\x01\x02", "transparency record"),
+                           (b"\x07\x02\x01\x05", "transparency record without a palette"),
+                           (b"\x08\x01z", "bilevel record is not empty"),
+                           (palette + b"\x08\x00", "palette and bilevel records together")]:
+        with pytest.raises(FormatError, match=message):
+            Metadata.unpack(block)
+    data = bytearray(container.write(Header(1, b"\x12\x34", (Entry(28, 28, 1),), metadata=Metadata(bilevel=True)),
+                                     b"\x01", [PIXELS[:, :, None]]))
+    data[2] |= 2  # the RGB flag: 3 channels
+    with pytest.raises(FormatError, match="bilevel record in an image of 3 channels"):
+        container.read(bytes(data))
+    with pytest.raises(ValueError, match="8-bit image of one channel"):
+        container.write(Header(1, b"\x12\x34", (Entry(2, 2, 3),), metadata=Metadata(palette=("RGB", b""))), b"\x01",
+                        [np.zeros((2, 2, 3), np.uint8)])

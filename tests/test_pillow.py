@@ -70,16 +70,39 @@ def test_save_names_a_model_and_converts_modes(tmp_path):
 
     assert read((tmp_path / "m.arc").read_bytes())[0].method == 0  # coded by the model, not stored
     assert np.array_equal(arcodec.decompress((tmp_path / "m.arc").read_bytes()), DIGIT)
-    Image.fromarray(DIGIT > 100).save(tmp_path / "b.arc")  # mode "1" -> L (0/255)
+    Image.fromarray(DIGIT > 100).save(tmp_path / "b.arc")  # mode "1": coded as L (0/255)
     assert np.array_equal(arcodec.decompress((tmp_path / "b.arc").read_bytes()), np.where(DIGIT > 100, 255, 0))
     p = Image.fromarray(RGB).convert("P")
-    p.save(tmp_path / "p.arc")  # mode "P" -> RGB
-    assert np.array_equal(arcodec.decompress((tmp_path / "p.arc").read_bytes()), np.asarray(p.convert("RGB")))
+    p.save(tmp_path / "p.arc")  # mode "P": coded as its indices
+    assert np.array_equal(arcodec.decompress((tmp_path / "p.arc").read_bytes()), np.asarray(p))
+    Image.fromarray(RGB).convert("PA").save(tmp_path / "pa.arc")  # another mode: RGB
+    assert arcodec.decompress((tmp_path / "pa.arc").read_bytes()).shape == (5, 6, 3)
     with pytest.raises(OSError, match="mode I images .32-bit samples. are not supported"):
         Image.new("I", (4, 4)).save(tmp_path / "i.arc")
     with pytest.raises(OSError, match="cannot write ARC: .*levels"):
         Image.fromarray(DIGIT).save(tmp_path / "k.arc", model="colour-mnist-made")
     assert not (tmp_path / "k.arc").exists()  # Pillow removes what a failed save began
+
+
+@pytest.mark.parametrize("palette_mode, transparency", [("RGB", None), ("RGB", 3), ("RGBA", bytes(range(0, 160, 10)))])
+def test_palette_images_open_in_mode_p_with_their_palette(tmp_path, palette_mode, transparency):
+    p = Image.fromarray(RNG.integers(0, 16, (5, 6), dtype=np.uint8), "P")
+    p.putpalette(RNG.integers(0, 256, 16 * len(palette_mode), dtype=np.uint8).tobytes(), palette_mode)
+    if transparency is not None:
+        p.info["transparency"] = transparency
+    p.save(tmp_path / "p.arc")
+    with Image.open(tmp_path / "p.arc") as im:
+        assert im.mode == "P" and im.info == ({} if transparency is None else {"transparency": transparency})
+        assert np.array_equal(np.asarray(im), np.asarray(p))
+        assert im.palette.mode == palette_mode and im.getpalette(palette_mode) == p.getpalette(palette_mode)
+        assert np.array_equal(np.asarray(im.convert("RGBA")), np.asarray(p.convert("RGBA")))
+
+
+def test_one_bit_images_open_in_mode_1(tmp_path):
+    one = Image.fromarray(GRAY).convert("1")
+    one.save(tmp_path / "b.arc")
+    with Image.open(tmp_path / "b.arc") as im:
+        assert im.mode == "1" and im.tobytes() == one.tobytes()
 
 
 def test_archive_frames(tmp_path, decodes):

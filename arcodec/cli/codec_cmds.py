@@ -50,11 +50,10 @@ def compress(inputs, output, model, force, keep, tile, jobs, verbose, explain):
     Without -o each IMG becomes IMG.arc and, as with gzip, IMG is removed unless -k is
     given. The .arc file keeps an ICC profile, EXIF, PNG text chunks, gamma and DPI, and
     decompressing writes them back; an image whose .arc file would not give everything back
-    (other metadata, a palette, another mode or format) is kept, with a note saying why: a
-    palette image comes back as an RGB PNG of the same pixels (RGBA when it has
-    transparency), a 1-bit one as grayscale. 16-bit images (gray PNG, TIFF, PGM; LA, RGB,
-    RGBA PNG) come back as 16-bit images of their mode; other depths are refused, and so are
-    16-bit images in an archive. A bad image is reported and the others go on. With -o and several images or directories: one archive.
+    (other metadata, another mode or format) is kept, with a note saying why; palette and
+    1-bit images come back in their mode, palette and transparency included. 16-bit images
+    (gray PNG, TIFF, PGM; LA, RGB, RGBA PNG) come back as 16-bit images of their mode; other
+    depths are refused, and so are 16-bit images in an archive. A bad image is reported and the others go on. With -o and several images or directories: one archive.
 
     \b
     Examples:

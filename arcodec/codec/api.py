@@ -557,7 +557,8 @@ def compress(array, model: str | LoadedModel | None = None) -> bytes:
 def decompress(data: bytes, model: str | LoadedModel | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The image of a single-image .arc file: (H, W) for grayscale, else (H, W, C), uint8
-    (uint16 for 16-bit samples); one of more than ``max_pixels`` sub-pixels is refused."""
+    (uint16 for 16-bit samples; a palette image's indices, its palette in the metadata of
+    :func:`decode_file`'s header); one of more than ``max_pixels`` sub-pixels is refused."""
     header, images = decode_file(data, model, max_pixels=max_pixels)
     if header.archive:
         raise ArcodecError("this is an archive of several images: use decompress_archive()")

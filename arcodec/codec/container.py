@@ -79,8 +79,12 @@ _ENTRY_MIN = 4  # fewest bytes one entry of the table can take (a name length an
 _ENTRIES_KNOWN = 1 << 12  # distinct entries remembered while reading a table (repeats are not read again)
 MAX_METADATA = 1 << 24  # 16 MiB: the most metadata one file carries
 _META_ICC, _META_EXIF, _META_TEXT, _META_GAMMA, _META_DPI = 1, 2, 3, 4, 5
+_META_PALETTE, _META_TRANSPARENCY, _META_BILEVEL = 6, 7, 8
 _META_NAMES = {_META_ICC: "ICC profile", _META_EXIF: "EXIF", _META_TEXT: "text", _META_GAMMA: "gamma",
-               _META_DPI: "DPI"}
+               _META_DPI: "DPI", _META_PALETTE: "palette", _META_TRANSPARENCY: "transparency",
+               _META_BILEVEL: "bilevel"}
+PALETTE_MODES = ("RGB", "RGBA")  # a palette record's first byte: 0 RGB, 1 RGBA
+MAX_PALETTE = 256  # entries
 
 
 @dataclass(frozen=True)
@@ -103,20 +107,29 @@ class Metadata:
     ``docs/format.md``): records of (kind varint, length varint, bytes), in this order:
     1 ICC profile, 2 EXIF (as Pillow's ``info["exif"]``), 3 a text chunk (keyword, a NUL,
     text; UTF-8; one record each, in order), 4 gamma (varint: gamma x 100,000, as PNG's
-    gAMA chunk), 5 DPI (x and y, two little-endian float64). Empty fields are left out."""
+    gAMA chunk), 5 DPI (x and y, two little-endian float64), 6 palette (the image is mode P
+    and its pixels are indices: the palette's mode, a byte, 0 RGB or 1 RGBA, then up to 256
+    entries of 3 or 4 bytes), 7 transparency (of a palette image, as Pillow's
+    ``info["transparency"]``: a byte 0 then per-entry alpha bytes, or a byte 1 then the one
+    transparent index, a varint), 8 bilevel (empty: the image is mode 1, its pixels 0/255
+    gray). Empty fields are left out."""
 
     icc_profile: bytes = b""
     exif: bytes = b""
     text: tuple[tuple[str, str], ...] = ()  # (keyword, text) pairs
     gamma: int = 0  # gamma x 100,000; 0: none
     dpi: tuple[float, float] | None = None
+    palette: tuple[str, bytes] | None = None  # mode P: (the palette's mode, RGB or RGBA; its bytes)
+    transparency: bytes | int | None = None  # mode P: per-entry alpha, or the one transparent index
+    bilevel: bool = False  # mode 1
 
     def __bool__(self) -> bool:
-        return bool(self.icc_profile or self.exif or self.text or self.gamma or self.dpi)
+        return bool(self.icc_profile or self.exif or self.text or self.gamma or self.dpi or self.bilevel
+                    or self.palette is not None or self.transparency is not None)
 
     def pack(self) -> bytes:
         """The records; a FormatError when they exceed :data:`MAX_METADATA`."""
-        records = [(_META_ICC, self.icc_profile), (_META_EXIF, self.exif)]
+        records = [(kind, value) for kind, value in ((_META_ICC, self.icc_profile), (_META_EXIF, self.exif)) if value]
         records += [(_META_TEXT, k.encode("utf-8") + b"\0" + v.encode("utf-8")) for k, v in self.text]
         if self.gamma:
             g = bytearray()
@@ -124,12 +137,21 @@ class Metadata:
             records.append((_META_GAMMA, bytes(g)))
         if self.dpi is not None:
             records.append((_META_DPI, struct.pack("<2d", *self.dpi)))
+        if self.palette is not None:
+            records.append((_META_PALETTE, bytes([PALETTE_MODES.index(self.palette[0])]) + self.palette[1]))
+        if isinstance(self.transparency, int):
+            t = bytearray(b"\1")
+            put_varint(t, self.transparency)
+            records.append((_META_TRANSPARENCY, bytes(t)))
+        elif self.transparency is not None:
+            records.append((_META_TRANSPARENCY, b"\0" + self.transparency))
+        if self.bilevel:
+            records.append((_META_BILEVEL, b""))
         out = bytearray()
         for kind, value in records:
-            if value:
-                put_varint(out, kind)
-                put_varint(out, len(value))
-                out += value
+            put_varint(out, kind)
+            put_varint(out, len(value))
+            out += value
         if len(out) > MAX_METADATA:
             raise FormatError(f"metadata of {len(out)} bytes (ICC profile, EXIF, text): "
                               f"an .arc file holds at most {MAX_METADATA >> 20} MiB")
@@ -138,7 +160,8 @@ class Metadata:
     @classmethod
     def unpack(cls, data: bytes) -> "Metadata":
         """The records of :meth:`pack`; a FormatError for anything else (an unknown or
-        repeated kind, a malformed value)."""
+        repeated kind, a malformed value, a transparency without a palette, a palette and
+        bilevel together)."""
         r, seen, text, fields = Reader(data), set(), [], {}
         while r.pos < len(data):
             kind = r.varint("metadata")
@@ -166,9 +189,49 @@ class Metadata:
                 if len(value) != 16:
                     raise FormatError("corrupt header (metadata DPI record is not two float64)")
                 fields["dpi"] = struct.unpack("<2d", value)
+            elif kind == _META_PALETTE:
+                fields["palette"] = _palette(value)
+            elif kind == _META_TRANSPARENCY:
+                fields["transparency"] = _transparency(value)
+            elif kind == _META_BILEVEL:
+                if value:
+                    raise FormatError("corrupt header (metadata bilevel record is not empty)")
+                fields["bilevel"] = True
             else:
                 fields["icc_profile" if kind == _META_ICC else "exif"] = value
+        if "transparency" in fields and "palette" not in fields:
+            raise FormatError("corrupt header (metadata transparency record without a palette)")
+        if "palette" in fields and "bilevel" in fields:
+            raise FormatError("corrupt header (metadata palette and bilevel records together)")
         return cls(text=tuple(text), **fields)
+
+
+def _indexed(metadata: Metadata) -> bool:
+    """Whether metadata makes its image's one channel palette indices or bilevel pixels."""
+    return metadata.palette is not None or metadata.bilevel
+
+
+def _palette(value: bytes) -> tuple[str, bytes]:
+    """A palette record's (mode, bytes), or a FormatError."""
+    mode = PALETTE_MODES[value[0]] if value and value[0] < len(PALETTE_MODES) else None
+    if mode is None or (len(value) - 1) % len(mode) or (len(value) - 1) // len(mode) > MAX_PALETTE:
+        raise FormatError(f"corrupt header (metadata palette record: a mode byte 0 or 1, then at most {MAX_PALETTE} "
+                          "entries of 3 or 4 bytes)")
+    return mode, value[1:]
+
+
+def _transparency(value: bytes) -> bytes | int:
+    """A transparency record's per-entry alpha (bytes) or transparent index (int), or a FormatError."""
+    if value[:1] == b"\0" and len(value) <= 1 + MAX_PALETTE:
+        return value[1:]
+    if value[:1] == b"\1":
+        t = Reader(value)
+        t.pos = 1
+        index = t.varint("metadata transparency")
+        if t.pos == len(value) and index < MAX_PALETTE:
+            return index
+    raise FormatError("corrupt header (metadata transparency record: a byte 0 and per-entry alpha, or a byte 1 "
+                      "and an index below 256)")
 
 
 @dataclass(frozen=True)
@@ -361,6 +424,8 @@ def write(header: Header, payload: bytes, images) -> bytes:
     if header.metadata:
         if header.archive:
             raise ValueError("metadata belongs to single-image files")
+        if _indexed(header.metadata) and (single.channels != 1 or wide):
+            raise ValueError("a palette or bilevel record belongs to an 8-bit image of one channel")
         block = header.metadata.pack()
         put_varint(ext, _TAG_METADATA)
         put_varint(ext, len(block))
@@ -482,6 +547,10 @@ def read_header(data: bytes) -> tuple[Header, int]:
             raise FormatError(f"corrupt header (header field 11, sample bits, with {channels} channels: "
                               "16-bit samples take two byte channels each)")
         _check_entry(entries[0], 8 if sample_bits == WIDE_BITS else 4)
+        if _indexed(metadata) and (channels != 1 or sample_bits == WIDE_BITS):
+            raise FormatError(f"corrupt header (metadata {'bilevel' if metadata.bilevel else 'palette'} record in "
+                              f"an image of {channels} {'byte ' if sample_bits == WIDE_BITS else ''}channels: it "
+                              "belongs to an 8-bit image of one)")
     header = Header(model_id, fingerprint, tuple(entries), archive, bit_depth, tile, version, scan, method, levels,
                     metadata, engine, _TAG_STREAM_CRCS in fields, sample_bits)
     return header, r.pos

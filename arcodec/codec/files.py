@@ -20,12 +20,14 @@ own name, standard input ``stdin.png``.
 Outputs are refused before any work when they exist, unless ``force``; files are written
 atomically (:func:`arcodec.imageio.write_atomic`); ``"-"`` names standard output. A
 single-image file keeps the image's metadata (ICC profile, EXIF, PNG text chunks, gamma,
-DPI: :func:`arcodec.imageio.image_metadata`) and decompressing writes it back; an archive
-keeps pixels and names only. A 16-bit image (gray PNG, TIFF or PGM; LA, RGB or RGBA PNG)
-becomes a single-image file of 16-bit samples and comes back as a 16-bit image of its mode;
-archives hold 8-bit images only. Removing the inputs afterwards, as gzip does, is left to the
-caller: :func:`remove_inputs` removes only the images whose .arc files give back everything
-Pillow sees in them (:func:`arcodec.imageio.lossless_for`).
+DPI, a palette and its transparency, mode 1: :func:`arcodec.imageio.image_metadata`) and
+decompressing writes it back, a palette image (coded as its indices) as mode P, a 1-bit one
+as mode 1; an archive keeps pixels and names only (a palette image's colours). A 16-bit
+image (gray PNG, TIFF or PGM; LA, RGB or RGBA PNG) becomes a single-image file of 16-bit
+samples and comes back as a 16-bit image of its mode; archives hold 8-bit images only.
+Removing the inputs afterwards, as gzip does, is left to the caller: :func:`remove_inputs`
+removes only the images whose .arc files give back everything Pillow sees in them
+(:func:`arcodec.imageio.lossless_for`).
 
 Many files: ``jobs`` worker processes (spawned: torch and fork do not mix) each take a
 share of the files, code them batched together and write them; each worker uses
@@ -58,7 +60,7 @@ from arcodec.codec.api import (DEFAULT_MAX_PIXELS, Encoded, byte_planes, decode_
 from arcodec.codec.container import Header, Metadata
 from arcodec.errors import ArcodecError, FormatError
 from arcodec.imageio import (IMAGE_SUFFIXES, check_wide_format, encode_png, lossless_for, peek_subpixels,
-                             read_image_and_metadata, refuse_existing, write_atomic, write_image)
+                             read_image_and_metadata, refuse_existing, shown, write_atomic, write_image)
 
 SUFFIX = ".arc"
 STDIN = "-"  # standard input as an input, standard output as an output
@@ -221,6 +223,8 @@ def compress_paths(plan: CompressPlan, model=None, tile: int | None = None, forc
     if plan.archive and wide is not None:
         raise ArcodecError(f"{wide}: 16-bit samples: an archive holds 8-bit images only (its images share one "
                            "header); compress it to its own .arc file")
+    if plan.archive:  # pixels and names only: a palette image's colours
+        images = [shown(a, meta) for a, meta in zip(images, metas)]
     total = sum(a.nbytes for a in images)  # the sub-pixels coded: a 16-bit sample's two bytes
     with (progress(total) if progress is not None else nullcontext()) as bar:
         names = [name for _, name in plan.inputs] if plan.archive else None
@@ -298,8 +302,7 @@ def with_metadata(enc: Encoded, metadata: Metadata, image: np.ndarray) -> Encode
 def remove_inputs(paths: Sequence[str]) -> list[tuple[str, list[str]]]:
     """Remove the images whose .arc files give back everything Pillow sees in them (as gzip
     removes its inputs); keep the others and return (path, what its .arc file would lose)
-    for each (:func:`arcodec.imageio.lossless_for`: metadata, a palette, another mode or
-    format)."""
+    for each (:func:`arcodec.imageio.lossless_for`: metadata, another mode or format)."""
     kept = []
     for path in paths:
         lost = lossless_for(path)
