@@ -27,9 +27,11 @@ def seed_files() -> dict[str, tuple[bytes, tuple[np.ndarray, ...]]]:
     """{kind: (file bytes, the images it holds (H, W, C) uint8)} for: the stored method (raw
     and deflated), a model-coded digit (mnist-gated), a two-channel image coded plane by
     plane, 2-bit colour (colour-mnist-made), a level map (colour-mnist-made coding indices),
-    the integer flow (mnist-idf, 28x28), and archives (model-coded with several streams, and
-    stored)."""
+    the integer flow (mnist-idf, 28x28), archives (model-coded with several streams and their
+    checksums, and stored), a 16-bit image (its byte planes) and a palette image (indices,
+    with palette and transparency records)."""
     from arcodec.codec import api as codec
+    from arcodec.codec import container
 
     rng = np.random.default_rng(20240601)
     out: dict[str, tuple[bytes, tuple[np.ndarray, ...]]] = {}
@@ -58,6 +60,12 @@ def seed_files() -> dict[str, tuple[bytes, tuple[np.ndarray, ...]]]:
     names = ["a.png", "sub/b.png", "c"]
     add("archive", parts, codec.encode_images(parts, names=names, model="mnist-gated").data)
     add("archive-stored", parts, codec.encode_stored([codec.as_image(a) for a in parts], names, archive=True).data)
+    wide = _blob(3, 4, 1, 250).astype(np.uint16) * 251 + 7  # 16-bit samples (header tag 11)
+    out["16-bit"] = (codec.encode_images([wide]).data, (wide,))  # decodes to uint16 (H, W, 1)
+    indices = _blob(3, 3, 1, 2)
+    palette = container.Metadata(palette=("RGB", bytes(range(9))), transparency=b"\x00\xff")
+    add("palette", [indices], container.with_metadata(codec.encode_images([indices], model="mnist-gated").data,
+                                                      palette, [indices]))
     return out
 
 

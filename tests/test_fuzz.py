@@ -43,8 +43,8 @@ def fuzz_settings(n: int) -> settings:
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-STORED = ["stored-raw", "stored-deflate", "archive-stored"]
-MODEL = ["digit", "gray-alpha", "colour", "level-map", "idf", "archive"]
+STORED = ["stored-raw", "stored-deflate", "archive-stored", "16-bit"]
+MODEL = ["digit", "gray-alpha", "colour", "level-map", "idf", "archive", "palette"]
 ops = st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 1 << 16),
                          st.one_of(st.sampled_from(INTERESTING), st.integers(0, 255))), min_size=1, max_size=4)
 
