@@ -55,6 +55,13 @@ main(sys.argv[4:], prog_name="arcodec")
 """
 
 
+def as_at_a_terminal() -> None:
+    """In the child before it runs: Ctrl-C's default action back, as in a terminal's
+    foreground job (a test run in the background, e.g. under nohup, ignores SIGINT, and a
+    child would inherit that and never see the Ctrl-C these tests send)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def noise(n: int, side: int, seed: int = 0) -> list[np.ndarray]:
     """Images the model codes slowly: uniform noise, (side, side, 1) uint8."""
     rng = np.random.default_rng(seed)
@@ -114,7 +121,7 @@ def check_whole(outputs: list[Path], images: list[np.ndarray]) -> None:
 
 def run_hooked(folder: Path, at: int, signum: int, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", HOOKED, str(folder), str(at), str(int(signum)), *map(str, args)],
-                          capture_output=True, text=True, timeout=STARTED)
+                          capture_output=True, text=True, timeout=STARTED, preexec_fn=as_at_a_terminal)
 
 
 def run_on_terminal(args: list, seen: bytes, signum: int) -> tuple[int, str]:
@@ -124,7 +131,8 @@ def run_on_terminal(args: list, seen: bytes, signum: int) -> tuple[int, str]:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 80 columns: room for the bar
     p = subprocess.Popen([sys.executable, "-m", "arcodec.cli", *map(str, args)], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=slave, start_new_session=True)
+                         stdout=subprocess.DEVNULL, stderr=slave, start_new_session=True,
+                         preexec_fn=as_at_a_terminal)
     os.close(slave)
     out, sent, deadline = b"", False, time.monotonic() + STARTED
     try:
@@ -220,7 +228,8 @@ def test_sigterm_to_the_parent_ends_its_workers(tmp_path):
     data = [e.data for e in encode_many(noise(2, 128, seed=3), model=MODEL)]  # seconds each to decode
     files = arcs(tmp_path, data)
     p = subprocess.Popen([sys.executable, "-m", "arcodec.cli", "decompress", "-j", "2", *map(str, files)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=as_at_a_terminal)
     try:
         children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
         deadline = time.monotonic() + STARTED
@@ -258,7 +267,8 @@ def test_ctrl_c_while_workers_start(tmp_path):
     images = noise(4, 32, seed=2)
     inputs = pngs(tmp_path, images)
     p = subprocess.Popen([sys.executable, "-m", "arcodec.cli", "compress", "-j", "2", "-m", MODEL, *map(str, inputs)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=as_at_a_terminal)
     children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
     if not children.exists():
         p.kill()
