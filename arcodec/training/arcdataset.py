@@ -63,7 +63,8 @@ class ArcDataset(torch.utils.data.Dataset):
     ``labels``: a dict name -> int, a list (in the file's order), or the path of a side file
     (see :func:`read_labels`). Without it, the label is the index of the entry's parent folder
     among the sorted folder names (``classes``, as torchvision's ImageFolder), and -1 for an
-    entry that has no folder."""
+    entry that has no folder. ``cache_subpixels``: decoded sub-pixels each process keeps
+    (default :data:`arcodec.codec.api.ARCHIVE_CACHE`, 64 Mi)."""
 
     def __init__(self, path: str | os.PathLike, transform=None, labels=None, cache_subpixels: int | None = None):
         from arcodec.codec.api import ARCHIVE_CACHE
