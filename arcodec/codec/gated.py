@@ -224,20 +224,30 @@ class GatedStepper:
 
     ``step`` runs one compiled kernel for all layers and the head (:func:`_step_kernel`,
     numba) when every layer computes in float32, else (or with ARCODEC_NO_NUMBA=1) the same
-    arithmetic as PyTorch operations: the two give identical integers (tested)."""
+    arithmetic as PyTorch operations: the two give identical integers (tested). For a batch
+    of fewer than KERNEL_SPLIT tiles, ``begin_row`` too runs one compiled kernel
+    (:func:`_row_kernel`, on ring buffers of its own); larger batches keep PyTorch's matrix
+    products, which pay there."""
 
     def __init__(self, engine: GatedEngine, batch: int, height: int, width: int):
         self.engine = engine
         self.width = width
         layers = engine.layers
         f = engine.config.hidden
-        self.rows = []
-        for layer in layers:
-            v = layer.v_conv
-            span = (v.conv.kernel_size[0] - 1) * v.dilation + 1
-            # the rows of the layer's vertical input its kernel reaches, padded at the sides
-            self.rows.append(torch.zeros(batch, span, v.pad[0] + width + v.pad[1], v.conv.in_channels,
-                                         dtype=layer.vertical.dtype))
+        # a row of a few tiles: the vertical stacks in one compiled call (_row_kernel), on
+        # buffers of their own (every layer's rows, newest last, padded as its kernel pads)
+        self.row_kernel = _row_kernel_args(engine) if batch < KERNEL_SPLIT else None
+        if self.row_kernel is not None:
+            geometry = self.row_kernel[0]
+            self.vrows = np.zeros((len(layers), batch, int(geometry[:, 5].max()),
+                                   int((geometry[:, 4] + geometry[:, 6]).max()) + width, f), dtype=np.float32)
+        self.rows = []  # the PyTorch path's ring buffers: the rows of each layer's vertical input
+        for layer in layers:  # its kernel reaches, padded at the sides
+            if self.row_kernel is None:
+                v = layer.v_conv
+                span = (v.conv.kernel_size[0] - 1) * v.dilation + 1
+                self.rows.append(torch.zeros(batch, span, v.pad[0] + width + v.pad[1], v.conv.in_channels,
+                                             dtype=layer.vertical.dtype))
         # the current row of every layer's horizontal input, padded at the left (layer i's
         # columns start at LEFT - its padding), and the link part of its accumulators
         lefts = [layer.h_conv.pad[0] for layer in layers]
@@ -248,13 +258,6 @@ class GatedStepper:
                      for i, layer in enumerate(layers)]
         self.links = torch.zeros(len(layers), batch, width, 2 * f, dtype=dtype)
         self.kernel = _kernel_args(engine)
-        # a row of a few tiles: the vertical stacks in one compiled call (_row_kernel), on
-        # buffers of their own (every layer's rows, newest last, padded as its kernel pads)
-        self.row_kernel = _row_kernel_args(engine) if batch < KERNEL_SPLIT else None
-        if self.row_kernel is not None:
-            geometry = self.row_kernel[0]
-            self.vrows = np.zeros((len(layers), batch, int(geometry[:, 5].max()),
-                                   int((geometry[:, 4] + geometry[:, 6]).max()) + width, f), dtype=np.float32)
         self.logits = torch.zeros(batch, engine.config.levels, dtype=torch.float32)
         self.table = np.zeros((batch, engine.config.levels))  # the kernel's coder weights
         self.arrays = (self.cols_all.numpy(), self.links.numpy(), self.logits.numpy(), self.table)
