@@ -54,6 +54,7 @@ WEIGHTS = 127  # int8 weights
 GATE_RANGE = float(exact.TABLE_RANGE)  # pre-activation scales reach at most +-16 (tanh, sigmoid saturate)
 LOGIT_MAX = int(exact.ACT_LIMIT) << exact.ACT_FRAC  # logits on the 2**-12 grid, clamped like exact mode
 _TABLE_SHIFT = 2 * exact.TABLE_FRAC  # tanh * sigmoid in 2**-48 units
+_TABLE_ROUND = 1 << (_TABLE_SHIFT - 1)  # added before the shift: rounds half up (the kernels read both)
 
 
 def codes(net) -> bool:
@@ -90,7 +91,7 @@ class _Gate:
         """pre (N, 2f) integer-valued -> (N, f) integers, in pre's type."""
         a, b = (pre.long() + ACT).chunk(2, dim=1)
         prod = torch.take(self.tanh, a) * torch.take(self.sig, b) * GATE  # < 2**58
-        out = torch.bitwise_right_shift(prod + (1 << (_TABLE_SHIFT - 1)), _TABLE_SHIFT)
+        out = torch.bitwise_right_shift(prod + _TABLE_ROUND, _TABLE_SHIFT)
         return out.to(pre.dtype)
 
 
@@ -389,8 +390,6 @@ def _row_kernel(prev, levels, vrows, links, geometry, wv, bias_v, mul_v, w_link,
     f2 = wv.shape[2]
     f = f2 // 2
     half = np.float32(0.5)
-    shift = 48
-    rnd = np.int64(1) << (shift - 1)
     pre = np.zeros((w, f2), dtype=np.float32)
     new = np.zeros((w, f), dtype=np.float32)
     for b in range(batch):
@@ -431,7 +430,7 @@ def _row_kernel(prev, levels, vrows, links, geometry, wv, bias_v, mul_v, w_link,
                 for o in range(f):
                     ga = np.int64(pre[x, o]) + act_int
                     gs = np.int64(pre[x, f + o]) + act_int
-                    new[x, o] = np.float32((tanh[i, ga] * sig[i, gs] * gate + rnd) >> shift)
+                    new[x, o] = np.float32((tanh[i, ga] * sig[i, gs] * gate + _TABLE_ROUND) >> _TABLE_SHIFT)
 
 
 def _run_kernel(stepper: GatedStepper, x: torch.Tensor, r: int, c: int) -> None:
@@ -468,8 +467,6 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
     f2 = wh.shape[2]
     f = f2 // 2
     half = np.float32(0.5)
-    shift = 48
-    rnd = np.int64(1) << (shift - 1)
     acc = np.zeros(f2, dtype=np.float32)
     g = np.zeros(f, dtype=np.float32)
     h = np.zeros(f, dtype=np.float32)
@@ -497,7 +494,7 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
             for o in range(f):
                 a = np.int64(acc[o]) + act_int
                 s = np.int64(acc[f + o]) + act_int
-                g[o] = np.float32((tanh[i, a] * sig[i, s] * gate + rnd) >> shift)
+                g[o] = np.float32((tanh[i, a] * sig[i, s] * gate + _TABLE_ROUND) >> _TABLE_SHIFT)
             for o in range(f):
                 acc[o] = np.float32(0.0)
             for j in range(f):
