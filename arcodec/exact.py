@@ -307,6 +307,14 @@ def _log_sigmoid_q(t: torch.Tensor) -> torch.Tensor:
     return torch.clamp(t, max=0) * (1 << (LOG_FRAC - ACT_FRAC)) - table[idx]
 
 
+@lru_cache(maxsize=None)
+def ln2_q() -> int:
+    """round(ln 2 * 2**LOG_FRAC)."""
+    with localcontext() as ctx:
+        ctx.prec = _DEC_PREC
+        return _round_q(Decimal(2).ln(), LOG_FRAC)
+
+
 def _log_q(s: torch.Tensor, frac: int) -> torch.Tensor:
     """ln(s / 2**frac) in LOG_FRAC units for int64 1 <= s < 2**53: the LOG_MANT_BITS leading
     bits of s (rounded) through :func:`log_mantissa_table`, plus a multiple of ln 2."""
@@ -317,7 +325,7 @@ def _log_q(s: torch.Tensor, frac: int) -> torch.Tensor:
     low = m < (1 << (LOG_MANT_BITS - 1))  # only when s < 2**(B-1): scale it up instead
     up = torch.where(low, LOG_MANT_BITS - n.long(), torch.zeros_like(shift))
     m = torch.where(low, torch.bitwise_left_shift(s, up), m)
-    ln2 = _round_q(Decimal(2).ln(), LOG_FRAC)
+    ln2 = ln2_q()
     table = log_mantissa_table().to(s.device)
     return table[m - (1 << (LOG_MANT_BITS - 1))] + (shift - up + LOG_MANT_BITS - 1 - frac) * ln2
 

@@ -72,6 +72,14 @@ def coerce(cls, values: dict[str, Any], what: str) -> dict[str, Any]:
     return kwargs
 
 
+def model_class(arch: str) -> type[nn.Module]:
+    """The class registered as ``arch``."""
+    _load()
+    if arch not in _MODELS:
+        raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(_MODELS))}")
+    return _MODELS[arch][0]
+
+
 def build_model(arch: str, config) -> nn.Module:
     _load()
     return _MODELS[arch][0](config)

@@ -15,6 +15,7 @@ from arcodec.codec import wavefront as wf
 from arcodec.codec.container import SCAN_WAVEFRONT, read
 from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
+from arcodec.codec import engine as engine_module
 from arcodec.codec.engine import ACT_MAX, LocalEngine
 from arcodec.registry import build_model, make_config
 from arcodec.training.train import TrainConfig, checkpoint
@@ -113,10 +114,21 @@ def test_mixture_tables_follow_the_float_mixture():
         assert kl < 1e-3
 
 
+def surprising(seed=0, **kw):
+    """A tiny colour model with the surprise, its gains made large enough to matter."""
+    m = tiny(3, seed=seed, surprise=True, **kw)
+    with torch.no_grad():
+        m.surprise_gain.copy_(torch.randn(m.surprise_gain.shape, generator=torch.Generator().manual_seed(seed)) * 0.5)
+    return m
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
-@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("channels", [1, 3, "surprise"])
 def test_wavefront_round_trip_and_identical_tables(shape, channels):
-    m = set_exact(tiny(channels), True)
+    if channels == "surprise":
+        m, channels = set_exact(surprising(), True), 3
+    else:
+        m = set_exact(tiny(channels), True)
     rng = np.random.default_rng(sum(shape))
     x = torch.from_numpy(rng.integers(90, 140, (3, channels, *shape)))
     enc, dec1, dec3 = {}, {}, {}
@@ -131,10 +143,11 @@ def test_wavefront_round_trip_and_identical_tables(shape, channels):
     assert all(np.array_equal(enc[(2, *k[1:])], v) for k, v in dec1.items())
 
 
-def test_tables_equal_across_bands_threads_and_numba():
+@pytest.mark.parametrize("surprise", [False, True])
+def test_tables_equal_across_bands_threads_and_numba(surprise, monkeypatch):
     """A tile taller than a band: the encoder's bands (crops of the rows above) and the
-    decoder's windows, at 1 and 2 threads, with and without the compiled kernel."""
-    m = set_exact(tiny(3), True)
+    decoder's windows, at 1 and 2 threads, with and without the compiled kernels."""
+    m = set_exact(surprising() if surprise else tiny(3), True)
     rng = np.random.default_rng(3)
     x = torch.from_numpy(rng.integers(0, 256, (2, 3, wf.BAND + 6, 4)))
     enc, dec = {}, {}
@@ -144,7 +157,8 @@ def test_tables_equal_across_bands_threads_and_numba():
         out = wf.encode_streams(m, x, [2], on_table=record(enc))
         torch.set_num_threads(2)
         kernel = mixture._KERNEL[:]
-        mixture._KERNEL[:] = [None]  # the numpy reference
+        mixture._KERNEL[:] = [None]  # the numpy references
+        monkeypatch.setattr(engine_module, "_COUPLE", [None])
         try:
             got = wf.decode_streams(m, [out[0][0]], [2], 3, wf.BAND + 6, 4, on_table=record(dec))
         finally:
@@ -226,3 +240,57 @@ def test_bits_map_of_a_local_model_adds_up_to_the_payload(tmp_path):
     bm = bits_map(img, str(path))
     assert bm.bits.shape == img.shape and (bm.bits > 0).all()
     assert abs(bm.total_bits - 8 * bm.payload_bytes) < 8 * 12  # the coder's flush and the band lengths
+
+
+def test_surprise_grows_from_a_model_without_it_and_moves_the_later_channels():
+    """Zero gains: the model it grew from, to the bit; gains: G and B change, R does not;
+    causal either way."""
+    from arcodec.training.train import load_grown
+
+    base = tiny(3)
+    grown = build_model("local-photo", make_config("local-photo", {**TINY, "channels": 3, "surprise": True}))
+    load_grown(grown, base.state_dict())
+    x = torch.randint(0, 256, (2, 3, 9, 10))
+    with torch.no_grad():
+        assert torch.equal(grown.objective(x)[1], base.objective(x)[1])
+        grown.surprise_gain.fill_(0.3)
+        moved = (grown.objective(x)[1] - base.objective(x)[1]).abs().flatten(2).amax(2)  # (B, C)
+    assert (moved[:, 0] == 0).all() and (moved[:, 1:] > 1e-3).all()
+    assert causality.violations(grown) == []
+
+
+def test_surprise_in_integers_follows_the_float_model_and_the_kernel_equals_numpy():
+    m = surprising(steps=20)
+    x = torch.from_numpy(np.random.default_rng(7).integers(80, 170, (2, 3, 10, 12)))
+    m.calibrate(x)
+    with torch.no_grad():
+        float_bits = float(-m.log_prob_at(m.raw(x), x).sum()) / math.log(2.0)
+    (payload, bits), = wf.encode_streams(set_exact(m, True), x, [2])
+    assert abs(bits - float_bits) < 0.01 * float_bits
+    eng = LocalEngine(m)
+    rng = np.random.default_rng(8)
+    raw = rng.integers(-(20 << 12), 20 << 12, (300, m.n_params))
+    prev = rng.integers(0, 256, (300, 3))
+    freq = rng.integers(1, (1 << 24) + 1, (300, 3))
+    freq[:6, 0] = [1, 2, (1 << 15) - 1, 1 << 15, (1 << 24) - 255, 1 << 24]  # the logarithm's edges
+    rows = rng.integers(0, 300, 120)
+    for ch in range(3):
+        got = eng.channel_params(raw, prev, ch, rows, freq[rows])
+        want = eng._channel_params_numpy(raw[rows], prev[rows], ch, freq[rows])
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    u = eng.surprise_units(np.array([1 << 24, 1 << 23, 1]))  # 0, ln 2, ln 2**24 nats (clamped to 16)
+    assert u.tolist() == [-10240, 2839 - 10240, 16 * 4096 - 10240]
+    with pytest.raises(ValueError, match="frequencies"):
+        eng.channel_params(raw, prev, 1)
+
+
+def test_fine_tuning_may_switch_the_surprise_on_and_nothing_else(tmp_path):
+    from arcodec.errors import ArcodecError
+    from arcodec.training.train import _fine_tuned
+
+    path = tmp_path / "local.pt"
+    torch.save(checkpoint(tiny(3), TrainConfig(arch="local-photo", data="random"), step=6), path)
+    cfg, config, state = _fine_tuned(TrainConfig(arch="", init=str(path)), {"surprise": "true"})
+    assert cfg.arch == "local-photo" and config["surprise"] is True and "surprise_gain" not in state
+    with pytest.raises(ArcodecError, match=r"cannot set hidden=8 \(it has 12\) \(fine-tuning may switch on surprise\)"):
+        _fine_tuned(TrainConfig(arch="", init=str(path)), {"hidden": 8, "surprise": True})

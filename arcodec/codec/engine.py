@@ -20,7 +20,12 @@ plain float PyTorch), in the manner of integer-only inference (Jacob et al. 2018
   residual sum is an integer addition;
 * the head's raw parameters come out as integers on the 2**-12 grid; the colour coupling
   is integer arithmetic too (:meth:`LocalEngine.channel_params`), and
-  :mod:`arcodec.codec.mixture` turns the result into the coder's frequency tables.
+  :mod:`arcodec.codec.mixture` turns the result into the coder's frequency tables;
+* a model with ``surprise`` moves a channel's logits and log scales by the code lengths
+  of the pixel's earlier channels, which the engine reads off the coder's own tables: u =
+  ln(2**24 / f) for the frequency f of the level each earlier channel took, an integer
+  logarithm (:func:`arcodec.exact._log_q`'s mantissa table), on the 2**-12 grid, times gains
+  on the 2**-24 grid. Encoder and decoder hold the same tables, so they get the same u.
 
 The activation scales are calibrated on training images (the model's ``calibrate``, run
 by ``arcodec train`` at every checkpoint and by ``arcodec export``) and stored in the
@@ -37,8 +42,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from arcodec.codec.mixture import compile_kernel, frequencies
+from arcodec.codec.mixture import TABLE_BITS, compile_kernel, frequencies
 from arcodec import exact
+from arcodec.models.local import SURPRISE_CENTRE, SURPRISE_MAX
 
 ACT_BITS = 12
 ACT_MAX = (1 << ACT_BITS) - 1
@@ -164,6 +170,19 @@ class LocalEngine:
         # each channel's couplings for the kernel: (first coefficient column, earlier channel)
         self._terms = [np.array([(a, c) for a, _, c in lay["coupling"]], dtype=np.int64).reshape(-1, 2)
                        for lay in self.layout]
+        # the surprise: each channel's earlier channels and their gains (2, terms, M) on the
+        # logits and log scales, 2**-24 units
+        gains = None if getattr(model, "surprise_gain", None) is None else model.surprise_gain.detach().double()
+        self.surprise = gains is not None
+        self._s_prev, self._s_gain = [], []
+        for ch in range(cfg.channels):
+            ks = [k for k, (c, _) in enumerate(model.pairs) if c == ch] if self.surprise else []
+            self._s_prev.append(np.array([model.pairs[k][1] for k in ks], dtype=np.int64))
+            g = (torch.round(gains[:, ks] * 2.0**exact.TABLE_FRAC).long().numpy() if ks
+                 else np.zeros((2, 0, cfg.components), dtype=np.int64))
+            self._s_gain.append(np.ascontiguousarray(g))
+        self._mant = exact.log_mantissa_table().numpy()
+        self._ln2 = int(exact.ln2_q())
         k = np.arange(K, dtype=np.int64)  # level k on [-1, 1], 2**-12 units, rounded half up (in integers)
         self._level_q = (2 * (2 * k - (K - 1)) * (1 << exact.ACT_FRAC) + (K - 1)) // (2 * (K - 1))
 
@@ -196,19 +215,27 @@ class LocalEngine:
         the same flattened (N, C (h + 1) (2h + 1))."""
         return self._trunk(windows.reshape(len(windows), -1))
 
-    def channel_params(self, raw: np.ndarray, prev: np.ndarray, ch: int, rows: np.ndarray | None = None):
+    def channel_params(self, raw: np.ndarray, prev: np.ndarray, ch: int, rows: np.ndarray | None = None,
+                       freq: np.ndarray | None = None):
         """(logits, means, log scales), each (N, M) int64 in 2**-12 units, of channel ``ch`` of
         pixels from their raw parameters (N, P) int64 and their levels ``prev`` (N, C) (the
         channels before ``ch`` decoded); of the pixels ``rows`` of raw and prev only when
         given. The colour coupling in integers: tanh of the coefficient from the exact table
         (2**-24 units) times the earlier level in 2**-12 units, summed and rounded half up
-        onto the 2**-12 grid."""
+        onto the 2**-12 grid. With ``surprise``: ``freq`` (one row per pixel returned, C) holds
+        the table frequency of each earlier channel's level (see the module docstring)."""
         lay = self.layout[ch]
+        terms = len(self._s_prev[ch])
+        if terms and (freq is None or len(freq) != (len(raw) if rows is None else len(rows))):
+            raise ValueError(f"channel {ch} follows the earlier channels' code lengths: give their table "
+                             f"frequencies, one row per pixel")
+        if not terms:
+            freq = _NO_FREQ
         if not _COUPLE:
             _COUPLE.append(compile_kernel(_couple))
-        if _COUPLE[0] is None or (rows is None and not lay["coupling"]):  # no kernel, or nothing to compute
+        if _COUPLE[0] is None or (rows is None and not lay["coupling"] and not terms):  # no kernel, or nothing to compute
             return self._channel_params_numpy(raw if rows is None else raw[rows],
-                                              prev if rows is None else prev[rows], lay)
+                                              prev if rows is None else prev[rows], ch, freq)
         n = min(len(raw), len(prev))
         if rows is None:
             rows = np.arange(n)
@@ -220,11 +247,22 @@ class LocalEngine:
         lg, mu, ls = (np.empty((len(rows), m), dtype=np.int64) for _ in range(3))
         _COUPLE[0](np.ascontiguousarray(raw, dtype=np.int64), np.ascontiguousarray(prev, dtype=np.int64), rows,
                    lay["logits"][0], lay["means"][0], lay["log_scales"][0], self._terms[ch], self._tanh_upper,
-                   self._level_q, exact.TABLE_FRAC, lg, mu, ls)
+                   self._level_q, exact.TABLE_FRAC, np.ascontiguousarray(freq, dtype=np.int64), self._s_prev[ch],
+                   self._s_gain[ch], self._mant, self._ln2, *_SURPRISE, lg, mu, ls)
         return lg, mu, ls
 
-    def _channel_params_numpy(self, raw: np.ndarray, prev: np.ndarray, lay: dict):
+    def surprise_units(self, freq: np.ndarray) -> np.ndarray:
+        """u - SURPRISE_CENTRE in 2**-12 units (int64) of table frequencies ``freq`` (1..2**24):
+        u = ln(2**24 / f) clamped to [0, SURPRISE_MAX] nats, from :func:`arcodec.exact._log_q`
+        (the reference of the kernel's own logarithm)."""
+        f = torch.from_numpy(np.ascontiguousarray(freq, dtype=np.int64))
+        u = TABLE_BITS * self._ln2 - exact._log_q(f, 0).numpy()  # ln(2**24 / f), 2**-24 units
+        top, centre, shift = _SURPRISE[0], _SURPRISE[1], _SURPRISE[2]
+        return np.clip((u + (1 << (shift - 1))) >> shift, 0, top) - centre
+
+    def _channel_params_numpy(self, raw: np.ndarray, prev: np.ndarray, ch: int, freq: np.ndarray):
         """:meth:`channel_params` in numpy (the reference, and the fallback without numba)."""
+        lay = self.layout[ch]
         lg = raw[:, slice(*lay["logits"])]
         mu = raw[:, slice(*lay["means"])]
         ls = raw[:, slice(*lay["log_scales"])]
@@ -234,13 +272,20 @@ class LocalEngine:
                 coef = np.clip(raw[:, a:b], -self._tanh_n, self._tanh_n) + self._tanh_n
                 acc += self._tanh[coef] * self._level_q[prev[:, prev_ch]][:, None]
             mu = mu + ((acc + (1 << (exact.TABLE_FRAC - 1))) >> exact.TABLE_FRAC)
+        if len(self._s_prev[ch]):
+            u = self.surprise_units(freq[:, self._s_prev[ch]])  # (N, terms)
+            half = 1 << (exact.TABLE_FRAC - 1)
+            gains = self._s_gain[ch]
+            lg = lg + ((u @ gains[0] + half) >> exact.TABLE_FRAC)
+            ls = ls + ((u @ gains[1] + half) >> exact.TABLE_FRAC)
         return lg, mu, ls
 
     def tables(self, raw: np.ndarray, prev: np.ndarray, ch: int, rows: np.ndarray | None = None,
-               out: np.ndarray | None = None, dest: np.ndarray | None = None) -> np.ndarray:
+               out: np.ndarray | None = None, dest: np.ndarray | None = None,
+               freq: np.ndarray | None = None) -> np.ndarray:
         """The coder's integer frequency tables (N, K) of channel ``ch`` (see :meth:`channel_params`;
         ``out`` and ``dest`` as in :func:`arcodec.codec.mixture.frequencies`)."""
-        return frequencies(*self.channel_params(raw, prev, ch, rows), self.config.levels, out, dest)
+        return frequencies(*self.channel_params(raw, prev, ch, rows, freq), self.config.levels, out, dest)
 
 
 def _upper_half(tanh: np.ndarray) -> np.ndarray:
@@ -254,18 +299,42 @@ def _upper_half(tanh: np.ndarray) -> np.ndarray:
     return upper[: int(np.argmax(upper == upper[-1])) + 1].astype(np.int32)
 
 
-def _couple(raw, prev, rows, lg_at, mu_at, ls_at, terms, tanh, level_q, frac, lg, mu, ls):
+def _couple(raw, prev, rows, lg_at, mu_at, ls_at, terms, tanh, level_q, frac, freq, s_prev, s_gain, mant, ln2,
+            u_top, u_centre, u_shift, table_bits, mbits, lg, mu, ls):
     """The kernel of :meth:`LocalEngine.channel_params`: pixel rows[i] into row i of lg, mu,
     ls; terms: (first coefficient column, earlier channel) of each coupling; tanh: the
-    table's upper half up to saturation (:func:`_upper_half`)."""
+    table's upper half up to saturation (:func:`_upper_half`); freq[i], s_prev, s_gain: the
+    surprise (u from the frequency of each earlier channel s_prev[k], the integer logarithm of
+    :func:`arcodec.exact._log_q` with its mantissa table ``mant``)."""
     n, m = lg.shape
     top = len(tanh) - 1
     half = 1 << (frac - 1)
+    ns = len(s_prev)
+    us = np.zeros(max(ns, 1), dtype=np.int64)
     for i in range(n):
         s = rows[i]
+        for k in range(ns):
+            f = freq[i, s_prev[k]]
+            nb = 0
+            while (f >> nb) > 0:
+                nb += 1
+            shift = max(nb - mbits, 0)
+            mm = (f + ((1 << (shift - 1)) if shift > 0 else 0)) >> shift
+            up = 0
+            if mm < (1 << (mbits - 1)):
+                up = mbits - nb
+                mm = f << up
+            lnf = mant[mm - (1 << (mbits - 1))] + (shift - up + mbits - 1) * ln2
+            u = (table_bits * ln2 - lnf + (1 << (u_shift - 1))) >> u_shift
+            us[k] = min(max(u, 0), u_top) - u_centre
         for c in range(m):
-            lg[i, c] = raw[s, lg_at + c]
-            ls[i, c] = raw[s, ls_at + c]
+            acc_l = 0
+            acc_s = 0
+            for k in range(ns):
+                acc_l += s_gain[0, k, c] * us[k]
+                acc_s += s_gain[1, k, c] * us[k]
+            lg[i, c] = raw[s, lg_at + c] + ((acc_l + half) >> frac)  # no surprise: + 0
+            ls[i, c] = raw[s, ls_at + c] + ((acc_s + half) >> frac)
             acc = 0
             for k in range(terms.shape[0]):
                 a = raw[s, terms[k, 0] + c]
@@ -275,6 +344,11 @@ def _couple(raw, prev, rows, lg_at, mu_at, ls_at, terms, tanh, level_q, frac, lg
 
 
 _COUPLE: list = []
+_NO_FREQ = np.zeros((0, 1), dtype=np.int64)
+# the surprise's constants for the kernel: (u's clamp, its centre: 2**-12 units; the shift
+# from 2**-24 to 2**-12 units; the table's bits; the logarithm's mantissa bits)
+_SURPRISE = (int(SURPRISE_MAX * (1 << exact.ACT_FRAC)), int(SURPRISE_CENTRE * (1 << exact.ACT_FRAC)),
+             exact.LOG_FRAC - exact.ACT_FRAC, TABLE_BITS, exact.LOG_MANT_BITS)
 
 
 def _scales(model) -> tuple[float, list[float]]:

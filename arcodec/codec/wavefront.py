@@ -17,7 +17,9 @@ Both sides compute the tables with the model's integer engine
 (:class:`arcodec.codec.engine.LocalEngine`: raw parameters of whole bands for the encoder,
 of one line's windows for the decoder), its integer colour coupling (``channel_params``)
 and :func:`arcodec.codec.mixture.frequencies`: the same integers whatever the batch, the
-band, the thread count or the machine.
+band, the thread count or the machine. A model with ``surprise`` builds a pixel's channels
+in order on both sides: each channel's tables take the frequencies of the levels the
+earlier channels took in theirs.
 
 Threads: torch runs one thread inside the coders, and as many threads as torch had (at most
 :data:`WORKERS`) share out what is independent (torch's products and the table kernels
@@ -182,8 +184,11 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
 
                     def build(piece: tuple[int, int]) -> None:
                         i, j = piece
+                        freq = np.zeros((j - i, C), dtype=np.int64) if eng.surprise else None
                         for ch in range(C):
-                            eng.tables(raw, levels, ch, src[i:j], table, dest[ch, i:j])
+                            eng.tables(raw, levels, ch, src[i:j], table, dest[ch, i:j], freq)
+                            if freq is not None:  # the frequency of each pixel's level: its code length
+                                freq[:, ch] = table[dest[ch, i:j], levels[src[i:j], ch]]
 
                     _shared(build, _cuts(len(src), threads), threads)
                     symbols = np.empty(g * L * C, dtype=np.int64)
@@ -309,8 +314,9 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
             raw = eng.params_at(torch.from_numpy(win)).numpy()
             levels = np.zeros((len(pix), channels), dtype=np.int64)
             weights = table[first: first + len(pix)]
+            freq = np.zeros((len(pix), channels), dtype=np.int64) if eng.surprise else None
             for ch in range(channels):
-                eng.tables(raw, levels, ch, out=weights)
+                eng.tables(raw, levels, ch, out=weights, freq=freq)
                 if on_table is not None:
                     on_table(tiles, r, c, ch, weights.astype(np.int64))
                 at = 0
@@ -318,6 +324,8 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
                     i, band, a, b = pieces[k]
                     levels[at: at + b - a, ch] = decs[i][band].decode(weights[at: at + b - a])
                     at += b - a
+                if freq is not None:
+                    freq[:, ch] = weights[np.arange(len(pix)), levels[:, ch]]
             got[tiles, pix] = levels
 
         firsts = [0]  # where each group's tables start in ``table``

@@ -6,8 +6,13 @@ own row, through one masked (2h+1) x (2h+1) type-A convolution; then ``blocks`` 
 blocks of 1x1 convolutions, which do not widen the window. The head is a discretized
 logistic mixture per sub-pixel (PixelCNN++, Salimans et al. 2017) whose colour channels are
 coupled linearly: the mean of G moves with the pixel's R, the mean of B with its R and G
-(one coefficient per component and pair). The whole trunk runs once per pixel; only the
-coupling differs between the channels of a pixel.
+(one coefficient per component and pair). With ``surprise``, a channel's mixture also
+follows how surprising the pixel's earlier channels were: the code length u = -ln p of each
+earlier channel's level (clamped to [0, 16] nats) moves every component's logit and log
+scale by a learnt gain times (u - 2.5). Where R was a surprise (an edge, texture) G and B
+take their broad components; where it was predictable, their narrow ones. The whole trunk
+runs once per pixel; only the coupling and the surprise differ between the channels of a
+pixel.
 
 Because the window is small and the network is fully convolutional, the model codes any
 image size, and a decoder can decode every pixel on a wavefront t = c + (h+1) r at once
@@ -54,6 +59,7 @@ class LocalPhotoConfig:
     horizon: int = 3  # rows above and columns to either side the window reaches
     blocks: int = 2  # residual blocks of two 1x1 convolutions
     components: int = 10  # logistics in each sub-pixel's mixture
+    surprise: bool = False  # channels follow the earlier channels' code lengths (see the module docstring)
 
     def __post_init__(self):
         if self.channels not in (1, 2, 3, 4):
@@ -62,6 +68,10 @@ class LocalPhotoConfig:
             raise ValueError(f"levels must be 2..{exact.MIXTURE_MAX_LEVELS}, got {self.levels}")
         if self.horizon < 1 or self.hidden < 1 or self.blocks < 0 or not 1 <= self.components <= 64:
             raise ValueError("local-photo needs horizon >= 1, hidden >= 1, blocks >= 0, components 1..64")
+
+
+SURPRISE_CENTRE = 2.5  # nats: the gains act on u - SURPRISE_CENTRE (a typical channel's code length)
+SURPRISE_MAX = 16.0  # nats: u is clamped to [0, SURPRISE_MAX]
 
 
 def floor_eps(levels: int) -> float:
@@ -79,6 +89,9 @@ class LocalPhotoModel(ExactModule):
     """NeLLoC-style local model; see the module docstring."""
 
     scan = "wavefront"  # the codec decodes it on wavefronts (arcodec.codec.wavefront)
+    # settings that fine-tuning (``arcodec train --init``) may switch on: they add parameters
+    # that start at zero, so the grown model starts as the model it grew from
+    growable = {"surprise": "surprise_gain"}
 
     def __init__(self, config: LocalPhotoConfig):
         super().__init__()
@@ -93,6 +106,12 @@ class LocalPhotoModel(ExactModule):
             for _ in range(config.blocks))
         self.out = CausalConv2d(config.hidden, self.n_params, (1, 1), "point")
         self.mixture = DiscretizedLogisticMixture(config.levels, m)
+        if config.surprise and self.pairs:
+            # gains of each (channel, earlier channel) pair and component: row 0 on the
+            # logits, row 1 on the log scales; zero: the surprise changes nothing
+            self.surprise_gain = nn.Parameter(torch.zeros(2, len(self.pairs), m))
+        else:
+            self.surprise_gain = None
         # largest residual-stream and inner activations on training images (the integer
         # engine's scales, set by calibrate(); 0: not calibrated)
         self.register_buffer("act_max", torch.zeros(1 + config.blocks))
@@ -148,11 +167,11 @@ class LocalPhotoModel(ExactModule):
             mu = mu + torch.stack(shift, dim=2)
         return pi, mu, log_s
 
-    def log_prob_at(self, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """ln p(x) (B, C, H, W) of every sub-pixel under its floored mixture (float path)."""
-        cfg = self.config
-        pi, mu, log_s = self.split(raw, x)
-        K = cfg.levels
+    def _component_log_probs(self, mu: torch.Tensor, log_s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """ln p_m(x) (B, M, ...) of levels x (B, ...) under each logistic (means and log scales
+        (B, M, ...)): ln sigmoid(a) + ln sigmoid(-b) + ln(1 - exp(-(a - b))), the first and last
+        bins taking the tails."""
+        K = self.config.levels
         r = float(exact.LOG_SCALE_RANGE)
         log_s = log_s.clamp(-r, r)
         inv = torch.exp(-log_s)
@@ -161,10 +180,36 @@ class LocalPhotoModel(ExactModule):
         plus, minus = inv * (centred + half), inv * (centred - half)
         mid = F.logsigmoid(plus) + F.logsigmoid(-minus) + torch.log(-torch.expm1(-2.0 * half * inv))
         xk = x.unsqueeze(1).expand_as(mid)
-        comp = torch.where(xk == 0, F.logsigmoid(plus), torch.where(xk == K - 1, F.logsigmoid(-minus), mid))
-        logp = torch.logsumexp(F.log_softmax(pi, dim=1) + comp, dim=1)
+        return torch.where(xk == 0, F.logsigmoid(plus), torch.where(xk == K - 1, F.logsigmoid(-minus), mid))
+
+    def mixtures(self, raw: torch.Tensor, x: torch.Tensor):
+        """(pi, mu, log_s, ln p): every sub-pixel's mixture (B, M, C, H, W), the means moved by
+        the pixel's earlier channels of x and, with ``surprise``, the logits and log scales by
+        their code lengths, and ln p(x) (B, C, H, W) of every sub-pixel under its floored
+        mixture (float path; channel by channel, since a channel's mixture may depend on the
+        earlier channels' ln p)."""
+        pi, mu, log_s = self.split(raw, x)
+        K = self.config.levels
         eps = floor_eps(K)
-        return torch.logaddexp(logp + math.log1p(-eps), torch.full_like(logp, math.log(eps / K)))
+        pis, scales, logps = [], [], []
+        for ch in range(self.config.channels):
+            p, s = pi[:, :, ch], log_s[:, :, ch]
+            if self.surprise_gain is not None:
+                for k, (c, prev) in enumerate(self.pairs):
+                    if c == ch:
+                        u = ((-logps[prev]).clamp(0.0, SURPRISE_MAX) - SURPRISE_CENTRE).unsqueeze(1)
+                        p = p + self.surprise_gain[0, k].view(1, -1, 1, 1) * u
+                        s = s + self.surprise_gain[1, k].view(1, -1, 1, 1) * u
+            comp = self._component_log_probs(mu[:, :, ch], s, x[:, ch])
+            logp = torch.logsumexp(F.log_softmax(p, dim=1) + comp, dim=1)
+            logps.append(torch.logaddexp(logp + math.log1p(-eps), torch.full_like(logp, math.log(eps / K))))
+            pis.append(p)
+            scales.append(s)
+        return torch.stack(pis, 2), mu, torch.stack(scales, 2), torch.stack(logps, 1)
+
+    def log_prob_at(self, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """ln p(x) (B, C, H, W) of every sub-pixel under its floored mixture (float path)."""
+        return self.mixtures(raw, x)[3]
 
     def objective(self, x: torch.Tensor, forward=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean bits, bits of each sub-pixel) over the positions whose window lies inside
@@ -190,7 +235,10 @@ class LocalPhotoModel(ExactModule):
         if self.exact:
             raise ModelError("local-photo has no exact-mode forward pass: the codec codes it through its "
                              "integer engine (arcodec.codec.engine); tools that sample or query need a raster model")
-        pi, mu, log_s = self.split(raw, x)
+        if self.surprise_gain is not None:
+            pi, mu, log_s, _ = self.mixtures(raw, x)
+        else:
+            pi, mu, log_s = self.split(raw, x)
         logp = self.mixture(pi, mu, log_s)
         eps = floor_eps(self.config.levels)
         return torch.logaddexp(logp + math.log1p(-eps), torch.full_like(logp, math.log(eps / self.config.levels)))

@@ -30,7 +30,7 @@ from arcodec import __version__
 from arcodec.errors import ArcodecError
 from arcodec.imageio import atomic_path
 from arcodec.models.heads import nll_bits
-from arcodec.registry import build_model, load_checkpoint, make_config
+from arcodec.registry import build_model, load_checkpoint, make_config, model_class
 from arcodec.training.data import dataset_levels, labelled_datasets, load_dataset, load_labels
 
 
@@ -206,10 +206,26 @@ def _fine_tuned(cfg: TrainConfig, model_settings: dict) -> tuple[TrainConfig, di
         raise ArcodecError(f"{cfg.init} is a {arch} model, not {cfg.arch}: fine-tuning keeps the architecture")
     base = dataclasses.asdict(make_config(arch, config))
     wanted = dataclasses.asdict(make_config(arch, {**config, **model_settings}))
-    changed = [f"{k}={wanted[k]} (it has {base[k]})" for k in base if wanted[k] != base[k]]
+    growable = getattr(model_class(arch), "growable", {})
+    grown = {k for k in base if wanted[k] != base[k] and k in growable and not base[k] and wanted[k] is True}
+    changed = [f"{k}={wanted[k]} (it has {base[k]})" for k in base if wanted[k] != base[k] and k not in grown]
     if changed:
-        raise ArcodecError(f"{cfg.init} fixes the architecture: cannot set {', '.join(changed)}")
-    return dataclasses.replace(cfg, arch=arch), config, state
+        raise ArcodecError(f"{cfg.init} fixes the architecture: cannot set {', '.join(changed)}"
+                           + (f" (fine-tuning may switch on {', '.join(sorted(growable))})" if growable else ""))
+    return dataclasses.replace(cfg, arch=arch), {**config, **{k: True for k in grown}}, state
+
+
+def load_grown(model: torch.nn.Module, state: dict) -> None:
+    """Load ``state`` into ``model``, which may have grown parameters the state lacks (a
+    setting of the model's ``growable`` switched on by fine-tuning): those keep their initial
+    values, which leave the model's function as it was. Any other missing or unexpected key
+    is an error."""
+    grown = {getattr(model, "growable", {})[k] for k, on in dataclasses.asdict(model.config).items()
+             if on is True and k in getattr(model, "growable", {})}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad = [k for k in missing if k.split(".")[0] not in grown] + list(unexpected)
+    if bad:
+        raise ArcodecError(f"the initial model's weights do not fit: {', '.join(bad[:4])}")
 
 
 class _Dist:
@@ -288,7 +304,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
             settings["levels"] = dataset_levels(cfg.data)  # the data's levels unless told otherwise
     model = build_model(cfg.arch, make_config(cfg.arch, settings))
     if start is not None:
-        model.load_state_dict(start)
+        load_grown(model, start)
     opt = make_optimizer(model, cfg)
     step, best = 0, float("inf")
     if resume and (out / "last.pt").exists():
