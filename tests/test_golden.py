@@ -44,6 +44,7 @@ CASES = {
     "mnist-idf": (_digit, "mnist-idf"),
     "colour-mnist-made": (lambda: _colour_digit() // 85, "colour-mnist-made"),
     "photo-rgb": (_photo, "photo-rgb"),
+    "photo-rgb-v1": (_photo, "photo-rgb-v1"),  # superseded (id 5): its files still decode
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
@@ -96,3 +97,18 @@ def test_the_public_api_takes_a_pixel_limit():
     with pytest.raises(ArcodecError, match="more than the limit of 783"):
         arcodec.decompress(data, max_pixels=783)
     assert arcodec.decompress(data, max_pixels=784).shape == (28, 28)
+
+
+def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
+    """Retrained weights are a new model (a new id); the model they replace stays, so that
+    its files decode, but applies to no image."""
+    from arcodec.codec import container
+    from arcodec.zoo import applicable, cards
+
+    old = [c for c in cards() if c.get("superseded_by")]
+    assert [c["name"] for c in old] == ["photo-rgb-v1"] and not any("applies" in c for c in old)
+    names = applicable([_photo()])
+    assert "photo-rgb" in names and "photo-rgb-v1" not in names
+    data = (GOLDEN / "photo-rgb-v1.arc").read_bytes()
+    assert container.read(data)[0].model_id == 5 != container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].model_id
+    assert np.array_equal(arcodec.decompress(data), _photo())

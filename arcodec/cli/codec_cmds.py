@@ -207,10 +207,14 @@ def models():
             ok = "verified"
         except ArcodecError as e:
             ok = f"FAILED: {e}"
-        rows.append((c["name"], str(c["id"]), c["arch"], c.get("data", "?"),
-                     f"{c.get('test_nll_bpd', float('nan')):.4f}", f"{c.get('size_bytes', 0) / 1e6:.2f} MB",
+        if c.get("superseded_by"):
+            ok += f", superseded by {c['superseded_by']} (decodes its files)"
+        data = c.get("data") or c.get("train_config", {}).get("data", "?")
+        nll = (f"{c['test_nll_bpd']:.4f} test" if "test_nll_bpd" in c
+               else f"{c['val_bpd']:.4f} val" if c.get("val_bpd") is not None else "?")
+        rows.append((c["name"], str(c["id"]), c["arch"], data, nll, f"{c.get('size_bytes', 0) / 1e6:.2f} MB",
                      f"{c['sha256'][:12]}… {ok}"))
-    head = ("name", "id", "architecture", "data", "test NLL bpd", "size", "sha256")
+    head = ("name", "id", "architecture", "data", "NLL bits/dim", "size", "sha256")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     for r in [head] + rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())

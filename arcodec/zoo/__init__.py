@@ -4,7 +4,10 @@ Each model has ``<name>.json`` (machine-readable card: permanent id, architectur
 config, sha256 of the weights, data, command, measured NLL), ``<name>.arcm`` (a model
 file: safetensors, no pickle; :func:`arcodec.registry.read_model_file`) and ``<name>.md``
 (the human-readable card). A card's ``legacy_sha256`` lists earlier weights files of the same
-float weights: files made with them still decode (:func:`check_fingerprint`).
+float weights: files made with them still decode (:func:`check_fingerprint`). Retrained
+weights are a new model with a new id; the model they replace stays in the zoo without an
+``applies`` rule and with ``superseded_by`` naming its successor, so that its files decode
+and the codec never picks it.
 A model can also be a checkpoint written by ``arcodec train`` (``runs/X/best.pt``);
 such a model has id 0 and must be named again when decompressing. ``arcodec export``
 (:mod:`arcodec.training.export`) turns a training run into a zoo entry.
