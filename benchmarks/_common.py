@@ -121,7 +121,7 @@ def applies(levels: int, channels: int, name: str) -> bool:
         return False
     if channels == 1:
         return True
-    if name == "photos":
+    if name == "photos" or name.startswith("folder:"):  # colour photos (crops)
         return channels == 3
     if name in DATASETS:
         return (3 if name in ("colour-mnist", "cifar10") else 1) == channels
@@ -131,11 +131,13 @@ def applies(levels: int, channels: int, name: str) -> bool:
 def plan(sets: list[str]) -> list[tuple[dict, str]]:
     """(model card, data set) pairs to benchmark: every shipped model that can code on every
     data set in ``sets`` it applies to, plus the data set its card names. A model that
-    cannot code at all is left out with a printed note."""
+    cannot code at all is left out with a printed note, a superseded one silently."""
     from arcodec.zoo import cards, load_model
 
     out = []
     for card in cards():
+        if card.get("superseded_by"):  # kept to decode its files, never picked
+            continue
         why = coder_refusal(card["name"])
         if why:
             print(f"note: {card['name']} is not benchmarked: {why}", file=sys.stderr)

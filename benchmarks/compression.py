@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 
 import numpy as np
@@ -49,7 +50,8 @@ def learned(name: str, images: list[np.ndarray], set_name: str) -> dict:
     except ArcodecError as e:  # the model cannot code these images (e.g. a flow's fixed shape): say so
         return {"model": name, "sha256": m.sha256, "images": n, "refused": str(e)}
     (RESULTS / "compression").mkdir(parents=True, exist_ok=True)
-    write_csv(records, RESULTS / "compression" / f"{name}--{set_name}.csv")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", set_name).strip("_")  # a folder set is named by its path
+    write_csv(records, RESULTS / "compression" / f"{name}--{safe}.csv")
     files = summarize(records)
     ok = files.pop("roundtrips_ok")
     names = [f"{i:05d}.png" for i in range(n)]

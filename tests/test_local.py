@@ -294,3 +294,11 @@ def test_fine_tuning_may_switch_the_surprise_on_and_nothing_else(tmp_path):
     assert cfg.arch == "local-photo" and config["surprise"] is True and "surprise_gain" not in state
     with pytest.raises(ArcodecError, match=r"cannot set hidden=8 \(it has 12\) \(fine-tuning may switch on surprise\)"):
         _fine_tuned(TrainConfig(arch="", init=str(path)), {"hidden": 8, "surprise": True})
+
+
+def test_the_fast_logarithm_table_equals_the_decimal_one():
+    """The mantissa table of the integer logarithm (the surprise's, and the exact mixtures'),
+    from float64 with decimal at the near-ties, is the correctly rounded decimal table."""
+    from arcodec import exact
+
+    assert torch.equal(exact.log_mantissa_table(), exact._log_mantissa_table_decimal())
