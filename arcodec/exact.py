@@ -27,6 +27,7 @@ import math
 from decimal import Decimal, getcontext, localcontext
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,7 +45,12 @@ FIXED_BITS = 100  # bits of the integer fixed-point exponential
 
 @lru_cache(maxsize=None)
 def exp_neg_fixed(n: int) -> tuple[int, ...]:
-    """exp(-k / 2**ACT_FRAC) * 2**FIXED_BITS for k = 0..n, computed with integers only."""
+    """exp(-k / 2**ACT_FRAC) * 2**FIXED_BITS for k = 0..n, computed with integers only (a
+    recurrence from k = 0, so a shorter table is the start of a longer one: every length up
+    to the gate tables' is cut from theirs)."""
+    longest = 2 * TABLE_RANGE * _ONE
+    if n < longest:
+        return exp_neg_fixed(longest)[: n + 1]
     getcontext().prec = 50
     step = int((Decimal(-1) / _ONE).exp() * (Decimal(2) ** FIXED_BITS))
     out = [1 << FIXED_BITS]
@@ -54,14 +60,34 @@ def exp_neg_fixed(n: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _to_grid(values: list[float], frac: int) -> torch.Tensor:
-    t = torch.tensor(values, dtype=torch.float64)
+def _to_grid(values, frac: int) -> torch.Tensor:
+    t = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float64)
     return torch.round(t * 2.0**frac) * 2.0**-frac
 
 
 @lru_cache(maxsize=None)
 def gate_tables() -> tuple[torch.Tensor, torch.Tensor]:
-    """tanh and sigmoid at t = k / 2**ACT_FRAC, k in [-R, R], on the 2**-TABLE_FRAC grid."""
+    """tanh and sigmoid at t = k / 2**ACT_FRAC, k in [-R, R], on the 2**-TABLE_FRAC grid.
+
+    The same IEEE operations as :func:`_gate_tables_loop` (the definition, entry by entry),
+    elementwise over arrays: the same bits, in a tenth of the time every coding process
+    pays at start-up."""
+    n = TABLE_RANGE * _ONE
+    e = exp_neg_fixed(2 * n)
+    scale = 2.0**-FIXED_BITS
+    a = torch.from_numpy(np.fromiter(map(float, e[: n + 1]), np.float64, n + 1)) * scale  # int -> float: rounded
+    b = torch.from_numpy(np.fromiter(map(float, e[0: 2 * n + 1: 2]), np.float64, n + 1)) * scale
+    pos = 1.0 / (1.0 + a)  # k >= 0
+    neg = a / (1.0 + a)  # k < 0, at |k|
+    sig = torch.cat([neg[1:].flip(0), pos])
+    th = (1.0 - b) / (1.0 + b)
+    tanh = torch.cat([-th[1:].flip(0), th])  # copysign: -x exactly
+    tanh[n] = 0.0  # copysign(0.0, 0) is +0.0
+    return _to_grid(tanh, TABLE_FRAC), _to_grid(sig, TABLE_FRAC)
+
+
+def _gate_tables_loop() -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gate_tables` entry by entry (the reference, for the tests)."""
     n = TABLE_RANGE * _ONE
     e = exp_neg_fixed(2 * n)
     scale = 2.0**-FIXED_BITS

@@ -302,3 +302,12 @@ def test_the_fast_logarithm_table_equals_the_decimal_one():
     from arcodec import exact
 
     assert torch.equal(exact.log_mantissa_table(), exact._log_mantissa_table_decimal())
+
+
+def test_the_vectorised_gate_tables_equal_their_definition():
+    """tanh and sigmoid tables (the gated engines', the coupling's): the array version gives
+    the bits of the entry-by-entry definition, signs of zero included."""
+    from arcodec import exact
+
+    for fast, ref in zip(exact.gate_tables(), exact._gate_tables_loop()):
+        assert torch.equal(fast, ref) and torch.equal(torch.signbit(fast), torch.signbit(ref))
