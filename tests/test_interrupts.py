@@ -346,3 +346,38 @@ def test_many_files_are_read_a_group_at_a_time(tmp_path, monkeypatch):
     assert not any(isinstance(r, files.Failed) for r in done)
     assert written == {f"n{i}.png.arc": 2 * (i // 2) for i in range(6)}
     check_whole([tmp_path / f"n{i}.png" for i in range(6)], images)
+
+
+SWALLOWED = r"""
+import ctypes, os, signal, sys, time
+from arcodec.signals import redeliver_swallowed
+
+def handler(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(143)
+
+signal.signal(signal.SIGTERM, handler)
+if sys.argv[1] == "redeliver":
+    redeliver_swallowed([(lambda e: isinstance(e, SystemExit) and e.code == 143, signal.SIGTERM, handler)])
+
+def inside():  # C code calling Python, as numba's compiler does through ctypes
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)  # the handler runs here, inside the callback
+
+ctypes.CFUNCTYPE(None)(inside)()
+time.sleep(3)
+print("carried on", flush=True)
+"""
+
+
+@pytest.mark.parametrize("redeliver", [True, False])
+def test_a_signal_that_lands_inside_a_c_callback_still_ends_the_process(redeliver):
+    """SIGTERM while a ctypes callback runs (a -j worker compiling a numba kernel): ctypes
+    swallows the handler's SystemExit with a traceback; redelivered, it ends the process with
+    status 143 and nothing on stderr. (Without: the traceback, and the process carries on.)"""
+    r = subprocess.run([sys.executable, "-c", SWALLOWED, "redeliver" if redeliver else "plain"],
+                       capture_output=True, text=True, timeout=60)
+    if redeliver:
+        assert r.returncode == 143 and r.stderr == "" and "carried on" not in r.stdout
+    else:
+        assert "Exception ignored" in r.stderr and "carried on" in r.stdout and r.returncode == 0

@@ -33,6 +33,12 @@ class ArcodecGroup(click.Group):
 
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a caller chose its own
             signal.signal(signal.SIGTERM, _terminated)
+            from arcodec.signals import redeliver_swallowed
+
+            rules = [(lambda e: isinstance(e, Terminated), signal.SIGTERM, _terminated)]
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                rules.append((lambda e: isinstance(e, KeyboardInterrupt), signal.SIGINT, signal.default_int_handler))
+            redeliver_swallowed(rules)
         try:
             return super().invoke(ctx)
         except ArcodecError as e:

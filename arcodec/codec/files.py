@@ -59,6 +59,7 @@ from arcodec.codec.api import (DEFAULT_MAX_PIXELS, Encoded, byte_planes, decode_
                                encode_many)
 from arcodec.codec.container import Header, Metadata
 from arcodec.errors import ArcodecError, FormatError
+from arcodec.signals import redeliver_swallowed
 from arcodec.imageio import (IMAGE_SUFFIXES, check_wide_format, encode_png, lossless_for, peek_subpixels,
                              read_image_and_metadata, refuse_existing, shown, write_atomic, write_image)
 
@@ -501,6 +502,8 @@ def _start_worker(queue, threads: int) -> None:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # as the parent: ignored in a background job
         signal.signal(signal.SIGINT, _interrupted)
     signal.signal(signal.SIGTERM, _terminated)  # the parent terminates its workers when it is terminated
+    redeliver_swallowed([(_exit_code(143), signal.SIGTERM, _terminated),
+                         (_exit_code(130), signal.SIGINT, _interrupted)])
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is handled here
     except SystemExit:
@@ -514,6 +517,10 @@ def _interrupted(signum, frame):
 def _terminated(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the clean-up that follows runs to its end
     raise SystemExit(143)
+
+
+def _exit_code(code: int) -> Callable[[BaseException], bool]:
+    return lambda e: isinstance(e, SystemExit) and e.code == code
 
 
 def _in_worker(work: Callable, share: list, args: tuple) -> list:
