@@ -187,7 +187,7 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
                         freq = np.zeros((j - i, C), dtype=np.int64) if eng.surprise else None
                         for ch in range(C):
                             eng.tables(raw, levels, ch, src[i:j], table, dest[ch, i:j], freq)
-                            if freq is not None:  # the frequency of each pixel's level: its code length
+                            if freq is not None and ch + 1 < C:  # the frequency of each pixel's level: its code length
                                 freq[:, ch] = table[dest[ch, i:j], levels[src[i:j], ch]]
 
                     _shared(build, _cuts(len(src), threads), threads)
@@ -324,7 +324,7 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
                     i, band, a, b = pieces[k]
                     levels[at: at + b - a, ch] = decs[i][band].decode(weights[at: at + b - a])
                     at += b - a
-                if freq is not None:
+                if freq is not None and ch + 1 < channels:
                     freq[:, ch] = weights[np.arange(len(pix)), levels[:, ch]]
             got[tiles, pix] = levels
 

@@ -189,8 +189,6 @@ class LocalPhotoModel(ExactModule):
         mixture (float path; channel by channel, since a channel's mixture may depend on the
         earlier channels' ln p)."""
         pi, mu, log_s = self.split(raw, x)
-        K = self.config.levels
-        eps = floor_eps(K)
         pis, scales, logps = [], [], []
         for ch in range(self.config.channels):
             p, s = pi[:, :, ch], log_s[:, :, ch]
@@ -202,7 +200,7 @@ class LocalPhotoModel(ExactModule):
                         s = s + self.surprise_gain[1, k].view(1, -1, 1, 1) * u
             comp = self._component_log_probs(mu[:, :, ch], s, x[:, ch])
             logp = torch.logsumexp(F.log_softmax(p, dim=1) + comp, dim=1)
-            logps.append(torch.logaddexp(logp + math.log1p(-eps), torch.full_like(logp, math.log(eps / K))))
+            logps.append(self._floored(logp))
             pis.append(p)
             scales.append(s)
         return torch.stack(pis, 2), mu, torch.stack(scales, 2), torch.stack(logps, 1)
@@ -239,9 +237,13 @@ class LocalPhotoModel(ExactModule):
             pi, mu, log_s, _ = self.mixtures(raw, x)
         else:
             pi, mu, log_s = self.split(raw, x)
-        logp = self.mixture(pi, mu, log_s)
-        eps = floor_eps(self.config.levels)
-        return torch.logaddexp(logp + math.log1p(-eps), torch.full_like(logp, math.log(eps / self.config.levels)))
+        return self._floored(self.mixture(pi, mu, log_s))
+
+    def _floored(self, logp: torch.Tensor) -> torch.Tensor:
+        """ln p mixed with the uniform floor the coder's tables add (``floor_eps``)."""
+        K = self.config.levels
+        eps = floor_eps(K)
+        return torch.logaddexp(logp + math.log1p(-eps), torch.full_like(logp, math.log(eps / K)))
 
     # ------------------------------------------------------------------ for the codec
     @torch.no_grad()
