@@ -12,8 +12,10 @@ codes 8-bit photos, one large photo):
   image, at most ``MAX_BATCH`` tiles through the model together);
 * large image: the seconds per image of one photo (centre crop or whole), tiled by the codec;
 * threads: the large batch again with 2 torch threads (the default gray model only);
-* cold CLI: wall time of ``arcodec compress`` and ``arcodec decompress`` of one image,
-  a fresh process each (Python start, imports, model load included).
+* cold CLI: wall time of ``arcodec compress``, ``arcodec info`` and ``arcodec decompress``
+  of one image, a fresh process each (Python start, imports, model load included), beside
+  a Python that only imports torch: what of a call is torch's (``info`` reads the header
+  and imports no torch).
 
 Peak memory is ``ru_maxrss`` of each measurement's own process, read with ``os.wait4`` by a
 small trampoline process (see ``_TRAMPOLINE``): the peak resident set of a fresh Python that imports torch, loads the model and the images and
@@ -122,8 +124,9 @@ def cli(model: str, data: str) -> dict:
         src = Path(d) / "image.png"
         write_image(src, image)
         c_s, c_rss, _ = measured([exe, "compress", "-k", "-m", model, str(src)], 1)
+        i_s, _, _ = measured([exe, "info", str(src) + ".arc"], 1)
         d_s, d_rss, _ = measured([exe, "decompress", "-f", str(src) + ".arc"], 1)
-    return {"model": model, "data": data, "cli_compress_s": c_s, "cli_decompress_s": d_s,
+    return {"model": model, "data": data, "cli_compress_s": c_s, "cli_decompress_s": d_s, "cli_info_s": i_s,
             "cli_compress_peak_rss_mib": c_rss, "cli_decompress_peak_rss_mib": d_rss}
 
 
@@ -179,8 +182,10 @@ def markdown(res: dict) -> list[str]:
                        rows), ""]
     for c in res["cli"]:
         lines.append(f"- cold CLI, one {c['data']} image with `{c['model']}`: `arcodec compress` {c['cli_compress_s']:.2f} s "
-                     f"(peak {c['cli_compress_peak_rss_mib']:.0f} MiB), `arcodec decompress` {c['cli_decompress_s']:.2f} s "
-                     f"(peak {c['cli_decompress_peak_rss_mib']:.0f} MiB)")
+                     f"(peak {c['cli_compress_peak_rss_mib']:.0f} MiB), `arcodec info` {c['cli_info_s']:.2f} s, "
+                     f"`arcodec decompress` {c['cli_decompress_s']:.2f} s (peak {c['cli_decompress_peak_rss_mib']:.0f} MiB)")
+    lines.append(f"- a fresh Python that only imports torch: {res['import_torch_s']:.2f} s, the part of every coding "
+                 "call's start that is torch's")
     return lines
 
 
@@ -201,9 +206,11 @@ def main() -> None:
     from arcodec.zoo import cards
 
     clis = [cli(c["name"], native_data(c)) for c in cards() if native_data(c) and not coder_refusal(c["name"])]
+    import_torch_s = measured([sys.executable, "-c", "import torch"], 1)[0]
     mach = machine(1)
     device = "CPU" + (f" (GPU present but unused: {mach['gpu']})" if mach["gpu"] else " (no GPU on this machine)")
-    res = {"command": command(), "machine": mach, "device": device, "runs": runs, "cli": clis}
+    res = {"command": command(), "machine": mach, "device": device, "runs": runs, "cli": clis,
+           "import_torch_s": import_torch_s}
     write("speed", res, markdown(res), runs + clis)
 
 

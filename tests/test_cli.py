@@ -131,6 +131,29 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+def test_headers_stored_files_and_early_errors_start_without_torch(tmp_path):
+    """arcodec info, a stored file's decompression and the errors found before any model
+    (a missing file, a damaged one) never import torch: a fraction of a second instead of
+    the seconds torch takes to import."""
+    from arcodec.codec.api import encode_stored
+
+    image = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    (tmp_path / "s.arc").write_bytes(encode_stored([image]).data)
+    (tmp_path / "bad.arc").write_bytes(b"garbage")
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from arcodec.cli import main\n"
+        "for args in (['info', 's.arc'], ['decompress', '-k', 's.arc', '-o', 's.png'],\n"
+        "             ['decompress', 'missing.arc'], ['decompress', 'bad.arc']):\n"
+        "    print(CliRunner().invoke(main, args).exit_code)\n"
+        "print('torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "0", "1", "1", "False"]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "s.png")), image)
+
+
 def test_help_has_examples(run):
     for cmd in ("compress", "decompress", "info", "train"):
         r = run(cmd, "--help")

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
 
 from arcodec.codec import container
 from arcodec.codec.coders import Coder, coder_for
@@ -183,6 +182,8 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
     With ``maps``, file i's images are indices into the levels ``maps[i]`` (its header's level
     map; the CRC covers the pixels the indices stand for). With ``wide``, file i's image is a
     16-bit image's byte planes when ``wide[i]`` (header tag 11)."""
+    import torch  # here, not at the top: headers, stored files and early errors need none of it
+
     t0 = time.perf_counter()
     tile = tile or default_tile(m)
     jobs = []
@@ -389,7 +390,7 @@ def _open(data: bytes, model, max_pixels: int) -> tuple[Header, LoadedModel | No
     return header, m, job
 
 
-def _verify_stream(job: _Job, k: int, x: torch.Tensor) -> None:
+def _verify_stream(job: _Job, k: int, x) -> None:
     """Check decoded stream k's tiles against its CRC32, when the file has stream checksums."""
     if job.crcs is not None and tiles_crc(x) != job.crcs[k]:
         raise IntegrityError(f"the CRC32 of stream {k + 1} of {len(job.streams)} fails: the file is corrupt")
@@ -495,7 +496,7 @@ class Archive:
         self.decoded_streams = 0  # streams decoded so far: the work done
         self._args = (model, max_pixels)
         self._whole: list[np.ndarray] | None = None
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._tiles_of: list[list[tuple[int, int]]] = [[] for _ in self.entries]  # (stream, tile in it)
         for k, s in enumerate(self._job.streams):
             for n, t in enumerate(s.tiles):
@@ -517,7 +518,7 @@ class Archive:
         out = np.zeros((e.height, e.width, e.channels), dtype=np.uint8)
         for k, n in self._tiles_of[i]:
             s = self._job.streams[k]
-            t, tile = s.tiles[n], self._stream(k)[n].permute(1, 2, 0).numpy()  # (h, w, C)
+            t, tile = s.tiles[n], self._stream(k)[n].transpose(1, 2, 0)  # (h, w, C)
             dst = out[t.y: t.y + s.height, t.x: t.x + s.width]
             if t.plane >= 0:
                 dst[:, :, t.plane] = tile[:, :, 0]
@@ -529,7 +530,7 @@ class Archive:
             return lut[out]
         return out
 
-    def _stream(self, k: int) -> torch.Tensor:
+    def _stream(self, k: int) -> np.ndarray:
         """Stream k's decoded tiles (n, C, h, w) uint8, verified, from the cache or decoded now."""
         if k in self._cache:
             self._cache.move_to_end(k)
@@ -539,8 +540,8 @@ class Archive:
                                                    s.height, s.width)
         _verify_stream(self._job, k, x)
         self.decoded_streams += 1
-        self._cache[k] = x = x.to(torch.uint8)
-        while len(self._cache) > 1 and sum(v.numel() for v in self._cache.values()) > self.cache_subpixels:
+        self._cache[k] = x = np.asarray(x).astype(np.uint8)
+        while len(self._cache) > 1 and sum(v.size for v in self._cache.values()) > self.cache_subpixels:
             self._cache.popitem(last=False)
         return x
 

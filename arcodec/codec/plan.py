@@ -15,7 +15,6 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 DEFAULT_CHUNK = 256  # tiles per stream at most
 
@@ -57,8 +56,10 @@ def plan_streams(shapes: list[tuple[int, int, int]], model_channels: int, tile: 
     return streams
 
 
-def gather(images: list[np.ndarray], stream: Stream) -> torch.Tensor:
+def gather(images: list[np.ndarray], stream: Stream):
     """The tiles of ``stream`` as a (n, C, h, w) int64 tensor."""
+    import torch
+
     out = []
     for t in stream.tiles:
         img = images[t.image][t.y: t.y + stream.height, t.x: t.x + stream.width]
@@ -66,11 +67,11 @@ def gather(images: list[np.ndarray], stream: Stream) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).long()
 
 
-def scatter(images: list[np.ndarray], stream: Stream, x: torch.Tensor) -> None:
+def scatter(images: list[np.ndarray], stream: Stream, x) -> None:
     """Write decoded tiles x (n, C, h, w) of ``stream`` into their images (H, W, C), cast to
     the images' dtype (uint8 pixels; float code lengths for a bits map): the inverse of
-    :func:`gather`."""
-    tiles = x.permute(0, 2, 3, 1).numpy()
+    :func:`gather`. x: a tensor or an array."""
+    tiles = np.asarray(x).transpose(0, 2, 3, 1)
     for t, v in zip(stream.tiles, tiles):
         dst = images[t.image][t.y: t.y + stream.height, t.x: t.x + stream.width]
         if t.plane >= 0:
@@ -79,7 +80,7 @@ def scatter(images: list[np.ndarray], stream: Stream, x: torch.Tensor) -> None:
             dst[...] = v
 
 
-def tiles_crc(x: torch.Tensor) -> int:
-    """CRC32 of a stream's tiles (n, C, h, w), the symbols it codes, as uint8 bytes in C
-    order: what an archive's stream checksums (header tag 10) hold."""
-    return zlib.crc32(x.to(torch.uint8).contiguous().numpy().tobytes()) & 0xFFFFFFFF
+def tiles_crc(x) -> int:
+    """CRC32 of a stream's tiles (n, C, h, w) (a tensor or an array), the symbols it codes, as
+    uint8 bytes in C order: what an archive's stream checksums (header tag 10) hold."""
+    return zlib.crc32(np.ascontiguousarray(np.asarray(x).astype(np.uint8)).tobytes()) & 0xFFFFFFFF

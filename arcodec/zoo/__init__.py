@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-
 from arcodec.errors import ModelError
-from arcodec.models.layers import set_exact
-from arcodec.registry import MODEL_FILE_SUFFIX, build_model, load_checkpoint, make_config, read_model_file
+
+# torch and the architectures are imported when a model is loaded, not with the cards: the
+# commands that only read cards and headers (arcodec info, models) start without them
 
 ZOO_DIR = Path(__file__).resolve().parent
 DEFAULT_GRAY = "mnist-gated"  # the model when no card applies (it codes any 8-bit image, plane by plane)
@@ -101,7 +100,9 @@ def cards() -> list[dict]:
     return sorted((json.loads(p.read_text()) for p in ZOO_DIR.glob("*.json")), key=lambda c: c["id"])
 
 
-def _finish(net: torch.nn.Module) -> torch.nn.Module:
+def _finish(net):
+    from arcodec.models.layers import set_exact
+
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -144,6 +145,8 @@ def _load_zoo(name: str) -> LoadedModel:
     if digest != card["sha256"]:
         raise ModelError(f"weights of model {name!r} do not match their card's sha256 "
                          f"({digest[:12]}... != {card['sha256'][:12]}...): the file is damaged")
+    from arcodec.registry import build_model, make_config
+
     net = build_model(card["arch"], make_config(card["arch"], card["config"]))
     net.load_state_dict(read_weights(weights))
     return LoadedModel(name, int(card["id"]), digest, _finish(net), card)
@@ -152,12 +155,18 @@ def _load_zoo(name: str) -> LoadedModel:
 def read_weights(path: Path) -> dict:
     """The state dict of a zoo weights file: a model file (``.arcm``, safetensors: no pickle)
     or, from before those, a ``.pt`` state dict read with ``weights_only=True``."""
+    import torch
+
+    from arcodec.registry import MODEL_FILE_SUFFIX, read_model_file
+
     if path.suffix == MODEL_FILE_SUFFIX:
         return read_model_file(path)["model"]
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _load_checkpoint(path: Path) -> LoadedModel:
+    from arcodec.registry import load_checkpoint
+
     try:
         net, ckpt = load_checkpoint(path)
     except Exception as e:  # a user's file: any failure to read it is their input's fault
