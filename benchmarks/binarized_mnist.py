@@ -13,8 +13,8 @@ minutes: far smaller models and budgets than the papers'.
 For every model: the whole test set (10,000 images) as one .arc archive
 (``arcodec.codec.api.encode_images(..., archive=True)``): its model NLL in exact arithmetic (the
 codec's size estimate) in nats per image (bits/dim x 784 x ln 2) and its real size; then the
-first ``--decode`` test images as another archive, decoded and compared (the naive decoders of
-FVSBN, NADE and MADE run the whole model once per pixel, so not all 10,000 are decoded).
+first ``--decode`` test images as another archive, decoded and compared (a decoder steps
+through 784 pixels one at a time, so not all 10,000 are decoded).
 Writes benchmarks/results/binarized_mnist.{json,md}; runs live in runs/course/.
 """
 

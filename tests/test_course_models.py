@@ -18,7 +18,7 @@ from arcodec.models.heads import nll_bits
 from arcodec.models.layers import set_exact
 from arcodec.registry import build_model, make_config
 from arcodec.training.train import TrainConfig, checkpoint, evaluate_nll, objective
-from stream_helpers import encode_stream
+from stream_helpers import decode_stream, encode_stream
 
 SEQUENCE = {  # raster-sequence models over at most 64 pixels, the Row LSTM on any size
     "fvsbn": {"pixels": 64},
@@ -26,6 +26,7 @@ SEQUENCE = {  # raster-sequence models over at most 64 pixels, the Row LSTM on a
     "made": {"pixels": 64, "hidden": 24},
     "row-lstm": {"hidden": 6, "head": 8},
 }
+MADE_DEEP = {"pixels": 64, "hidden": 40, "layers": 2}  # a hidden-to-hidden layer for the MADE stepper
 GRAY = {"hidden": 6, "blocks": 1, "features": 6, "made_hidden": 12, "gray_hidden": 6, "gray_kernel": 3}
 QUANTILE = {"hidden": 6, "blocks": 1, "features": 6, "head_hidden": 8, "cosines": 4, "taus": 3}
 
@@ -111,6 +112,53 @@ def test_row_lstm_stepper_equals_full_pass(trained):
             inc.begin_row(x, r)
             for c in range(7):
                 assert torch.equal(inc.step(x, r, c), full[:, :, :, r, c])
+    finally:
+        set_exact(m, False)
+
+
+@pytest.mark.parametrize("arch", ["fvsbn", "nade", "made", "made-deep"])
+def test_sequence_stepper_equals_full_pass(arch, trained):
+    """Exact mode: the stepper's logits are the full pass's, bit for bit, at every pixel, for
+    several batch sizes and tiles (shorter than the sequence, non-square, the whole of it);
+    one stepper serves them all, starting afresh on a new shape or an earlier pixel. Float
+    mode: close."""
+    m = trained[arch] if arch in trained else train_steps(build("made", MADE_DEEP))
+    g = torch.Generator().manual_seed(9)
+    shapes = [(1, 5, 7), (3, 7, 9), (3, 7, 9), (2, 8, 8)]
+    for exact_mode in (True, False):
+        set_exact(m, exact_mode)
+        try:
+            inc = m.incremental(*shapes[0])
+            for b, h, w in shapes:
+                x = torch.randint(0, 2, (b, 1, h, w), generator=g)
+                with torch.no_grad():
+                    full = m(x)
+                for r in range(h):
+                    inc.begin_row(x, r)
+                    for c in range(w):
+                        got, want = inc.step(x, r, c), full[:, :, :, r, c]
+                        if exact_mode:
+                            assert got.dtype == torch.float64 and torch.equal(got, want), (b, h, w, r, c)
+                        else:
+                            assert (got - want).abs().max() < 1e-4
+        finally:
+            set_exact(m, False)
+
+
+@pytest.mark.parametrize("arch", ["fvsbn", "nade", "made"])
+def test_codec_decodes_sequence_models_with_their_stepper(arch, trained):
+    """The decoder uses the stepper, not the full pass, and both see the encoder's tables."""
+    m = set_exact(trained[arch], True)
+    try:
+        assert not isinstance(ar.make_stepper(m, 3, 1, 6, 7), ar.FullPassStepper)
+        x = torch.randint(0, 2, (3, 1, 6, 7), generator=torch.Generator().manual_seed(10))
+        encoded = []
+        payload, _ = encode_stream(m, x, on_table=lambda a, b, t: encoded.append(t))
+        for naive in (False, True):
+            decoded = []
+            out = decode_stream(m, payload, 3, 1, 6, 7, naive=naive, on_table=lambda r, c, ch, t: decoded.append(t))
+            assert torch.equal(out, x)
+            assert np.array_equal(np.concatenate(decoded), np.concatenate(encoded))
     finally:
         set_exact(m, False)
 

@@ -21,8 +21,15 @@ encoder's bands and the naive decoder need. The Row LSTM works on any height and
 Exact mode (the codec's, :mod:`arcodec.exact`): every weighted sum is a sum of
 products of grid activations and integer weights (exact in float64 in any order); the
 sigmoid and tanh come from the integer-built tables; products of two grid values are
-rounded back to the grid. The Row LSTM has an O(1)-per-pixel stepper, bit-identical to its
-full pass; the others decode with the codec's naive full pass.
+rounded back to the grid.
+
+Decoding: every model has a stepper (``incremental``), bit-identical to its full pass in
+exact mode, that keeps running sums instead of rerunning the model at every pixel. Per
+pixel it costs O(K d) for FVSBN at pixel d (a dot product with the d pixels before it; the
+model reads each of its K D^2 / 2 weights once per image, so no decoder does better), O(K
+hidden) for NADE, O(K hidden) plus, amortized, O(layers hidden^2 / D) for MADE (a hidden
+unit is computed once, at the first pixel whose output may read it), and O(1) for the Row
+LSTM. The codec's naive full pass costs a whole forward pass per pixel.
 """
 
 from __future__ import annotations
@@ -125,6 +132,9 @@ class FVSBN(_Sequence):
         v = self.embed(s)  # values in [-1, 1]
         return self.linear(v).view(len(s), D, K).transpose(1, 2)
 
+    def incremental(self, batch: int, height: int, width: int) -> "FVSBNStepper":
+        return FVSBNStepper(self, batch, height, width)
+
 
 @register_model("nade", NADEConfig)
 class NADE(_Sequence):
@@ -152,13 +162,21 @@ class NADE(_Sequence):
         """The same sums on the grid: integer weights times grid values are exact in float64,
         and so are their running sums (at most D * 2**(ACT_FRAC + 10 + WEIGHT_BITS) < 2**53)."""
         D, K, H = self.config.pixels, self.config.levels, self.config.hidden
-        (wq, cq, s), (vq, bq, t) = quantized_cached(self, (self.W, self.c, self.V, self.b), lambda: (
-            exact.quantize_conv(self.W, self.c), exact.quantize_conv(self.V.view(D * K, H), self.b.reshape(D * K))))
+        (wq, cq, s), (vq, bq, t) = self._quantized()
         terms = v.unsqueeze(1) * wq.unsqueeze(0)  # multiples of 2**-ACT_FRAC
         a = cq.view(1, -1, 1) + terms.cumsum(dim=2) - terms
         h = sigmoid_exact(_rescale(a, s))
         out = torch.einsum("bhd,dkh->bkd", h, vq.view(D, K, H)) + bq.view(D, K).t().unsqueeze(0)
         return _rescale(out, t)
+
+    def _quantized(self):
+        """((W, c, shift), (V as (D K, hidden), b as (D K), shift)) quantized for exact mode, cached."""
+        D, K, H = self.config.pixels, self.config.levels, self.config.hidden
+        return quantized_cached(self, (self.W, self.c, self.V, self.b), lambda: (
+            exact.quantize_conv(self.W, self.c), exact.quantize_conv(self.V.view(D * K, H), self.b.reshape(D * K))))
+
+    def incremental(self, batch: int, height: int, width: int) -> "NADEStepper":
+        return NADEStepper(self, batch, height, width)
 
 
 def _rescale(acc: torch.Tensor, s: int) -> torch.Tensor:
@@ -178,6 +196,179 @@ class ImageMADE(_Sequence):
 
     def sequence(self, s: torch.Tensor) -> torch.Tensor:
         return self.made(s)
+
+    def incremental(self, batch: int, height: int, width: int) -> "ImageMADEStepper":
+        return ImageMADEStepper(self, batch, height, width)
+
+
+# ------------------------------------------------------------------- sequence steppers
+
+def _linear_weights(layer: MaskedLinear, exact_mode: bool):
+    """(weights (out, in), bias, shift) as ``layer``'s forward uses them: its cached integer
+    weights and their shift in exact mode, else the masked float weights (shift None)."""
+    if exact_mode:
+        wq, bq, s = layer._quantized()
+        return wq.view(wq.shape[0], -1), bq, s
+    return (layer.linear.weight * layer.mask).detach(), layer.linear.bias.detach(), None
+
+
+def _finish(acc: torch.Tensor, s: int | None) -> torch.Tensor:
+    """A weighted sum back onto the grid in exact mode (shift s); as it is in float mode."""
+    return acc if s is None else _rescale(acc, s)
+
+
+class _SequenceStepper:
+    """Decoder steps of a raster-sequence model on an (h, w) tile, pixel (r, c) being value
+    d = r * w + c of the sequence: ``step`` folds the pixels before d that the state has not
+    seen into it, one at a time (``fold``), then gives pixel d's logits (``logits``). A step
+    for another batch or tile shape, or for a pixel before the last one folded, starts afresh
+    (``start``: the weights, the buffers).
+
+    Exact mode: every sum has the full pass's terms (its weights, permuted at most), bar
+    terms that a mask makes zero, so it has the same value, whatever the order of the terms."""
+
+    def __init__(self, model: _Sequence, batch: int, height: int, width: int):
+        self.m = model
+        self.shape: tuple[int, int, int] | None = None  # (batch, h, w) of the state
+        self.seen = 0  # pixels folded into the state
+
+    def begin_row(self, x: torch.Tensor, r: int) -> None:
+        pass
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        b, _, h, w = x.shape
+        d = r * w + c
+        if (b, h, w) != self.shape or d < self.seen:
+            D = self.m.config.pixels
+            if h * w > D:
+                raise ValueError(f"{self.m.arch} codes images of at most {D} pixels, got {h} x {w}")
+            self.start(b, h * w)
+            self.shape, self.seen = (b, h, w), 0
+        for j in range(self.seen, d):
+            self.fold(x[:, 0, j // w, j % w], j)
+        self.seen = d
+        return self.logits(d).unsqueeze(2)  # (B, K, 1)
+
+    def start(self, b: int, n: int) -> None:
+        """An empty state for b tiles of n pixels."""
+        raise NotImplementedError
+
+    def fold(self, v: torch.Tensor, j: int) -> None:
+        """Pixel j's values (B,) into the state."""
+        raise NotImplementedError
+
+    def logits(self, d: int) -> torch.Tensor:
+        """(B, K) logits of pixel d, the pixels before it folded in."""
+        raise NotImplementedError
+
+
+class FVSBNStepper(_SequenceStepper):
+    """Pixel d's K rows of the masked weights times the d embedded values before it (kept in
+    a buffer), plus the bias: O(K d) a pixel."""
+
+    def start(self, b: int, n: int) -> None:
+        self.w, self.bias, self.s = _linear_weights(self.m.linear, self.m.exact)
+        self.levels = self.m.embed(torch.arange(self.m.config.levels))  # the embedding of each level
+        self.v = self.w.new_zeros(b, n)
+
+    def fold(self, v: torch.Tensor, j: int) -> None:
+        self.v[:, j] = self.levels[v]
+
+    def logits(self, d: int) -> torch.Tensor:
+        K = self.m.config.levels
+        rows = slice(d * K, (d + 1) * K)
+        return _finish(torch.addmm(self.bias[rows], self.v[:, :d], self.w[rows, :d].t()), self.s)
+
+
+class NADEStepper(_SequenceStepper):
+    """The hidden pre-activation a = c + sum_{j<d} W_j v_j as a running sum (one column of W a
+    pixel), then the sigmoid and pixel d's K output rows: O(K hidden) a pixel."""
+
+    def start(self, b: int, n: int) -> None:
+        m = self.m
+        D, K, H = m.config.pixels, m.config.levels, m.config.hidden
+        if m.exact:
+            (w, c, self.s), (v, bias, self.t) = m._quantized()
+        else:
+            w, c, v, bias = m.W, m.c, m.V.view(D * K, H), m.b.reshape(D * K)
+            self.s = self.t = None
+        self.columns = w.detach().t().contiguous()  # (D, hidden): pixel j's weights in row j
+        self.V, self.b = v.detach().view(D, K, H), bias.detach().view(D, K)
+        self.levels = m.embed(torch.arange(K)).unsqueeze(1)  # the embedding of each level, (K, 1)
+        self.a = c.detach().expand(b, H).clone()
+
+    def fold(self, v: torch.Tensor, j: int) -> None:
+        self.a.addcmul_(self.levels[v], self.columns[j])
+
+    def logits(self, d: int) -> torch.Tensor:
+        h = sigmoid_exact(_rescale(self.a, self.s)) if self.m.exact else torch.sigmoid(self.a)
+        return _finish(torch.addmm(self.b[d], h, self.V[d].t()), self.t)
+
+
+class ImageMADEStepper(_SequenceStepper):
+    """MADE's first hidden layer as a running sum (pixel j adds the weight column of its value);
+    every hidden unit is computed once, at the first pixel whose output may read it; pixel d's
+    logits read the units computed so far. O(K hidden) a pixel, plus the deeper layers' units,
+    O(layers hidden^2) an image.
+
+    A unit's *need* is the number of leading pixels it depends on, from the masks: the largest
+    need among its inputs, pixel j's one-hot inputs needing j + 1. Each layer's units are kept
+    sorted by need (its weights' rows, and the next layer's columns, permuted alike), so the
+    units ready at pixel d (need <= d) are a prefix."""
+
+    def __init__(self, model: ImageMADE, batch: int, height: int, width: int):
+        super().__init__(model, batch, height, width)
+        made = model.made
+        D, K = made.dims, made.levels
+        need = torch.arange(1, D + 1).repeat_interleave(K)  # input unit (j, k) at j * K + k
+        self.order: list[torch.Tensor] = []  # per layer: its units sorted by need
+        self.ready: list[list[int]] = []  # per layer: units with need <= d, for d = 0..D
+        for layer in made.layers:
+            need = (layer.mask.bool() * need).amax(dim=1)
+            order = torch.argsort(need, stable=True)
+            self.order.append(order)
+            self.ready.append(torch.searchsorted(need[order], torch.arange(D + 1), right=True).tolist())
+        out_need = (made.out.mask.bool() * need).amax(dim=1)
+        if bool((out_need > torch.arange(D).repeat_interleave(K)).any()):
+            raise ValueError("this MADE is not autoregressive in raster order")
+
+    def start(self, b: int, n: int) -> None:
+        made = self.m.made
+        D, K = made.dims, made.levels
+        self.w, self.bias, self.s = [], [], []  # hidden layers, units sorted by need
+        prev = None
+        for layer, order in zip(made.layers, self.order):
+            w, bias, s = _linear_weights(layer, self.m.exact)
+            w = w[order] if prev is None else w[order][:, prev]
+            self.w.append(w)
+            self.bias.append(bias[order])
+            self.s.append(s)
+            prev = order
+        self.columns = self.w[0].t().reshape(D, K, -1).contiguous()  # pixel j, value k: column j * K + k
+        w, self.out_b, self.out_s = _linear_weights(made.out, self.m.exact)
+        self.out_w = w[:, prev]
+        self.acc = self.bias[0].expand(b, -1).clone()  # the first layer's sums
+        self.h = [self.acc.new_zeros(b, len(order)) for order in self.order]
+        self.done = [0] * len(self.w)  # units computed, per layer
+
+    def fold(self, v: torch.Tensor, j: int) -> None:
+        self.acc.add_(self.columns[j].index_select(0, v))
+
+    def logits(self, d: int) -> torch.Tensor:
+        for i, (ready, h) in enumerate(zip(self.ready, self.h)):
+            a, b = self.done[i], ready[d]
+            if b > a:
+                if i == 0:
+                    pre = self.acc[:, a:b]
+                else:
+                    k = self.ready[i - 1][d]
+                    pre = torch.addmm(self.bias[i][a:b], self.h[i - 1][:, :k], self.w[i][a:b, :k].t())
+                h[:, a:b] = torch.relu(_finish(pre, self.s[i]))
+                self.done[i] = b
+        K, k = self.m.config.levels, self.ready[-1][d]
+        rows = slice(d * K, (d + 1) * K)
+        return _finish(torch.addmm(self.out_b[rows], self.h[-1][:, :k], self.out_w[rows, :k].t()), self.out_s)
 
 
 # ----------------------------------------------------------------------------- Row LSTM
