@@ -25,6 +25,28 @@ def test_train_logs_checkpoints_and_resumes(tmp_path):
     assert ckpt["step"] in (4, 8) and ckpt["arch"] == "gated-pixelcnn" and model.config.hidden == 8
 
 
+def test_resume_takes_the_runs_own_model_data_and_settings(tmp_path):
+    """--resume needs only --out (and what changes): the architecture, data, model config and
+    training settings come from the run's config.json, a fine-tuned run keeps its origin, and
+    another architecture is refused."""
+    out = tmp_path / "run"
+    first = ["train", "--model", "pixelcnn", "--data", "digits", "--set", "hidden=6", "--set", "blocks=1",
+             "--set", "batch=8", "--set", "val_every=2", "--set", "threads=1", "--set", "steps=2", "--out", str(out)]
+    assert CliRunner().invoke(main, first, catch_exceptions=False).exit_code == 0
+    saved = json.loads((out / "config.json").read_text())
+    saved["train"]["init"] = "some-model"  # as if the run had started with --init
+    (out / "config.json").write_text(json.dumps(saved))
+    r = CliRunner().invoke(main, ["train", "--out", str(out), "--resume", "--set", "steps=4"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == saved["model"] and cfg["model"]["hidden"] == 6
+    assert cfg["train"]["arch"] == "pixelcnn" and cfg["train"]["data"] == "digits" and cfg["train"]["batch"] == 8
+    assert cfg["train"]["steps"] == 4 and cfg["train"]["init"] == "some-model"
+    assert [json.loads(ln)["step"] for ln in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    r = CliRunner().invoke(main, ["train", "--model", "nade", "--out", str(out), "--resume"])
+    assert r.exit_code == 2 and "is a run of pixelcnn, not nade" in r.output
+
+
 def test_same_seed_same_weights(tmp_path):
     def run(d):
         args = ["train", "--data", "digits", "--set", "hidden=4", "--set", "layers=2", "--set", "head=4",

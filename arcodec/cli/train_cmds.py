@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+from pathlib import Path
 
 import click
 
@@ -32,7 +34,8 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--data-root", default=None, help="Root of the torchvision data sets.")
 @click.option("--download", is_flag=True, help="Let torchvision download the data set into --data-root.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt with the run's own model, data and "
+              "settings (OUT/config.json); --model, --data and --set given here change them.")
 @click.option("--init", default=None, metavar="NAME_OR_FILE",
               help="Fine-tune: start from this model (zoo name, checkpoint or .arcm file), with its architecture "
                    "and config; a fresh optimiser.")
@@ -48,7 +51,7 @@ def train(ctx, arch, data, sets, out, data_root, download, resume, init):
     Examples:
       arcodec train --model gated-pixelcnn --data mnist --set hidden=32 --set steps=4000 --out runs/mnist
       arcodec train --model gated-pixelcnn --set classes=10 --data mnist --out runs/mnist-classes
-      arcodec train --data mnist --set steps=8000 --out runs/mnist --resume
+      arcodec train --set steps=8000 --out runs/mnist --resume   # the run's settings, steps raised
       arcodec train --init mnist-gated --data folder:my-digits --set steps=300 --set lr=3e-4 --out runs/mine
       torchrun --standalone --nproc_per_node=2 -m arcodec train --data mnist --out runs/ddp
     """
@@ -64,6 +67,18 @@ def train(ctx, arch, data, sets, out, data_root, download, resume, init):
         raise click.UsageError("--init starts a new run from a model, --resume continues a run: give one of them")
     if init and ctx.get_parameter_source("arch") is click.core.ParameterSource.DEFAULT:
         arch = ""  # the initial model's
+    saved = Path(out) / "config.json"
+    if resume and saved.is_file():  # the run's own settings, those given here on top
+        run_cfg = json.loads(saved.read_text())
+        was = run_cfg["train"]
+        if ctx.get_parameter_source("arch") is click.core.ParameterSource.DEFAULT:
+            arch = was["arch"]
+        elif arch != was["arch"]:
+            raise click.UsageError(f"{out} is a run of {was['arch']}, not {arch}")
+        if ctx.get_parameter_source("data") is click.core.ParameterSource.DEFAULT:
+            data = was["data"]
+        kept = {k: v for k, v in was.items() if k in train_fields and k not in ("arch", "data", "init")}
+        values = {**kept, **run_cfg["model"], **values}
     tcfg = coerce(TrainConfig, {k: v for k, v in values.items() if k in train_fields}, "training")
     model_settings = {k: v for k, v in values.items() if k not in train_fields}
     cfg = TrainConfig(arch=arch, data=data, init=init or "", **tcfg)

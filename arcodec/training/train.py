@@ -318,8 +318,11 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
             kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= step]
             log_path.write_text("".join(ln + "\n" for ln in kept))
     if d.main:
-        (out / "config.json").write_text(json.dumps(
-            {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config)}, indent=2))
+        record = dataclasses.asdict(cfg)
+        if resume and not cfg.init and (out / "config.json").is_file():  # a fine-tuning run keeps its origin
+            record["init"] = json.loads((out / "config.json").read_text())["train"].get("init", "")
+        (out / "config.json").write_text(json.dumps({"train": record, "model": dataclasses.asdict(model.config)},
+                                                    indent=2))
 
     train_x = load_dataset(cfg.data, "train", data_root, download and d.main, **cfg.data_options())
     val_x = load_dataset(cfg.data, "val", data_root, **cfg.data_options())
