@@ -1,6 +1,9 @@
 """The PixelCNN family (pixelcnn, stack-pixelcnn, gated-pixelcnn and their options): causal
 at init and after training, non-causal ablations caught and refused, exact mode close to
-float and independent of batch and crop, round trips through the codec. Tiny models only."""
+float and independent of batch and crop, decoder steppers equal to the full pass bit for bit,
+round trips through the codec. Tiny models only."""
+
+import copy
 
 import numpy as np
 import pytest
@@ -158,6 +161,95 @@ def test_gated_stepper_equals_full_pass_with_every_option(settings):
         inc.begin_row(x, r)
         for c in range(9):
             assert torch.equal(inc.step(x, r, c), full[:, :, :, r, c])
+
+
+STEPPED = {  # pixelcnn and stack-pixelcnn options, each tiny, for their own steppers
+    "pixelcnn": ("pixelcnn", SMALL["pixelcnn"]),
+    "pixelcnn-rgb-norm": VARIANTS["pixelcnn-rgb-norm"],
+    "pixelcnn-rgb-mixture": ("pixelcnn", {"channels": 3, "levels": 4, "hidden": 6, "blocks": 1, "head": 6,
+                                          "first_kernel": 3, "kernel": 5, "mixture": 2}),
+    "pixelcnn-non-causal": NON_CAUSAL["pixelcnn"],
+    "stack-pixelcnn": ("stack-pixelcnn", SMALL["stack-pixelcnn"]),
+    "stack-pixelcnn-5x5": ("stack-pixelcnn", {**SMALL["stack-pixelcnn"], "first_kernel": 5, "kernel": 5}),
+    "stack-pixelcnn-non-causal": NON_CAUSAL["stack-pixelcnn"],
+}
+
+
+def decode_steps(m, x, decoded, full=None, rows=range(0)):
+    """Drive m's stepper as the decoder does (begin_row, then one step per channel, the
+    channel written after its step) over ``decoded``, whose undecoded sub-pixels are
+    anything; assert each channel's logits equal ``full``'s, or (``full`` None: a
+    non-causal model, which reads the undecoded pixel) the full pass's on ``decoded`` as
+    it is at that step. ``rows``: rows given up front, begin_row only (as the sampler does)."""
+    n, C, H, W = x.shape
+    inc = m.incremental(n, H, W)
+    for r in range(H):
+        inc.begin_row(decoded, r)
+        if r in rows:
+            continue
+        for c in range(W):
+            for ch in range(C):
+                got = inc.step(decoded, r, c)
+                with torch.no_grad():
+                    want = (m(decoded) if full is None else full)[:, :, ch, r, c]
+                assert got.shape == (n, m.config.levels, C)
+                assert torch.equal(got[:, :, ch], want), (r, c, ch)
+                decoded[:, ch, r, c] = x[:, ch, r, c]
+
+
+@pytest.mark.parametrize("case", sorted(STEPPED))
+def test_pixelcnn_and_stack_steppers_equal_the_full_pass(case):
+    m = set_exact(train_steps(build(*STEPPED[case])), True)
+    C, K = m.config.channels, m.config.levels
+    g = torch.Generator().manual_seed(3)
+    for n in (1, 3):
+        for h, w in ((4, 6), (1, 7), (6, 1)):
+            x = torch.randint(0, K, (n, C, h, w), generator=g)
+            with torch.no_grad():
+                full = m(x)
+            # the decoder's x holds noise where nothing is decoded yet: a causal model never
+            # reads it; a non-causal one reads pixel (r, c) at its own step, and must read
+            # the decoded pixel at the next
+            decoded = torch.randint(0, K, x.shape, generator=g)
+            decode_steps(m, x, decoded, full if m.config.causal else None)
+            assert torch.equal(decoded, x)
+
+
+@pytest.mark.parametrize("case", ["pixelcnn", "pixelcnn-rgb-norm", "stack-pixelcnn"])
+def test_pixelcnn_and_stack_steppers_start_after_given_rows(case):
+    m = set_exact(train_steps(build(*STEPPED[case])), True)
+    x = torch.randint(0, 4, (2, m.config.channels, 7, 6), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        full = m(x)
+    decoded = x.clone()
+    decoded[:, :, 3:] = 0
+    decode_steps(m, x, decoded, full, rows=range(3))
+    assert torch.equal(decoded, x)
+
+
+@pytest.mark.parametrize("case", ["pixelcnn", "pixelcnn-rgb-norm", "stack-pixelcnn"])
+def test_pixelcnn_and_stack_steppers_decode_like_the_full_pass(case, trained, tmp_path):
+    m = trained[case]
+    assert hasattr(m, "incremental")
+    C = m.config.channels
+    x = torch.randint(0, 4, (3, C, 6, 5), generator=torch.Generator().manual_seed(7))
+    em = set_exact(copy.deepcopy(m), True)
+    seen = {"encoder": []}
+    streams = ar.encode_streams(em, x, [2, 1], on_table=lambda a, b, t: seen["encoder"].append(t))
+    payloads = [p for p, _ in streams]
+    for naive in (False, True):
+        tables = seen.setdefault(naive, [])
+        out = ar.decode_streams(em, payloads, [2, 1], C, 6, 5, naive=naive,
+                                on_table=lambda r, c, ch, t, tables=tables: tables.append(t))
+        assert torch.equal(out, x)
+    assert np.array_equal(np.concatenate(seen[False]), np.concatenate(seen[True]))
+    assert np.array_equal(np.concatenate(seen[False]), np.concatenate(seen["encoder"]))
+    path = str(save_checkpoint(m, STEPPED[case][0], tmp_path / f"{case}.pt"))
+    img = np.random.default_rng(8).integers(0, 4, (5, 6, 3) if C == 3 else (5, 6), dtype=np.uint8)
+    enc = encode_images([img], model=path)
+    for naive in (False, True):
+        _, (out,) = decode_file(enc.data, model=path, naive=naive)
+        assert np.array_equal(out.reshape(img.shape), img)
 
 
 def test_class_conditional_gated_model():

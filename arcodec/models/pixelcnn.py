@@ -17,6 +17,12 @@ Every model has ``causal: bool = True``; ``causal=False`` lets pixel i see input
 (an ablation for study only: such a model cannot be decoded, and the codec refuses it).
 ``receptive_field()`` gives (rows above, columns to either side) that a pixel's
 distribution can depend on; the encoder computes bands of rows from crops that hold them.
+
+Every model has a decoder stepper, ``incremental(batch, height, width)``
+(:class:`PixelCNNIncremental`, :class:`StackIncremental`, :class:`GatedIncremental`): it
+caches each layer's activations and computes only the positions a new pixel changes, so
+a decoder step costs the same on any image size; in exact mode its logits equal the full
+pass's bit for bit.
 """
 
 from __future__ import annotations
@@ -86,7 +92,10 @@ class PixelCNNConfig:
 
 
 class ResidualBlock(ExactModule):
-    """x + 1x1(ReLU(kxk(ReLU(1x1(ReLU(norm(x))))))), all type B, halving then restoring the width."""
+    """x + 1x1(ReLU(kxk(ReLU(1x1(ReLU(norm(x))))))), all type B, halving then restoring the width.
+
+    ``start`` (per pixel, up to the kxk convolution's input) and ``finish`` (per pixel, from
+    its output) split the block around its one spatial layer, for the decoder stepper."""
 
     def __init__(self, width: int, kernel: int, colours: int, norm: bool):
         super().__init__()
@@ -96,8 +105,16 @@ class ResidualBlock(ExactModule):
         self.expand = MaskedConv2d(width // 2, width, 1, "B", colours)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.finish(x, self.conv(self.start(x)))
+
+    def start(self, x: torch.Tensor) -> torch.Tensor:
+        """The kxk convolution's input, ReLU(1x1(ReLU(norm(x))))."""
         h = x if self.norm is None else self.norm(x)
-        h = self.expand(torch.relu(self.conv(torch.relu(self.reduce(torch.relu(h))))))
+        return torch.relu(self.reduce(torch.relu(h)))
+
+    def finish(self, x: torch.Tensor, conv: torch.Tensor) -> torch.Tensor:
+        """The block's output from its input x and the kxk convolution's output."""
+        h = self.expand(torch.relu(conv))
         return (x + h).clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else x + h
 
 
@@ -130,6 +147,10 @@ class PixelCNN(LevelModel):
         h = self.first(self.embed(x))
         for block in self.blocks:
             h = block(h)
+        return self.logits(h)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The head: features (B, hidden, H, W) of the last block to logits (B, K, C, H, W)."""
         b, _, hh, ww = h.shape
         out = self.head(h)
         if self.config.mixture:  # channel c's block: M logits, M means, M log scales
@@ -142,6 +163,123 @@ class PixelCNN(LevelModel):
         c = self.config
         reach = c.first_kernel // 2 + c.blocks * (c.kernel // 2)
         return reach, reach
+
+    def incremental(self, batch: int, height: int, width: int) -> "PixelCNNIncremental":
+        return PixelCNNIncremental(self, batch, height, width)
+
+
+def unpadded(conv: MaskedConv2d | CausalConv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` on a window x of its padded input, without the padding its forward adds:
+    the steppers keep the zero padding of the image borders in their buffers. The layer's
+    own arithmetic (its quantized weights and :func:`exact.conv2d` in exact mode), so the
+    outputs are the full pass's at the window's positions, bit for bit."""
+    if isinstance(conv, CausalConv2d):
+        return conv._conv(x)
+    if conv.exact:
+        return exact.conv2d(x, conv._quantized(), conv.dilation)
+    return F.conv2d(x, conv.conv.weight * conv.mask, conv.conv.bias, dilation=conv.dilation)
+
+
+def padded_crop(model: LevelModel, x: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+    """Embedded levels of x (B, C, H, W) at rows [r0, r1) and columns [c0, c1), which may
+    reach past the image's top, left and right borders: zeros there, as the first layer's
+    padding gives."""
+    (r0, r1), (c0, c1) = rows, cols
+    lo_r, lo_c, hi_c = max(0, r0), max(0, c0), min(x.shape[3], c1)
+    return F.pad(model.embed(x[:, :, lo_r: r1, lo_c: hi_c]), (lo_c - c0, c1 - hi_c, lo_r - r0, 0))
+
+
+def activations(model: LevelModel) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device of the model's activations (float64 in exact mode)."""
+    probe = model.embed(torch.zeros(1, dtype=torch.long, device=next(model.parameters()).device))
+    return probe.dtype, probe.device
+
+
+class RowRing:
+    """The last ``rows`` rows of one layer's activations (B, channels, ., width), with
+    ``side`` zero columns either side (the layer's padding): each row is written twice,
+    at slots r % rows and r % rows + rows, so rows r - rows + 1..r are always one
+    contiguous view. Slots of rows above the image are never written: zeros, the padding
+    at the top."""
+
+    def __init__(self, batch: int, channels: int, rows: int, width: int, side: int, dtype: torch.dtype,
+                 device: torch.device):
+        self.rows, self.side = rows, side
+        self.data = torch.zeros(batch, channels, 2 * rows, width + 2 * side, dtype=dtype, device=device)
+
+    def write(self, r: int, c0: int, values: torch.Tensor) -> None:
+        """values (B, channels, 1, n) at row r, columns c0..c0+n-1."""
+        cols = slice(self.side + c0, self.side + c0 + values.shape[3])
+        slot = r % self.rows
+        self.data[:, :, slot, cols] = values[:, :, 0]
+        self.data[:, :, slot + self.rows, cols] = values[:, :, 0]
+
+    def window(self, r: int, c0: int, c1: int) -> torch.Tensor:
+        """Rows r - rows + 1..r, the columns that outputs c0..c1-1 of a convolution
+        reaching ``side`` columns to either side read (padding included): a view."""
+        start = (r + 1) % self.rows
+        return self.data[:, :, start: start + self.rows, c0: c1 + 2 * self.side]
+
+
+class PixelCNNIncremental:
+    """Raster-order evaluation of a :class:`PixelCNN` that caches, for every residual
+    block, the last rows of its kxk convolution's input (a :class:`RowRing`).
+
+    Position (r, c) of every layer is computed from the window of the layer below that
+    its kernel covers: the first layer from the embedded pixels, each block's kxk
+    convolution from its ring, its 1x1 layers from position (r, c) alone; so a step costs
+    one position of every layer and the head, whatever the image size. The masks keep
+    every layer at (r, c) from reading the pixels after (r, c), and colour group g from
+    reading channels g.. of pixel (r, c): every call (one per channel) computes position
+    (r, c) again from the channels decoded so far, and the call for the last channel, which
+    has every channel that position reads, leaves it final for the pixels after it. With
+    ``causal=False`` position (r, c) reads the whole pixel (r, c), which its own steps do
+    not have yet, so it is computed once more before the next pixel (one step of lag).
+    ``begin_row`` computes whatever rows were never stepped through (a sampler's given
+    rows), a row at a time. In exact mode every value equals the full pass's, bit for bit:
+    exact arithmetic does not depend on the crop it runs on.
+    """
+
+    def __init__(self, model: PixelCNN, batch: int, height: int, width: int):
+        self.model, self.width = model, width
+        c = model.config
+        self.lag = not c.causal  # position (r, c) reads all of pixel (r, c)
+        dtype, device = activations(model)
+        self.rings = [RowRing(batch, c.hidden // 2, b.conv.pad[2] + 1, width, b.conv.pad[0], dtype, device)
+                      for b in model.blocks]
+        self.done = 0  # raster index: every position before it holds its final activations
+
+    def _compute(self, x: torch.Tensor, r: int, c0: int, c1: int) -> torch.Tensor:
+        """Positions (r, c0..c1-1) of every layer, into the rings; the last block's
+        output (B, hidden, 1, c1 - c0)."""
+        m = self.model
+        side, top = m.first.pad[0], m.first.pad[2]
+        h = unpadded(m.first, padded_crop(m, x, (r - top, r + 1), (c0 - side, c1 + side)))
+        for block, ring in zip(m.blocks, self.rings):
+            ring.write(r, c0, block.start(h))
+            h = block.finish(h, unpadded(block.conv, ring.window(r, c0, c1)))
+        return h
+
+    def _catch_up(self, x: torch.Tensor, upto: int) -> None:
+        """Final activations at every position before raster index ``upto``, a row at a time."""
+        while self.done < upto:
+            r, c0 = divmod(self.done, self.width)
+            c1 = min(self.width, upto - r * self.width)
+            self._compute(x, r, c0, c1)
+            self.done = r * self.width + c1
+
+    @torch.no_grad()
+    def begin_row(self, x: torch.Tensor, r: int) -> None:
+        self._catch_up(x, r * self.width)
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        i = r * self.width + c
+        self._catch_up(x, i)
+        h = self._compute(x, r, c, c + 1)
+        if not self.lag:
+            self.done = max(self.done, i + 1)
+        return self.model.logits(h)[:, :, :, 0, 0]
 
 
 # ----------------------------------------------------------------------- stack PixelCNN
@@ -183,11 +321,19 @@ class StackLayer(ExactModule):
         self.out = CausalConv2d(f, f, (1, 1), "point")
 
     def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pre = self.v(v)
-        y = self.out(torch.relu(self.h(h) + self.link(pre)))  # |.| <= 2 ACT_LIMIT: fine for exact.conv2d
+        link, v_out = self.vertical(self.v(v))
+        return v_out, self.horizontal(self.h(h), link, h)
+
+    def vertical(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the link to the horizontal stack, the vertical output) from V * v."""
+        return self.link(pre), torch.relu(pre)
+
+    def horizontal(self, conv: torch.Tensor, link: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The horizontal output from H * h, the link and the input h (the residual)."""
+        y = self.out(torch.relu(conv + link))  # |.| <= 2 ACT_LIMIT: fine for exact.conv2d
         if not self.first:
             y = y + h
-        return torch.relu(pre), (y.clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else y)
+        return y.clamp(-exact.ACT_LIMIT, exact.ACT_LIMIT) if self.exact else y
 
 
 @register_model("stack-pixelcnn", StackPixelCNNConfig)
@@ -207,6 +353,10 @@ class StackPixelCNN(LevelModel):
         v = h = self.embed(x)
         for layer in self.layers:
             v, h = layer(v, h)
+        return self.logits(v, h)
+
+    def logits(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The head: the last layer's vertical and horizontal outputs to logits (B, K, C, H, W)."""
         b, _, hh, ww = h.shape
         return self.out(torch.relu(self.clamped_sum(v, h))).view(b, self.config.levels, self.config.channels, hh, ww)
 
@@ -215,6 +365,89 @@ class StackPixelCNN(LevelModel):
         c = self.config
         reach = c.first_kernel // 2 + (c.layers - 1) * (c.kernel // 2)
         return reach, reach
+
+    def incremental(self, batch: int, height: int, width: int) -> "StackIncremental":
+        return StackIncremental(self, batch, height, width)
+
+
+class StackIncremental:
+    """Raster-order evaluation of a :class:`StackPixelCNN`.
+
+    The vertical stack at row r reads only the rows above, so ``begin_row(x, r)``
+    computes row r of every layer's vertical stack, a whole row at a time, from the last
+    rows of the layer below (a :class:`RowRing` each). ``step(x, r, c)`` computes position
+    (r, c) of every layer's horizontal stack from the columns of row r its kernel covers
+    (one zero-padded row buffer per layer) and the link of the vertical stack. A step
+    costs one position of every layer and the head, whatever the image size; with
+    ``causal=False`` position (r, c) reads pixel (r, c), so it is computed again before
+    the next pixel. In exact mode every value equals the full pass's, bit for bit.
+    """
+
+    def __init__(self, model: StackPixelCNN, batch: int, height: int, width: int):
+        self.model, self.width = model, width
+        f, layers = model.config.hidden, model.layers
+        dtype, device = activations(model)
+        # the input of layer l >= 1 of each stack (the output of layer l - 1)
+        self.v_in = [None] + [RowRing(batch, f, (layer.v.conv.kernel_size[0] - 1) * layer.v.dilation + 1, width,
+                                      layer.v.pad[0], dtype, device) for layer in layers[1:]]
+        # with the horizontal kernel's zero padding on the left
+        self.h_in = [None] + [torch.zeros(batch, f, 1, layer.h.pad[0] + width, dtype=dtype, device=device)
+                              for layer in layers[1:]]
+        self.link = torch.zeros(len(layers), batch, f, 1, width, dtype=dtype, device=device)  # row r's
+        self.v_out = torch.zeros(batch, f, 1, width, dtype=dtype, device=device)  # the last layer's, row r
+        self.next_row = 0  # the first row whose vertical stack is not computed
+        self.done = 0  # raster index: every horizontal position before it (in its row) is final
+        self.lag = not model.config.causal
+
+    def _vertical(self, x: torch.Tensor, r: int) -> None:
+        m = self.model
+        for i, layer in enumerate(m.layers):
+            conv = layer.v
+            if i == 0:  # the rows above r that the shifted kernel covers, zero padded
+                top, rows = conv.pad[2], (conv.conv.kernel_size[0] - 1) * conv.dilation + 1
+                src = padded_crop(m, x, (r - top, r - top + rows), (-conv.pad[0], self.width + conv.pad[0]))
+            else:
+                src = self.v_in[i].window(r, 0, self.width)
+            self.link[i], v = layer.vertical(unpadded(conv, src))
+            if i + 1 < len(m.layers):
+                self.v_in[i + 1].write(r, 0, v)
+            else:
+                self.v_out.copy_(v)
+
+    def _horizontal(self, x: torch.Tensor, r: int, c0: int, c1: int) -> torch.Tensor:
+        """Positions (r, c0..c1-1) of every layer's horizontal stack, into the row
+        buffers; the last layer's (B, hidden, 1, c1 - c0)."""
+        m = self.model
+        h = None
+        for i, layer in enumerate(m.layers):
+            conv, left = layer.h, layer.h.pad[0]
+            if i == 0:  # the columns the (possibly shifted) kernel covers, zero padded
+                span = (conv.conv.kernel_size[1] - 1) * conv.dilation + 1
+                src = padded_crop(m, x[:, :, r: r + 1], (0, 1), (c0 - left, c1 - 1 - left + span))
+            else:
+                src = self.h_in[i][..., c0: c1 + left]
+            h = layer.horizontal(unpadded(conv, src), self.link[i][..., c0: c1], h)
+            if i + 1 < len(m.layers):
+                nxt = self.h_in[i + 1]
+                pad = nxt.shape[3] - self.width
+                nxt[..., pad + c0: pad + c1] = h
+        return h
+
+    @torch.no_grad()
+    def begin_row(self, x: torch.Tensor, r: int) -> None:
+        while self.next_row <= r:
+            self._vertical(x, self.next_row)
+            self.next_row += 1
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        self.begin_row(x, r)
+        start = max(self.done, r * self.width) - r * self.width
+        if start < c:  # columns of row r never stepped through
+            self._horizontal(x, r, start, c)
+        h = self._horizontal(x, r, c, c + 1)
+        self.done = r * self.width + c + (0 if self.lag else 1)
+        return self.model.logits(self.v_out[..., c: c + 1], h)[:, :, :, 0, 0]
 
 
 # ----------------------------------------------------------------------- gated PixelCNN
