@@ -3,6 +3,7 @@ one NLL, identical tables on both sides for any batch, band, thread count and im
 exact round trips of odd shapes in gray and colour. Tiny models only."""
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -122,9 +123,10 @@ def surprising(seed=0, **kw):
     return m
 
 
+@pytest.mark.parametrize("adapt", [False, True])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
 @pytest.mark.parametrize("channels", [1, 3, "surprise"])
-def test_wavefront_round_trip_and_identical_tables(shape, channels):
+def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt):
     if channels == "surprise":
         m, channels = set_exact(surprising(), True), 3
     else:
@@ -132,41 +134,76 @@ def test_wavefront_round_trip_and_identical_tables(shape, channels):
     rng = np.random.default_rng(sum(shape))
     x = torch.from_numpy(rng.integers(90, 140, (3, channels, *shape)))
     enc, dec1, dec3 = {}, {}, {}
-    out = wf.encode_streams(m, x, [2, 1], on_table=record(enc))
-    got = wf.decode_streams(m, [p for p, _ in out], [2, 1], channels, *shape, on_table=record(dec3))
+    out = wf.encode_streams(m, x, [2, 1], on_table=record(enc), adapt=adapt)
+    got = wf.decode_streams(m, [p for p, _ in out], [2, 1], channels, *shape, on_table=record(dec3), adapt=adapt)
     assert torch.equal(got, x)
-    one = wf.encode_streams(m, x[2:], [1])  # a batch of one tile: the same bytes
+    one = wf.encode_streams(m, x[2:], [1], adapt=adapt)  # a batch of one tile: the same bytes
     assert one[0][0] == out[1][0]
-    wf.decode_streams(m, [out[1][0]], [1], channels, *shape, on_table=record(dec1))
+    wf.decode_streams(m, [out[1][0]], [1], channels, *shape, on_table=record(dec1), adapt=adapt)
     assert enc.keys() == dec3.keys() and len(enc) == 3 * channels * shape[0] * shape[1]
     assert all(np.array_equal(enc[k], dec3[k]) for k in enc)
     assert all(np.array_equal(enc[(2, *k[1:])], v) for k, v in dec1.items())
 
 
-@pytest.mark.parametrize("surprise", [False, True])
-def test_tables_equal_across_bands_threads_and_numba(surprise, monkeypatch):
+@pytest.mark.parametrize("surprise, adapt", [(False, False), (True, True)])
+def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatch):
     """A tile taller than a band: the encoder's bands (crops of the rows above) and the
     decoder's windows, at 1 and 2 threads, with and without the compiled kernels."""
     m = set_exact(surprising() if surprise else tiny(3), True)
+    if adapt:
+        encode_streams, decode_streams = (partial(f, adapt=True) for f in (wf.encode_streams, wf.decode_streams))
+    else:
+        encode_streams, decode_streams = wf.encode_streams, wf.decode_streams
     rng = np.random.default_rng(3)
     x = torch.from_numpy(rng.integers(0, 256, (2, 3, wf.BAND + 6, 4)))
     enc, dec = {}, {}
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        out = wf.encode_streams(m, x, [2], on_table=record(enc))
+        out = encode_streams(m, x, [2], on_table=record(enc))
         torch.set_num_threads(2)
         kernel = mixture._KERNEL[:]
         mixture._KERNEL[:] = [None]  # the numpy references
         monkeypatch.setattr(engine_module, "_COUPLE", [None])
         try:
-            got = wf.decode_streams(m, [out[0][0]], [2], 3, wf.BAND + 6, 4, on_table=record(dec))
+            got = decode_streams(m, [out[0][0]], [2], 3, wf.BAND + 6, 4, on_table=record(dec))
         finally:
             mixture._KERNEL[:] = kernel
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(got, x)
     assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
+
+
+def test_scale_offsets_follow_the_models_scales():
+    """Engine 1: the encoder's offsets undo a change of the model's log scales (0.4 smaller
+    log scales, 0.4 larger offsets, to the grid's 0.05 and the sample's noise), give a smaller
+    stream than engine 0's, sit at the stream's start, and both sides see the same tables
+    and the pixels come back; a stream cut inside its offsets is refused."""
+    from arcodec.errors import FormatError
+
+    x = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (2, 3, 9, 12)))
+
+    def moved(shift):
+        m = tiny(3)
+        with torch.no_grad():
+            for lay in m.head_layout():
+                m.out.conv.bias[slice(*lay["log_scales"])] += shift
+        return set_exact(m, True)
+
+    m = moved(-1.3)  # far sharper than these pixels want
+    chosen = wf.choose_scale_offsets(m, wf.engine(m), x[:1]) / 4096.0
+    other = moved(-0.9)
+    assert np.abs(chosen - wf.choose_scale_offsets(other, wf.engine(other), x[:1]) / 4096.0 - 0.4).max() <= 0.1
+    plain = [p for p, _ in wf.encode_streams(m, x, [1, 1])]
+    enc, dec = {}, {}
+    adapted = [p for p, _ in wf.encode_streams(m, x, [1, 1], on_table=record(enc), adapt=True)]
+    assert sum(map(len, adapted)) < sum(map(len, plain))
+    assert np.frombuffer(adapted[0][:6], dtype="<i2").tolist() == np.round(chosen * 4096).astype(int).tolist()
+    got = wf.decode_streams(m, adapted, [1, 1], 3, 9, 12, on_table=record(dec), adapt=True)
+    assert torch.equal(got, x) and enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
+    with pytest.raises(FormatError, match="shorter than its scale offsets"):
+        wf.decode_streams(m, [adapted[0][:5]], [1], 3, 9, 12, adapt=True)
 
 
 def test_engine_parameters_from_windows_equal_the_full_pass_in_any_precision():

@@ -251,6 +251,14 @@ class LocalEngine:
                    self._s_gain[ch], self._mant, self._ln2, *_SURPRISE, lg, mu, ls)
         return lg, mu, ls
 
+    def shift_scales(self, raw: np.ndarray, offsets: np.ndarray) -> None:
+        """Move every channel's log scales in raw parameters (N, P) int64, in place, by
+        ``offsets`` (N, C) int64 in 2**-12 units (a stream's own, see
+        :mod:`arcodec.codec.wavefront`): an integer addition, the same on both sides."""
+        for ch, lay in enumerate(self.layout):
+            a, b = lay["log_scales"]
+            raw[:, a:b] += offsets[:, ch: ch + 1]
+
     def surprise_units(self, freq: np.ndarray) -> np.ndarray:
         """u - SURPRISE_CENTRE in 2**-12 units (int64) of table frequencies ``freq`` (1..2**24):
         u = ln(2**24 / f) clamped to [0, SURPRISE_MAX] nats, from :func:`arcodec.exact._log_q`
