@@ -25,7 +25,7 @@ Engines (a header field): engine 1, what the encoder writes, moves each channel'
 by offsets of the stream's own, chosen by the encoder (:func:`choose_scale_offsets`: the
 offsets that give the fewest bits on a sample of the stream's pixels, channel after channel:
 every 0.1 up to 1.0 either way, then the 0.05 either side of the best) and stored at the start of the stream's payload
-as one signed 16-bit little-endian integer a channel in 2**-12 units; the model's scales
+as one signed byte a channel counting steps of SCALE_UNIT; the model's scales
 were learnt on other photos, and an image sharper or noisier than those wants its own.
 Both sides add them to the raw parameters as integers. Engine 0 (files from before) has no
 offsets.
@@ -66,8 +66,9 @@ ENCODE_POSITIONS = 1 << 17  # pixels whose raw parameters the encoder holds at a
 TABLE_ROWS = 1 << 15  # sub-pixels whose tables the encoder builds at a time
 TRUNK_WINDOWS = 2048  # windows per piece of the encoder's matrix products: measured, 2x faster than whole bands
 SCALE_SAMPLES = 2048  # pixels of a stream on which the encoder tries its log-scale offsets
-SCALE_STEP = 0.05  # the offsets' grid (log-scale units), SCALE_REACH steps either side of 0: up to
-SCALE_REACH = 20  # 1.0, past the largest that held-out training photos took (0.6, at the edge of a 0.6 reach)
+SCALE_UNIT = 205  # the offsets' step in 2**-12 units of log scale (0.05005), stored as signed bytes
+SCALE_REACH = 20  # steps the encoder tries either side of 0: 1.0, past the largest that held-out
+# training photos took (0.6, at the edge of a 0.6 reach)
 
 OnTable = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray], None]
 # on_table(tiles, rows, cols, channel, freq (N, K)): the tables of N sub-pixels of one channel
@@ -168,7 +169,7 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
     eng = engine(model)
     bounds = np.cumsum([0, *counts]).tolist()
     chosen = [choose_scale_offsets(model, eng, x[a:b]) if adapt else None for a, b in zip(bounds[:-1], bounds[1:])]
-    offsets = np.repeat(np.array(chosen, dtype=np.int64).reshape(-1, C), counts, axis=0) if adapt else None
+    offsets = np.repeat(np.array(chosen, dtype=np.int64).reshape(-1, C) * SCALE_UNIT, counts, axis=0) if adapt else None
     bands = range(0, H, BAND)
     encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
     bits = np.zeros(n)
@@ -225,13 +226,13 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
     out = []
     for a, b, d in zip(bounds[:-1], bounds[1:], chosen):
         parts = [e.finish() for i in range(a, b) for e in encs[i]]
-        head = b"" if d is None else d.astype("<i2").tobytes()
+        head = b"" if d is None else d.astype(np.int8).tobytes()
         out.append((head + join_parts(parts), float(bits[a:b].sum())))
     return out
 
 
 def choose_scale_offsets(model, eng: LocalEngine, x: torch.Tensor) -> np.ndarray:
-    """A stream's log-scale offsets (C,) int64 in 2**-12 units for tiles x (n, C, H, W): on
+    """A stream's log-scale offsets (C,) int64, in steps of SCALE_UNIT, for tiles x (n, C, H, W): on
     up to SCALE_SAMPLES of their pixels (a seeded draw), the raw parameters from the integer
     engine and the code length from the model's float mixture (the surprise included), each
     channel in turn taking the offset on the grid that gives the fewest bits, 0 when none
@@ -262,19 +263,20 @@ def choose_scale_offsets(model, eng: LocalEngine, x: torch.Tensor) -> np.ndarray
         moved[:, a:b] += moves.view(-1, 1, 1, 1)
         return -model.mixtures(moved, levels.expand(len(moves), -1, -1, -1))[3].sum(dim=(1, 2, 3))
 
-    coarse = torch.arange(-SCALE_REACH, SCALE_REACH + 1, 2, dtype=torch.float32) * SCALE_STEP  # 0 among them
-    best = np.zeros(C)
+    unit = SCALE_UNIT * 2.0 ** -exact.ACT_FRAC
+    coarse = torch.arange(-SCALE_REACH, SCALE_REACH + 1, 2)  # every other step, 0 among them
+    best = np.zeros(C, dtype=np.int64)
     for ch, lay in enumerate(eng.layout):  # channel after channel, each on the choices before it
-        costs = nats(lay, coarse)
+        costs = nats(lay, coarse * unit)
         zero = len(coarse) // 2
         g = int(torch.argmin(costs)) if costs.min() < costs[zero] else zero
-        fine = (coarse[g] + torch.tensor([-SCALE_STEP, SCALE_STEP])).clamp(coarse[0], coarse[-1])  # the points either side
-        near = nats(lay, fine)
-        move = float(fine[int(torch.argmin(near))]) if near.min() < costs[g] else float(coarse[g])
+        fine = (coarse[g] + torch.tensor([-1, 1])).clamp(-SCALE_REACH, SCALE_REACH)  # the steps either side
+        near = nats(lay, fine * unit)
+        step = int(fine[int(torch.argmin(near))]) if near.min() < costs[g] else int(coarse[g])
         a, b = lay["log_scales"]
-        base[:, a:b] += move
-        best[ch] = move
-    return np.round(best * 2**exact.ACT_FRAC).astype(np.int64)
+        base[:, a:b] += step * unit
+        best[ch] = step
+    return best
 
 
 def _window_index(channels: int, hp: int, wp: int, hz: int) -> np.ndarray:
@@ -344,10 +346,11 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     decs, shifts = [], []
     for p, k in zip(payloads, counts):
         if adapt:
-            if len(p) < 2 * channels:
+            if len(p) < channels:
                 raise FormatError("file is truncated (a stream shorter than its scale offsets)")
-            shifts.append(np.tile(np.frombuffer(p[: 2 * channels], dtype="<i2").astype(np.int64), (k, 1)))
-            p = p[2 * channels:]
+            moves = np.frombuffer(p[:channels], dtype=np.int8).astype(np.int64) * SCALE_UNIT
+            shifts.append(np.tile(moves, (k, 1)))
+            p = p[channels:]
         parts = split_parts(p, k * nb, "band")
         decs += [[StreamDecoder(parts[i * nb + b]) for b in range(nb)] for i in range(k)]
     shift = np.concatenate(shifts) if adapt and shifts else None  # (n, C): each tile's offsets
@@ -426,7 +429,7 @@ def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int, adapt
     symbol of a table over the model's levels (every level at least 1 of 2^24), in one of
     the tiles' band sub-streams (:func:`arcodec.codec.entropy.check_room`), after the scale
     offsets (``adapt``)."""
-    check_room(max(0, len(payload) - (2 * channels if adapt else 0)), tiles * channels * h * w,
+    check_room(max(0, len(payload) - (channels if adapt else 0)), tiles * channels * h * w,
                model.config.levels, tiles * -(-h // BAND))
 
 
