@@ -1,0 +1,87 @@
+"""What the wavefront coder's scale offsets (engine 1) give, on photos the models never
+trained on and Kodak never saw: the held-out photos of ``../shared/data/photos``.
+
+    python benchmarks/scale_offsets.py                  # photo-rgb, the 10 held-out photos
+    python benchmarks/scale_offsets.py --model photo-gray --limit 4
+
+Each held-out photo (the validation and test splits of ``arcodec.training.data``'s folder
+split: 5 + 5 of the 49) is coded whole, as one stream, twice with the same weights: engine
+0 (no offsets) and engine 1 (the offsets the encoder picks,
+``arcodec.codec.wavefront.choose_scale_offsets``). Both are real payloads (the offsets'
+bytes included); every engine-1 payload is decoded and compared with the photo. Writes
+benchmarks/results/scale_offsets.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from _common import command, machine, md_table, missing, write
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="photo-rgb")
+    p.add_argument("--limit", type=int, default=0, help="the first N held-out photos (0: all)")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+
+    from arcodec.codec import wavefront
+    from arcodec.imageio import read_image
+    from arcodec.training.data import DEFAULT_ROOT, _split, image_files, to_luma
+    from arcodec.zoo import load_model
+
+    torch.set_num_threads(args.threads)
+    m = load_model(args.model)
+    net = m.net
+    try:
+        files = image_files(f"{DEFAULT_ROOT}/photos")
+    except FileNotFoundError as e:
+        raise missing("the photo folder", e) from None
+    split = _split(len(files), (0.8, 0.1))
+    held = sorted(split["val"].tolist() + split["test"].tolist())[: args.limit or None]
+    rows, records, sums = [], [], np.zeros(3)
+    for i in held:
+        img = read_image(files[i].read_bytes(), str(files[i]))
+        if net.config.channels == 1 and img.shape[2] != 1:
+            img = to_luma(img)
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].long()
+        n = x.numel()
+        t = time.perf_counter()
+        plain = wavefront.encode_streams(net, x, [1])[0][0]
+        t0 = time.perf_counter() - t
+        steps = wavefront.choose_scale_offsets(net, wavefront.engine(net), x)
+        t = time.perf_counter()
+        adapted = wavefront.encode_streams(net, x, [1], adapt=True)[0][0]
+        t1 = time.perf_counter() - t
+        back = wavefront.decode_streams(net, [adapted], [1], x.shape[1], x.shape[2], x.shape[3], adapt=True)
+        ok = bool(torch.equal(back.long(), x))
+        offsets = (steps * wavefront.SCALE_UNIT / 4096.0).round(3).tolist()
+        rec = {"photo": files[i].name, "subpixels": n, "engine0_bpsp": 8 * len(plain) / n,
+               "engine1_bpsp": 8 * len(adapted) / n, "offsets": offsets, "encode0_s": t0, "encode1_s": t1,
+               "roundtrip": ok}
+        records.append(rec)
+        sums += [n, 8 * len(plain), 8 * len(adapted)]
+        rows.append([rec["photo"], f"{img.shape[1]}x{img.shape[0]}", f"{rec['engine0_bpsp']:.4f}",
+                     f"{rec['engine1_bpsp']:.4f}", f"{100 * (rec['engine1_bpsp'] / rec['engine0_bpsp'] - 1):+.2f} %",
+                     ", ".join(f"{v:+.2f}" for v in offsets), "ok" if ok else "FAILED"])
+        print(" | ".join(rows[-1]), flush=True)
+    pooled0, pooled1 = sums[1] / sums[0], sums[2] / sums[0]
+    rows.append(["**pooled**", "", f"**{pooled0:.4f}**", f"**{pooled1:.4f}**",
+                 f"**{100 * (pooled1 / pooled0 - 1):+.2f} %**", "", f"{sum(r['roundtrip'] for r in records)}/{len(records)}"])
+    res = {"command": command(), "machine": machine(args.threads), "model": m.name, "photos": records,
+           "pooled_engine0_bpsp": pooled0, "pooled_engine1_bpsp": pooled1}
+    md = [f"`{command()}`: model `{m.name}`, the {len(records)} held-out photos of `../shared/data/photos` "
+          "(validation and test splits, never trained on), each whole as one stream; bits per sub-pixel of the "
+          "real payloads, the same weights", ""]
+    md += md_table(["photo", "size", "engine 0 (no offsets)", "engine 1 (scale offsets)", "change",
+                    "offsets chosen (log scale, per channel)", "round trip"], rows)
+    write("scale_offsets", res, md)
+
+
+if __name__ == "__main__":
+    main()
