@@ -449,9 +449,25 @@ class RowLSTMStepper:
         self.m = model
         self.h = self.cell = None  # (B, hidden, 1, W): row r-1's state, overwritten column by column
         self.above = self.state = None  # (B, 4 hidden, 1, W): row r's gates from the rows above, the state
+        self.at = None  # (row, column) of the last pixel whose state is computed
 
     @torch.no_grad()
     def begin_row(self, x: torch.Tensor, r: int) -> None:
+        """Start row r; the state of any pixel above that no step computed (a sampler that
+        is given the first rows starts only their rows) is computed first, from x."""
+        W = x.shape[3]
+        if r > 0:
+            if self.h is None:
+                self._start(x, 0)
+            while self.at != (r - 1, W - 1):
+                row, col = self.at
+                if col == W - 1:
+                    self._start(x, row + 1)
+                    row, col = row + 1, -1
+                self.step(x, row, col + 1)
+        self._start(x, r)
+
+    def _start(self, x: torch.Tensor, r: int) -> None:
         m = self.m
         b, _, _, W = x.shape
         if r == 0 or self.h is None:
@@ -462,6 +478,7 @@ class RowLSTMStepper:
         self.above = m.from_above(m.embed(x[:, :, lo: r + 1]))[:, :, -1:]
         self.state = m.from_state(self.h)
         self.h, self.cell = self.h.clone(), self.cell.clone()  # row r's values replace row r-1's
+        self.at = (r, -1)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
@@ -470,6 +487,7 @@ class RowLSTMStepper:
         gates = m.clamped_sum(m.clamped_sum(left, self.above[..., c: c + 1]), self.state[..., c: c + 1])
         h, cell = m.cell(gates, self.cell[..., c: c + 1])
         self.h[..., c: c + 1], self.cell[..., c: c + 1] = h, cell
+        self.at = (r, c)
         return m.logits(h)[:, :, 0, 0].unsqueeze(2)  # (B, K, 1)
 
 
