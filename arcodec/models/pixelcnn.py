@@ -273,13 +273,19 @@ class PixelCNNIncremental:
         self._catch_up(x, r * self.width)
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+    def features(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        """The last block's output at (r, c), (B, hidden, 1, 1): what the head reads (a
+        PixelCNN-MADE, whose trunk is this one's, reads it too)."""
         i = r * self.width + c
         self._catch_up(x, i)
         h = self._compute(x, r, c, c + 1)
         if not self.lag:
             self.done = max(self.done, i + 1)
-        return self.model.logits(h)[:, :, :, 0, 0]
+        return h
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        return self.model.logits(self.features(x, r, c))[:, :, :, 0, 0]
 
 
 # ----------------------------------------------------------------------- stack PixelCNN

@@ -25,7 +25,7 @@ from torch import nn
 
 from arcodec.models.layers import MaskedConv2d
 from arcodec.models.made import MADE
-from arcodec.models.pixelcnn import LevelModel, ResidualBlock, check_common
+from arcodec.models.pixelcnn import LevelModel, PixelCNNIncremental, ResidualBlock, check_common
 from arcodec.registry import register_model
 
 
@@ -85,30 +85,32 @@ class PixelCNNMADE(LevelModel):
         return reach, reach
 
     def incremental(self, batch: int, height: int, width: int) -> "PixelCNNMADEStepper":
-        return PixelCNNMADEStepper(self)
+        return PixelCNNMADEStepper(self, batch, height, width)
 
 
 class PixelCNNMADEStepper:
-    """Decoder steps: phi at (r, c) once per pixel, from the rows and columns it reaches;
-    then the MADE alone for each channel of the pixel. In exact mode every value equals
-    the full pass's: a crop that holds the receptive field (or the image's own border)
-    gives the same numbers, and the MADE reads only the channels already decoded."""
+    """Decoder steps: phi at (r, c) once per pixel, its trunk (the type-A layer and the
+    residual blocks, the same layers as a PixelCNN's) through
+    :class:`~arcodec.models.pixelcnn.PixelCNNIncremental`'s ring buffers, one position a
+    layer; then the MADE alone for each channel of the pixel. In exact mode every value
+    equals the full pass's: exact arithmetic does not depend on the crop it runs on, and
+    the MADE reads only the channels already decoded."""
 
-    def __init__(self, model: PixelCNNMADE):
+    def __init__(self, model: PixelCNNMADE, batch: int, height: int, width: int):
         self.model = model
-        self.reach = model.receptive_field()
+        self.trunk = PixelCNNIncremental(model, batch, height, width)
         self.at: tuple[int, int] | None = None
         self.ctx: torch.Tensor | None = None
 
+    @torch.no_grad()
     def begin_row(self, x: torch.Tensor, r: int) -> None:
-        pass
+        self.trunk.begin_row(x, r)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
         m = self.model
-        if self.at != (r, c):
-            top, side = max(0, r - self.reach[0]), max(0, c - self.reach[1])
-            crop = x[:, :, top: r + 1, side: c + self.reach[1] + 1]
-            self.ctx = m.context(crop)[:, :, r - top, c - side]
+        if self.at != (r, c):  # phi_i does not read pixel i: once per pixel
+            h = self.trunk.features(x, r, c)
+            self.ctx = torch.relu(m.features(torch.relu(h)))[:, :, 0, 0]
             self.at = (r, c)
         return m.made(x[:, :, r, c], self.ctx)  # (B, K, C)
