@@ -126,7 +126,8 @@ def surprising(seed=0, **kw):
 @pytest.mark.parametrize("adapt", [False, True])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
 @pytest.mark.parametrize("channels", [1, 3, "surprise"])
-def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt):
+def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monkeypatch):
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)  # tiny tiles search their offsets too
     if channels == "surprise":
         m, channels = set_exact(surprising(), True), 3
     else:
@@ -150,6 +151,7 @@ def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatc
     """A tile taller than a band: the encoder's bands (crops of the rows above) and the
     decoder's windows, at 1 and 2 threads, with and without the compiled kernels."""
     m = set_exact(surprising() if surprise else tiny(3), True)
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
     if adapt:
         encode_streams, decode_streams = (partial(f, adapt=True) for f in (wf.encode_streams, wf.decode_streams))
     else:
@@ -175,7 +177,7 @@ def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatc
     assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
 
 
-def test_scale_offsets_follow_the_models_scales():
+def test_scale_offsets_follow_the_models_scales(monkeypatch):
     """Engine 1: the encoder's offsets undo a change of the model's log scales (0.4 smaller
     log scales, 0.4 larger offsets, to the grid's 0.05 and the sample's noise), give a smaller
     stream than engine 0's, sit at the stream's start, and both sides see the same tables
@@ -183,6 +185,9 @@ def test_scale_offsets_follow_the_models_scales():
     from arcodec.errors import FormatError
 
     x = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (2, 3, 9, 12)))
+    small = tiny(3)
+    assert not wf.choose_scale_offsets(small, wf.engine(small), x).any()  # too few pixels to search
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
 
     def moved(shift):
         m = tiny(3)

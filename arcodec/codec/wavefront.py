@@ -66,6 +66,9 @@ ENCODE_POSITIONS = 1 << 17  # pixels whose raw parameters the encoder holds at a
 TABLE_ROWS = 1 << 15  # sub-pixels whose tables the encoder builds at a time
 TRUNK_WINDOWS = 2048  # windows per piece of the encoder's matrix products: measured, 2x faster than whole bands
 SCALE_SAMPLES = 2048  # pixels of a stream on which the encoder tries its log-scale offsets
+# streams of fewer pixels keep zero offsets: their search (about 0.3 s) would cost more than
+# coding them, for a few bytes
+SCALE_MIN_PIXELS = 1 << 16
 SCALE_UNIT = 205  # the offsets' step in 2**-12 units of log scale (0.05005), stored as signed bytes
 SCALE_REACH = 48  # steps the encoder tries either side of 0 (2.4): held-out training photos took
 # up to 0.8, at the edge of a narrower search, and by gradient descent more
@@ -236,10 +239,11 @@ def choose_scale_offsets(model, eng: LocalEngine, x: torch.Tensor) -> np.ndarray
     up to SCALE_SAMPLES of their pixels (a seeded draw), the raw parameters from the integer
     engine and the code length from the model's float mixture (the surprise included), each
     channel in turn taking the offset on the grid that gives the fewest bits, 0 when none
-    does better. Only the encoder runs it: the decoder reads the offsets from the stream."""
+    does better; zeros for a stream of fewer than SCALE_MIN_PIXELS pixels. Only the encoder
+    runs it: the decoder reads the offsets from the stream."""
     n, C, H, W = x.shape
     total = n * H * W
-    if total == 0:
+    if total == 0 or total < SCALE_MIN_PIXELS:
         return np.zeros(C, dtype=np.int64)
     rng = np.random.default_rng(0)
     pick = np.sort(rng.choice(total, SCALE_SAMPLES, replace=False)) if total > SCALE_SAMPLES else np.arange(total)
