@@ -43,6 +43,7 @@ CASES = {
     "mnist-gated": (_digit, "mnist-gated"),
     "mnist-idf": (_digit, "mnist-idf"),
     "colour-mnist-made": (lambda: _colour_digit() // 85, "colour-mnist-made"),
+    "colour-mnist-made-v1": (lambda: _colour_digit() // 85, "colour-mnist-made-v1"),  # superseded (id 2)
     "photo-rgb": (_photo, "photo-rgb"),
     "photo-rgb-v1": (_photo, "photo-rgb-v1"),  # superseded (id 5): its files still decode
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
@@ -80,13 +81,18 @@ def test_files_of_an_earlier_engine_still_decode():
     """``mnist-gated-engine0.arc`` was written before the Gated PixelCNN's integer engine
     (engine 0: the float64 fixed point of arcodec.exact) by the same float weights without
     the engine's scales (its fingerprint is the card's legacy sha256): it still decodes,
-    through the model's own stepper, to the same image."""
+    through the model's own stepper, to the same image. So does ``photo-rgb-engine0.arc``,
+    written before the wavefront coder's engine 1 (the streams' scale offsets)."""
     from arcodec.codec import container
 
     data = (GOLDEN / "mnist-gated-engine0.arc").read_bytes()
     header, _, _ = container.read(data)
     assert header.engine == 0 and container.read((GOLDEN / "mnist-gated.arc").read_bytes())[0].engine == 1
     assert np.array_equal(arcodec.decompress(data), _digit())
+    # photo-rgb's file from before the scale offsets (wavefront engine 0): the same weights
+    data = (GOLDEN / "photo-rgb-engine0.arc").read_bytes()
+    assert container.read(data)[0].engine == 0 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 1
+    assert np.array_equal(arcodec.decompress(data), _photo())
 
 
 def test_the_public_api_takes_a_pixel_limit():
@@ -106,9 +112,12 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
     from arcodec.zoo import applicable, cards
 
     old = [c for c in cards() if c.get("superseded_by")]
-    assert [c["name"] for c in old] == ["photo-rgb-v1"] and not any("applies" in c for c in old)
-    names = applicable([_photo()])
-    assert "photo-rgb" in names and "photo-rgb-v1" not in names
-    data = (GOLDEN / "photo-rgb-v1.arc").read_bytes()
-    assert container.read(data)[0].model_id == 5 != container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].model_id
-    assert np.array_equal(arcodec.decompress(data), _photo())
+    assert [c["name"] for c in old] == ["colour-mnist-made-v1", "photo-rgb-v1"]
+    assert not any("applies" in c for c in old)
+    for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5),
+                                     ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2)):
+        names = applicable([image])
+        assert new in names and name not in names
+        data = (GOLDEN / f"{name}.arc").read_bytes()
+        assert container.read(data)[0].model_id == old_id != container.read((GOLDEN / f"{new}.arc").read_bytes())[0].model_id
+        assert np.array_equal(arcodec.decompress(data), image)
