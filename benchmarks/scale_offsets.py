@@ -71,8 +71,9 @@ def main() -> None:
                      ", ".join(f"{v:+.2f}" for v in offsets), "ok" if ok else "FAILED"])
         print(" | ".join(rows[-1]), flush=True)
     pooled0, pooled1 = sums[1] / sums[0], sums[2] / sums[0]
+    trips = f"{sum(r['roundtrip'] for r in records)}/{len(records)}"
     rows.append(["**pooled**", "", f"**{pooled0:.4f}**", f"**{pooled1:.4f}**",
-                 f"**{100 * (pooled1 / pooled0 - 1):+.2f} %**", "", f"{sum(r['roundtrip'] for r in records)}/{len(records)}"])
+                 f"**{100 * (pooled1 / pooled0 - 1):+.2f} %**", "", trips])
     res = {"command": command(), "machine": machine(args.threads), "model": m.name, "photos": records,
            "pooled_engine0_bpsp": pooled0, "pooled_engine1_bpsp": pooled1}
     md = [f"`{command()}`: model `{m.name}`, the {len(records)} held-out photos of `../shared/data/photos` "

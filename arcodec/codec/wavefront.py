@@ -22,13 +22,13 @@ in order on both sides: each channel's tables take the frequencies of the levels
 earlier channels took in theirs.
 
 Engines (a header field): engine 1, what the encoder writes, moves each channel's log scales
-by offsets of the stream's own, chosen by the encoder (:func:`choose_scale_offsets`: the
-offsets that give the fewest bits on a sample of the stream's pixels, channel after channel:
-every 0.2 up to 2.4 either way, then 0.1 and 0.05 either side of the best) and stored at the start of the stream's payload
-as one signed byte a channel counting steps of SCALE_UNIT; the model's scales
-were learnt on other photos, and an image sharper or noisier than those wants its own.
-Both sides add them to the raw parameters as integers. Engine 0 (files from before) has no
-offsets.
+by offsets of the stream's own, stored at the start of the stream's payload as one signed
+byte a channel counting steps of SCALE_UNIT. The encoder chooses them
+(:func:`choose_scale_offsets`: channel after channel, the offset that gives the fewest bits
+on a sample of the stream's pixels; zeros for streams under SCALE_MIN_PIXELS); the model's
+scales were learnt on other photos, and an image sharper or noisier than those wants its
+own. Both sides add them to the raw parameters as integers. Engine 0 (files from before)
+has no offsets.
 
 Threads: torch runs one thread inside the coders, and as many threads as torch had (at most
 :data:`WORKERS`) share out what is independent (torch's products and the table kernels
@@ -70,8 +70,8 @@ SCALE_SAMPLES = 2048  # pixels of a stream on which the encoder tries its log-sc
 # coding them, for a few bytes
 SCALE_MIN_PIXELS = 1 << 16
 SCALE_UNIT = 205  # the offsets' step in 2**-12 units of log scale (0.05005), stored as signed bytes
-SCALE_REACH = 48  # steps the encoder tries either side of 0 (2.4): held-out training photos took
-# up to 0.8, at the edge of a narrower search, and by gradient descent more
+SCALE_REACH = 48  # steps the encoder tries either side of 0 (2.4): a held-out training photo took
+# 1.05 (benchmarks/scale_offsets.py)
 
 OnTable = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray], None]
 # on_table(tiles, rows, cols, channel, freq (N, K)): the tables of N sub-pixels of one channel
@@ -235,12 +235,13 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
 
 
 def choose_scale_offsets(model, eng: LocalEngine, x: torch.Tensor) -> np.ndarray:
-    """A stream's log-scale offsets (C,) int64, in steps of SCALE_UNIT, for tiles x (n, C, H, W): on
-    up to SCALE_SAMPLES of their pixels (a seeded draw), the raw parameters from the integer
-    engine and the code length from the model's float mixture (the surprise included), each
-    channel in turn taking the offset on the grid that gives the fewest bits, 0 when none
-    does better; zeros for a stream of fewer than SCALE_MIN_PIXELS pixels. Only the encoder
-    runs it: the decoder reads the offsets from the stream."""
+    """A stream's log-scale offsets (C,) int64, in steps of SCALE_UNIT, for tiles x (n, C, H,
+    W): on up to SCALE_SAMPLES of their pixels (a seeded draw), the raw parameters from the
+    integer engine and the code length from the model's float mixture (the surprise
+    included), each channel in turn taking the offset that gives the fewest bits (every 4th
+    step up to SCALE_REACH either way, then 2 and 1 steps either side of the best; 0 when
+    none does better); zeros for a stream of fewer than SCALE_MIN_PIXELS pixels. Only the
+    encoder runs it: the decoder reads the offsets from the stream."""
     n, C, H, W = x.shape
     total = n * H * W
     if total == 0 or total < SCALE_MIN_PIXELS:

@@ -24,7 +24,7 @@ from pathlib import Path
 from arcodec.errors import ModelError
 
 # torch and the architectures are imported when a model is loaded, not with the cards: the
-# commands that only read cards and headers (arcodec info, models) start without them
+# commands that only read cards and headers (arcodec info) start without them
 
 ZOO_DIR = Path(__file__).resolve().parent
 DEFAULT_GRAY = "mnist-gated"  # the model when no card applies (it codes any 8-bit image, plane by plane)
