@@ -131,15 +131,16 @@ def cli(model: str, data: str) -> dict:
 
 
 def specs(preset: dict) -> list[dict]:
-    """The measurements: per shipped model that can code, on its own data set, and on one
-    photo when it codes 8-bit photos; 2 threads for the default gray model only."""
+    """The measurements: per shipped model that can code (not the superseded ones), on its
+    own data set, and on one photo when it codes 8-bit photos; 2 threads for the default gray
+    model only."""
     from _common import applies, coder_refusal, native_data
     from arcodec.zoo import DEFAULT_GRAY, cards, load_model
 
     out = []
     for card in cards():
         name, data = card["name"], native_data(card)
-        if coder_refusal(name):
+        if card.get("superseded_by") or coder_refusal(name):  # a superseded model only decodes its old files
             continue
         m = load_model(name)
         ch = 1 if m.channels == 1 else 3
@@ -205,7 +206,8 @@ def main() -> None:
     from _common import coder_refusal, native_data
     from arcodec.zoo import cards
 
-    clis = [cli(c["name"], native_data(c)) for c in cards() if native_data(c) and not coder_refusal(c["name"])]
+    clis = [cli(c["name"], native_data(c)) for c in cards()
+            if native_data(c) and not c.get("superseded_by") and not coder_refusal(c["name"])]
     import_torch_s = measured([sys.executable, "-c", "import torch"], 1)[0]
     mach = machine(1)
     device = "CPU" + (f" (GPU present but unused: {mach['gpu']})" if mach["gpu"] else " (no GPU on this machine)")
