@@ -24,91 +24,43 @@ quantisation (~1e-4 relative); the codec always uses the exact path on both side
 from __future__ import annotations
 
 import math
-from decimal import Decimal, getcontext, localcontext
 from functools import lru_cache
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-ACT_FRAC = 12  # activations are multiples of 2**-12
-ACT_LIMIT = 2.0**9  # and lie in [-512, 512]
-WEIGHT_BITS = 15  # significant bits kept for the largest weight of a layer
-TABLE_RANGE = 16  # tanh/sigmoid inputs are clamped to [-16, 16]
-TABLE_FRAC = 24  # table outputs are multiples of 2**-24
-EXP_FRAC = 44  # softmax weights exp(d) are multiples of 2**-44, d in [-EXP_RANGE, 0]
-EXP_RANGE = 24
+from arcodec import fixed
+# the constants and tables are defined once, without torch, in arcodec.fixed (the integer
+# engines and a torch-free decoder read them there); this module's tables are the same
+# arrays as torch tensors
+from arcodec.fixed import (ACT_FRAC, ACT_LIMIT, EXP_FRAC, EXP_RANGE, FIXED_BITS, LOG_FRAC,  # noqa: F401
+                           LOG_MANT_BITS, LOG_SCALE_RANGE, MIXTURE_MAX_COMPONENTS, MIXTURE_MAX_LEVELS,
+                           SCALE_FRAC, SOFTPLUS_RANGE, TABLE_FRAC, TABLE_RANGE, WEIGHT_BITS, exp_neg_fixed,
+                           ln2_q)
 
-_ONE = 2**ACT_FRAC
-FIXED_BITS = 100  # bits of the integer fixed-point exponential
-
-
-@lru_cache(maxsize=None)
-def exp_neg_fixed(n: int) -> tuple[int, ...]:
-    """exp(-k / 2**ACT_FRAC) * 2**FIXED_BITS for k = 0..n, computed with integers only (a
-    recurrence from k = 0, so a shorter table is the start of a longer one: every length up
-    to the gate tables' is cut from theirs)."""
-    longest = 2 * TABLE_RANGE * _ONE
-    if n < longest:
-        return exp_neg_fixed(longest)[: n + 1]
-    getcontext().prec = 50
-    step = int((Decimal(-1) / _ONE).exp() * (Decimal(2) ** FIXED_BITS))
-    out = [1 << FIXED_BITS]
-    half = 1 << (FIXED_BITS - 1)
-    for _ in range(n):
-        out.append((out[-1] * step + half) >> FIXED_BITS)
-    return tuple(out)
+_ONE = fixed.ONE
 
 
-def _to_grid(values, frac: int) -> torch.Tensor:
-    t = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float64)
-    return torch.round(t * 2.0**frac) * 2.0**-frac
+def _tensor(a) -> torch.Tensor:
+    return torch.from_numpy(a.copy())  # a copy: the cached numpy tables are read-only
 
 
 @lru_cache(maxsize=None)
 def gate_tables() -> tuple[torch.Tensor, torch.Tensor]:
-    """tanh and sigmoid at t = k / 2**ACT_FRAC, k in [-R, R], on the 2**-TABLE_FRAC grid.
-
-    The same IEEE operations as :func:`_gate_tables_loop` (the definition, entry by entry),
-    elementwise over arrays: the same bits, in a tenth of the time every coding process
-    pays at start-up."""
-    n = TABLE_RANGE * _ONE
-    e = exp_neg_fixed(2 * n)
-    scale = 2.0**-FIXED_BITS
-    a = torch.from_numpy(np.fromiter(map(float, e[: n + 1]), np.float64, n + 1)) * scale  # int -> float: rounded
-    b = torch.from_numpy(np.fromiter(map(float, e[0: 2 * n + 1: 2]), np.float64, n + 1)) * scale
-    pos = 1.0 / (1.0 + a)  # k >= 0
-    neg = a / (1.0 + a)  # k < 0, at |k|
-    sig = torch.cat([neg[1:].flip(0), pos])
-    th = (1.0 - b) / (1.0 + b)
-    tanh = torch.cat([-th[1:].flip(0), th])  # copysign: -x exactly
-    tanh[n] = 0.0  # copysign(0.0, 0) is +0.0
-    return _to_grid(tanh, TABLE_FRAC), _to_grid(sig, TABLE_FRAC)
+    """tanh and sigmoid at t = k / 2**ACT_FRAC, k in [-R, R], on the 2**-TABLE_FRAC grid
+    (:func:`arcodec.fixed.gate_tables`)."""
+    return tuple(_tensor(t) for t in fixed.gate_tables())
 
 
 def _gate_tables_loop() -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`gate_tables` entry by entry (the reference, for the tests)."""
-    n = TABLE_RANGE * _ONE
-    e = exp_neg_fixed(2 * n)
-    scale = 2.0**-FIXED_BITS
-    sig, tanh = [], []
-    for k in range(-n, n + 1):
-        # sigmoid(t) = 1 / (1 + exp(-t)); for t < 0 use exp(t) / (1 + exp(t))
-        a = e[abs(k)] * scale
-        sig.append(1.0 / (1.0 + a) if k >= 0 else a / (1.0 + a))
-        # tanh(t) = (1 - exp(-2|t|)) / (1 + exp(-2|t|)) * sign(t)
-        b = e[2 * abs(k)] * scale
-        tanh.append(math.copysign((1.0 - b) / (1.0 + b), k))
-    return _to_grid(tanh, TABLE_FRAC), _to_grid(sig, TABLE_FRAC)
+    return tuple(_tensor(t) for t in fixed.gate_tables_loop())
 
 
 @lru_cache(maxsize=None)
 def exp_table() -> torch.Tensor:
     """exp(-k / 2**ACT_FRAC) on the 2**-EXP_FRAC grid for k = 0..EXP_RANGE*2**ACT_FRAC."""
-    n = EXP_RANGE * _ONE
-    e = exp_neg_fixed(n)
-    shift = FIXED_BITS - EXP_FRAC
-    return torch.tensor([(v + (1 << (shift - 1))) >> shift for v in e], dtype=torch.float64) * 2.0**-EXP_FRAC
+    return _tensor(fixed.exp_table())
 
 
 def to_grid(x: torch.Tensor) -> torch.Tensor:
@@ -250,94 +202,37 @@ def scale_shift(x: torch.Tensor, q: tuple[torch.Tensor, torch.Tensor | None, int
 # Log-probabilities are computed in int64 fixed point: logistic arguments t in units of
 # 2**-ACT_FRAC, logarithms in units of 2**-LOG_FRAC. Every table below is built from
 # Python integers and ``decimal`` (whose exp and ln are correctly rounded), so the
-# log-probabilities are the same bits on every machine, for any batch or crop.
-
-LOG_FRAC = 24  # fixed-point logarithms are multiples of 2**-24
-SCALE_FRAC = 20  # 1 / s = exp(-log s) is a multiple of 2**-20
-LOG_SCALE_RANGE = 7  # log s is clamped to [-7, 7] (both paths)
-SOFTPLUS_RANGE = 18  # log(1 + exp(-t)) < 2**-25 beyond t = 18: 0 in LOG_FRAC units
-LOG_MANT_BITS = 16  # ln of a sum: its 16 leading bits (rounded), then a table
-MIXTURE_MAX_LEVELS = 1024  # keeps (edge - mu) * (1 / s) below 2**63 in grid units
-MIXTURE_MAX_COMPONENTS = 256  # keeps a sum of M weights exp(.) (2**-44 units) below 2**53
-_DEC_PREC = 24  # digits: far more than the 2**-24 of the results needs
-
-
-def _round_q(value: Decimal, frac: int) -> int:
-    """round(value * 2**frac) (half away from zero; decimal makes ties deterministic)."""
-    return int((value * (Decimal(2) ** frac)).to_integral_value(rounding="ROUND_HALF_UP"))
+# log-probabilities are the same bits on every machine, for any batch or crop (the tables
+# are :mod:`arcodec.fixed`'s).
 
 
 @lru_cache(maxsize=None)
 def exp_scale_table() -> torch.Tensor:
-    """round(exp(k / 2**ACT_FRAC) * 2**SCALE_FRAC) for k in [-R, R] * 2**ACT_FRAC (R =
-    LOG_SCALE_RANGE), int64, from the integer exponential: entry k + R * 2**ACT_FRAC."""
-    n = LOG_SCALE_RANGE * _ONE
-    e = exp_neg_fixed(2 * TABLE_RANGE * _ONE)  # the gate tables' cache entry
-    shift = FIXED_BITS - SCALE_FRAC
-    neg = [(e[k] + (1 << (shift - 1))) >> shift for k in range(n, 0, -1)]  # exp(-k), k = n..1
-    pos = [((1 << (FIXED_BITS + SCALE_FRAC)) + e[k] // 2) // e[k] for k in range(0, n + 1)]  # exp(+k)
-    return torch.tensor(neg + pos, dtype=torch.int64)
+    """:func:`arcodec.fixed.exp_scale_table` (int64)."""
+    return _tensor(fixed.exp_scale_table())
 
 
 @lru_cache(maxsize=None)
 def softplus_neg_table() -> torch.Tensor:
-    """round(ln(1 + exp(-k / 2**ACT_FRAC)) * 2**LOG_FRAC) for k = 0..SOFTPLUS_RANGE * 2**ACT_FRAC
-    (the last entry is 0), int64."""
-    n = SOFTPLUS_RANGE * _ONE
-    e = exp_neg_fixed(2 * TABLE_RANGE * _ONE)
-    one = Decimal(1 << FIXED_BITS)
-    with localcontext() as ctx:
-        ctx.prec = _DEC_PREC
-        out = [_round_q(((one + e[k]) / one).ln(), LOG_FRAC) for k in range(n)]
-    return torch.tensor(out + [0], dtype=torch.int64)
+    """:func:`arcodec.fixed.softplus_neg_table` (int64)."""
+    return _tensor(fixed.softplus_neg_table())
 
 
 @lru_cache(maxsize=None)
 def log_mantissa_table() -> torch.Tensor:
-    """round(ln(m / 2**(B-1)) * 2**LOG_FRAC) for m = 2**(B-1)..2**B (B = LOG_MANT_BITS), int64:
-    entry m - 2**(B-1).
-
-    Correctly rounded, and fast: float64's logarithm is within 1e-8 of the exact value here
-    (values below 2**24 units; a libm's error is a few units in the last place), so it
-    rounds correctly wherever the value is farther than 1e-6 from a tie; the few entries that
-    near a tie are computed again in ``decimal``. (The plain ``decimal`` table costs about a
-    second, paid by every process that codes a photo.)"""
-    half = 1 << (LOG_MANT_BITS - 1)
-    m = torch.arange(half, 2 * half + 1, dtype=torch.float64)
-    v = torch.log(m / half) * 2.0**LOG_FRAC  # >= 0
-    out = torch.floor(v + 0.5).to(torch.int64)
-    near = torch.nonzero((v - torch.floor(v) - 0.5).abs() < 1e-6).flatten().tolist()
-    if near:
-        with localcontext() as ctx:
-            ctx.prec = _DEC_PREC
-            for i in near:
-                out[i] = _round_q((Decimal(half + i) / half).ln(), LOG_FRAC)
-    return out
+    """:func:`arcodec.fixed.log_mantissa_table` (int64)."""
+    return _tensor(fixed.log_mantissa_table())
 
 
 def _log_mantissa_table_decimal() -> torch.Tensor:
     """:func:`log_mantissa_table` entry by entry in ``decimal`` (the reference, for the tests)."""
-    half = 1 << (LOG_MANT_BITS - 1)
-    with localcontext() as ctx:
-        ctx.prec = _DEC_PREC
-        out = [_round_q((Decimal(m) / half).ln(), LOG_FRAC) for m in range(half, 2 * half + 1)]
-    return torch.tensor(out, dtype=torch.int64)
+    return _tensor(fixed.log_mantissa_table_decimal())
 
 
 @lru_cache(maxsize=None)
 def log1m_exp_table(levels: int) -> torch.Tensor:
-    """round(ln(1 - exp(-d)) * 2**LOG_FRAC), d = 2 exp(-k / 2**ACT_FRAC) / (levels - 1) the
-    width of a bin over the scale s = exp(k / 2**ACT_FRAC), for k in [-R, R] * 2**ACT_FRAC
-    (entry k + R * 2**ACT_FRAC), int64. Entries whose value rounds to 0 (d > 18) are 0."""
-    n = LOG_SCALE_RANGE * _ONE
-    with localcontext() as ctx:
-        ctx.prec = _DEC_PREC
-        two = Decimal(2) / (levels - 1)
-        out = []
-        for k in range(-n, n + 1):
-            d = two * (Decimal(-k) / _ONE).exp()
-            out.append(0 if d > SOFTPLUS_RANGE else _round_q((1 - (-d).exp()).ln(), LOG_FRAC))
-    return torch.tensor(out, dtype=torch.int64)
+    """:func:`arcodec.fixed.log1m_exp_table` (int64)."""
+    return _tensor(fixed.log1m_exp_table(levels))
 
 
 @lru_cache(maxsize=None)
@@ -352,14 +247,6 @@ def _log_sigmoid_q(t: torch.Tensor) -> torch.Tensor:
     table = softplus_neg_table().to(t.device)
     idx = t.abs().clamp_(max=len(table) - 1)
     return torch.clamp(t, max=0) * (1 << (LOG_FRAC - ACT_FRAC)) - table[idx]
-
-
-@lru_cache(maxsize=None)
-def ln2_q() -> int:
-    """round(ln 2 * 2**LOG_FRAC)."""
-    with localcontext() as ctx:
-        ctx.prec = _DEC_PREC
-        return _round_q(Decimal(2).ln(), LOG_FRAC)
 
 
 def _log_q(s: torch.Tensor, frac: int) -> torch.Tensor:

@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
+# torch is imported where a model is loaded or written, not with the registry: the model-file
+# suffix and format are read by commands that never build a model
 _MODELS: dict[str, tuple[type[nn.Module], type]] = {}
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
@@ -93,6 +92,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     if Path(path).suffix == MODEL_FILE_SUFFIX:
         ckpt = read_model_file(path)
     else:
+        import torch
+
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(ckpt["arch"], make_config(ckpt["arch"], json.loads(ckpt["config"])))
     model.load_state_dict(ckpt["model"])
@@ -134,4 +135,9 @@ def read_model_file(path: str | Path) -> dict:
 
 
 def _load() -> None:
-    import arcodec.models  # noqa: F401  (registers the architectures)
+    from importlib import import_module
+
+    from arcodec.models import MODULES
+
+    for module in MODULES:  # each registers its architectures
+        import_module(module)

@@ -88,6 +88,12 @@ RULES = [
      "the Pillow plugin reads and writes files through the codec"),
     ("arcodec.cli", ("torch", "constriction", "numpy"), True,
      "`arcodec --help` starts without loading torch"),
+    ("arcodec.fixed", ("torch", "arcodec.exact", "arcodec.models") + LAYERS, False,
+     "the exact arithmetic's tables are defined once, without torch"),
+    *[(who, ("torch",), True, "a photo is coded without importing torch (the wavefront coder's numpy engine)")
+      for who in ("arcodec.models.local_layout", "arcodec.codec.engine", "arcodec.codec.wavefront",
+                  "arcodec.codec.mixture", "arcodec.codec.plan", "arcodec.codec.coders", "arcodec.codec.api",
+                  "arcodec.registry", "arcodec.zoo")],
 ]
 
 

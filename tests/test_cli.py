@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from arcodec.cli import main
+from arcodec.codec.container import read
 
 
 @pytest.fixture
@@ -152,6 +153,31 @@ def test_headers_stored_files_and_early_errors_start_without_torch(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0", "0", "1", "1", "False"]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "s.png")), image)
+
+
+def test_photos_compress_and_decompress_without_torch(tmp_path):
+    """The shipped photo models code through their integer engine, built from the weights
+    file with numpy: ``arcodec compress`` and ``decompress`` of a photo (large enough for the
+    scale-offset search) never import torch, and the pixels come back."""
+    yy, xx = np.mgrid[0:260, 0:256]
+    rng = np.random.default_rng(1)
+    image = np.stack([(xx + yy) // 2, (3 * xx) % 256, yy], axis=2) + rng.integers(0, 9, (260, 256, 3))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "p.png")
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from arcodec.cli import main\n"
+        "for args in (['compress', '-k', 'p.png', '--model', 'photo-rgb'],\n"
+        "             ['decompress', '-k', 'p.png.arc', '-o', 'back.png']):\n"
+        "    r = CliRunner().invoke(main, args)\n"
+        "    print(r.exit_code, r.output.replace(chr(10), ' ') if r.exit_code else '')\n"
+        "print('torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "0", "False"], p.stdout
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), image)
+    assert read((tmp_path / "p.png.arc").read_bytes())[0].engine == 1
 
 
 def test_help_has_examples(run):

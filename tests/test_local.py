@@ -2,6 +2,7 @@
 one NLL, identical tables on both sides for any batch, band, thread count and image size,
 exact round trips of odd shapes in gray and colour. Tiny models only."""
 
+import dataclasses
 import math
 from functools import partial
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from arcodec.models import causality
-from arcodec.codec.api import decode_file, encode_images
+from arcodec.codec.api import coding, decode_file, encode_images
 from arcodec.codec import mixture
 from arcodec.codec import wavefront as wf
 from arcodec.codec.container import SCAN_WAVEFRONT, read
@@ -137,7 +138,7 @@ def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monke
     enc, dec1, dec3 = {}, {}, {}
     out = wf.encode_streams(m, x, [2, 1], on_table=record(enc), adapt=adapt)
     got = wf.decode_streams(m, [p for p, _ in out], [2, 1], channels, *shape, on_table=record(dec3), adapt=adapt)
-    assert torch.equal(got, x)
+    assert np.array_equal(got, x.numpy())
     one = wf.encode_streams(m, x[2:], [1], adapt=adapt)  # a batch of one tile: the same bytes
     assert one[0][0] == out[1][0]
     wf.decode_streams(m, [out[1][0]], [1], channels, *shape, on_table=record(dec1), adapt=adapt)
@@ -173,7 +174,7 @@ def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatc
             mixture._KERNEL[:] = kernel
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(got, x)
+    assert np.array_equal(got, x.numpy())
     assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
 
 
@@ -186,7 +187,7 @@ def test_scale_offsets_follow_the_models_scales(monkeypatch):
 
     x = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (2, 3, 9, 12)))
     small = tiny(3)
-    assert not wf.choose_scale_offsets(small, wf.engine(small), x).any()  # too few pixels to search
+    assert not wf.choose_scale_offsets(wf.engine(small), x.numpy()).any()  # too few pixels to search
     monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
 
     def moved(shift):
@@ -197,10 +198,10 @@ def test_scale_offsets_follow_the_models_scales(monkeypatch):
         return set_exact(m, True)
 
     m = moved(-1.3)  # far sharper than these pixels want
-    steps = wf.choose_scale_offsets(m, wf.engine(m), x[:1])
+    steps = wf.choose_scale_offsets(wf.engine(m), x[:1].numpy())
     chosen = steps * wf.SCALE_UNIT / 4096.0
     other = moved(-0.9)
-    other_chosen = wf.choose_scale_offsets(other, wf.engine(other), x[:1]) * wf.SCALE_UNIT / 4096.0
+    other_chosen = wf.choose_scale_offsets(wf.engine(other), x[:1].numpy()) * wf.SCALE_UNIT / 4096.0
     assert np.abs(chosen - other_chosen - 0.4).max() <= 0.1
     plain = [p for p, _ in wf.encode_streams(m, x, [1, 1])]
     enc, dec = {}, {}
@@ -208,7 +209,8 @@ def test_scale_offsets_follow_the_models_scales(monkeypatch):
     assert sum(map(len, adapted)) < sum(map(len, plain))
     assert np.frombuffer(adapted[0][:3], dtype=np.int8).tolist() == steps.tolist()
     got = wf.decode_streams(m, adapted, [1, 1], 3, 9, 12, on_table=record(dec), adapt=True)
-    assert torch.equal(got, x) and enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
+    assert np.array_equal(got, x.numpy())
+    assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
     with pytest.raises(FormatError, match="shorter than its scale offsets"):
         wf.decode_streams(m, [adapted[0][:2]], [1], 3, 9, 12, adapt=True)
 
@@ -218,18 +220,19 @@ def test_engine_parameters_from_windows_equal_the_full_pass_in_any_precision():
     x = torch.randint(0, 256, (2, 3, 8, 9))
     m.calibrate(x)
     eng = LocalEngine(m)
+    x = x.numpy()
     full = eng.params(x, 0, 8)
-    assert full.dtype == torch.int64 and full.shape == (2, m.n_params, 8, 9)
-    assert torch.equal(full, torch.cat([eng.params(x, 0, 5), eng.params(x, 5, 8)], dim=2))
+    assert full.dtype == np.int64 and full.shape == (2, 8, 9, m.n_params)
+    assert np.array_equal(full, np.concatenate([eng.params(x, 0, 5), eng.params(x, 5, 8)], axis=1))
     h = m.horizon
-    xpad = torch.nn.functional.pad(eng.input_units(x), (h, h, h, 0))
+    xpad = np.pad(eng.input_units(x), ((0, 0), (0, 0), (h, 0), (h, h)))
     r, c = 6, 2
-    win = xpad[:, :, r: r + h + 1, c: c + 2 * h + 1].clone()
+    win = xpad[:, :, r: r + h + 1, c: c + 2 * h + 1].copy()
     win[:, :, h, h:] = 77.0  # what the mask hides does not matter
-    assert torch.equal(eng.params_at(win), full[:, :, r, c])
+    assert np.array_equal(eng.params_at(win), full[:, r, c])
     for layer in [eng.first, eng.head, *[l for b in eng.blocks for l in b]]:  # exact in the product's type
-        bound = layer.wt.abs().sum(0).max() * (255 if layer is eng.first else ACT_MAX)
-        assert bound < (2**24 if layer.dtype == torch.float32 else 2**53)
+        bound = np.abs(layer.wt).sum(0).max() * (255 if layer is eng.first else ACT_MAX)
+        assert bound < (2**24 if layer.dtype == np.float32 else 2**53)
 
 
 def test_float32_products_are_exact_when_the_sums_stay_below_2_24(monkeypatch):
@@ -242,12 +245,13 @@ def test_float32_products_are_exact_when_the_sums_stay_below_2_24(monkeypatch):
     m = tiny(3)
     m.calibrate(torch.randint(0, 256, (2, 3, 8, 9)))
     eng = LocalEngine(m)
-    g = torch.Generator().manual_seed(0)
+    g = np.random.default_rng(0)
     for layer, lo, hi in [(eng.first, -255, 256), *[(l, 0, 1024) for b in eng.blocks for l in b], (eng.head, 0, 1024)]:
-        assert layer.dtype == torch.float32
-        x = torch.randint(lo, hi, (400, layer.wt.shape[0]), generator=g)
+        assert layer.dtype == np.float32
+        x = g.integers(lo, hi, (400, layer.wt.shape[0]))
         x[0] = hi - 1  # the largest input everywhere
-        assert torch.equal((x.float() @ layer.wt).double(), x.double() @ layer.wt.double())
+        wide = x.astype(np.float64) @ layer.wt.astype(np.float64)
+        assert np.array_equal((x.astype(np.float32) @ layer.wt).astype(np.float64), wide)
 
 
 def test_engine_follows_the_float_model():
@@ -258,7 +262,7 @@ def test_engine_follows_the_float_model():
     eng = LocalEngine(m)
     with torch.no_grad():
         ref = m.raw(x) * 4096.0
-    got = eng.params(x, 0, 10).double()
+    got = torch.from_numpy(eng.params(x.numpy(), 0, 10)).permute(0, 3, 1, 2).double()
     assert (got - ref).abs().mean() < 0.02 * ref.abs().mean()
 
 
@@ -355,3 +359,44 @@ def test_the_vectorised_gate_tables_equal_their_definition():
 
     for fast, ref in zip(exact.gate_tables(), exact._gate_tables_loop()):
         assert torch.equal(fast, ref) and torch.equal(torch.signbit(fast), torch.signbit(ref))
+
+
+def test_the_integer_logarithm_in_numpy_equals_the_torch_one():
+    """:func:`arcodec.fixed.log_q` (the photo coder's surprise, numpy) and
+    :func:`arcodec.exact._log_q` (the models' exact mixtures, torch) give the same integers,
+    at the mantissa's edges and across the range."""
+    from arcodec import exact, fixed
+
+    s = np.random.default_rng(3).integers(1, 2**52, 20000)
+    edges = [1, 2, 3, 2**15 - 1, 2**15, 2**15 + 1, 2**16 - 1, 2**16, 2**16 + 1, 2**24, 2**52 - 1]
+    s = np.concatenate([s, np.arange(1, 5000), edges])
+    for frac in (0, 12, 44):
+        assert np.array_equal(fixed.log_q(s, frac), exact._log_q(torch.from_numpy(s), frac).numpy())
+
+
+def test_engine_from_a_model_file_equals_the_engine_from_the_torch_model(tmp_path):
+    """The coder's engine built from the weights file alone (numpy, no torch) and the one
+    built from the loaded torch model are the same integers: layers, constants and raw
+    parameters, for the shipped photo model and for a model file written by export."""
+    from arcodec.codec.engine import LocalWeights
+    from arcodec.registry import model_file_bytes
+    from arcodec.zoo import ZOO_DIR, load_model
+
+    m = surprising(steps=5)
+    m.calibrate(torch.randint(0, 256, (2, 3, 8, 9)))
+    path = tmp_path / "m.arcm"
+    path.write_bytes(model_file_bytes(m, "m", {}))
+    shipped = load_model("photo-rgb")
+    pairs = [(LocalWeights.read(path, dataclasses.asdict(m.config)), LocalWeights.of(m)),
+             (LocalWeights.read(ZOO_DIR / shipped.card["weights"], shipped.card["config"]),
+              LocalWeights.of(shipped.net))]
+    assert isinstance(coding(shipped), LocalWeights)
+    x = np.random.default_rng(9).integers(0, 256, (2, 3, 11, 13))
+    for from_file, from_torch in pairs:
+        a, b = from_file.engine, from_torch.engine
+        for la, lb in zip([a.first, a.head, *[q for blk in a.blocks for q in blk]],
+                          [b.first, b.head, *[q for blk in b.blocks for q in blk]]):
+            assert la.dtype == lb.dtype
+            assert all(np.array_equal(getattr(la, k), getattr(lb, k)) for k in ("wt", "bias", "mul"))
+        assert all(np.array_equal(u, v) for u, v in zip(a._s_gain, b._s_gain))
+        assert np.array_equal(a.params(x, 0, 11), b.params(x, 0, 11))

@@ -6,6 +6,7 @@ import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -15,6 +16,7 @@ from arcodec.codec.coders import Coder, coder_for
 from arcodec.codec.container import Entry, Header
 from arcodec.codec.plan import DEFAULT_CHUNK, Stream, gather, plan_streams, scatter, tiles_crc
 from arcodec.errors import ArcodecError, FormatError, IntegrityError
+from arcodec.registry import MODEL_FILE_SUFFIX
 from arcodec.zoo import DEFAULT_GRAY, LoadedModel, applicable, check_fingerprint, load_model, model_for_id
 
 MAX_BATCH = 512  # tiles pushed through the model together (memory grows with it)
@@ -104,12 +106,24 @@ def resolve(model: str | LoadedModel | None) -> LoadedModel:
     return m
 
 
+@lru_cache(maxsize=16)
+def coding(m: LoadedModel):
+    """What the coders code with: for a shipped local photo model its weights as numpy arrays
+    (:class:`arcodec.codec.engine.LocalWeights`: the wavefront coder's integer engine runs
+    without torch), for every other model (and a checkpoint) the torch network."""
+    if m.loaded is None and m.card.get("arch") == "local-photo" and m.weights.suffix == MODEL_FILE_SUFFIX:
+        from arcodec.codec.engine import LocalWeights
+
+        return LocalWeights.read(m.weights, m.card["config"])
+    return m.net
+
+
 def coder_of(m: LoadedModel, engine: int | None = None) -> Coder:
     """The coder of the model's kind (:mod:`arcodec.codec.coders`): autoregressive models
     step through the pixels, local ones along wavefronts, integer flows invert in one pass;
     a continuous flow is refused (a density over real vectors cannot code integers losslessly).
     ``engine``: a file's engine (decoding); None: the newest that codes the model (encoding)."""
-    return coder_for(m.net, m.name, engine)
+    return coder_for(coding(m), m.name, engine)
 
 
 def scan_of(m: LoadedModel) -> int:
@@ -172,7 +186,7 @@ def _check(m: LoadedModel, a: np.ndarray, planes: bool = False) -> None:
         raise ArcodecError(f"model {m.name!r} codes {m.channels}-channel images, got {a.shape[2]} channels")
     check = coder_of(m).check
     if check is not None:
-        check(m.net, a.shape[0], a.shape[1])
+        check(coding(m), a.shape[0], a.shape[1])
 
 
 def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None, bool]], tile: int | None,
@@ -182,8 +196,6 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
     With ``maps``, file i's images are indices into the levels ``maps[i]`` (its header's level
     map; the CRC covers the pixels the indices stand for). With ``wide``, file i's image is a
     16-bit image's byte planes when ``wide[i]`` (header tag 11)."""
-    import torch  # here, not at the top: headers, stored files and early errors need none of it
-
     t0 = time.perf_counter()
     tile = tile or default_tile(m)
     jobs = []
@@ -194,12 +206,12 @@ def _encode(m: LoadedModel, files: list[tuple[list[np.ndarray], list[str] | None
     encode = coder_of(m).encode
     for batch in _batches(jobs, max_tiles):
         xs = [gather(jobs[j].images, jobs[j].streams[k]) for j, k in batch]
-        for (j, k), x, (payload, bits) in zip(batch, xs, encode(m.net, torch.cat(xs), [len(x) for x in xs])):
+        for (j, k), x, (payload, bits) in zip(batch, xs, encode(coding(m), np.concatenate(xs), [len(x) for x in xs])):
             jobs[j].payloads[k], jobs[j].bits[k] = payload, bits
             if jobs[j].crcs is not None:
                 jobs[j].crcs[k] = tiles_crc(x)
         if progress is not None:
-            progress(sum(x.numel() for x in xs))
+            progress(sum(x.size for x in xs))
     seconds = (time.perf_counter() - t0) / len(files)
     out = []
     for i, (job, (imgs, names, archive)) in enumerate(zip(jobs, files)):
@@ -385,7 +397,7 @@ def _open(data: bytes, model, max_pixels: int) -> tuple[Header, LoadedModel | No
     room = coder_of(m, header.engine).room
     if room is not None:  # every coded sub-pixel costs some bits: a short payload is refused now
         for s, p in zip(streams, payloads):
-            room(m.net, p, len(s.tiles), m.channels, s.height, s.width)
+            room(coding(m), p, len(s.tiles), m.channels, s.height, s.width)
     job = _Job([np.zeros(s, dtype=np.uint8) for s in shapes], streams, payloads, crcs=crcs)
     return header, m, job
 
@@ -440,7 +452,7 @@ def decode_many(datas: list[bytes], model=None, naive: bool = False, progress: P
         decode = coder_of(m, engine).decode
         for batch in _batches(jobs, max_tiles or MAX_BATCH, DECODE_SUBPIXELS):
             s0 = jobs[batch[0][0]].streams[batch[0][1]]
-            x = decode(m.net, [jobs[j].payloads[k] for j, k in batch],
+            x = decode(coding(m), [jobs[j].payloads[k] for j, k in batch],
                                [len(jobs[j].streams[k].tiles) for j, k in batch],
                                channels, s0.height, s0.width, naive=naive, progress=progress)
             pos = 0
@@ -536,7 +548,7 @@ class Archive:
             self._cache.move_to_end(k)
             return self._cache[k]
         s, m = self._job.streams[k], self.model
-        x = coder_of(m, self.header.engine).decode(m.net, [self._job.payloads[k]], [len(s.tiles)], m.channels,
+        x = coder_of(m, self.header.engine).decode(coding(m), [self._job.payloads[k]], [len(s.tiles)], m.channels,
                                                    s.height, s.width)
         _verify_stream(self._job, k, x)
         self.decoded_streams += 1

@@ -128,6 +128,7 @@ def encode_streams(model, x: torch.Tensor, counts: list[int],
     decoder order (row, column, channel, tile), a few rows at a time."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
+    x = torch.as_tensor(x)  # the codec gives numpy tiles
     bounds = np.cumsum([0, *counts]).tolist()
     encs = [StreamEncoder() for _ in counts]
     bits = [0.0] * len(counts)

@@ -10,7 +10,7 @@ about it (the scan order) and the tile side used when the caller names none.
 Each coder module registers its coder with :func:`register_coder` where the coder is
 defined (``autoregressive``: raster order; ``wavefront``: the local models; ``flow``: integer
 discrete flows); adding a kind of model is one registration there, and one entry in
-``CODER_MODULES``.
+``CODER_MODULES`` (only the modules of a model's kind are imported).
 
 A kind can have several coders, one per *engine* (the arithmetic that computes the
 probabilities, a header field): engine 0 is the float64 fixed-point arithmetic of
@@ -23,14 +23,19 @@ names, so files of an older engine still decode.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
 from arcodec.codec.container import DEFAULT_TILE, SCAN_RASTER
 from arcodec.errors import ArcodecError, FormatError
 
-CODER_MODULES = ("arcodec.codec.autoregressive", "arcodec.codec.gated", "arcodec.codec.wavefront",
-                 "arcodec.codec.flow")
+# the modules that register each kind's coders: only those of a model's kind are imported
+# (the wavefront coder's needs no torch)
+CODER_MODULES = {"autoregressive": ("arcodec.codec.autoregressive", "arcodec.codec.gated"),
+                 "wavefront": ("arcodec.codec.wavefront",),
+                 "flow": ("arcodec.codec.flow",)}
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,28 @@ class Coder:
 
 
 CODERS: dict[tuple[str, int], Coder] = {}
+_THREADS: list[int] = []  # set_threads's count, once set
+
+
+def set_threads(n: int) -> None:
+    """The threads the coders may use (a worker process's share of the cores); torch takes
+    the same count, now if it is loaded, when it loads otherwise (``OMP_NUM_THREADS``): a
+    process that codes only photos never imports it."""
+    _THREADS[:] = [max(1, int(n))]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(_THREADS[0])
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(_THREADS[0])
+
+
+def coder_threads() -> int:
+    """The threads a coder may use: :func:`set_threads`'s count, else torch's when it is
+    loaded (what a caller set with ``torch.set_num_threads``), else the machine's cores."""
+    if _THREADS:
+        return _THREADS[0]
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else os.cpu_count() or 1
 
 
 def register_coder(kind: str, encode: Callable, decode: Callable, **settings) -> Coder:
@@ -77,9 +104,9 @@ def coder_for(net, name: str, engine: int | None = None) -> Coder:
     (``engine=None``: for encoding), or with the given engine (a file's), or a clear error when
     none codes it: a continuous flow is a density over real vectors and cannot code integers
     losslessly."""
-    for module in CODER_MODULES:  # each registers its coder when first imported
-        importlib.import_module(module)
     kind = kind_of(net)
+    for module in CODER_MODULES.get(kind, [m for ms in CODER_MODULES.values() for m in ms]):
+        importlib.import_module(module)  # each registers its coders when first imported
     mine = sorted((c for (k, _), c in CODERS.items() if k == kind and (c.codes is None or c.codes(net))),
                   key=lambda c: c.engine)
     if mine and engine is None:

@@ -1,7 +1,8 @@
 """The integer engine of the local photo models: exact by construction.
 
-Built from a trained :class:`arcodec.models.local.LocalPhotoModel` (the model itself stays
-plain float PyTorch), in the manner of integer-only inference (Jacob et al. 2018):
+Built from the weights of a trained :class:`arcodec.models.local.LocalPhotoModel` (the model
+itself stays plain float PyTorch) in numpy: from a model file without torch, or from the torch
+model (:class:`LocalWeights`), in the manner of integer-only inference (Jacob et al. 2018):
 
 * weights are int16, one scale per output channel (``round(w / s_c)``, s_c = max|w_c| /
   32767): int8 weights cost the shipped photo model 1.5 % of its NLL, int16 with 12-bit
@@ -24,7 +25,7 @@ plain float PyTorch), in the manner of integer-only inference (Jacob et al. 2018
 * a model with ``surprise`` moves a channel's logits and log scales by the code lengths
   of the pixel's earlier channels, which the engine reads off the coder's own tables: u =
   ln(2**24 / f) for the frequency f of the level each earlier channel took, an integer
-  logarithm (:func:`arcodec.exact._log_q`'s mantissa table), on the 2**-12 grid, times gains
+  logarithm (:func:`arcodec.fixed.log_q`'s mantissa table), on the 2**-12 grid, times gains
   on the 2**-24 grid. Encoder and decoder hold the same tables, so they get the same u.
 
 The activation scales are calibrated on training images (the model's ``calibrate``, run
@@ -36,15 +37,17 @@ bounds of its weights (exact but coarse: fine for tests, not for shipping).
 
 from __future__ import annotations
 
+import json
 import math
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from arcodec import fixed
 from arcodec.codec.mixture import TABLE_BITS, compile_kernel, frequencies
-from arcodec import exact
-from arcodec.models.local import SURPRISE_CENTRE, SURPRISE_MAX
+from arcodec.models.local_layout import (SURPRISE_CENTRE, SURPRISE_MAX, LocalPhotoConfig, head_layout, n_params,
+                                        pairs)
 
 ACT_BITS = 12
 ACT_MAX = (1 << ACT_BITS) - 1
@@ -52,59 +55,97 @@ WEIGHT_MAX = 32767
 EXACT_F32 = 1 << 24  # integers below this are exact in float32
 
 
-def quantize_weight(w: torch.Tensor, weight_max: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+def float64(t) -> np.ndarray:
+    """A weight tensor (torch: detached, on the CPU) or array as float64 numpy."""
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().double().numpy()
+    return np.asarray(t, dtype=np.float64)
+
+
+def quantize_weight(w, weight_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(integer-valued float64 weights (out, in) of at most ``weight_max`` (default
     :data:`WEIGHT_MAX`) in magnitude, per-output-channel scales (out,) float64)."""
     weight_max = WEIGHT_MAX if weight_max is None else weight_max
-    w = w.detach().double().reshape(len(w), -1)
-    peak = w.abs().amax(dim=1)
-    scale = torch.where(peak > 0, peak / weight_max, torch.ones_like(peak))
-    return torch.round(w / scale[:, None]), scale.numpy()
+    w = float64(w)
+    w = w.reshape(len(w), -1)
+    peak = np.abs(w).max(axis=1) if w.size else np.zeros(len(w))
+    scale = np.where(peak > 0, peak / weight_max, 1.0)
+    return np.round(w / scale[:, None]), scale
 
 
-def exact_dtype(bound: float) -> torch.dtype:
+def exact_dtype(bound: float) -> type:
     """The matrix products' type for partial sums of at most ``bound`` in magnitude: float32
     when it holds every such integer exactly, float64 (below 2**53) otherwise."""
     if bound >= 2.0**53:
         raise ValueError(f"integer layer too wide for exact arithmetic (partial sums up to {bound:.3g})")
-    return torch.float32 if bound < EXACT_F32 else torch.float64
+    return np.float32 if bound < EXACT_F32 else np.float64
 
 
 class IntLayer:
     """One matrix product and its requantisation: y = clamp(round_half_up((x @ W^T + b_q) M)).
 
     ``weight_max``: the weights' integer range per output channel (32767: int16; 127: int8,
-    whose products stay exact in float32 for wider layers and larger activations)."""
+    whose products stay exact in float32 for wider layers and larger activations).
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, in_scale: float, out_scale: float,
-                 in_max: int, lo: int | None, hi: int | None, weight_max: int | None = None):
+    The layer's numbers are numpy arrays (``dtype`` a numpy type), and it computes on numpy
+    arrays; with ``tensors`` (the Gated PixelCNN's engine, which runs in PyTorch) they are
+    torch tensors of the same numbers (``dtype`` a torch type), and it computes on tensors.
+    The quantisation is the same either way."""
+
+    _arrays = ("wt", "bias", "mul")
+
+    def __init__(self, weight, bias, in_scale: float, out_scale: float, in_max: int, lo: int | None,
+                 hi: int | None, weight_max: int | None = None, tensors: bool = False):
         weight_max = WEIGHT_MAX if weight_max is None else weight_max
         wq, ws = quantize_weight(weight, weight_max)
         self.dtype = exact_dtype(wq.shape[1] * weight_max * in_max)
-        self.wt = wq.t().contiguous().to(self.dtype)  # (in, out)
+        self.wt = np.ascontiguousarray(wq.T, dtype=self.dtype)  # (in, out)
         self._constants(bias, ws * in_scale, out_scale)  # ws * in_scale: one accumulator unit's value
         self.lo, self.hi = lo, hi
+        if tensors:
+            self._as_tensors()
 
-    def _constants(self, bias: torch.Tensor, real: np.ndarray, out_scale: float) -> None:
+    def _constants(self, bias, real: np.ndarray, out_scale: float) -> None:
         # requantisation constants in the product's type, computed once: the elementwise
         # steps of requantize() are IEEE operations on the same numbers everywhere
-        b = bias.detach().double().numpy()
-        self.bias = torch.from_numpy(np.round(b / real)).to(self.dtype)  # in accumulator units
-        self.mul = torch.from_numpy(real / out_scale).to(self.dtype)
+        self.bias = np.round(float64(bias) / real).astype(self.dtype)  # in accumulator units
+        self.mul = (real / out_scale).astype(self.dtype)
 
-    def accumulate(self, x: torch.Tensor) -> torch.Tensor:
+    def _as_tensors(self) -> None:
+        import torch
+
+        self.dtype = torch.float32 if self.dtype == np.float32 else torch.float64
+        for name in self._arrays:
+            value = getattr(self, name)
+            setattr(self, name, [torch.from_numpy(v) for v in value] if isinstance(value, list)
+                    else torch.from_numpy(value))
+
+    @property
+    def tensors(self) -> bool:
+        return not isinstance(self.mul, np.ndarray)
+
+    def _mm(self, x, w):
+        if self.tensors:
+            return x.to(self.dtype) @ w
+        return x.astype(self.dtype, copy=False) @ w
+
+    def accumulate(self, x):
         """x (N, in) integer-valued -> the exact integer sums (N, out) of x @ W^T."""
-        return x.to(self.dtype) @ self.wt
+        return self._mm(x, self.wt)
 
-    def requantize(self, acc: torch.Tensor) -> torch.Tensor:
+    def requantize(self, acc):
         """Accumulator sums (N, out), in place -> output integers: + bias, times the
         multiplier, rounded half up, clamped."""
-        y = acc.add_(self.bias).mul_(self.mul).add_(0.5).floor_()
-        if self.lo is not None:
-            y.clamp_(self.lo, self.hi)
-        return y
+        if self.tensors:
+            y = acc.add_(self.bias).mul_(self.mul).add_(0.5).floor_()
+            return y if self.lo is None else y.clamp_(self.lo, self.hi)
+        acc += self.bias
+        acc *= self.mul
+        acc += 0.5
+        np.floor(acc, out=acc)
+        return acc if self.lo is None else np.clip(acc, self.lo, self.hi, out=acc)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x):
         """x (N, in) integer-valued -> (N, out) integers (in the layer's type)."""
         return self.requantize(self.accumulate(x))
 
@@ -115,105 +156,154 @@ class JointLayer(IntLayer):
     parts' integer sums add exactly. A part's sums can be computed at another time than the
     others' (a decoder computes a row's part once and a pixel's part at every step)."""
 
-    def __init__(self, weights: list[torch.Tensor], bias: torch.Tensor, in_scales: list[float],
-                 in_maxes: list[int], out_scale: float, lo: int | None, hi: int | None,
-                 weight_max: int | None = None):
+    _arrays = ("parts", "bias", "mul")
+
+    def __init__(self, weights: list, bias, in_scales: list[float], in_maxes: list[int], out_scale: float,
+                 lo: int | None, hi: int | None, weight_max: int | None = None, tensors: bool = False):
         weight_max = WEIGHT_MAX if weight_max is None else weight_max
-        real = [w.detach().double().reshape(len(w), -1) * s for w, s in zip(weights, in_scales)]
-        wq, ws = quantize_weight(torch.cat(real, dim=1), weight_max)
+        real = [float64(w).reshape(len(w), -1) * s for w, s in zip(weights, in_scales)]
+        wq, ws = quantize_weight(np.concatenate(real, axis=1), weight_max)
         widths = [r.shape[1] for r in real]
         self.dtype = exact_dtype(weight_max * sum(n * m for n, m in zip(widths, in_maxes)))
-        self.parts = [p.t().contiguous().to(self.dtype) for p in wq.split(widths, dim=1)]
+        self.parts = [np.ascontiguousarray(p.T, dtype=self.dtype)
+                      for p in np.split(wq, np.cumsum(widths)[:-1], axis=1)]
         self._constants(bias, ws, out_scale)
         self.lo, self.hi = lo, hi
+        if tensors:
+            self._as_tensors()
 
-    def accumulate_part(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def accumulate_part(self, i: int, x):
         """x (N, in_i) integer-valued -> part i's exact integer sums (N, out)."""
-        return x.to(self.dtype) @ self.parts[i]
+        return self._mm(x, self.parts[i])
 
-    def accumulate(self, *xs: torch.Tensor) -> torch.Tensor:
+    def accumulate(self, *xs):
         acc = self.accumulate_part(0, xs[0])
-        for part, x in zip(self.parts[1:], xs[1:]):  # exact integer sums: any order gives the same
-            acc.addmm_(x.to(self.dtype), part)
+        for i, x in enumerate(xs[1:], 1):  # exact integer sums: any order gives the same
+            acc += self.accumulate_part(i, x)
         return acc
 
-    def __call__(self, *xs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *xs):
         return self.requantize(self.accumulate(*xs))
 
 
+class LocalWeights:
+    """A local photo model as its integer engine needs it: the config and the weights (numpy
+    float32 arrays by their state-dict names). Read from a model file without torch
+    (:meth:`read`), or taken from a torch model (:meth:`of`). The wavefront coder codes with
+    it as with the model: it has the model's ``scan``, ``horizon``, ``config`` and
+    ``n_params``; its :attr:`engine` is built once."""
+
+    coding = "autoregressive"
+    scan = "wavefront"
+
+    def __init__(self, config: LocalPhotoConfig, state: dict[str, np.ndarray]):
+        self.config = config
+        self.state = state
+        self.horizon = config.horizon
+        self.n_params = n_params(config)
+
+    @classmethod
+    def read(cls, path: Path | str, config: dict) -> "LocalWeights":
+        """From a model file (safetensors, ``.arcm``) and the card's config, without torch."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        return cls(LocalPhotoConfig(**config), state)
+
+    @classmethod
+    def of(cls, model) -> "LocalWeights":
+        """From a :class:`arcodec.models.local.LocalPhotoModel`."""
+        return cls(model.config, {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+
+    @cached_property
+    def engine(self) -> "LocalEngine":
+        return LocalEngine(self)
+
+    def __repr__(self) -> str:
+        return f"LocalWeights({json.dumps(self.config.__dict__)})"
+
+
 class LocalEngine:
-    """Integer inference of a local photo model; see the module docstring."""
+    """Integer inference of a local photo model; see the module docstring. Built from
+    :class:`LocalWeights` (or a torch model, whose weights it takes)."""
 
     def __init__(self, model):
-        cfg = model.config
-        self.model = model
+        w = model if isinstance(model, LocalWeights) else LocalWeights.of(model)
+        cfg = w.config
+        st = w.state
         self.config = cfg
         self.horizon = cfg.horizon
         K = cfg.levels
-        t_max, u_max = _scales(model)
-        st = t_max / ACT_MAX  # value of one unit of the residual stream
-        w_in = (model.inp.conv.weight * model.inp.mask).detach()
+        t_max, u_max = _scales(w)
+        su_t = t_max / ACT_MAX  # value of one unit of the residual stream
+        w_in = st["inp.conv.weight"] * st["inp.mask"]  # float32, as the model's own product
         self.window = w_in.shape[1:]  # (C, h + 1, 2h + 1)
         # input units: 1 / (K - 1) (the level 2k - (K - 1))
-        self.first = IntLayer(w_in, model.inp.conv.bias, 1.0 / (K - 1), st, K - 1, 0, ACT_MAX)
+        self.first = IntLayer(w_in, st["inp.conv.bias"], 1.0 / (K - 1), su_t, K - 1, 0, ACT_MAX)
         self.blocks = []
-        for (a, b), um in zip(model.blocks, u_max):
+        for k, um in enumerate(u_max):
             su = um / ACT_MAX
-            inner = IntLayer(a.conv.weight, a.conv.bias, st, su, ACT_MAX, 0, ACT_MAX)
-            outer = IntLayer(b.conv.weight, b.conv.bias, su, st, ACT_MAX, None, None)
+            inner = IntLayer(st[f"blocks.{k}.0.conv.weight"], st[f"blocks.{k}.0.conv.bias"], su_t, su, ACT_MAX, 0,
+                             ACT_MAX)
+            outer = IntLayer(st[f"blocks.{k}.1.conv.weight"], st[f"blocks.{k}.1.conv.bias"], su, su_t, ACT_MAX,
+                             None, None)
             self.blocks.append((inner, outer))
-        self.head = IntLayer(model.out.conv.weight, model.out.conv.bias, st, 2.0**-exact.ACT_FRAC, ACT_MAX, None, None)
-        self.layout = model.head_layout()
-        self._tanh = np.round(exact.gate_tables()[0].numpy() * 2.0**exact.TABLE_FRAC).astype(np.int64)
-        self._tanh_n = exact.TABLE_RANGE << exact.ACT_FRAC
+        self.head = IntLayer(st["out.conv.weight"], st["out.conv.bias"], su_t, 2.0**-fixed.ACT_FRAC, ACT_MAX, None,
+                             None)
+        self.layout = head_layout(cfg)
+        self._tanh = np.round(fixed.gate_tables()[0] * 2.0**fixed.TABLE_FRAC).astype(np.int64)
+        self._tanh_n = fixed.TABLE_RANGE << fixed.ACT_FRAC
         self._tanh_upper = _upper_half(self._tanh)
         # each channel's couplings for the kernel: (first coefficient column, earlier channel)
         self._terms = [np.array([(a, c) for a, _, c in lay["coupling"]], dtype=np.int64).reshape(-1, 2)
                        for lay in self.layout]
         # the surprise: each channel's earlier channels and their gains (2, terms, M) on the
         # logits and log scales, 2**-24 units
-        gains = None if getattr(model, "surprise_gain", None) is None else model.surprise_gain.detach().double()
+        gains = float64(st["surprise_gain"]) if cfg.surprise and "surprise_gain" in st else None
         self.surprise = gains is not None
+        pair = pairs(cfg.channels)
         self._s_prev, self._s_gain = [], []
         for ch in range(cfg.channels):
-            ks = [k for k, (c, _) in enumerate(model.pairs) if c == ch] if self.surprise else []
-            self._s_prev.append(np.array([model.pairs[k][1] for k in ks], dtype=np.int64))
-            g = (torch.round(gains[:, ks] * 2.0**exact.TABLE_FRAC).long().numpy() if ks
+            ks = [k for k, (c, _) in enumerate(pair) if c == ch] if self.surprise else []
+            self._s_prev.append(np.array([pair[k][1] for k in ks], dtype=np.int64))
+            g = (np.round(gains[:, ks] * 2.0**fixed.TABLE_FRAC).astype(np.int64) if ks
                  else np.zeros((2, 0, cfg.components), dtype=np.int64))
             self._s_gain.append(np.ascontiguousarray(g))
-        self._mant = exact.log_mantissa_table().numpy()
-        self._ln2 = int(exact.ln2_q())
+        self._mant = fixed.log_mantissa_table()
+        self._ln2 = int(fixed.ln2_q())
         k = np.arange(K, dtype=np.int64)  # level k on [-1, 1], 2**-12 units, rounded half up (in integers)
-        self._level_q = (2 * (2 * k - (K - 1)) * (1 << exact.ACT_FRAC) + (K - 1)) // (2 * (K - 1))
+        self._level_q = (2 * (2 * k - (K - 1)) * (1 << fixed.ACT_FRAC) + (K - 1)) // (2 * (K - 1))
 
     # ------------------------------------------------------------------ the network
-    def _trunk(self, cols: torch.Tensor) -> torch.Tensor:
+    def _trunk(self, cols: np.ndarray) -> np.ndarray:
         """Windows flattened (N, C (h+1) (2h+1)) of input units -> raw parameters (N, P) int64."""
         t = self.first(cols)
         for inner, outer in self.blocks:
-            t = (t + outer(inner(t))).clamp_(0, ACT_MAX)
-        return self.head(t).long()
+            t += outer(inner(t))
+            np.clip(t, 0, ACT_MAX, out=t)
+        return self.head(t).astype(np.int64)
 
-    def input_units(self, x: torch.Tensor) -> torch.Tensor:
+    def input_units(self, x: np.ndarray) -> np.ndarray:
         """Integer levels -> the engine's input units 2k - (K - 1) (float32)."""
-        return (x * 2 - (self.config.levels - 1)).to(torch.float32)
+        return (np.asarray(x, dtype=np.int64) * 2 - (self.config.levels - 1)).astype(np.float32)
 
-    def params(self, x: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
-        """Raw parameters (B, P, r1 - r0, W) int64 of rows r0..r1-1 of integer images x
+    def params(self, x: np.ndarray, r0: int, r1: int) -> np.ndarray:
+        """Raw parameters (B, r1 - r0, W, P) int64 of rows r0..r1-1 of integer images x
         (B, C, H, W): every window of those rows, zero-padded outside the image."""
         h = self.horizon
         b, c, _, w = x.shape
         lo = max(0, r0 - h)
-        xs = self.input_units(x[:, :, lo:r1])
-        xs = F.pad(xs, (h, h, h - (r0 - lo), 0))  # rows r0-h..r1-1, columns -h..W+h-1
-        cols = F.unfold(xs, self.window[1:])  # (B, C (h+1) (2h+1), (r1 - r0) W), the same order as the weights
-        out = self._trunk(cols.transpose(1, 2).reshape(-1, cols.shape[1]))
-        return out.view(b, r1 - r0, w, -1).permute(0, 3, 1, 2)
+        xs = np.zeros((b, c, r1 - r0 + h, w + 2 * h), dtype=np.float32)  # rows r0-h..r1-1, columns -h..W+h-1
+        xs[:, :, h - (r0 - lo):, h: h + w] = self.input_units(x[:, :, lo:r1])
+        win = np.lib.stride_tricks.sliding_window_view(xs, self.window[1:], axis=(2, 3))  # (B, C, r, W, h+1, 2h+1)
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * (r1 - r0) * w, -1)  # the weights' order
+        return self._trunk(cols).reshape(b, r1 - r0, w, -1)
 
-    def params_at(self, windows: torch.Tensor) -> torch.Tensor:
+    def params_at(self, windows: np.ndarray) -> np.ndarray:
         """Raw parameters (N, P) int64 from windows (N, C, h + 1, 2h + 1) of input units, or
         the same flattened (N, C (h + 1) (2h + 1))."""
-        return self._trunk(windows.reshape(len(windows), -1))
+        return self._trunk(np.asarray(windows).reshape(len(windows), -1))
 
     def channel_params(self, raw: np.ndarray, prev: np.ndarray, ch: int, rows: np.ndarray | None = None,
                        freq: np.ndarray | None = None):
@@ -247,7 +337,7 @@ class LocalEngine:
         lg, mu, ls = (np.empty((len(rows), m), dtype=np.int64) for _ in range(3))
         _COUPLE[0](np.ascontiguousarray(raw, dtype=np.int64), np.ascontiguousarray(prev, dtype=np.int64), rows,
                    lay["logits"][0], lay["means"][0], lay["log_scales"][0], self._terms[ch], self._tanh_upper,
-                   self._level_q, exact.TABLE_FRAC, np.ascontiguousarray(freq, dtype=np.int64), self._s_prev[ch],
+                   self._level_q, fixed.TABLE_FRAC, np.ascontiguousarray(freq, dtype=np.int64), self._s_prev[ch],
                    self._s_gain[ch], self._mant, self._ln2, *_SURPRISE, lg, mu, ls)
         return lg, mu, ls
 
@@ -261,10 +351,9 @@ class LocalEngine:
 
     def surprise_units(self, freq: np.ndarray) -> np.ndarray:
         """u - SURPRISE_CENTRE in 2**-12 units (int64) of table frequencies ``freq`` (1..2**24):
-        u = ln(2**24 / f) clamped to [0, SURPRISE_MAX] nats, from :func:`arcodec.exact._log_q`
+        u = ln(2**24 / f) clamped to [0, SURPRISE_MAX] nats, from :func:`arcodec.fixed.log_q`
         (the reference of the kernel's own logarithm)."""
-        f = torch.from_numpy(np.ascontiguousarray(freq, dtype=np.int64))
-        u = TABLE_BITS * self._ln2 - exact._log_q(f, 0).numpy()  # ln(2**24 / f), 2**-24 units
+        u = TABLE_BITS * self._ln2 - fixed.log_q(freq, 0)  # ln(2**24 / f), 2**-24 units
         top, centre, shift = _SURPRISE[0], _SURPRISE[1], _SURPRISE[2]
         return np.clip((u + (1 << (shift - 1))) >> shift, 0, top) - centre
 
@@ -279,13 +368,13 @@ class LocalEngine:
             for a, b, prev_ch in lay["coupling"]:
                 coef = np.clip(raw[:, a:b], -self._tanh_n, self._tanh_n) + self._tanh_n
                 acc += self._tanh[coef] * self._level_q[prev[:, prev_ch]][:, None]
-            mu = mu + ((acc + (1 << (exact.TABLE_FRAC - 1))) >> exact.TABLE_FRAC)
+            mu = mu + ((acc + (1 << (fixed.TABLE_FRAC - 1))) >> fixed.TABLE_FRAC)
         if len(self._s_prev[ch]):
             u = self.surprise_units(freq[:, self._s_prev[ch]])  # (N, terms)
-            half = 1 << (exact.TABLE_FRAC - 1)
+            half = 1 << (fixed.TABLE_FRAC - 1)
             gains = self._s_gain[ch]
-            lg = lg + ((u @ gains[0] + half) >> exact.TABLE_FRAC)
-            ls = ls + ((u @ gains[1] + half) >> exact.TABLE_FRAC)
+            lg = lg + ((u @ gains[0] + half) >> fixed.TABLE_FRAC)
+            ls = ls + ((u @ gains[1] + half) >> fixed.TABLE_FRAC)
         return lg, mu, ls
 
     def tables(self, raw: np.ndarray, prev: np.ndarray, ch: int, rows: np.ndarray | None = None,
@@ -313,7 +402,7 @@ def _couple(raw, prev, rows, lg_at, mu_at, ls_at, terms, tanh, level_q, frac, fr
     ls; terms: (first coefficient column, earlier channel) of each coupling; tanh: the
     table's upper half up to saturation (:func:`_upper_half`); freq[i], s_prev, s_gain: the
     surprise (u from the frequency of each earlier channel s_prev[k], the integer logarithm of
-    :func:`arcodec.exact._log_q` with its mantissa table ``mant``)."""
+    :func:`arcodec.fixed.log_q` with its mantissa table ``mant``)."""
     n, m = lg.shape
     top = len(tanh) - 1
     half = 1 << (frac - 1)
@@ -355,24 +444,28 @@ _COUPLE: list = []
 _NO_FREQ = np.zeros((0, 1), dtype=np.int64)
 # the surprise's constants for the kernel: (u's clamp, its centre: 2**-12 units; the shift
 # from 2**-24 to 2**-12 units; the table's bits; the logarithm's mantissa bits)
-_SURPRISE = (int(SURPRISE_MAX * (1 << exact.ACT_FRAC)), int(SURPRISE_CENTRE * (1 << exact.ACT_FRAC)),
-             exact.LOG_FRAC - exact.ACT_FRAC, TABLE_BITS, exact.LOG_MANT_BITS)
+_SURPRISE = (int(SURPRISE_MAX * (1 << fixed.ACT_FRAC)), int(SURPRISE_CENTRE * (1 << fixed.ACT_FRAC)),
+             fixed.LOG_FRAC - fixed.ACT_FRAC, TABLE_BITS, fixed.LOG_MANT_BITS)
 
 
-def _scales(model) -> tuple[float, list[float]]:
+def _scales(w: LocalWeights) -> tuple[float, list[float]]:
     """(largest value of the residual stream, largest inner activation of each block): the
     calibrated ``act_max`` buffer, or interval bounds from the weights when it is zero."""
-    stored = model.act_max.double().tolist()
-    if all(v > 0 for v in stored):
+    st = w.state
+    stored = float64(st["act_max"]).tolist() if "act_max" in st else [0.0]
+    if len(stored) == 1 + w.config.blocks and all(v > 0 for v in stored):
         return stored[0], stored[1:]
+
     # |input| <= 1: bound every activation by the sum of |weights| (math.fsum: exact rounding)
-    def bound(w, b, x):
-        w = w.detach().double().reshape(len(w), -1)
-        return max(math.fsum(abs(v) for v in row) * x + abs(float(bb)) for row, bb in zip(w.tolist(), b.tolist()))
-    t = bound(model.inp.conv.weight * model.inp.mask, model.inp.conv.bias, 1.0)
+    def bound(name, x):
+        wt = float64(st[f"{name}.conv.weight"] * st["inp.mask"] if name == "inp" else st[f"{name}.conv.weight"])
+        wt = wt.reshape(len(wt), -1)
+        b = float64(st[f"{name}.conv.bias"])
+        return max(math.fsum(abs(v) for v in row) * x + abs(float(bb)) for row, bb in zip(wt.tolist(), b.tolist()))
+    t = bound("inp", 1.0)
     us = []
-    for a, b in model.blocks:
-        u = bound(a.conv.weight, a.conv.bias, t)
-        t = t + bound(b.conv.weight, b.conv.bias, u)
+    for k in range(w.config.blocks):
+        u = bound(f"blocks.{k}.0", t)
+        t = t + bound(f"blocks.{k}.1", u)
         us.append(u)
     return max(t, 1e-6), [max(u, 1e-6) for u in us]

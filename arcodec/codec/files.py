@@ -495,9 +495,9 @@ def _start_worker(queue, threads: int) -> None:
     The worker starts with Ctrl-C blocked (:func:`_in_pool`); one that came while it started
     ends it here, before any work."""
     global _REPORT
-    import torch
+    from arcodec.codec.coders import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     _REPORT = queue.put
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # as the parent: ignored in a background job
         signal.signal(signal.SIGINT, _interrupted)

@@ -159,6 +159,7 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: Callable
     many of a block's latents fell outside the window."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
+    x = torch.as_tensor(x)  # the codec gives numpy tiles
     check_shape(model, x.shape[2], x.shape[3])
     n = len(x)
     bounds = np.cumsum([0, *counts]).tolist()

@@ -104,12 +104,13 @@ class _Layer:
         self.first = layer.first
         self.v_conv, self.h_conv = layer.v, layer.h  # their padding, kernel and dilation
         sv, sh = min(pre_v, GATE_RANGE) / ACT, min(pre_h, GATE_RANGE) / ACT
-        self.vertical = IntLayer(layer.v.conv.weight, layer.v.conv.bias, v_in[0], sv, v_in[1], -ACT, ACT, WEIGHTS)
+        self.vertical = IntLayer(layer.v.conv.weight, layer.v.conv.bias, v_in[0], sv, v_in[1], -ACT, ACT, WEIGHTS,
+                                 tensors=True)
         self.horizontal = JointLayer([layer.h.conv.weight, layer.link.conv.weight],
                                      layer.h.conv.bias + layer.link.conv.bias, [h_in[0], sv], [h_in[1], ACT],
-                                     sh, -ACT, ACT, WEIGHTS)
+                                     sh, -ACT, ACT, WEIGHTS, tensors=True)
         self.out = IntLayer(layer.out.conv.weight, layer.out.conv.bias, 1.0 / GATE, stream, GATE, None, None,
-                            WEIGHTS)
+                            WEIGHTS, tensors=True)
         self.gate_v, self.gate_h = _Gate(sv), _Gate(sh)
 
     def residual(self, h: torch.Tensor | None, g: torch.Tensor) -> torch.Tensor:
@@ -159,9 +160,9 @@ class GatedEngine:
             self.layers.append(_Layer(layer, v_in, h_in, peaks[i], peaks[n + i], stream))
         hidden = peaks[2 * n + 1] / ACT
         self.head = [IntLayer(model.head[1].conv.weight, model.head[1].conv.bias, stream, hidden, ACT, 0, ACT,
-                              WEIGHTS),
+                              WEIGHTS, tensors=True),
                      IntLayer(model.head[3].conv.weight, model.head[3].conv.bias, hidden, 2.0**-exact.ACT_FRAC,
-                              ACT, -LOGIT_MAX, LOGIT_MAX, WEIGHTS)]
+                              ACT, -LOGIT_MAX, LOGIT_MAX, WEIGHTS, tensors=True)]
 
     def receptive_field(self) -> tuple[int, int]:
         return self.model.receptive_field()

@@ -16,7 +16,7 @@ returns a table of K positive integer frequencies that sum to 2**TABLE_BITS:
     q_j    = floor(cdf_j (2**24 - K) / 2**31) + j + 1,    q_{-1} = 0, q_{K-1} = 2**24
     freq_k = q_k - q_{k-1}  >= 1
 
-Every step is integer arithmetic with tables built from Python integers (:mod:`exact`), so
+Every step is integer arithmetic with tables built from Python integers (:mod:`arcodec.fixed`), so
 the table is the same on every machine, thread count and batch, and every level keeps at
 least one unit (the uniform floor the models train with, ``local.floor_eps``).
 
@@ -36,14 +36,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from arcodec import exact
+from arcodec import fixed
 
 TABLE_BITS = 24  # the tables' total: 2**24, constriction's own precision
 SIG_BITS = 16  # sigmoid values are multiples of 2**-16
 WEIGHT_BITS = 15  # mixture weights are multiples of 2**-15 of the largest
-MU_LIMIT = 4 << exact.ACT_FRAC  # means are clamped to [-4, 4]: keeps every product below 2**63
-_N = exact.TABLE_RANGE << exact.ACT_FRAC  # sigmoid arguments are clamped to [-16, 16]
-_R = exact.LOG_SCALE_RANGE << exact.ACT_FRAC
+MU_LIMIT = 4 << fixed.ACT_FRAC  # means are clamped to [-4, 4]: keeps every product below 2**63
+_N = fixed.TABLE_RANGE << fixed.ACT_FRAC  # sigmoid arguments are clamped to [-16, 16]
+_R = fixed.LOG_SCALE_RANGE << fixed.ACT_FRAC
 MAX_COMPONENTS = 64
 SLOPE_SHIFT = 36  # t = (num * A) >> SLOPE_SHIFT; |num A| < 2**61 for K <= 1024
 
@@ -52,8 +52,8 @@ SLOPE_SHIFT = 36  # t = (num * A) >> SLOPE_SHIFT; |num A| < 2**61 for K <= 1024
 def sigmoid_table() -> np.ndarray:
     """round(2**16 sigmoid(k / 2**12)) for k in [-16, 16] * 2**12 (entry k + 16 * 2**12),
     int64, from the integer exponential; monotone, 0 at the left end, 2**16 at the right."""
-    e = exact.exp_neg_fixed(2 * _N)  # exp(-k / 2**12) * 2**100, the gate tables' entries
-    one = 1 << exact.FIXED_BITS
+    e = fixed.exp_neg_fixed(2 * _N)  # exp(-k / 2**12) * 2**100, the gate tables' entries
+    one = 1 << fixed.FIXED_BITS
     out = []
     for k in range(-_N, _N + 1):
         a = e[abs(k)]
@@ -67,15 +67,15 @@ def sigmoid_table() -> np.ndarray:
 @lru_cache(maxsize=None)
 def weight_table() -> np.ndarray:
     """round(2**15 exp(-k / 2**12)) for k = 0..16 * 2**12, int64 (the last entries are 0)."""
-    e = exact.exp_neg_fixed(2 * _N)
-    shift = exact.FIXED_BITS - WEIGHT_BITS
+    e = fixed.exp_neg_fixed(2 * _N)
+    shift = fixed.FIXED_BITS - WEIGHT_BITS
     return np.array([(e[k] + (1 << (shift - 1))) >> shift for k in range(_N + 1)], dtype=np.int64)
 
 
 @lru_cache(maxsize=None)
 def inverse_scale_table() -> np.ndarray:
     """round(2**20 exp(k / 2**12)) for k in [-7, 7] * 2**12 (entry k + 7 * 2**12), int64."""
-    return exact.exp_scale_table().numpy().astype(np.int64)
+    return fixed.exp_scale_table().astype(np.int64)
 
 
 @lru_cache(maxsize=None)
@@ -145,7 +145,7 @@ def frequencies_numpy(logits, mu, log_s, levels: int, chunk: int = 1 << 21) -> n
         b = min(n, a + step)
         w = _weights(lg[a:b], wt)
         slope = (inv_t[_R - ls[a:b]] << (SLOPE_SHIFT - 20)) // (K - 1)  # 2**36 / (s (K - 1))
-        num = ((2 * j + 2 - K) << exact.ACT_FRAC)[None, None, :] - (mu[a:b] * (K - 1))[:, :, None]
+        num = ((2 * j + 2 - K) << fixed.ACT_FRAC)[None, None, :] - (mu[a:b] * (K - 1))[:, :, None]
         t = (num * slope[:, :, None]) >> SLOPE_SHIFT  # floor, 2**-12 units
         sh = _stride_shift((slope << 13) >> SLOPE_SHIFT)  # (P, M): 0 narrow, 1..3 broad
         s = sig[np.clip(t, -_N, _N) + _N]
@@ -153,7 +153,7 @@ def frequencies_numpy(logits, mu, log_s, levels: int, chunk: int = 1 << 21) -> n
         for k in (1, 2, 3):  # broad components: summed at every 2**k-th edge, interpolated
             wk = w * (sh == k)
             pts = np.arange(((K - 2) >> k) + 2, dtype=np.int64) << k
-            num_p = ((2 * pts + 2 - K) << exact.ACT_FRAC)[None, None, :] - (mu[a:b] * (K - 1))[:, :, None]
+            num_p = ((2 * pts + 2 - K) << fixed.ACT_FRAC)[None, None, :] - (mu[a:b] * (K - 1))[:, :, None]
             tp = (num_p * slope[:, :, None]) >> SLOPE_SHIFT
             coarse = (wk[:, :, None] * sig[np.clip(tp, -_N, _N) + _N]).sum(axis=1)  # (P, points)
             lo = j >> k
@@ -295,8 +295,8 @@ def frequencies(logits, mu, log_s, levels: int, out: np.ndarray | None = None,
 
     ``out``: an int64 or float64 array of K columns that receives table i in row ``dest[i]``
     (in rows 0..N-1 without ``dest``) and is returned; a new int64 array without it."""
-    if not 2 <= levels <= exact.MIXTURE_MAX_LEVELS:
-        raise ValueError(f"levels must be 2..{exact.MIXTURE_MAX_LEVELS}, got {levels}")
+    if not 2 <= levels <= fixed.MIXTURE_MAX_LEVELS:
+        raise ValueError(f"levels must be 2..{fixed.MIXTURE_MAX_LEVELS}, got {levels}")
     if not _KERNEL:
         _KERNEL.append(compile_kernel(_kernel))
     kernel = _KERNEL[0]

@@ -56,15 +56,13 @@ def plan_streams(shapes: list[tuple[int, int, int]], model_channels: int, tile: 
     return streams
 
 
-def gather(images: list[np.ndarray], stream: Stream):
-    """The tiles of ``stream`` as a (n, C, h, w) int64 tensor."""
-    import torch
-
+def gather(images: list[np.ndarray], stream: Stream) -> np.ndarray:
+    """The tiles of ``stream`` as a (n, C, h, w) int64 array."""
     out = []
     for t in stream.tiles:
         img = images[t.image][t.y: t.y + stream.height, t.x: t.x + stream.width]
         out.append(img[:, :, t.plane: t.plane + 1] if t.plane >= 0 else img)
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).long()
+    return np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2), dtype=np.int64)
 
 
 def scatter(images: list[np.ndarray], stream: Stream, x) -> None:

@@ -30,10 +30,14 @@ scales were learnt on other photos, and an image sharper or noisier than those w
 own. Both sides add them to the raw parameters as integers. Engine 0 (files from before)
 has no offsets.
 
-Threads: torch runs one thread inside the coders, and as many threads as torch had (at most
-:data:`WORKERS`) share out what is independent (torch's products and the table kernels
-release the GIL): the encoder's matrix products, in pieces of a band's rows small enough
-to stay in the cores' caches, and its tables, each written straight to its place in the
+The coder runs without torch: the engine computes in numpy (and numba), from the weights
+alone (:class:`arcodec.codec.engine.LocalWeights`), so decoding a photo never imports it.
+
+Threads: as many threads as the coder may use (:func:`arcodec.codec.coders.coder_threads`, at
+most :data:`WORKERS`; the BLAS and torch, when loaded, run one thread inside the coders)
+share out what is independent (the matrix products and the table kernels release the GIL):
+the encoder's matrix products, in pieces of a band's rows small enough to stay in the cores'
+caches, and its tables, each written straight to its place in the
 stream order; the decoder's lines, in groups of pieces (a piece: the pixels of one tile in
 one band, a sub-stream of its own), each group's windows, parameters, tables and symbols
 in a thread.
@@ -42,24 +46,22 @@ in a thread.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Callable
 
 import numpy as np
-import torch
 
-from arcodec.codec.coders import register_coder
+from arcodec.codec.coders import coder_threads, register_coder
 from arcodec.codec.container import SCAN_WAVEFRONT, join_parts, split_parts
-from arcodec.codec.engine import LocalEngine
+from arcodec.codec.engine import LocalEngine, LocalWeights
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.entropy import check_room
 from arcodec.codec.mixture import code_lengths
-from arcodec import exact
 from arcodec.errors import FormatError
-from arcodec.models.layers import quantized_cached
 
 BAND = 64  # rows per sub-stream
 ENCODE_POSITIONS = 1 << 17  # pixels whose raw parameters the encoder holds at a time
@@ -109,13 +111,6 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[0]
 
 
-def _one_torch_thread() -> None:
-    """torch at one thread in this thread, as in the coders (see :class:`_OneThread`): a pool
-    thread started elsewhere may have more."""
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
-
-
 def _shared(fn: Callable, pieces: list, threads: int) -> None:
     """fn(piece) for every piece, the pieces taken in turn by this thread and up to
     ``threads`` - 1 of the pool's."""
@@ -155,23 +150,33 @@ def _balanced(sizes: list[int], parts: int) -> list[list[int]]:
 
 
 def engine(model) -> LocalEngine:
-    """The model's integer engine, built once (again only if its weights change)."""
-    return quantized_cached(model, tuple(model.state_dict().values()), lambda: LocalEngine(model))
+    """The integer engine of :class:`LocalWeights` or of a torch model (built once, again
+    only if its weights change)."""
+    if isinstance(model, LocalWeights):
+        return model.engine
+    from arcodec.models.layers import quantized_cached
+
+    return quantized_cached(model, tuple(model.state_dict().values()), lambda: LocalWeights.of(model).engine)
 
 
-@torch.no_grad()
-def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable | None = None,
+def _levels(x) -> np.ndarray:
+    """Tiles of integer levels (n, C, H, W), numpy or torch, as a numpy int64 array."""
+    return np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.int64)
+
+
+def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                    adapt: bool = False) -> list[tuple[bytes, float]]:
     """Encode tiles x (n, C, H, W) as consecutive streams of ``counts[i]`` tiles; returns
     (payload, code length in bits of the exact tables) per stream. ``adapt``: engine 1, each
     stream with its own log-scale offsets (module docstring)."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
+    x = _levels(x)
     n, C, H, W = x.shape
     slope = model.horizon + 1
     eng = engine(model)
     bounds = np.cumsum([0, *counts]).tolist()
-    chosen = [choose_scale_offsets(model, eng, x[a:b]) if adapt else None for a, b in zip(bounds[:-1], bounds[1:])]
+    chosen = [choose_scale_offsets(eng, x[a:b]) if adapt else None for a, b in zip(bounds[:-1], bounds[1:])]
     offsets = np.repeat(np.array(chosen, dtype=np.int64).reshape(-1, C) * SCALE_UNIT, counts, axis=0) if adapt else None
     bands = range(0, H, BAND)
     encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
@@ -192,7 +197,7 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
                 raw = _band_params(eng, model.n_params, x[g0:g1], r0, r1, threads)  # (g (r1 - r0) W, P), row-major
                 if offsets is not None:
                     eng.shift_scales(raw, np.repeat(offsets[g0:g1], (r1 - r0) * W, axis=0))
-                levels = x[g0:g1, :, r0:r1].permute(0, 2, 3, 1).reshape(-1, C).numpy().astype(np.int64)
+                levels = x[g0:g1, :, r0:r1].transpose(0, 2, 3, 1).reshape(-1, C)
                 per = max(1, TABLE_ROWS // (g * C))  # pixels whose tables a chunk builds
                 s0 = 0
                 while s0 < len(starts):  # chunks of whole lines
@@ -234,14 +239,20 @@ def encode_streams(model, x: torch.Tensor, counts: list[int], on_table: OnTable 
     return out
 
 
-def choose_scale_offsets(model, eng: LocalEngine, x: torch.Tensor) -> np.ndarray:
+def choose_scale_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
     """A stream's log-scale offsets (C,) int64, in steps of SCALE_UNIT, for tiles x (n, C, H,
-    W): on up to SCALE_SAMPLES of their pixels (a seeded draw), the raw parameters from the
-    integer engine and the code length from the model's float mixture (the surprise
-    included), each channel in turn taking the offset that gives the fewest bits (every 4th
-    step up to SCALE_REACH either way, then 2 and 1 steps either side of the best; 0 when
-    none does better); zeros for a stream of fewer than SCALE_MIN_PIXELS pixels. Only the
-    encoder runs it: the decoder reads the offsets from the stream."""
+    W) of integer levels: on up to SCALE_SAMPLES of their pixels (a seeded draw), each channel
+    in turn takes the offset whose exact tables (the coder's own, the surprise included) give
+    the fewest bits (every 8th step up to SCALE_REACH either way, then 4, 2 and 1 steps either
+    side of the best; 0 when none does better); zeros for a stream of fewer than
+    SCALE_MIN_PIXELS pixels. Only the encoder runs it: the decoder reads the offsets from the
+    stream."""
+    with _OneThread() as threads:
+        return _search_offsets(eng, x, threads)
+
+
+def _search_offsets(eng: LocalEngine, x: np.ndarray, threads: int) -> np.ndarray:
+    """:func:`choose_scale_offsets` with ``threads`` threads."""
     n, C, H, W = x.shape
     total = n * H * W
     if total == 0 or total < SCALE_MIN_PIXELS:
@@ -249,41 +260,53 @@ def choose_scale_offsets(model, eng: LocalEngine, x: torch.Tensor) -> np.ndarray
     rng = np.random.default_rng(0)
     pick = np.sort(rng.choice(total, SCALE_SAMPLES, replace=False)) if total > SCALE_SAMPLES else np.arange(total)
     t, r, c = np.unravel_index(pick, (n, H, W))
-    hz = model.horizon
+    hz = eng.horizon
     hp, wp = H + hz, W + 2 * hz
     xpad = np.zeros((n, C, hp, wp), dtype=np.float32)  # input units, 0 outside, as the decoder's
-    xpad[:, :, hz:, hz: hz + W] = eng.input_units(x).numpy()
+    xpad[:, :, hz:, hz: hz + W] = eng.input_units(x)
     corner = t * (C * hp * wp) + r * wp + c
-    win = xpad.reshape(-1)[corner[:, None] + _window_index(C, hp, wp, hz)[None, :]]
-    raw = eng.params_at(torch.from_numpy(win)).double().mul_(2.0 ** -exact.ACT_FRAC).float()
+    raw = eng.params_at(xpad.reshape(-1)[corner[:, None] + _window_index(C, hp, wp, hz)[None, :]])  # (k, P)
+    levels = np.ascontiguousarray(x[t, :, r, c])  # (k, C)
     k = len(pick)
-    base = raw.t().reshape(1, -1, 1, k)  # (1, P, 1, k): the float head's layout
-    levels = x[torch.from_numpy(t), :, torch.from_numpy(r), torch.from_numpy(c)].t().reshape(1, C, 1, k).long()
+    freq = np.zeros((k, C), dtype=np.int64) if eng.surprise else None  # the earlier channels', as chosen
 
-    def nats(lay: dict, moves: torch.Tensor) -> torch.Tensor:
-        """The sample's code length (nats) with this channel's log scales moved by each of
-        ``moves`` beyond the offsets chosen so far, every move in one pass."""
-        a, b = lay["log_scales"]
-        moved = base.repeat(len(moves), 1, 1, 1)
-        moved[:, a:b] += moves.view(-1, 1, 1, 1)
-        return -model.mixtures(moved, levels.expand(len(moves), -1, -1, -1))[3].sum(dim=(1, 2, 3))
+    def tables(ch: int, moves: np.ndarray) -> np.ndarray:
+        """The sample's tables of channel ``ch`` (len(moves) k, K), its log scales moved by each
+        of ``moves`` (steps beyond the offsets chosen so far), every move at once."""
+        a, b = eng.layout[ch]["log_scales"]
+        moved = np.tile(raw, (len(moves), 1))
+        moved[:, a:b] += np.repeat(moves * SCALE_UNIT, k)[:, None]
+        return eng.tables(moved, np.tile(levels, (len(moves), 1)), ch,
+                          freq=None if freq is None else np.tile(freq, (len(moves), 1)))
 
-    unit = SCALE_UNIT * 2.0 ** -exact.ACT_FRAC
-    coarse = torch.arange(-SCALE_REACH, SCALE_REACH + 1, 4)  # every 4th step, 0 among them
+    def bits(ch: int, moves: np.ndarray) -> np.ndarray:
+        """The sample's code length (bits) of channel ``ch`` for each of ``moves``, shared
+        among the threads a move at a time."""
+        out = np.empty(len(moves))
+
+        def one(i: int) -> None:
+            out[i] = code_lengths(tables(ch, moves[i: i + 1]), levels[:, ch]).sum()
+
+        _shared(one, list(range(len(moves))), threads)
+        return out
+
+    coarse = np.arange(-SCALE_REACH, SCALE_REACH + 1, 8)  # every 8th step, 0 among them
+    zero = len(coarse) // 2
     best = np.zeros(C, dtype=np.int64)
     for ch, lay in enumerate(eng.layout):  # channel after channel, each on the choices before it
-        costs = nats(lay, coarse * unit)
-        zero = len(coarse) // 2
-        g = int(torch.argmin(costs)) if costs.min() < costs[zero] else zero
+        costs = bits(ch, coarse)
+        g = int(np.argmin(costs)) if costs.min() < costs[zero] else zero
         step, cost = int(coarse[g]), costs[g]
-        for half in (2, 1):  # then the points half as far either side, twice
-            near = (step + torch.tensor([-half, half])).clamp(-SCALE_REACH, SCALE_REACH)
-            got = nats(lay, near * unit)
+        for half in (4, 2, 1):  # then the points half as far either side, three times
+            near = np.clip(step + np.array([-half, half]), -SCALE_REACH, SCALE_REACH)
+            got = bits(ch, near)
             if got.min() < cost:
-                step, cost = int(near[int(torch.argmin(got))]), got.min()
+                step, cost = int(near[int(np.argmin(got))]), got.min()
         a, b = lay["log_scales"]
-        base[:, a:b] += step * unit
+        raw[:, a:b] += step * SCALE_UNIT
         best[ch] = step
+        if freq is not None and ch + 1 < C:  # what the later channels' surprise reads
+            freq[:, ch] = tables(ch, np.zeros(1, dtype=np.int64))[np.arange(k), levels[:, ch]]
     return best
 
 
@@ -294,7 +317,7 @@ def _window_index(channels: int, hp: int, wp: int, hz: int) -> np.ndarray:
             + np.arange(2 * hz + 1)[None, None, :]).ravel()
 
 
-def _band_params(eng: LocalEngine, width: int, x: torch.Tensor, r0: int, r1: int, threads: int) -> np.ndarray:
+def _band_params(eng: LocalEngine, width: int, x: np.ndarray, r0: int, r1: int, threads: int) -> np.ndarray:
     """The raw parameters (B (r1 - r0) W, P) int64 of rows r0..r1-1 of tiles x (B, C, H, W),
     pixel by pixel in row-major order, in pieces of about TRUNK_WINDOWS windows shared among
     ``threads`` threads."""
@@ -303,8 +326,7 @@ def _band_params(eng: LocalEngine, width: int, x: torch.Tensor, r0: int, r1: int
     step = max(1, TRUNK_WINDOWS // (b * w))
 
     def piece(k: int) -> None:
-        _one_torch_thread()
-        out[:, k: k + step] = eng.params(x, r0 + k, min(r1, r0 + k + step)).permute(0, 2, 3, 1).numpy()
+        out[:, k: k + step] = eng.params(x, r0 + k, min(r1, r0 + k + step))
 
     _shared(piece, list(range(0, r1 - r0, step)), threads)
     return out.reshape(-1, width)
@@ -325,23 +347,32 @@ def _stream_places(t_of: np.ndarray, tiles: int, channels: int) -> np.ndarray:
 
 
 class _OneThread:
-    """torch at one thread inside the coders (a decoder line's matrix products are too small
-    to share; the coders share out their pieces themselves); ``as`` gives the threads the
-    coder may use: torch's count before, at most WORKERS."""
+    """The BLAS (numpy's matrix products) and torch, when loaded, at one thread inside the
+    coders: the coders share out their pieces among their own threads (a decoder line's
+    products are too small to share, and two threads each running a two-thread BLAS cost a
+    photo's decode half again as much CPU time); ``as`` gives the threads the coder may use:
+    :func:`arcodec.codec.coders.coder_threads`, at most WORKERS."""
 
     def __enter__(self) -> int:
-        self.n = torch.get_num_threads()
-        torch.set_num_threads(1)
-        return max(1, min(WORKERS, self.n))
+        from threadpoolctl import threadpool_limits
+
+        self.torch = sys.modules.get("torch")
+        n = coder_threads()
+        if self.torch is not None:
+            self.n = self.torch.get_num_threads()
+            self.torch.set_num_threads(1)
+        self.blas = threadpool_limits(1, user_api="blas")
+        return max(1, min(WORKERS, n))
 
     def __exit__(self, *exc):
-        torch.set_num_threads(self.n)
+        self.blas.unregister()
+        if self.torch is not None:
+            self.torch.set_num_threads(self.n)
 
 
-@torch.no_grad()
 def decode_streams(model, payloads: list[bytes], counts: list[int], channels: int, h: int, w: int,
                    naive: bool = False, on_table: OnTable | None = None,
-                   progress: Callable[[int], None] | None = None, adapt: bool = False) -> torch.Tensor:
+                   progress: Callable[[int], None] | None = None, adapt: bool = False) -> np.ndarray:
     """Decode consecutive streams of ``counts[i]`` tiles of (channels, h, w), line by line,
     every tile of every stream in the same steps; the tiles come back as uint8 levels (5
     bytes a sub-pixel held in all: the levels and the model's float32 input grid). ``naive``
@@ -363,12 +394,12 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
         decs += [[StreamDecoder(parts[i * nb + b]) for b in range(nb)] for i in range(k)]
     shift = np.concatenate(shifts) if adapt and shifts else None  # (n, C): each tile's offsets
     eng = engine(model)
-    lut = eng.input_units(torch.arange(model.config.levels)).numpy()
+    lut = eng.input_units(np.arange(model.config.levels))
     xpad = np.zeros((n, channels, h + hz, w + 2 * hz), dtype=np.float32)  # input units, 0 outside
     x = np.zeros((n, channels, h, w), dtype=np.uint8)
     with _OneThread() as threads:
         _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, progress, shift)
-    return torch.from_numpy(x)
+    return x
 
 
 def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, progress, shift) -> None:
@@ -396,13 +427,12 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
         got = np.empty((n, P, channels), dtype=np.int64)
 
         def decode(group: list[int], first: int) -> None:
-            _one_torch_thread()
             tiles = np.concatenate([np.full(pieces[k][3] - pieces[k][2], pieces[k][0]) for k in group])
             pix = np.concatenate([np.arange(pieces[k][2], pieces[k][3]) for k in group])
             r, c = rows[pix], cols[pix]
             corner = tiles * (channels * hp * wp) + r * wp + c
             win = flat[corner[:, None] + offsets[None, :]]  # (m, C (h+1) (2h+1))
-            raw = eng.params_at(torch.from_numpy(win)).numpy()
+            raw = eng.params_at(win)
             if shift is not None:
                 eng.shift_scales(raw, shift[tiles])
             levels = np.zeros((len(pix), channels), dtype=np.int64)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from arcodec.errors import ArcodecError
 
@@ -38,7 +37,7 @@ def bits_map(image, model=None, tile: int | None = None) -> BitsMap:
     the code lengths and the payload differ only by the coder's overhead (a few tens of bits
     per stream)."""
     from arcodec.codec import container
-    from arcodec.codec.api import as_image, coder_of, resolve
+    from arcodec.codec.api import as_image, coder_of, coding, resolve
     from arcodec.codec.mixture import code_lengths
     from arcodec.codec.plan import gather, plan_streams, scatter
     from arcodec.zoo import default_model
@@ -62,17 +61,17 @@ def bits_map(image, model=None, tile: int | None = None) -> BitsMap:
 
         def raster_table(r0, r1, w, x=x, b=b, n=n, C=C):
             w = w.reshape(r1 - r0, x.shape[3], C, n, -1)  # decoder order: row, column, channel, tile
-            sym = x[:, :, r0:r1].permute(2, 3, 1, 0).numpy()
+            sym = x[:, :, r0:r1].transpose(2, 3, 1, 0)
             p = np.take_along_axis(w, sym[..., None], -1)[..., 0] / w.sum(-1)
             b[:, :, r0:r1] = -np.log2(p).transpose(3, 2, 0, 1)
 
         def wavefront_table(tiles, rows, cols, ch, freq, x=x, b=b):
-            b[tiles, ch, rows, cols] = code_lengths(freq, x.numpy()[tiles, ch, rows, cols])
+            b[tiles, ch, rows, cols] = code_lengths(freq, x[tiles, ch, rows, cols])
 
         on_table = raster_table if coder.kind == "autoregressive" else wavefront_table
-        [(payload, _)] = coder.encode(m.net, x, [n], on_table=on_table)
+        [(payload, _)] = coder.encode(coding(m), x, [n], on_table=on_table)
         payloads.append(payload)
-        scatter([bits], s, torch.from_numpy(b))
+        scatter([bits], s, b)
     header = container.Header(m.model_id, m.fingerprint, (container.Entry(*img.shape, ""),), False, m.bit_depth,
                               tile, scan=coder.scan, engine=coder.engine)
     payload = container.join_parts(payloads)

@@ -1,13 +1,26 @@
-"""Architectures: tensors in, logits out. Importing this package registers them."""
+"""Architectures: tensors in, logits out.
 
-from arcodec.models.pixelcnn import (GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig, StackPixelCNN,
-                                     StackPixelCNNConfig)
-from arcodec.models.pixelcnn_made import PixelCNNMADE, PixelCNNMADEConfig
-from arcodec.models import toy  # noqa: F401  (registers histogram, ar-mlp-2d, made-2d)
-from arcodec.models import classic  # noqa: F401  (registers fvsbn, nade, made, row-lstm)
-from arcodec.models import conditioned, quantile  # noqa: F401  (gray-pixelcnn-made, quantile-pixelcnn)
-from arcodec.models import flows  # noqa: F401  (registers coupling-flow, idf)
-from arcodec.models import local  # noqa: F401  (registers local-photo)
+:func:`arcodec.registry` imports :data:`MODULES` to register them. The classes below are
+imported on first use, so that the torch-free parts (:mod:`arcodec.models.local_layout`)
+can be read without torch."""
 
-__all__ = ["GatedPixelCNN", "GatedPixelCNNConfig", "PixelCNN", "PixelCNNConfig", "PixelCNNMADE",
-           "PixelCNNMADEConfig", "StackPixelCNN", "StackPixelCNNConfig"]
+from importlib import import_module
+
+MODULES = ("arcodec.models.pixelcnn", "arcodec.models.pixelcnn_made",
+           "arcodec.models.toy",  # histogram, ar-mlp-2d, made-2d
+           "arcodec.models.classic",  # fvsbn, nade, made, row-lstm
+           "arcodec.models.conditioned", "arcodec.models.quantile",  # gray-pixelcnn-made, quantile-pixelcnn
+           "arcodec.models.flows",  # coupling-flow, idf
+           "arcodec.models.local")  # local-photo
+
+_CLASSES = {"GatedPixelCNN": "pixelcnn", "GatedPixelCNNConfig": "pixelcnn", "PixelCNN": "pixelcnn",
+            "PixelCNNConfig": "pixelcnn", "StackPixelCNN": "pixelcnn", "StackPixelCNNConfig": "pixelcnn",
+            "PixelCNNMADE": "pixelcnn_made", "PixelCNNMADEConfig": "pixelcnn_made"}
+
+__all__ = sorted(_CLASSES)
+
+
+def __getattr__(name: str):
+    if name in _CLASSES:
+        return getattr(import_module(f"arcodec.models.{_CLASSES[name]}"), name)
+    raise AttributeError(f"module 'arcodec.models' has no attribute {name!r}")

@@ -33,7 +33,6 @@ Outputs:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,40 +42,9 @@ from arcodec.errors import ModelError
 from arcodec import exact
 from arcodec.models.heads import DiscretizedLogisticMixture
 from arcodec.models.layers import CausalConv2d, ExactModule, MaskedConv2d, set_exact
+from arcodec.models.local_layout import (SURPRISE_CENTRE, SURPRISE_MAX, LocalPhotoConfig, floor_eps, head_layout,
+                                        n_params, pairs)
 from arcodec.registry import register_model
-
-# The coder's frequency tables have this many bits of precision; every level keeps at least
-# one unit, which is the uniform floor (levels / 2**TABLE_BITS of the mass). The float path
-# mixes in the same floor, so training optimises what the coder pays.
-TABLE_BITS = 24
-
-
-@dataclass(frozen=True)
-class LocalPhotoConfig:
-    channels: int = 3
-    levels: int = 256
-    hidden: int = 128
-    horizon: int = 3  # rows above and columns to either side the window reaches
-    blocks: int = 2  # residual blocks of two 1x1 convolutions
-    components: int = 10  # logistics in each sub-pixel's mixture
-    surprise: bool = False  # channels follow the earlier channels' code lengths (see the module docstring)
-
-    def __post_init__(self):
-        if self.channels not in (1, 2, 3, 4):
-            raise ValueError(f"local-photo codes 1..4 channels, got {self.channels}")
-        if not 2 <= self.levels <= exact.MIXTURE_MAX_LEVELS:
-            raise ValueError(f"levels must be 2..{exact.MIXTURE_MAX_LEVELS}, got {self.levels}")
-        if self.horizon < 1 or self.hidden < 1 or self.blocks < 0 or not 1 <= self.components <= 64:
-            raise ValueError("local-photo needs horizon >= 1, hidden >= 1, blocks >= 0, components 1..64")
-
-
-SURPRISE_CENTRE = 2.5  # nats: the gains act on u - SURPRISE_CENTRE (a typical channel's code length)
-SURPRISE_MAX = 16.0  # nats: u is clamped to [0, SURPRISE_MAX]
-
-
-def floor_eps(levels: int) -> float:
-    """The uniform floor's share of the mass, as the coder's tables give it."""
-    return levels / 2.0**TABLE_BITS
 
 
 def scale_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
@@ -97,8 +65,8 @@ class LocalPhotoModel(ExactModule):
         super().__init__()
         self.config = config
         c, h, m = config.channels, config.horizon, config.components
-        self.pairs = [(a, b) for a in range(c) for b in range(a)]  # (channel, earlier channel)
-        self.n_params = c * 3 * m + m * len(self.pairs)
+        self.pairs = pairs(c)  # (channel, earlier channel)
+        self.n_params = n_params(config)
         self.inp = MaskedConv2d(c, config.hidden, 2 * h + 1, "A")
         self.blocks = nn.ModuleList(
             nn.ModuleList([CausalConv2d(config.hidden, config.hidden, (1, 1), "point"),
@@ -268,16 +236,5 @@ class LocalPhotoModel(ExactModule):
         return self.act_max
 
     def head_layout(self) -> list[dict]:
-        """Where channel c's mixture sits in the head's output columns: ``logits``, ``means``
-        and ``log_scales`` (start, stop) ranges, and ``coupling``: (start, stop, earlier
-        channel) ranges of coefficients whose tanh times that channel's scaled level moves the
-        means. The integer engine (arcodec.codec.engine) reads the raw parameters by this."""
-        m, c = self.config.components, self.config.channels
-        out = []
-        for ch in range(c):
-            base = ch * 3 * m
-            out.append({"logits": (base, base + m), "means": (base + m, base + 2 * m),
-                        "log_scales": (base + 2 * m, base + 3 * m),
-                        "coupling": [(c * 3 * m + k * m, c * 3 * m + (k + 1) * m, prev)
-                                     for k, (cc, prev) in enumerate(self.pairs) if cc == ch]})
-        return out
+        """Where channel c's mixture sits in the head's outputs (:func:`local_layout.head_layout`)."""
+        return head_layout(self.config)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from arcodec.errors import ModelError
 
-# torch and the architectures are imported when a model is loaded, not with the cards: the
-# commands that only read cards and headers (arcodec info) start without them
+# torch and the architectures are imported when a model's network is first needed, not with
+# the cards or the weights: the commands that only read cards and headers (arcodec info) and
+# the photo models' coder (numpy, from the weights file) run without them
 
 ZOO_DIR = Path(__file__).resolve().parent
 DEFAULT_GRAY = "mnist-gated"  # the model when no card applies (it codes any 8-bit image, plane by plane)
@@ -62,13 +63,40 @@ def default_model(images) -> str:
     return names[0] if names else DEFAULT_GRAY
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoadedModel:
+    """A zoo model or a checkpoint, its sha256 verified. The torch network (:attr:`net`) is
+    built when first asked for: a local photo model codes without it
+    (:func:`arcodec.codec.api.coding`)."""
+
     name: str
     model_id: int  # permanent id written in .arc headers; 0 for a checkpoint file
     sha256: str
-    net: torch.nn.Module  # eval mode, exact arithmetic; cached and shared: float work uses models.layers.float_copy
     card: dict
+    weights: Path | None = None  # a zoo model's weights file
+    loaded: object = None  # a checkpoint's network, loaded already
+
+    @cached_property
+    def net(self):
+        """The torch network: eval mode, exact arithmetic; cached and shared (float work uses
+        ``models.layers.float_copy``)."""
+        if self.loaded is not None:
+            return self.loaded
+        from arcodec.registry import build_model, make_config
+
+        net = build_model(self.card["arch"], make_config(self.card["arch"], self.card["config"]))
+        net.load_state_dict(read_weights(self.weights))
+        return _finish(net)
+
+    @cached_property
+    def config(self):
+        """The model's config: for a local photo model read from its card without torch (what
+        its torch-free coder needs), for the others the network's."""
+        if self.loaded is None and self.card.get("arch") == "local-photo":
+            from arcodec.models.local_layout import LocalPhotoConfig
+
+            return LocalPhotoConfig(**self.card["config"])
+        return self.net.config
 
     @property
     def fingerprint(self) -> bytes:
@@ -76,11 +104,11 @@ class LoadedModel:
 
     @property
     def levels(self) -> int:
-        return self.net.config.levels
+        return self.config.levels
 
     @property
     def channels(self) -> int:
-        return self.net.config.channels
+        return self.config.channels
 
     @property
     def bit_depth(self) -> int:
@@ -145,11 +173,7 @@ def _load_zoo(name: str) -> LoadedModel:
     if digest != card["sha256"]:
         raise ModelError(f"weights of model {name!r} do not match their card's sha256 "
                          f"({digest[:12]}... != {card['sha256'][:12]}...): the file is damaged")
-    from arcodec.registry import build_model, make_config
-
-    net = build_model(card["arch"], make_config(card["arch"], card["config"]))
-    net.load_state_dict(read_weights(weights))
-    return LoadedModel(name, int(card["id"]), digest, _finish(net), card)
+    return LoadedModel(name, int(card["id"]), digest, card, weights=weights)
 
 
 def read_weights(path: Path) -> dict:
@@ -185,7 +209,7 @@ def _load_checkpoint(path: Path) -> LoadedModel:
     if getattr(net, "codec_refusal", ""):  # e.g. a quantile model: no likelihood to code with
         raise ModelError(f"model {path} {net.codec_refusal}")
     card = {"name": str(path), "id": 0, "arch": ckpt["arch"], "config": json.loads(ckpt["config"])}
-    return LoadedModel(str(path), 0, sha256_file(path), _finish(net), card)
+    return LoadedModel(str(path), 0, sha256_file(path), card, loaded=_finish(net))
 
 
 def model_for_id(model_id: int, fingerprint: bytes) -> LoadedModel:
