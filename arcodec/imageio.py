@@ -463,3 +463,8 @@ def lossless_for(path: str | Path) -> list[str]:
             names.append(f"text chunks ({', '.join(chunks)})")
         lost += list(dict.fromkeys(names))  # once each (dpi and resolution are one DPI)
     return lost
+
+
+def to_luma(img: np.ndarray) -> np.ndarray:
+    """(H, W, C >= 3) uint8 -> (H, W, 1) uint8 gray: round(0.299 R + 0.587 G + 0.114 B)."""
+    return np.round(img[:, :, :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]

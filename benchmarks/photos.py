@@ -11,7 +11,7 @@ gray (``arcodec.training.data.to_luma``: round(0.299 R + 0.587 G + 0.114 B)), on
 compresses it with arcodec (``--model``, default: what ``arcodec compress`` picks) into the
 bytes of a real .arc file (header and CRC included), decompresses them and compares the
 pixels; its encode and decode seconds and its peak resident memory (``ru_maxrss`` of that
-process: Python, torch, the model and the coding) are recorded, at ``--threads`` threads.
+process: Python, the model and the coding; torch only for a model that needs it) are recorded, at ``--threads`` threads.
 The model's NLL (the exact tables' code length) is recorded beside the file's size. The
 classical codecs of ``benchmarks/classical.py`` code the same images.
 
@@ -37,14 +37,12 @@ HERE = Path(__file__).resolve()
 
 def worker(spec: dict) -> dict:
     """Compress and decompress one photo in this process; times and sizes as JSON."""
-    import torch
-
     from arcodec.codec.api import decode_file, encode_images
-    from arcodec.training.data import to_luma
-    from arcodec.imageio import read_image
+    from arcodec.codec.coders import set_threads
+    from arcodec.imageio import read_image, to_luma
     from arcodec.zoo import load_model
 
-    torch.set_num_threads(spec["threads"])
+    set_threads(spec["threads"])  # the photo models code without torch: it is not imported
     a = read_image(Path(spec["image"]).read_bytes(), spec["image"])
     if spec["gray"]:
         a = to_luma(a)

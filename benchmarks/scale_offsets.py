@@ -54,12 +54,12 @@ def main() -> None:
         t = time.perf_counter()
         plain = wavefront.encode_streams(net, x, [1])[0][0]
         t0 = time.perf_counter() - t
-        steps = wavefront.choose_scale_offsets(net, wavefront.engine(net), x)
+        steps = wavefront.choose_scale_offsets(wavefront.engine(net), x.numpy())
         t = time.perf_counter()
         adapted = wavefront.encode_streams(net, x, [1], adapt=True)[0][0]
         t1 = time.perf_counter() - t
         back = wavefront.decode_streams(net, [adapted], [1], x.shape[1], x.shape[2], x.shape[3], adapt=True)
-        ok = bool(torch.equal(back.long(), x))
+        ok = bool(np.array_equal(back, x.numpy()))
         offsets = (steps * wavefront.SCALE_UNIT / 4096.0).round(3).tolist()
         rec = {"photo": files[i].name, "subpixels": n, "engine0_bpsp": 8 * len(plain) / n,
                "engine1_bpsp": 8 * len(adapted) / n, "offsets": offsets, "encode0_s": t0, "encode1_s": t1,

@@ -50,9 +50,10 @@ FULL = {"batch1": {1: 20, 3: 5}, "large": {1: 2000, 3: 300}, "crop": 0}
 def worker(spec: dict) -> dict:
     """Run one measurement in this (fresh) process; returns its numbers."""
     import numpy as np
-    import torch
 
-    torch.set_num_threads(spec["threads"])
+    from arcodec.codec.coders import set_threads
+
+    set_threads(spec["threads"])  # torch too, for the models that load it (the photo models do not)
     from _common import load_set
     from arcodec.codec.api import decode_file, decode_many, encode_many
     from arcodec.zoo import load_model

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from arcodec.errors import ArcodecError
-from arcodec.imageio import IMAGE_SUFFIXES, read_image
+from arcodec.imageio import IMAGE_SUFFIXES, read_image, to_luma
 from arcodec.models.conditioned import to_gray  # the conditioning variable, defined with its model
 
 DEFAULT_ROOT = os.environ.get("ARCODEC_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
@@ -251,11 +251,6 @@ def load_digits_labels(split: str, root: str | None = None, download: bool = Fal
 
     target = sk_digits().target
     return torch.from_numpy(target[_split(len(target), (0.8, 0.1))[split]]).long()
-
-
-def to_luma(img: np.ndarray) -> np.ndarray:
-    """(H, W, C >= 3) uint8 -> (H, W, 1) uint8 gray: round(0.299 R + 0.587 G + 0.114 B)."""
-    return np.round(img[:, :, :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
 
 
 def image_files(folder: str | Path) -> list[Path]:
