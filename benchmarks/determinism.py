@@ -41,9 +41,10 @@ FULL = {"mnist": 10000, "colour-mnist": 300, "photos": 24, "crop": 128}
 def worker(spec: dict) -> dict:
     """Encode one half into spec['dir'] and/or decode the other half from it."""
     import numpy as np
-    import torch
 
-    torch.set_num_threads(spec["threads"])
+    from arcodec.codec.coders import set_threads
+
+    set_threads(spec["threads"])  # the coder's threads, and torch's for the models that load it
     from _common import load_set
     from arcodec.codec.api import MAX_BATCH, decode_many, encode_many
     from arcodec.errors import ArcodecError

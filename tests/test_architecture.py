@@ -90,8 +90,9 @@ RULES = [
      "`arcodec --help` starts without loading torch"),
     ("arcodec.fixed", ("torch", "arcodec.exact", "arcodec.models") + LAYERS, False,
      "the exact arithmetic's tables are defined once, without torch"),
-    *[(who, ("torch",), True, "a photo is coded without importing torch (the wavefront coder's numpy engine)")
-      for who in ("arcodec.models.local_layout", "arcodec.codec.engine", "arcodec.codec.wavefront",
+    *[(who, ("torch",), True, "a photo is coded and a digit decoded without importing torch (numpy engines)")
+      for who in ("arcodec.models.local_layout", "arcodec.models.gated_layout", "arcodec.codec.engine",
+                  "arcodec.codec.wavefront", "arcodec.codec.gated", "arcodec.codec.autoregressive",
                   "arcodec.codec.mixture", "arcodec.codec.plan", "arcodec.codec.coders", "arcodec.codec.api",
                   "arcodec.registry", "arcodec.zoo")],
 ]

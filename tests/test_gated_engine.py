@@ -5,6 +5,8 @@ engine stays within 1 % of its float NLL."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +47,7 @@ def decoded_tables(net, payloads, counts, h, w):
     def keep(r, c, ch, weights):
         tables[r, c] = weights.copy()
     x = gated.decode_streams(net, payloads, counts, 1, h, w, on_table=keep)
-    return x, tables
+    return torch.as_tensor(x), tables  # numpy from the numpy engine (a few tiles), a tensor otherwise
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (5, 7), (13, 11)])
@@ -164,3 +166,46 @@ def test_the_engine_costs_no_header_byte_and_misplaced_engine_fields_are_refused
     tagged[2] &= ~8  # tag 9 without the flag
     with pytest.raises(FormatError, match="header field 9, engine"):
         container.read(bytes(tagged))
+
+
+def test_the_numpy_engine_and_the_pytorch_engine_decode_the_same_tables(monkeypatch):
+    """A few tiles decode on the numpy engine (the compiled kernels, no torch); forced onto
+    the PyTorch engine they give the same tables and pixels, with dilations and an
+    uncalibrated model too."""
+    if gated._STEP is None:
+        pytest.skip("numba is not installed: only the PyTorch engine exists")
+    for net in (tiny(dilation="1,2,4"), tiny(calibrated=False)):
+        x = torch.randint(0, 256, (3, 1, 8, 9))
+        [(payload, _)] = gated.encode_streams(net, x, [3])
+        assert gated.numpy_decodes(net, 3) and not gated.numpy_decodes(net, gated.KERNEL_SPLIT)
+        got = gated.decode_streams(net, [payload], [3], 1, 8, 9)
+        assert isinstance(got, np.ndarray) and np.array_equal(got, x.numpy())
+        fast = decoded_tables(net, [payload], [3], 8, 9)
+        monkeypatch.setattr(gated, "numpy_decodes", lambda model, tiles: False)
+        slow = decoded_tables(net, [payload], [3], 8, 9)
+        monkeypatch.undo()
+        assert torch.equal(fast[0], slow[0]) and all(np.array_equal(fast[1][k], slow[1][k]) for k in fast[1])
+
+
+def test_weights_from_a_model_file_build_the_engine_of_the_torch_model(tmp_path):
+    """GatedWeights read from a model file with numpy (what decoding a digit reads) give the
+    engine of the torch model: the same layers, shapes and constants; the layout's shapes
+    are the torch layers' own."""
+    from arcodec.models.gated_layout import layer_shapes
+    from arcodec.registry import model_file_bytes
+
+    net = tiny(dilation="1,2")
+    path = tmp_path / "g.arcm"
+    path.write_bytes(model_file_bytes(net, "g", {}))
+    read = gated.GatedWeights.read(path, dataclasses.asdict(net.config), torch_model=lambda: net)
+    assert read.torch_model() is net
+    a, b = read.engine, gated.GatedWeights.of(net).engine
+    for la, lb, shape, layer in zip(a.layers, b.layers, layer_shapes(net.config), net.layers):
+        for conv, s in ((layer.v, shape.v), (layer.h, shape.h)):
+            assert (conv.pad, conv.conv.kernel_size, conv.dilation, conv.conv.in_channels) == \
+                (s.pad, s.kernel, s.dilation, s.cin)
+        for qa, qb in ((la.vertical, lb.vertical), (la.out, lb.out)):
+            assert all(np.array_equal(getattr(qa, k), getattr(qb, k)) for k in ("wt", "bias", "mul"))
+        assert all(np.array_equal(u, v) for u, v in zip(la.horizontal.parts, lb.horizontal.parts))
+        assert np.array_equal(la.gate_v.tanh, lb.gate_v.tanh) and np.array_equal(la.gate_h.sig, lb.gate_h.sig)
+    assert all(np.array_equal(qa.wt, qb.wt) and np.array_equal(qa.mul, qb.mul) for qa, qb in zip(a.head, b.head))

@@ -108,13 +108,20 @@ def resolve(model: str | LoadedModel | None) -> LoadedModel:
 
 @lru_cache(maxsize=16)
 def coding(m: LoadedModel):
-    """What the coders code with: for a shipped local photo model its weights as numpy arrays
-    (:class:`arcodec.codec.engine.LocalWeights`: the wavefront coder's integer engine runs
-    without torch), for every other model (and a checkpoint) the torch network."""
-    if m.loaded is None and m.card.get("arch") == "local-photo" and m.weights.suffix == MODEL_FILE_SUFFIX:
-        from arcodec.codec.engine import LocalWeights
+    """What the coders code with: for a shipped local photo model or Gated PixelCNN its
+    weights as numpy arrays (:class:`arcodec.codec.engine.LocalWeights`,
+    :class:`arcodec.codec.gated.GatedWeights`: their integer engines decode without torch;
+    the Gated PixelCNN's encoder loads it), for every other model (and a checkpoint) the
+    torch network."""
+    if m.loaded is None and m.weights.suffix == MODEL_FILE_SUFFIX:
+        if m.card.get("arch") == "local-photo":
+            from arcodec.codec.engine import LocalWeights
 
-        return LocalWeights.read(m.weights, m.card["config"])
+            return LocalWeights.read(m.weights, m.card["config"])
+        if m.card.get("arch") == "gated-pixelcnn":
+            from arcodec.codec.gated import GatedWeights
+
+            return GatedWeights.read(m.weights, m.card["config"], torch_model=lambda: m.net)
     return m.net
 
 

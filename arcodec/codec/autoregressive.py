@@ -13,17 +13,18 @@ bit, whatever the batch size, the crop or the thread count.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
-import torch
 
 from arcodec.codec.coders import register_coder
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.entropy import check_room
-from arcodec.exact import softmax_weights
-from arcodec.models.heads import nll_bits
+
+# torch is imported when a model is evaluated, not with the coder: the Gated PixelCNN's
+# numpy engine decodes a few tiles through this loop without it
 
 ENCODE_POSITIONS = 1 << 18  # pixels (tiles x rows x columns) the encoder evaluates at a time
 TABLE_POSITIONS = 1 << 14  # pixels whose coder tables (and their temporaries) the encoder holds at a time
@@ -33,9 +34,22 @@ FEATURE_POSITIONS = 1 << 21
 FORWARD_POSITIONS = 1 << 16
 
 
-def table(logits: torch.Tensor) -> np.ndarray:
+def no_grad(fn: Callable) -> Callable:
+    """``fn`` under ``torch.no_grad()``, torch imported at the call."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return run
+
+
+def table(logits) -> np.ndarray:
     """Coder weights (n, K) from exact logits (n, K): the one place logits become numbers
     the coder sees."""
+    from arcodec.exact import softmax_weights
+
     return softmax_weights(logits, dim=1).numpy()
 
 
@@ -43,9 +57,9 @@ class Stepper(Protocol):
     """Raster-order evaluation of a model: ``begin_row(x, r)`` then ``step(x, r, c)`` for
     every column, returning logits (n, K, C) of pixel (r, c) given x's pixels before it."""
 
-    def begin_row(self, x: torch.Tensor, r: int) -> None: ...
+    def begin_row(self, x, r: int) -> None: ...
 
-    def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor: ...
+    def step(self, x, r: int, c: int): ...
 
     # optional: weights(x, r, c, ch) -> the coder's table (n, K) of channel ch, when the
     # stepper computes it itself (the same numbers as table(step(x, r, c)[:, :, ch]))
@@ -61,11 +75,17 @@ class FullPassStepper:
     def begin_row(self, x, r):
         pass
 
-    @torch.no_grad()
+    @no_grad
     def step(self, x, r, c):
         # only the rows the receptive field reaches (exact arithmetic: same numbers as the full image)
         lo = max(0, r - self.model.receptive_field()[0]) if hasattr(self.model, "receptive_field") else 0
         return self.model(x[:, :, lo: r + 1])[:, :, :, r - lo, c]
+
+
+def float_model(model):
+    """The torch model behind a torch-free stand-in (:class:`arcodec.codec.gated.GatedWeights`:
+    the files of engine 0 code with the float model itself), or the model as given."""
+    return model.torch_model() if hasattr(model, "torch_model") else model
 
 
 def make_stepper(model, batch: int, channels: int, height: int, width: int, naive: bool = False) -> Stepper:
@@ -76,25 +96,26 @@ def make_stepper(model, batch: int, channels: int, height: int, width: int, naiv
     return FullPassStepper(model, batch, height, width)
 
 
-@torch.no_grad()
-def teacher_forced_logits(model, x: torch.Tensor, band: int | None = None
-                          ) -> Iterator[tuple[int, int, torch.Tensor]]:
+def teacher_forced_logits(model, x, band: int | None = None) -> Iterator[tuple[int, int, object]]:
     """(r0, r1, logits of rows r0..r1-1) for x (n, C, h, w), computed band by band.
 
     A band needs only the rows its receptive field reaches, so memory stays bounded; bands
     are as tall as ``ENCODE_POSITIONS`` allows (the whole tile when it fits), because every
     band recomputes the rows above it."""
+    import torch
+
     n, _, h, w = x.shape
     band = band or max(1, min(h, ENCODE_POSITIONS // max(1, n * w)))
     above = model.receptive_field()[0] if hasattr(model, "receptive_field") else h
     for r0 in range(0, h, band):
         r1 = min(h, r0 + band)
         lo = max(0, r0 - above)
-        yield r0, r1, model(x[:, :, lo:r1])[:, :, :, r0 - lo:]
+        with torch.no_grad():
+            logits = model(x[:, :, lo:r1])[:, :, :, r0 - lo:]
+        yield r0, r1, logits
 
 
-@torch.no_grad()
-def teacher_forced(model, x: torch.Tensor) -> Iterator[tuple[int, int, Callable[[int, int], torch.Tensor]]]:
+def teacher_forced(model, x) -> Iterator[tuple[int, int, Callable]]:
     """(r0, r1, logits) for bands of rows r0..r1-1 of x (n, C, h, w), where ``logits(a, b)``
     gives the logits of rows a..b-1 of the band: the encoder's pass in bounded memory.
 
@@ -107,6 +128,8 @@ def teacher_forced(model, x: torch.Tensor) -> Iterator[tuple[int, int, Callable[
         for r0, r1, band in teacher_forced_logits(model, x):
             yield r0, r1, lambda a, b, band=band, r0=r0: band[:, :, :, a - r0: b - r0]
         return
+    import torch
+
     n, _, h, w = x.shape
     above = model.receptive_field()[0]
     band = max(1, min(h, FEATURE_POSITIONS // max(1, n * w)))
@@ -118,8 +141,8 @@ def teacher_forced(model, x: torch.Tensor) -> Iterator[tuple[int, int, Callable[
         yield r0, r1, lambda a, b, feats=feats, r0=r0: model.head_logits(feats[:, a - r0: b - r0])
 
 
-@torch.no_grad()
-def encode_streams(model, x: torch.Tensor, counts: list[int],
+@no_grad
+def encode_streams(model, x, counts: list[int],
                    on_table: Callable | None = None) -> list[tuple[bytes, float]]:
     """Encode tiles x (n, C, h, w) as consecutive streams of ``counts[i]`` tiles each.
 
@@ -128,7 +151,12 @@ def encode_streams(model, x: torch.Tensor, counts: list[int],
     decoder order (row, column, channel, tile), a few rows at a time."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
+    import torch
+
+    from arcodec.models.heads import nll_bits
+
     x = torch.as_tensor(x)  # the codec gives numpy tiles
+    model = float_model(model)
     bounds = np.cumsum([0, *counts]).tolist()
     encs = [StreamEncoder() for _ in counts]
     bits = [0.0] * len(counts)
@@ -154,18 +182,34 @@ def encode_streams(model, x: torch.Tensor, counts: list[int],
     return [(e.finish(), b) for e, b in zip(encs, bits)]
 
 
-@torch.no_grad()
 def decode_streams(model, payloads: list[bytes], counts: list[int], channels: int, h: int, w: int,
                    naive: bool = False, on_table: Callable | None = None,
-                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
+                   progress: Callable[[int], None] | None = None):
     """Decode consecutive streams of ``counts[i]`` tiles of (channels, h, w) in raster order,
     every tile of every stream in one batch: one model step per pixel, one coder call per
-    stream and pixel."""
+    stream and pixel. The tiles come back as an int64 tensor, or as a numpy array from a
+    stepper that works on numpy images (its ``numpy``: the Gated PixelCNN's kernels, which
+    need no torch)."""
     decs = [StreamDecoder(p) for p in payloads]
     bounds = np.cumsum([0, *counts]).tolist()
     n = bounds[-1]
+    stepper = make_stepper(float_model(model), n, channels, h, w, naive)
+    if getattr(stepper, "numpy", False):
+        x = np.zeros((n, channels, h, w), dtype=np.int64)
+        _decode_rows(stepper, x, decs, bounds, on_table, progress, lambda a: a)
+        return x
+    import torch
+
     x = torch.zeros(n, channels, h, w, dtype=torch.long)
-    stepper = make_stepper(model, n, channels, h, w, naive)
+    with torch.no_grad():
+        _decode_rows(stepper, x, decs, bounds, on_table, progress, torch.from_numpy)
+    return x
+
+
+def _decode_rows(stepper, x, decs, bounds, on_table, progress, convert) -> None:
+    """Every row of x (n, C, h, w) in turn, pixel after pixel, channel after channel:
+    ``convert`` turns a decoded numpy column into x's kind."""
+    n, channels, h, w = x.shape
     # a stepper that makes the coder's tables itself (a compiled kernel) gives them directly
     tables = getattr(stepper, "weights", None) or (lambda x, r, c, ch: table(stepper.step(x, r, c)[:, :, ch]))
     for r in range(h):
@@ -176,10 +220,9 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
                 if on_table is not None:
                     on_table(r, c, ch, weights)
                 out = np.concatenate([d.decode(weights[a:b]) for d, a, b in zip(decs, bounds[:-1], bounds[1:])])
-                x[:, ch, r, c] = torch.from_numpy(out)
+                x[:, ch, r, c] = convert(out)
         if progress is not None:
             progress(w * n * channels)
-    return x
 
 
 def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int) -> None:

@@ -100,8 +100,10 @@ class Decoder:
         self._budget = capacity_bits(len(payload))  # see the class docstring
         self._spent = 0.0
 
-    def decode(self, weights) -> np.ndarray:
-        """Decode one symbol per table row (n, K), in one call."""
+    def decode(self, weights, total: float | None = None) -> np.ndarray:
+        """Decode one symbol per table row (n, K), in one call. ``total``: the sum of every
+        row, when the caller knows it (the photo coder's integer tables: 2**24), saving its
+        computation."""
         w = _table(weights)
         if not len(w):
             return np.zeros(0, dtype=np.int64)
@@ -109,7 +111,7 @@ class Decoder:
             out = np.asarray(self._dec.decode(_FAMILY, w), dtype=np.int64)
         except Exception as e:  # constriction reports invalid data with various types
             raise FormatError(f"corrupt payload ({e})") from None
-        p = w[np.arange(len(w)), out] / w.sum(axis=1)
+        p = w[np.arange(len(w)), out] / (w.sum(axis=1) if total is None else total)
         self._spent += float(-np.log2(np.minimum(1.0, p + 2.0 ** -22)).sum())
         if self._spent > self._budget:
             raise FormatError("corrupt payload (more symbols than its bytes can hold: truncated, "

@@ -1,8 +1,8 @@
 """The integer engine of Gated PixelCNN models, and its raster-order coder (engine 1).
 
-Built from a trained :class:`arcodec.models.pixelcnn.GatedPixelCNN` (the model stays plain
-float PyTorch), on the pieces of :mod:`arcodec.codec.engine` (one exact arithmetic for every
-engine):
+Built from the weights of a trained :class:`arcodec.models.pixelcnn.GatedPixelCNN` (the model
+stays plain float PyTorch; :class:`GatedWeights` reads them from a model file without torch),
+on the pieces of :mod:`arcodec.codec.engine` (one exact arithmetic for every engine):
 
 * weights are int8, one scale per output channel; activations are integers in
   [-ACT, ACT] (10 bits and a sign) on calibrated scales (the model's ``act_max`` buffer,
@@ -18,7 +18,7 @@ engine):
   vertical stack in one accumulator (:class:`~arcodec.codec.engine.JointLayer`): the decoder
   computes the link part once per row and the rest at every pixel;
 * the gate is two look-ups (tanh and sigmoid of the pre-activation's integer, from the
-  integer exponential of :mod:`arcodec.exact`) and an integer product with a rounding shift;
+  integer exponential of :mod:`arcodec.fixed`) and an integer product with a rounding shift;
 * the logits come out as integers on the 2**-12 grid, which :func:`arcodec.exact.softmax_weights`
   turns into the coder's tables, as for every autoregressive model.
 
@@ -28,23 +28,28 @@ of every layer on that row only, per pixel the horizontal stack on the few colum
 layer's kernel covers, from preallocated buffers (no lists, no concatenation). Files coded
 this way carry engine 1 in their header (``docs/format.md``); files of engine 0 (the
 float64 fixed-point path of :mod:`arcodec.exact`) still decode with the model's own stepper.
+
+The engine exists twice, with the same integers: in PyTorch (the encoder's whole-image
+pass, and the decoder of many tiles, whose rows are matrix products) and in numpy for the
+compiled kernels alone (:func:`numpy_decodes`: fewer than KERNEL_SPLIT tiles), which
+decodes a digit without importing torch.
 """
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from arcodec import exact
+from arcodec import fixed as exact
 from arcodec.codec import autoregressive
-from arcodec.codec.coders import register_coder
-from arcodec.codec.engine import IntLayer, JointLayer
+from arcodec.codec.coders import coder_threads, register_coder
+from arcodec.codec.engine import IntLayer, JointLayer, float64
 from arcodec.codec.mixture import compile_kernel
-from arcodec.models.pixelcnn import GatedPixelCNN
+from arcodec.models.gated_layout import GatedPixelCNNConfig, layer_shapes, receptive_field
 
 ENGINE = 1  # the header's engine field for files this module codes
 KERNEL_SPLIT = 16  # tiles in a batch from which the decoder runs on several threads
@@ -59,11 +64,63 @@ _TABLE_ROUND = 1 << (_TABLE_SHIFT - 1)  # added before the shift: rounds half up
 
 def codes(net) -> bool:
     """Whether the engine codes this model: a causal Gated PixelCNN without classes (the codec
-    has no place for labels)."""
-    return isinstance(net, GatedPixelCNN) and net.config.causal and not net.config.classes
+    has no place for labels), as a torch model or as :class:`GatedWeights`."""
+    return ((isinstance(net, GatedWeights) or getattr(net, "arch", None) == "gated-pixelcnn")
+            and net.config.causal and not net.config.classes)
 
 
-def _gate_tables(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+class GatedWeights:
+    """A Gated PixelCNN as its integer engine needs it: the config and the weights (numpy
+    float32 arrays by their state-dict names). Read from a model file without torch
+    (:meth:`read`), or taken from a torch model (:meth:`of`). The raster coder codes with it
+    as with the model; its :attr:`engine` (numpy, the compiled kernels: what a decoder of a
+    few tiles runs, without torch) and :attr:`torch_engine` (the same integers in PyTorch:
+    the encoder and large batches) are built once, and :meth:`torch_model` gives the float
+    model (the files of engine 0 decode with it)."""
+
+    coding = "autoregressive"
+    scan = "raster"
+
+    def __init__(self, config: GatedPixelCNNConfig, state: dict[str, np.ndarray], torch_model=None):
+        self.config = config
+        self.state = state
+        self.shapes = layer_shapes(config)
+        self._torch_model = torch_model  # the model itself, or a function that loads it
+
+    @classmethod
+    def read(cls, path: Path | str, config: dict, torch_model=None) -> "GatedWeights":
+        """From a model file (safetensors, ``.arcm``) and the card's config, without torch;
+        ``torch_model``: a function that loads the float model when it is needed."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        return cls(GatedPixelCNNConfig(**config), state, torch_model)
+
+    @classmethod
+    def of(cls, model) -> "GatedWeights":
+        """From a :class:`arcodec.models.pixelcnn.GatedPixelCNN`."""
+        return cls(model.config, {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, model)
+
+    def torch_model(self):
+        m = self._torch_model
+        if m is None:
+            raise ValueError("these weights were read without their model: no float model to code with")
+        return m if hasattr(m, "state_dict") else m()
+
+    def receptive_field(self) -> tuple[int, int]:
+        return receptive_field(self.config)
+
+    @cached_property
+    def engine(self) -> "GatedEngine":
+        return GatedEngine(self, tensors=False)
+
+    @cached_property
+    def torch_engine(self) -> "GatedEngine":
+        return GatedEngine(self, tensors=True)
+
+
+def _gate_tables(scale: float) -> tuple[np.ndarray, np.ndarray]:
     """tanh and sigmoid (int64, 2**-24 units) of k * scale for the integers k in [-ACT, ACT]
     (entry k + ACT), read from the exact tables at the nearest 2**-12 grid point. ``k * scale``
     is one IEEE multiplication: the same index on every machine."""
@@ -75,20 +132,27 @@ def _gate_tables(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @lru_cache(maxsize=None)
-def _integer_gate_tables() -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`arcodec.exact.gate_tables` as int64 multiples of 2**-TABLE_FRAC (once, not per gate)."""
-    return tuple(torch.round(t * 2.0**exact.TABLE_FRAC).long() for t in exact.gate_tables())
+def _integer_gate_tables() -> tuple[np.ndarray, np.ndarray]:
+    """:func:`arcodec.fixed.gate_tables` as int64 multiples of 2**-TABLE_FRAC (once, not per gate)."""
+    return tuple(np.round(t * 2.0**exact.TABLE_FRAC).astype(np.int64) for t in exact.gate_tables())
 
 
 class _Gate:
     """tanh(a) * sigmoid(b) of integer pre-activations on one scale, a and b the two halves
-    of the channels, as integers in [-GATE, GATE]: two look-ups, a product, a rounding shift."""
+    of the channels, as integers in [-GATE, GATE]: two look-ups, a product, a rounding shift.
+    Its tables are numpy arrays, or torch tensors with ``tensors`` (the PyTorch path)."""
 
-    def __init__(self, scale: float):
+    def __init__(self, scale: float, tensors: bool):
         self.tanh, self.sig = _gate_tables(scale)
+        if tensors:
+            import torch
 
-    def __call__(self, pre: torch.Tensor) -> torch.Tensor:
-        """pre (N, 2f) integer-valued -> (N, f) integers, in pre's type."""
+            self.tanh, self.sig = torch.from_numpy(self.tanh), torch.from_numpy(self.sig)
+
+    def __call__(self, pre):
+        """pre (N, 2f) integer-valued tensor -> (N, f) integers, in pre's type."""
+        import torch
+
         a, b = (pre.long() + ACT).chunk(2, dim=1)
         prod = torch.take(self.tanh, a) * torch.take(self.sig, b) * GATE  # < 2**58
         out = torch.bitwise_right_shift(prod + _TABLE_ROUND, _TABLE_SHIFT)
@@ -97,45 +161,50 @@ class _Gate:
 
 class _Layer:
     """One gated layer in integers: the vertical convolution, the joint horizontal
-    convolution + link, the two gates, the output 1x1 convolution."""
+    convolution + link, the two gates, the output 1x1 convolution (weights ``w(name)`` by
+    their names in the layer)."""
 
-    def __init__(self, layer, v_in: tuple[float, int], h_in: tuple[float, int], pre_v: float, pre_h: float,
-                 stream: float):
-        self.first = layer.first
-        self.v_conv, self.h_conv = layer.v, layer.h  # their padding, kernel and dilation
+    def __init__(self, w, shape, v_in: tuple[float, int], h_in: tuple[float, int], pre_v: float, pre_h: float,
+                 stream: float, tensors: bool):
+        self.first = shape.first
+        self.v_conv, self.h_conv = shape.v, shape.h  # their padding, kernel and dilation
         sv, sh = min(pre_v, GATE_RANGE) / ACT, min(pre_h, GATE_RANGE) / ACT
-        self.vertical = IntLayer(layer.v.conv.weight, layer.v.conv.bias, v_in[0], sv, v_in[1], -ACT, ACT, WEIGHTS,
-                                 tensors=True)
-        self.horizontal = JointLayer([layer.h.conv.weight, layer.link.conv.weight],
-                                     layer.h.conv.bias + layer.link.conv.bias, [h_in[0], sv], [h_in[1], ACT],
-                                     sh, -ACT, ACT, WEIGHTS, tensors=True)
-        self.out = IntLayer(layer.out.conv.weight, layer.out.conv.bias, 1.0 / GATE, stream, GATE, None, None,
-                            WEIGHTS, tensors=True)
-        self.gate_v, self.gate_h = _Gate(sv), _Gate(sh)
+        self.vertical = IntLayer(w("v.conv.weight"), w("v.conv.bias"), v_in[0], sv, v_in[1], -ACT, ACT, WEIGHTS,
+                                 tensors=tensors)
+        self.horizontal = JointLayer([w("h.conv.weight"), w("link.conv.weight")],
+                                     w("h.conv.bias") + w("link.conv.bias"), [h_in[0], sv], [h_in[1], ACT],
+                                     sh, -ACT, ACT, WEIGHTS, tensors=tensors)  # the bias: float32's sum, as the model's
+        self.out = IntLayer(w("out.conv.weight"), w("out.conv.bias"), 1.0 / GATE, stream, GATE, None, None,
+                            WEIGHTS, tensors=tensors)
+        self.gate_v, self.gate_h = _Gate(sv, tensors), _Gate(sh, tensors)
 
-    def residual(self, h: torch.Tensor | None, g: torch.Tensor) -> torch.Tensor:
+    def residual(self, h, g):
         """The horizontal stack's output from the gated values g and the layer's input h
         (none for the first layer), clamped to [-ACT, ACT]."""
         o = self.out(g)
         return (o if self.first else o.add_(h)).clamp_(-ACT, ACT)
 
 
-def _scales(model: GatedPixelCNN) -> list[float]:
+def _scales(w: GatedWeights) -> list[float]:
     """The calibrated ``act_max`` (see ``GatedPixelCNN.calibrate``), or for a model never
     calibrated, bounds from its weights (exact but coarse: fine for tests, not for shipping)."""
-    stored = model.act_max.double().tolist()
-    if all(v > 0 for v in stored):
+    st = w.state
+    n = w.config.layers
+    stored = float64(st["act_max"]).tolist() if "act_max" in st else []
+    if len(stored) == 2 * n + 2 and all(v > 0 for v in stored):
         return stored
 
-    def bound(conv, x):  # |conv(.)| <= sum |w| * max|input| + |b| per output channel
-        w = conv.conv.weight.detach().double().flatten(1)
-        return float((w.abs().sum(1) * x + conv.conv.bias.detach().double().abs()).max())
+    def bound(name, x):  # |conv(.)| <= sum |w| * max|input| + |b| per output channel (math.fsum: exact rounding)
+        wt = float64(st[f"{name}.conv.weight"])
+        b = float64(st[f"{name}.conv.bias"])
+        return max(math.fsum(abs(v) for v in row) * x + abs(bb) for row, bb in zip(wt.reshape(len(wt), -1).tolist(),
+                                                                                 b.tolist()))
     pv, ph, h = [], [], 1.0
-    for layer in model.layers:
-        pv.append(bound(layer.v, 1.0))
-        ph.append(bound(layer.h, h) + bound(layer.link, min(pv[-1], GATE_RANGE)))
-        h = bound(layer.out, 1.0) + (0.0 if layer.first else h)
-    head = bound(model.head[1], h)
+    for i, shape in enumerate(w.shapes):
+        pv.append(bound(f"layers.{i}.v", 1.0))
+        ph.append(bound(f"layers.{i}.h", h) + bound(f"layers.{i}.link", min(pv[-1], GATE_RANGE)))
+        h = bound(f"layers.{i}.out", 1.0) + (0.0 if shape.first else h)
+    head = bound("head.1", h)
     return [max(v, 1e-6) for v in pv + ph + [h, head]]
 
 
@@ -144,40 +213,45 @@ class GatedEngine:
     the logits of every sub-pixel of integer images x (B, 1, H, W): (B, K, 1, H, W) float64 on
     the 2**-12 grid (what :func:`arcodec.codec.autoregressive.table` takes)."""
 
-    def __init__(self, model: GatedPixelCNN):
-        if not codes(model):
+    def __init__(self, model, tensors: bool = True):
+        w = model if isinstance(model, GatedWeights) else GatedWeights.of(model)
+        if not codes(w):
             raise ValueError("the integer engine codes causal gated-pixelcnn models without classes")
-        self.model = model
-        self.config = cfg = model.config
+        self.weights = w
+        self.tensors = tensors  # PyTorch tensors (the encoder, large batches), or numpy (the kernels)
+        self.config = cfg = w.config
         K, n = cfg.levels, cfg.layers
-        peaks = _scales(model)
+        peaks = _scales(w)
         stream = peaks[2 * n] / ACT
         self.layers = []
-        for i, layer in enumerate(model.layers):
+        for i, shape in enumerate(w.shapes):
             inputs = (1.0 / (K - 1), K - 1)  # the first layer sees the levels as 2k - (K - 1)
             v_in = inputs if i == 0 else (1.0 / GATE, GATE)
             h_in = inputs if i == 0 else (stream, ACT)
-            self.layers.append(_Layer(layer, v_in, h_in, peaks[i], peaks[n + i], stream))
+            self.layers.append(_Layer(lambda name, i=i: w.state[f"layers.{i}.{name}"], shape, v_in, h_in, peaks[i],
+                                      peaks[n + i], stream, tensors))
         hidden = peaks[2 * n + 1] / ACT
-        self.head = [IntLayer(model.head[1].conv.weight, model.head[1].conv.bias, stream, hidden, ACT, 0, ACT,
-                              WEIGHTS, tensors=True),
-                     IntLayer(model.head[3].conv.weight, model.head[3].conv.bias, hidden, 2.0**-exact.ACT_FRAC,
-                              ACT, -LOGIT_MAX, LOGIT_MAX, WEIGHTS, tensors=True)]
+        st = w.state
+        self.head = [IntLayer(st["head.1.conv.weight"], st["head.1.conv.bias"], stream, hidden, ACT, 0, ACT,
+                              WEIGHTS, tensors=tensors),
+                     IntLayer(st["head.3.conv.weight"], st["head.3.conv.bias"], hidden, 2.0**-exact.ACT_FRAC,
+                              ACT, -LOGIT_MAX, LOGIT_MAX, WEIGHTS, tensors=tensors)]
 
     def receptive_field(self) -> tuple[int, int]:
-        return self.model.receptive_field()
+        return receptive_field(self.config)
 
-    def units(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer levels -> the first layer's input units 2k - (K - 1)."""
+    def units(self, x):
+        """Integer levels (a tensor) -> the first layer's input units 2k - (K - 1)."""
+        import torch
+
         return (x * 2 - (self.config.levels - 1)).to(torch.float32)
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
+    def logits(self, h):
         """The horizontal stack after the last layer (N, f) -> logits (N, K) on the 2**-12 grid."""
         t = self.head[1](self.head[0](h.clamp(min=0)))
         return t.double().mul_(2.0**-exact.ACT_FRAC)
 
-    @torch.no_grad()
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x):
         """The horizontal stack after the last layer, (B, H, W, f) float32 integers: what
         :meth:`head_logits` turns into logits (f numbers a position where the logits are K)."""
         b, _, hh, ww = x.shape
@@ -190,27 +264,36 @@ class GatedEngine:
             v, h = layer.gate_v(pre_v).view(b, hh, ww, -1), rows_h.view(b, hh, ww, -1)
         return h
 
-    @torch.no_grad()
-    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+    def head_logits(self, features):
         """Features (B, H, W, f) -> logits (B, K, 1, H, W)."""
         b, hh, ww, f = features.shape
         return self.logits(features.reshape(-1, f)).view(b, hh, ww, -1).permute(0, 3, 1, 2).unsqueeze(2)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head_logits(self.features(x))
+    def __call__(self, x):
+        return self.head_logits(self.features(torch_levels(x)))
 
     def incremental(self, batch: int, height: int, width: int) -> "GatedStepper":
         return GatedStepper(self, batch, height, width)
 
 
-def windows(x: torch.Tensor, conv, pad: bool = True) -> torch.Tensor:
-    """Every window of causal convolution ``conv`` over x (B, H, W, C) (padded as ``conv``
-    pads, unless ``pad`` is False: x is padded already): (B H' W', C kh kw), each window in
-    the order of the flattened weights. Views and one copy (no im2col)."""
+def torch_levels(x):
+    """Integer levels as a tensor (the codec gives numpy arrays)."""
+    import torch
+
+    return torch.as_tensor(x)
+
+
+def windows(x, conv, pad: bool = True):
+    """Every window of causal convolution ``conv`` (its :class:`ConvShape`) over a tensor x
+    (B, H, W, C) (padded as ``conv`` pads, unless ``pad`` is False: x is padded already):
+    (B H' W', C kh kw), each window in the order of the flattened weights. Views and one copy
+    (no im2col)."""
     if pad:
+        import torch.nn.functional as F
+
         left, right, top, bottom = conv.pad
         x = F.pad(x, (0, 0, left, right, top, bottom))
-    (kh, kw), d = conv.conv.kernel_size, conv.dilation
+    (kh, kw), d = conv.kernel, conv.dilation
     win = x.unfold(1, (kh - 1) * d + 1, 1).unfold(2, (kw - 1) * d + 1, 1)  # (B, H', W', C, span_h, span_w)
     if d > 1:
         win = win[..., ::d, ::d]
@@ -229,16 +312,24 @@ class GatedStepper:
     arithmetic as PyTorch operations: the two give identical integers (tested). For a batch
     of fewer than KERNEL_SPLIT tiles, ``begin_row`` too runs one compiled kernel
     (:func:`_row_kernel`, on ring buffers of its own); larger batches keep PyTorch's matrix
-    products, which pay there."""
+    products, which pay there.
+
+    A numpy engine (``engine.tensors`` False) runs the two kernels only, on numpy images x
+    (:attr:`numpy`): no torch at all (:func:`numpy_decodes` says when it can)."""
 
     def __init__(self, engine: GatedEngine, batch: int, height: int, width: int):
         self.engine = engine
         self.width = width
+        self.numpy = not engine.tensors  # x is a numpy array, every step a kernel
         layers = engine.layers
         f = engine.config.hidden
         # a row of a few tiles: the vertical stacks in one compiled call (_row_kernel), on
         # buffers of their own (every layer's rows, newest last, padded as its kernel pads)
         self.row_kernel = _row_kernel_args(engine) if batch < KERNEL_SPLIT else None
+        self.kernel = _kernel_args(engine)
+        if self.numpy and (self.row_kernel is None or self.kernel is None):
+            raise ValueError("a numpy engine decodes fewer than KERNEL_SPLIT tiles with the compiled kernels only")
+        zeros = np.zeros if self.numpy else _torch_zeros
         if self.row_kernel is not None:
             geometry = self.row_kernel[0]
             self.vrows = np.zeros((len(layers), batch, int(geometry[:, 5].max()),
@@ -247,31 +338,30 @@ class GatedStepper:
         for layer in layers:  # its kernel reaches, padded at the sides
             if self.row_kernel is None:
                 v = layer.v_conv
-                span = (v.conv.kernel_size[0] - 1) * v.dilation + 1
-                self.rows.append(torch.zeros(batch, span, v.pad[0] + width + v.pad[1], v.conv.in_channels,
-                                             dtype=layer.vertical.dtype))
+                span = (v.kernel[0] - 1) * v.dilation + 1
+                self.rows.append(zeros((batch, span, v.pad[0] + width + v.pad[1], v.cin), dtype=layer.vertical.dtype))
         # the current row of every layer's horizontal input, padded at the left (layer i's
         # columns start at LEFT - its padding), and the link part of its accumulators
         lefts = [layer.h_conv.pad[0] for layer in layers]
         self.left = max(lefts)
         dtype = layers[0].horizontal.dtype
-        self.cols_all = torch.zeros(len(layers), batch, 1, self.left + width, f, dtype=dtype)
-        self.cols = [self.cols_all[i, :, :, self.left - lefts[i]:, :layer.h_conv.conv.in_channels]
+        self.cols_all = zeros((len(layers), batch, 1, self.left + width, f), dtype=dtype)
+        self.cols = [self.cols_all[i, :, :, self.left - lefts[i]:, :layer.h_conv.cin]
                      for i, layer in enumerate(layers)]
-        self.links = torch.zeros(len(layers), batch, width, 2 * f, dtype=dtype)
-        self.kernel = _kernel_args(engine)
-        self.logits = torch.zeros(batch, engine.config.levels, dtype=torch.float32)
+        self.links = zeros((len(layers), batch, width, 2 * f), dtype=dtype)
+        self.logits = zeros((batch, engine.config.levels), dtype=np.float32)
         self.table = np.zeros((batch, engine.config.levels))  # the kernel's coder weights
-        self.arrays = (self.cols_all.numpy(), self.links.numpy(), self.logits.numpy(), self.table)
+        self.arrays = tuple(np.asarray(a) for a in (self.cols_all, self.links, self.logits, self.table))
 
-    @torch.no_grad()
-    def begin_row(self, x: torch.Tensor, r: int) -> None:
+    def begin_row(self, x, r: int) -> None:
         if self.row_kernel is not None:
-            prev = np.ascontiguousarray(x[:, 0, r - 1].numpy()) if r > 0 else np.zeros((len(x), 0), np.int64)
-            _ROW(prev, self.engine.config.levels, self.vrows, self.links.numpy(), *self.row_kernel, ACT,
+            prev = np.ascontiguousarray(np.asarray(x[:, 0, r - 1])) if r > 0 else np.zeros((len(x), 0), np.int64)
+            _ROW(prev, self.engine.config.levels, self.vrows, self.arrays[1], *self.row_kernel, ACT,
                  np.float32(ACT), GATE)
-            self.cols_all.zero_()
+            self.arrays[0][...] = 0
             return
+        import torch
+
         threads = torch.get_num_threads()
         if threads > 1 and len(self.links[0]) < KERNEL_SPLIT:  # a row of a few tiles: threads cost more than they give
             torch.set_num_threads(1)
@@ -282,7 +372,7 @@ class GatedStepper:
         else:
             self._begin_row(x, r)
 
-    def _begin_row(self, x: torch.Tensor, r: int) -> None:
+    def _begin_row(self, x, r: int) -> None:
         eng = self.engine
         w = self.width
         new = None  # the newest row of the next layer's vertical input
@@ -299,7 +389,7 @@ class GatedStepper:
             new = layer.gate_v(pre_v).view(len(buf), w, -1)
         self.cols_all.zero_()
 
-    def weights(self, x: torch.Tensor, r: int, c: int, ch: int) -> np.ndarray:
+    def weights(self, x, r: int, c: int, ch: int) -> np.ndarray:
         """The coder's table (B, K) of pixel (r, c): what :func:`arcodec.codec.autoregressive.table`
         makes of :meth:`step`'s logits, computed inside the kernel when there is one."""
         if self.kernel is None:
@@ -307,8 +397,7 @@ class GatedStepper:
         _run_kernel(self, x, r, c)
         return self.table.copy()
 
-    @torch.no_grad()
-    def step(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+    def step(self, x, r: int, c: int):
         eng = self.engine
         if self.kernel is not None:
             _run_kernel(self, x, r, c)
@@ -322,7 +411,7 @@ class GatedStepper:
             left = conv.pad[0]
             if i > 0:
                 buf[:, 0, left + c] = h
-            span = (conv.conv.kernel_size[1] - 1) * conv.dilation + 1
+            span = (conv.kernel[1] - 1) * conv.dilation + 1
             acc = layer.horizontal.accumulate_part(0, windows(buf[:, :, c: c + span], conv, pad=False))
             pre_h = layer.horizontal.requantize(acc.add_(self.links[i][:, c]))  # + the row's link part
             h = layer.residual(None if layer.first else buf[:, 0, left + c], layer.gate_h(pre_h))
@@ -336,23 +425,23 @@ def _kernel_args(engine: GatedEngine) -> tuple | None:
     without numba or when a layer computes in float64 (the kernel's type is float32)."""
     layers = engine.layers
     parts = [q for layer in layers for q in (layer.horizontal, layer.out)] + engine.head
-    if _STEP is None or any(q.dtype != torch.float32 for q in parts):
+    if _STEP is None or any(not _float32(q.dtype) for q in parts):
         return None
     n, f = len(layers), engine.config.hidden
     n_in = [layer.horizontal.parts[0].shape[0] for layer in layers]
     wh = np.zeros((n, max(n_in), 2 * f), dtype=np.float32)
     for i, layer in enumerate(layers):
-        wh[i, : n_in[i]] = layer.horizontal.parts[0].numpy()
+        wh[i, : n_in[i]] = np.asarray(layer.horizontal.parts[0])
 
     def stack(get):
-        return np.stack([get(layer).numpy() for layer in layers])
-    geometry = np.array([[n_in[i], layer.h_conv.conv.kernel_size[1], layer.h_conv.dilation, layer.h_conv.pad[0]]
+        return np.stack([np.asarray(get(layer)) for layer in layers])
+    geometry = np.array([[n_in[i], layer.h_conv.kernel[1], layer.h_conv.dilation, layer.h_conv.pad[0]]
                          for i, layer in enumerate(layers)], dtype=np.int64)
     h0, h1 = engine.head
     return (geometry, wh, stack(lambda q: q.horizontal.bias), stack(lambda q: q.horizontal.mul),
             stack(lambda q: q.gate_h.tanh), stack(lambda q: q.gate_h.sig),
             stack(lambda q: q.out.wt), stack(lambda q: q.out.bias), stack(lambda q: q.out.mul),
-            h0.wt.numpy(), h0.bias.numpy(), h0.mul.numpy(), h1.wt.numpy(), h1.bias.numpy(), h1.mul.numpy())
+            *(np.asarray(a) for a in (h0.wt, h0.bias, h0.mul, h1.wt, h1.bias, h1.mul)))
 
 
 def _row_kernel_args(engine: GatedEngine) -> tuple | None:
@@ -360,21 +449,21 @@ def _row_kernel_args(engine: GatedEngine) -> tuple | None:
     None without numba or when a layer computes in float64."""
     layers = engine.layers
     parts = [q for layer in layers for q in (layer.vertical, layer.horizontal)]
-    if _ROW is None or any(q.dtype != torch.float32 for q in parts):
+    if _ROW is None or any(not _float32(q.dtype) for q in parts):
         return None
     n_in = [layer.vertical.wt.shape[0] for layer in layers]
     f2 = layers[0].vertical.wt.shape[1]
     wv = np.zeros((len(layers), max(n_in), f2), dtype=np.float32)
     for i, layer in enumerate(layers):
-        wv[i, : n_in[i]] = layer.vertical.wt.numpy()
+        wv[i, : n_in[i]] = np.asarray(layer.vertical.wt)
     geometry = []
     for layer in layers:
         v = layer.v_conv
-        (kh, kw), d = v.conv.kernel_size, v.dilation
-        geometry.append([v.conv.in_channels, kh, kw, d, v.pad[0], (kh - 1) * d + 1, v.pad[1]])
+        (kh, kw), d = v.kernel, v.dilation
+        geometry.append([v.cin, kh, kw, d, v.pad[0], (kh - 1) * d + 1, v.pad[1]])
 
     def stack(get):
-        return np.stack([get(layer).numpy() for layer in layers])
+        return np.stack([np.asarray(get(layer)) for layer in layers])
     return (np.array(geometry, dtype=np.int64), wv, stack(lambda q: q.vertical.bias), stack(lambda q: q.vertical.mul),
             stack(lambda q: q.horizontal.parts[1]), stack(lambda q: q.gate_v.tanh), stack(lambda q: q.gate_v.sig))
 
@@ -434,14 +523,14 @@ def _row_kernel(prev, levels, vrows, links, geometry, wv, bias_v, mul_v, w_link,
                     new[x, o] = np.float32((tanh[i, ga] * sig[i, gs] * gate + _TABLE_ROUND) >> _TABLE_SHIFT)
 
 
-def _run_kernel(stepper: GatedStepper, x: torch.Tensor, r: int, c: int) -> None:
-    """The kernel over the batch: in one call, or in torch's thread count of slices of the
-    batch at once (the kernel releases the GIL) when the batch is large enough to pay."""
+def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
+    """The kernel over the batch: in one call, or in the coder's thread count of slices of
+    the batch at once (the kernel releases the GIL) when the batch is large enough to pay."""
     cols, links, logits, table = stepper.arrays
-    row = np.ascontiguousarray(x[:, 0, r].numpy())  # the levels of row r (those left of c decoded)
+    row = np.ascontiguousarray(np.asarray(x[:, 0, r]))  # the levels of row r (those left of c decoded)
     args = (c, row, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT, np.float32(ACT),
             GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
-    batch, threads = cols.shape[1], torch.get_num_threads()
+    batch, threads = cols.shape[1], coder_threads()
     if threads < 2 or batch < KERNEL_SPLIT:
         _STEP(0, batch, *args)
         return
@@ -536,20 +625,51 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
 
 _STEP = compile_kernel(_step_kernel)
 _ROW = compile_kernel(_row_kernel)
-_EXP_WEIGHTS = exact.exp_table().numpy()
+_EXP_WEIGHTS = exact.exp_table()
 
 
-_ENGINES: dict[int, tuple[tuple, GatedEngine]] = {}
+def _float32(dtype) -> bool:
+    """A numpy or torch dtype that is float32 (the kernels' type)."""
+    return dtype is np.float32 or str(dtype) == "torch.float32"
 
 
-def engine(model: GatedPixelCNN) -> GatedEngine:
-    """The model's integer engine, built once (again only if its weights change)."""
+def _torch_zeros(shape, dtype):
+    import torch
+
+    if dtype is np.float32 or dtype is np.float64:
+        dtype = torch.float32 if dtype is np.float32 else torch.float64
+    return torch.zeros(shape, dtype=dtype)
+
+
+_ENGINES: dict[int, tuple[tuple, GatedWeights]] = {}
+
+
+def weights_of(model) -> GatedWeights:
+    """:class:`GatedWeights` as given, or of a torch model (taken once, again only if its
+    weights change)."""
+    if isinstance(model, GatedWeights):
+        return model
     key = tuple((p._version, p.data_ptr()) for p in model.state_dict().values())
     cached = _ENGINES.get(id(model))
     if cached is None or cached[0] != key:
-        cached = (key, GatedEngine(model))
+        cached = (key, GatedWeights.of(model))
         _ENGINES[id(model)] = cached
     return cached[1]
+
+
+def engine(model) -> GatedEngine:
+    """The model's integer engine in PyTorch (the encoder's, and large batches'), built once."""
+    return weights_of(model).torch_engine
+
+
+def numpy_decodes(model, tiles: int) -> bool:
+    """Whether ``tiles`` tiles decode on the numpy engine (the compiled kernels, no torch):
+    fewer than KERNEL_SPLIT, numba present, every layer exact in float32."""
+    if tiles >= KERNEL_SPLIT or _STEP is None or _ROW is None:
+        return False
+    eng = weights_of(model).engine
+    return all(_float32(q.dtype) for layer in eng.layers for q in (layer.vertical, layer.horizontal, layer.out)) \
+        and all(_float32(q.dtype) for q in eng.head)
 
 
 def encode_streams(model, x, counts, on_table=None):
@@ -559,8 +679,11 @@ def encode_streams(model, x, counts, on_table=None):
 
 def decode_streams(model, payloads, counts, channels, h, w, naive=False, on_table=None, progress=None):
     """:func:`arcodec.codec.autoregressive.decode_streams` with the integer engine's stepper
-    (``naive``: its whole-image pass at every pixel)."""
-    return autoregressive.decode_streams(engine(model), payloads, counts, channels, h, w, naive=naive,
+    (``naive``: its whole-image pass at every pixel): on the numpy engine for a few tiles
+    (:func:`numpy_decodes`: the same integers, without torch), in PyTorch otherwise."""
+    numpy = not naive and numpy_decodes(model, sum(counts))
+    eng = weights_of(model).engine if numpy else engine(model)
+    return autoregressive.decode_streams(eng, payloads, counts, channels, h, w, naive=naive,
                                          on_table=on_table, progress=progress)
 
 

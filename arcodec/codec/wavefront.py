@@ -60,12 +60,13 @@ from arcodec.codec.engine import LocalEngine, LocalWeights
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.entropy import check_room
-from arcodec.codec.mixture import code_lengths
+from arcodec.codec.mixture import TABLE_BITS, code_lengths
 from arcodec.errors import FormatError
 
 BAND = 64  # rows per sub-stream
 ENCODE_POSITIONS = 1 << 17  # pixels whose raw parameters the encoder holds at a time
 TABLE_ROWS = 1 << 15  # sub-pixels whose tables the encoder builds at a time
+TABLE_TOTAL = float(1 << TABLE_BITS)  # what every table of the engine sums to (arcodec.codec.mixture)
 TRUNK_WINDOWS = 2048  # windows per piece of the encoder's matrix products: measured, 2x faster than whole bands
 SCALE_SAMPLES = 2048  # pixels of a stream on which the encoder tries its log-scale offsets
 # streams of fewer pixels keep zero offsets: their search (about 0.3 s) would cost more than
@@ -445,7 +446,7 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
                 at = 0
                 for k in group:
                     i, band, a, b = pieces[k]
-                    levels[at: at + b - a, ch] = decs[i][band].decode(weights[at: at + b - a])
+                    levels[at: at + b - a, ch] = decs[i][band].decode(weights[at: at + b - a], TABLE_TOTAL)
                     at += b - a
                 if freq is not None and ch + 1 < channels:
                     freq[:, ch] = weights[np.arange(len(pix)), levels[:, ch]]

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from arcodec import exact
+from arcodec.models.gated_layout import causal_pad
 
 
 class ExactModule(nn.Module):
@@ -52,33 +53,17 @@ class CausalConv2d(ExactModule):
 
     The padding is explicit (possibly negative, which crops), so that output position
     (i, j) of any crop of the input equals output (i, j) of the full image as long as the
-    crop holds the receptive field.
-
-    ``kind``:
-      * ``"down"``  — vertical stack: rows i-kh+1..i (``shift=False``) or i-kh..i-1
-        (``shift=True``), columns j-kw//2..j+kw//2 (times the dilation);
-      * ``"right"`` — horizontal stack: columns j-kw+1..j, or j-kw..j-1 with ``shift``;
-      * ``"point"`` — a 1x1 convolution.
+    crop holds the receptive field. ``kind`` ("down": the vertical stack, "right": the
+    horizontal one, "point": 1x1) and ``shift``: :func:`arcodec.models.gated_layout.causal_pad`,
+    which the Gated PixelCNN's torch-free engine reads too.
     """
 
     def __init__(self, cin: int, cout: int, kernel: tuple[int, int], kind: str, shift: bool = False,
                  dilation: int = 1, bias: bool = True):
         super().__init__()
-        kh, kw = kernel
-        d = dilation
-        if kind == "down":
-            side = (kw // 2) * d
-            top = (kh - 1) * d + (1 if shift else 0)
-            self.pad = (side, side, top, -1 if shift else 0)
-        elif kind == "right":
-            left = (kw - 1) * d + (1 if shift else 0)
-            self.pad = (left, -1 if shift else 0, 0, 0)
-        elif kind == "point":
-            self.pad = (0, 0, 0, 0)
-        else:
-            raise ValueError(f"unknown causal conv kind {kind!r}")
-        self.dilation = d
-        self.conv = nn.Conv2d(cin, cout, kernel, dilation=d, bias=bias)
+        self.pad = causal_pad(kind, kernel, shift, dilation)
+        self.dilation = dilation
+        self.conv = nn.Conv2d(cin, cout, kernel, dilation=dilation, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if any(self.pad):

@@ -35,6 +35,7 @@ from torch import nn
 
 from arcodec import exact
 from arcodec.models.heads import DiscretizedLogisticMixture
+from arcodec.models.gated_layout import GatedPixelCNNConfig, layer_shape, receptive_field
 from arcodec.models.layers import CausalConv2d, ChannelNorm, ExactModule, Gate, MaskedConv2d, set_exact
 from arcodec.registry import register_model
 
@@ -458,42 +459,6 @@ class StackIncremental:
 
 # ----------------------------------------------------------------------- gated PixelCNN
 
-@dataclass(frozen=True)
-class GatedPixelCNNConfig:
-    channels: int = 1  # sub-pixels per pixel (1: grayscale)
-    levels: int = 256  # K intensity levels per sub-pixel
-    hidden: int = 32  # feature maps of each stack
-    layers: int = 8  # gated layers, the first one included
-    first_kernel: int = 7
-    kernel: int = 3
-    head: int = 128  # width of the 1x1 output network
-    dilation: str = "1"  # dilations of layers 2, 3, ... cycling through a list: "1,2,4,8" (the first: 1)
-    classes: int = 0  # > 0: class-conditional, every gated layer adds V y (y one-hot) before its gate
-    causal: bool = True  # False: the first horizontal layer sees the pixel itself; study only
-
-    def __post_init__(self):
-        if self.channels != 1:
-            raise ValueError("gated-pixelcnn models one channel; code colour channel by channel")
-        if self.layers < 1 or self.kernel % 2 == 0 or self.first_kernel % 2 == 0:
-            raise ValueError("layers >= 1 and odd kernel sizes are required")
-        if self.classes < 0:
-            raise ValueError("classes >= 0 is required")
-        d = self.dilation
-        text = ",".join(str(v) for v in d) if isinstance(d, (tuple, list)) else str(d)
-        try:
-            ok = all(int(v) >= 1 for v in text.split(","))
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"dilation must list integers >= 1 separated by commas (e.g. '1,2,4'), got {d!r}")
-        object.__setattr__(self, "dilation", ",".join(str(int(v)) for v in text.split(",")))
-
-    def dilations(self) -> tuple[int, ...]:
-        """The dilation of every layer: 1 for the first, then the cycle of ``dilation``."""
-        cycle = [int(v) for v in self.dilation.split(",")]
-        return tuple(1 if i == 0 else cycle[(i - 1) % len(cycle)] for i in range(self.layers))
-
-
 class GatedLayer(ExactModule):
     """One layer of both stacks. The first layer is strictly causal (mask A) unless
     ``causal=False``; ``classes`` > 0 adds a class-conditional bias to both stacks."""
@@ -502,13 +467,9 @@ class GatedLayer(ExactModule):
                  causal: bool = True):
         super().__init__()
         self.first = first
-        if first:  # sees rows above / pixels to the left, never the current pixel
-            self.v = CausalConv2d(cin, 2 * f, (k // 2, k), "down", shift=True, dilation=dilation)
-            self.h = (CausalConv2d(cin, 2 * f, (1, k // 2), "right", shift=True, dilation=dilation) if causal
-                      else CausalConv2d(cin, 2 * f, (1, k // 2 + 1), "right", dilation=dilation))
-        else:
-            self.v = CausalConv2d(f, 2 * f, (k // 2 + 1, k), "down", dilation=dilation)
-            self.h = CausalConv2d(f, 2 * f, (1, k // 2 + 1), "right", dilation=dilation)
+        shape = layer_shape(cin, f, k, first, dilation, causal)  # the first sees rows above, pixels to the left
+        self.v, self.h = (CausalConv2d(s.cin, s.cout, s.kernel, s.kind, shift=s.shift, dilation=s.dilation)
+                          for s in (shape.v, shape.h))
         self.link = CausalConv2d(2 * f, 2 * f, (1, 1), "point")
         self.out = CausalConv2d(f, f, (1, 1), "point")
         self.gate = Gate()
@@ -631,9 +592,7 @@ class GatedPixelCNN(LevelModel):
 
     def receptive_field(self) -> tuple[int, int]:
         """(rows above, columns to either side) that a pixel's distribution can depend on."""
-        c = self.config
-        reach = c.first_kernel // 2 + sum((c.kernel // 2) * d for d in c.dilations()[1:])
-        return reach, reach
+        return receptive_field(self.config)
 
     def incremental(self, batch: int, height: int, width: int, y: torch.Tensor | None = None
                     ) -> "GatedIncremental":

@@ -19,6 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from importlib import import_module
 from pathlib import Path
 
 from arcodec.errors import ModelError
@@ -28,6 +29,9 @@ from arcodec.errors import ModelError
 # the photo models' coder (numpy, from the weights file) run without them
 
 ZOO_DIR = Path(__file__).resolve().parent
+# the configs a coder reads without torch, by architecture: (module, class)
+_LIGHT_CONFIGS = {"local-photo": ("arcodec.models.local_layout", "LocalPhotoConfig"),
+                  "gated-pixelcnn": ("arcodec.models.gated_layout", "GatedPixelCNNConfig")}
 DEFAULT_GRAY = "mnist-gated"  # the model when no card applies (it codes any 8-bit image, plane by plane)
 
 
@@ -90,12 +94,11 @@ class LoadedModel:
 
     @cached_property
     def config(self):
-        """The model's config: for a local photo model read from its card without torch (what
-        its torch-free coder needs), for the others the network's."""
-        if self.loaded is None and self.card.get("arch") == "local-photo":
-            from arcodec.models.local_layout import LocalPhotoConfig
-
-            return LocalPhotoConfig(**self.card["config"])
+        """The model's config: for a local photo model and a Gated PixelCNN read from the card
+        without torch (what their torch-free coders need), for the others the network's."""
+        if self.loaded is None and self.card.get("arch") in _LIGHT_CONFIGS:
+            module, name = _LIGHT_CONFIGS[self.card["arch"]]
+            return getattr(import_module(module), name)(**self.card["config"])
         return self.net.config
 
     @property
