@@ -14,8 +14,8 @@ codes 8-bit photos, one large photo):
 * threads: the large batch again with 2 torch threads (the default gray model only);
 * cold CLI: wall time of ``arcodec compress``, ``arcodec info`` and ``arcodec decompress``
   of one image, a fresh process each (Python start, imports, model load included), beside
-  a Python that only imports torch: what of a call is torch's (``info`` reads the header
-  and imports no torch).
+  a Python that only imports torch: what a call that needs torch pays (``info``, the photo
+  models' coding and a digit's decoding import none).
 
 Peak memory is ``ru_maxrss`` of each measurement's own process, read with ``os.wait4`` by a
 small trampoline process (see ``_TRAMPOLINE``): the peak resident set of a fresh Python that imports torch, loads the model and the images and
@@ -178,7 +178,8 @@ def markdown(res: dict) -> list[str]:
              f"device: {res['device']}; load average {mach['load_avg_1min']} at the start: the machine was shared, so "
              "wall-clock speeds are lower than on an idle machine, and the decode CPU seconds (the process's own, "
              "all threads) show the work itself. Each row is a fresh process; peak RSS is its `ru_maxrss` "
-             "(interpreter, torch, model and images included).", "",
+             "(interpreter, model and images included, and torch where the model or the data loading imports "
+             "it).", "",
              *md_table(["model", "images", "mode", "threads", "encode img/s", "decode img/s", "encode s/img",
                         "decode s/img", "decode CPU s/img", "decoded sub-pixels/s", "peak RSS MiB", "round trips"],
                        rows), ""]
@@ -186,8 +187,9 @@ def markdown(res: dict) -> list[str]:
         lines.append(f"- cold CLI, one {c['data']} image with `{c['model']}`: `arcodec compress` {c['cli_compress_s']:.2f} s "
                      f"(peak {c['cli_compress_peak_rss_mib']:.0f} MiB), `arcodec info` {c['cli_info_s']:.2f} s, "
                      f"`arcodec decompress` {c['cli_decompress_s']:.2f} s (peak {c['cli_decompress_peak_rss_mib']:.0f} MiB)")
-    lines.append(f"- a fresh Python that only imports torch: {res['import_torch_s']:.2f} s, the part of every coding "
-                 "call's start that is torch's")
+    lines.append(f"- a fresh Python that only imports torch: {res['import_torch_s']:.2f} s, what a call that needs "
+                 "torch pays at its start (photos compress and decompress without it, a digit decompresses without "
+                 "it)")
     return lines
 
 

@@ -132,6 +132,24 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+def fresh_cli(folder, *commands: list[str]) -> tuple[list[int], bool, str]:
+    """Run arcodec commands in turn in a fresh interpreter in ``folder``: (their exit codes,
+    whether torch was imported, what the failing ones printed)."""
+    script = ("import sys\n"
+              "from click.testing import CliRunner\n"
+              "from arcodec.cli import main\n"
+              f"for args in {list(commands)!r}:\n"
+              "    r = CliRunner().invoke(main, args)\n"
+              "    print(r.exit_code)\n"
+              "    if r.exit_code:\n"
+              "        print(args, r.output, file=sys.stderr)\n"
+              "print('torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    *codes, torch_loaded = p.stdout.split()
+    return [int(c) for c in codes], torch_loaded == "True", p.stderr
+
+
 def test_headers_stored_files_and_early_errors_start_without_torch(tmp_path):
     """arcodec info, a stored file's decompression, the errors found before any model (a
     missing file, a damaged one) and arcodec models (the cards, every weights file's sha256
@@ -142,17 +160,9 @@ def test_headers_stored_files_and_early_errors_start_without_torch(tmp_path):
     image = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
     (tmp_path / "s.arc").write_bytes(encode_stored([image]).data)
     (tmp_path / "bad.arc").write_bytes(b"garbage")
-    script = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from arcodec.cli import main\n"
-        "for args in (['info', 's.arc'], ['decompress', '-k', 's.arc', '-o', 's.png'],\n"
-        "             ['decompress', 'missing.arc'], ['decompress', 'bad.arc'], ['models']):\n"
-        "    print(CliRunner().invoke(main, args).exit_code)\n"
-        "print('torch' in sys.modules)\n")
-    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == ["0", "0", "1", "1", "0", "False"]
+    codes, torch_loaded, log = fresh_cli(tmp_path, ["info", "s.arc"], ["decompress", "-k", "s.arc", "-o", "s.png"],
+                                         ["decompress", "missing.arc"], ["decompress", "bad.arc"], ["models"])
+    assert codes == [0, 0, 1, 1, 0] and not torch_loaded, log
     assert np.array_equal(np.asarray(Image.open(tmp_path / "s.png")), image)
 
 
@@ -165,18 +175,9 @@ def test_photos_compress_and_decompress_without_torch(tmp_path):
     image = np.stack([(xx + yy) // 2, (3 * xx) % 256, yy], axis=2) + rng.integers(0, 9, (260, 256, 3))
     image = np.clip(image, 0, 255).astype(np.uint8)
     Image.fromarray(image).save(tmp_path / "p.png")
-    script = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from arcodec.cli import main\n"
-        "for args in (['compress', '-k', 'p.png', '--model', 'photo-rgb'],\n"
-        "             ['decompress', '-k', 'p.png.arc', '-o', 'back.png']):\n"
-        "    r = CliRunner().invoke(main, args)\n"
-        "    print(r.exit_code, r.output.replace(chr(10), ' ') if r.exit_code else '')\n"
-        "print('torch' in sys.modules)\n")
-    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == ["0", "0", "False"], p.stdout
+    codes, torch_loaded, log = fresh_cli(tmp_path, ["compress", "-k", "p.png", "--model", "photo-rgb"],
+                                         ["decompress", "-k", "p.png.arc", "-o", "back.png"])
+    assert codes == [0, 0] and not torch_loaded, log
     assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), image)
     assert read((tmp_path / "p.png.arc").read_bytes())[0].engine == 1
 
@@ -190,15 +191,8 @@ def test_a_digit_decompresses_without_torch(tmp_path):
     yy, xx = np.mgrid[0:28, 0:28]
     digit = (np.clip(1 - np.abs(np.hypot(yy - 14, xx - 13) - 8) / 3, 0, 1) * 255).astype(np.uint8)[:, :, None]
     (tmp_path / "d.arc").write_bytes(encode_images([digit], model="mnist-gated").data)
-    script = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from arcodec.cli import main\n"
-        "r = CliRunner().invoke(main, ['decompress', '-k', 'd.arc', '-o', 'd.png'])\n"
-        "print(r.exit_code, 'torch' in sys.modules)\n")
-    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == ["0", "False"], p.stdout
+    codes, torch_loaded, log = fresh_cli(tmp_path, ["decompress", "-k", "d.arc", "-o", "d.png"])
+    assert codes == [0] and not torch_loaded, log
     assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")), digit[:, :, 0])
 
 
