@@ -26,6 +26,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 from arcodec.codec.container import DEFAULT_TILE, SCAN_RASTER
@@ -76,7 +77,12 @@ def coder_threads() -> int:
     if _THREADS:
         return _THREADS[0]
     torch = sys.modules.get("torch")
-    return torch.get_num_threads() if torch is not None else os.cpu_count() or 1
+    return torch.get_num_threads() if torch is not None else _cores()
+
+
+@lru_cache(maxsize=None)
+def _cores() -> int:
+    return os.cpu_count() or 1  # a system call: a decoder asks at every pixel
 
 
 def register_coder(kind: str, encode: Callable, decode: Callable, **settings) -> Coder:

@@ -111,8 +111,12 @@ class Decoder:
             out = np.asarray(self._dec.decode(_FAMILY, w), dtype=np.int64)
         except Exception as e:  # constriction reports invalid data with various types
             raise FormatError(f"corrupt payload ({e})") from None
-        p = w[np.arange(len(w)), out] / (w.sum(axis=1) if total is None else total)
-        self._spent += float(-np.log2(np.minimum(1.0, p + 2.0 ** -22)).sum())
+        if len(w) == 1:  # one symbol (a raster decoder at batch 1, every pixel): scalar arithmetic
+            p = float(w[0, out[0]]) / (float(w[0].sum()) if total is None else total)
+            self._spent -= math.log2(min(1.0, p + 2.0 ** -22))
+        else:
+            p = w[np.arange(len(w)), out] / (w.sum(axis=1) if total is None else total)
+            self._spent += float(-np.log2(np.minimum(1.0, p + 2.0 ** -22)).sum())
         if self._spent > self._budget:
             raise FormatError("corrupt payload (more symbols than its bytes can hold: truncated, "
                               "or a header that claims too many pixels)")

@@ -530,8 +530,9 @@ def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
     row = np.ascontiguousarray(np.asarray(x[:, 0, r]))  # the levels of row r (those left of c decoded)
     args = (c, row, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT, np.float32(ACT),
             GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
-    batch, threads = cols.shape[1], coder_threads()
-    if threads < 2 or batch < KERNEL_SPLIT:
+    batch = cols.shape[1]
+    threads = 1 if batch < KERNEL_SPLIT else coder_threads()
+    if threads < 2:
         _STEP(0, batch, *args)
         return
     cuts = np.linspace(0, batch, threads + 1).round().astype(int)
