@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# torch is imported where a model is loaded or written, not with the registry: the model-file
-# suffix and format are read by commands that never build a model
+if TYPE_CHECKING:  # torch is imported where a model is loaded or written, not with the registry:
+    from torch import nn  # the model-file suffix and format are read by commands that build no model
+
 _MODELS: dict[str, tuple[type[nn.Module], type]] = {}
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 

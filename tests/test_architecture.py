@@ -24,7 +24,7 @@ LAYERS = ("arcodec.codec", "arcodec.cli", "arcodec.training", "arcodec.evaluatio
 class Import:
     importer: str  # module name, e.g. arcodec.codec.api
     imported: str  # resolved module (or module.attribute) name
-    top_level: bool  # executed when the importer is imported
+    top_level: bool  # executed when the importer is imported (not inside a function or an if TYPE_CHECKING)
     line: int
 
 
@@ -43,7 +43,11 @@ def _imports(path: Path) -> list[Import]:
 
     def visit(node, top):
         for child in ast.iter_child_nodes(node):
-            nested = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.If) and ast.unparse(child.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                visit(ast.Module(body=child.body, type_ignores=[]), False)  # never runs, but counts for the layers
+                visit(ast.Module(body=child.orelse, type_ignores=[]), top)
+                continue
+            nested = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))  # runs when called
             if isinstance(child, ast.Import):
                 out.extend(Import(name, a.name, top, child.lineno) for a in child.names)
             elif isinstance(child, ast.ImportFrom):
