@@ -25,8 +25,8 @@ from pathlib import Path
 from arcodec.errors import ModelError
 
 # torch and the architectures are imported when a model's network is first needed, not with
-# the cards or the weights: the commands that only read cards and headers (arcodec info) and
-# the photo models' coder (numpy, from the weights file) run without them
+# the cards or the weights: the commands that only read cards and headers (arcodec info,
+# arcodec models) and the engines built from the weights file in numpy run without them
 
 ZOO_DIR = Path(__file__).resolve().parent
 # the configs a coder reads without torch, by architecture: (module, class)
@@ -70,8 +70,8 @@ def default_model(images) -> str:
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
     """A zoo model or a checkpoint, its sha256 verified. The torch network (:attr:`net`) is
-    built when first asked for: a local photo model codes without it
-    (:func:`arcodec.codec.api.coding`)."""
+    built when first asked for: a local photo model codes, and a Gated PixelCNN decodes a few
+    tiles, without it (:func:`arcodec.codec.api.coding`)."""
 
     name: str
     model_id: int  # permanent id written in .arc headers; 0 for a checkpoint file
