@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arcodec import fixed as exact
+from arcodec import fixed
 from arcodec.codec import autoregressive
 from arcodec.codec.coders import coder_threads, register_coder
 from arcodec.codec.engine import IntLayer, JointLayer, float64
@@ -56,9 +56,9 @@ KERNEL_SPLIT = 16  # tiles in a batch from which the decoder runs on several thr
 ACT = 511  # activations: integers in [-ACT, ACT]
 GATE = 511  # gate outputs: integers in [-GATE, GATE], units of 1 / GATE
 WEIGHTS = 127  # int8 weights
-GATE_RANGE = float(exact.TABLE_RANGE)  # pre-activation scales reach at most +-16 (tanh, sigmoid saturate)
-LOGIT_MAX = int(exact.ACT_LIMIT) << exact.ACT_FRAC  # logits on the 2**-12 grid, clamped like exact mode
-_TABLE_SHIFT = 2 * exact.TABLE_FRAC  # tanh * sigmoid in 2**-48 units
+GATE_RANGE = float(fixed.TABLE_RANGE)  # pre-activation scales reach at most +-16 (tanh, sigmoid saturate)
+LOGIT_MAX = int(fixed.ACT_LIMIT) << fixed.ACT_FRAC  # logits on the 2**-12 grid, clamped like exact mode
+_TABLE_SHIFT = 2 * fixed.TABLE_FRAC  # tanh * sigmoid in 2**-48 units
 _TABLE_ROUND = 1 << (_TABLE_SHIFT - 1)  # added before the shift: rounds half up (the kernels read both)
 
 
@@ -124,9 +124,9 @@ def _gate_tables(scale: float) -> tuple[np.ndarray, np.ndarray]:
     """tanh and sigmoid (int64, 2**-24 units) of k * scale for the integers k in [-ACT, ACT]
     (entry k + ACT), read from the exact tables at the nearest 2**-12 grid point. ``k * scale``
     is one IEEE multiplication: the same index on every machine."""
-    n = exact.TABLE_RANGE << exact.ACT_FRAC
+    n = fixed.TABLE_RANGE << fixed.ACT_FRAC
     k = np.arange(-ACT, ACT + 1, dtype=np.float64)
-    idx = np.clip(np.floor(k * (scale * (1 << exact.ACT_FRAC)) + 0.5), -n, n).astype(np.int64) + n
+    idx = np.clip(np.floor(k * (scale * (1 << fixed.ACT_FRAC)) + 0.5), -n, n).astype(np.int64) + n
     tanh, sig = _integer_gate_tables()
     return tanh[idx], sig[idx]
 
@@ -134,7 +134,7 @@ def _gate_tables(scale: float) -> tuple[np.ndarray, np.ndarray]:
 @lru_cache(maxsize=None)
 def _integer_gate_tables() -> tuple[np.ndarray, np.ndarray]:
     """:func:`arcodec.fixed.gate_tables` as int64 multiples of 2**-TABLE_FRAC (once, not per gate)."""
-    return tuple(np.round(t * 2.0**exact.TABLE_FRAC).astype(np.int64) for t in exact.gate_tables())
+    return tuple(np.round(t * 2.0**fixed.TABLE_FRAC).astype(np.int64) for t in fixed.gate_tables())
 
 
 class _Gate:
@@ -234,7 +234,7 @@ class GatedEngine:
         st = w.state
         self.head = [IntLayer(st["head.1.conv.weight"], st["head.1.conv.bias"], stream, hidden, ACT, 0, ACT,
                               WEIGHTS, tensors=tensors),
-                     IntLayer(st["head.3.conv.weight"], st["head.3.conv.bias"], hidden, 2.0**-exact.ACT_FRAC,
+                     IntLayer(st["head.3.conv.weight"], st["head.3.conv.bias"], hidden, 2.0**-fixed.ACT_FRAC,
                               ACT, -LOGIT_MAX, LOGIT_MAX, WEIGHTS, tensors=tensors)]
 
     def receptive_field(self) -> tuple[int, int]:
@@ -249,7 +249,7 @@ class GatedEngine:
     def logits(self, h):
         """The horizontal stack after the last layer (N, f) -> logits (N, K) on the 2**-12 grid."""
         t = self.head[1](self.head[0](h.clamp(min=0)))
-        return t.double().mul_(2.0**-exact.ACT_FRAC)
+        return t.double().mul_(2.0**-fixed.ACT_FRAC)
 
     def features(self, x):
         """The horizontal stack after the last layer, (B, H, W, f) float32 integers: what
@@ -401,7 +401,7 @@ class GatedStepper:
         eng = self.engine
         if self.kernel is not None:
             _run_kernel(self, x, r, c)
-            return self.logits.double().mul_(2.0**-exact.ACT_FRAC).unsqueeze(2)
+            return self.logits.double().mul_(2.0**-fixed.ACT_FRAC).unsqueeze(2)
         if c > 0:  # the first layer sees the pixels to the left: (r, c - 1) is its newest
             self.cols[0][:, 0, eng.layers[0].h_conv.pad[0] + c - 1] = eng.units(x[:, :, r, c - 1])
         h = None
@@ -626,7 +626,7 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
 
 _STEP = compile_kernel(_step_kernel)
 _ROW = compile_kernel(_row_kernel)
-_EXP_WEIGHTS = exact.exp_table()
+_EXP_WEIGHTS = fixed.exp_table()
 
 
 def _float32(dtype) -> bool:
