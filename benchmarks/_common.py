@@ -131,12 +131,14 @@ def applies(levels: int, channels: int, name: str) -> bool:
 def plan(sets: list[str]) -> list[tuple[dict, str]]:
     """(model card, data set) pairs to benchmark: every shipped model that can code on every
     data set in ``sets`` it applies to, plus the data set its card names. A model that
-    cannot code at all is left out with a printed note, a superseded one silently."""
+    cannot code at all is left out with a printed note; a superseded one, and one chosen by
+    name only (no applies rule: the smaller digit models, which benchmarks/frontier.py
+    measures), silently."""
     from arcodec.zoo import cards, load_model
 
     out = []
     for card in cards():
-        if card.get("superseded_by"):  # kept to decode its files, never picked
+        if card.get("superseded_by") or "applies" not in card:  # never picked by auto
             continue
         why = coder_refusal(card["name"])
         if why:

@@ -209,6 +209,8 @@ def models():
             ok = f"FAILED: {e}"
         if c.get("superseded_by"):
             ok += f", superseded by {c['superseded_by']} (decodes its files)"
+        elif "applies" not in c:
+            ok += ", by name only (no applies rule: --model auto never picks it)"
         data = c.get("data") or c.get("train_config", {}).get("data", "?")
         nll = (f"{c['test_nll_bpd']:.4f} test" if "test_nll_bpd" in c
                else f"{c['val_bpd']:.4f} val" if c.get("val_bpd") is not None else "?")
