@@ -133,6 +133,7 @@ def test_threads_give_the_same_bytes_and_pixels(monkeypatch):
         torch.set_num_threads(3)
         monkeypatch.setattr(wf, "WORKERS", 3)
         monkeypatch.setattr(wf, "SHARE_ROWS", 1)
+        monkeypatch.setattr(wf, "DECODE_SHARE", 1)
         monkeypatch.setattr(wf, "TRUNK_WINDOWS", 16)
         monkeypatch.setattr(wf, "TABLE_ROWS", 200)
         assert [p for p, _ in wf.encode_streams(m, x, [1, 1])] == one
