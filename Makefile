@@ -41,7 +41,9 @@ bench-full: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/speed.py --full
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/determinism.py --full
 	$(BIN)/python benchmarks/photos.py --full
+	$(BIN)/python benchmarks/photo_threads.py
 	$(BIN)/python benchmarks/scale_offsets.py
+	$(BIN)/python benchmarks/frontier.py --full
 	$(BIN)/python benchmarks/plots.py
 	$(BIN)/python benchmarks/readme.py
 

@@ -103,10 +103,9 @@ def _band_order(r0: int, r1: int, width: int, slope: int) -> tuple[np.ndarray, n
 WORKERS = max(1, min(4, os.cpu_count() or 1))  # the most threads that share out a coder's work
 SHARE_ROWS = 64  # pixels a thread gets at least: below, the hand-off costs more than it saves
 # pixels of a line a decoding thread gets at least: a line's work is small and partly holds
-# the GIL, so threads gain only on long lines or many tiles. Timed in one process on a quiet
-# machine (photo-rgb, one photo a call), one thread against two: 512 wide (lines of up to 128
-# pixels) 4.7 s against 5.1; 768 wide (192) equal; 1404 wide (351) 12.8 against 11.3; 64
-# tiles of 64x64 (1,024 pixels a line) 2.75 against 2.2
+# the GIL, so a second thread gains only on long lines or many tiles and costs on short ones
+# (`python benchmarks/photo_threads.py`: a 512-wide photo, lines of up to 128 pixels, decoded
+# slower on two threads sharing every line than on one; a 1404-wide one faster)
 DECODE_SHARE = 128
 _POOL: list = []
 
