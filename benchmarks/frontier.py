@@ -68,6 +68,7 @@ def plot(rows: list[dict], path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, label, marker in (("batch_decode_img_s", "decode, batch of digits", "o"),
@@ -78,8 +79,8 @@ def plot(rows: list[dict], path) -> None:
         for r, x_, y_ in zip(rows, xs, ys):
             ax.annotate(f"{r['layers']}x{r['hidden']}", (x_, y_), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xticks([10, 20, 50, 100, 200])
     ax.set_xlim(8, 300)
     ax.set_xlabel("decode images/s (2 CPU threads, integer engine)")
