@@ -29,6 +29,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/speed.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/determinism.py
 	$(BIN)/python benchmarks/photos.py
+	$(BIN)/python benchmarks/pixelcnn_step.py
 	$(BIN)/python benchmarks/engine_precision.py
 	$(BIN)/python benchmarks/plots.py
 	$(BIN)/python benchmarks/train_throughput.py --steps 30

@@ -89,8 +89,15 @@ def float_model(model):
 
 
 def make_stepper(model, batch: int, channels: int, height: int, width: int, naive: bool = False) -> Stepper:
-    """The model's own stepper where it has one, else the naive one. A stepper is called
-    once per channel of a pixel, with the channels before it decoded."""
+    """The compiled stepper of a PixelCNN or PixelCNN-MADE (:mod:`arcodec.codec.pixelcnn_step`:
+    the same numbers), else the model's own stepper where it has one, else the naive one. A
+    stepper is called once per channel of a pixel, with the channels before it decoded."""
+    if not naive:
+        from arcodec.codec.pixelcnn_step import compiled_stepper
+
+        fast = compiled_stepper(model, batch, channels, height, width)
+        if fast is not None:
+            return fast
     if not naive and hasattr(model, "incremental"):
         return model.incremental(batch, height, width)
     return FullPassStepper(model, batch, height, width)

@@ -1,0 +1,432 @@
+"""Compiled decoder steps for the PixelCNN family: the exact arithmetic of engine 0, fused.
+
+The files of a PixelCNN or a PixelCNN-MADE are coded in the exact mode of :mod:`arcodec.exact`:
+activations on the 2**-12 grid, integer weights times 2**-s, sums of integer products that
+stay below 2**53, so float64 holds every one exactly. The PyTorch steppers
+(:class:`~arcodec.models.pixelcnn.PixelCNNIncremental`, the PixelCNN-MADE's) compute one
+position of every layer a pixel, but through some 150 torch operations, each a few
+microseconds of dispatch for a few thousand multiply-adds: the decoder ran at a few images
+a second whatever the batch.
+
+:class:`CompiledStepper` runs the same arithmetic in one numba kernel per pixel and channel:
+
+* values are held in grid units (the integers ``v = x * 2**12``), so a layer is
+  ``rint((bias + sum v w) * 2**-s)`` clamped to the activation range: the products and
+  sums are the same exact integers as torch's (any order gives them), the scaling by a
+  power of two is exact and ``rint`` rounds half to even as ``torch.round`` does; ReLU,
+  the residual sum and its clamp are the same too. So the coder's tables are the PyTorch
+  stepper's, element for element (``tests/test_pixelcnn_step.py``): no format change, and
+  files written before decode as they did;
+* the residual blocks' k x k convolutions read ring buffers of their input rows (one slot a
+  row, the rows above the image left out as the padding leaves them out); the first layer
+  reads the levels themselves through the embedding's K grid values; taps that the mask
+  removes entirely are never visited, and zero inputs (most of them, after a ReLU) are
+  skipped;
+* PixelCNN-MADE: the trunk and the context parts of the MADE once a pixel, then for each
+  channel only the MADE's hidden layers and the K outputs of that channel; PixelCNN: the
+  whole network again for every channel (its colour masks make position (r, c) depend on
+  the channels decoded so far), the head's K outputs of that channel only;
+* the logits become the coder's weights exp(logit - max) from the table of
+  :func:`arcodec.exact.softmax_weights`, inside the kernel;
+* a batch of KERNEL_SPLIT tiles or more is shared among the coder's threads (the kernel
+  releases the GIL), each thread a slice of the tiles.
+
+Models the kernel does not cover (layer normalisation, a mixture head, ``causal=False``,
+a MADE with another ordering) and runs without numba (or with ARCODEC_NO_NUMBA=1) keep the
+PyTorch steppers: the same numbers, slower.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numpy as np
+
+from arcodec import fixed
+from arcodec.codec.coders import coder_threads
+from arcodec.codec.mixture import compile_kernel
+
+KERNEL_SPLIT = 16  # tiles in a batch from which a step is shared among threads
+ENABLED = True  # False: the codec takes the PyTorch steppers (benchmarks/pixelcnn_step.py times both)
+_ONE = float(fixed.ONE)
+_LIMIT = float(fixed.ACT_LIMIT) * _ONE  # the activation clamp in grid units
+
+
+def compiled_stepper(model, batch: int, channels: int, height: int, width: int) -> "CompiledStepper | None":
+    """The compiled stepper of ``model`` (a PixelCNN or PixelCNN-MADE in exact mode that the
+    kernel covers), or None: the caller then takes the model's own stepper."""
+    if not ENABLED or _TRUNK is None or not _covered(model):
+        return None
+    return CompiledStepper(model, batch, height, width)
+
+
+def _covered(model) -> bool:
+    arch = getattr(model, "arch", None)
+    if arch not in ("pixelcnn", "pixelcnn-made"):
+        return False
+    c = model.config
+    if c.norm or not c.causal or getattr(c, "mixture", 0) or not model.first.exact:
+        return False
+    if any(b.conv.dilation != 1 or b.reduce.dilation != 1 for b in model.blocks):
+        return False
+    if arch == "pixelcnn-made":
+        return model.made.ordering.tolist() == list(range(c.channels))
+    return True
+
+
+def _grid(q) -> tuple[np.ndarray, np.ndarray, float]:
+    """A quantized layer (wq, bq, s) of :func:`arcodec.exact.quantize_conv` as (weights (o, ...)
+    float64 integers, bias in grid units, the multiplier 2**-s)."""
+    wq, bq, s = q
+    w = wq.detach().double().numpy()
+    b = np.zeros(len(w)) if bq is None else (bq.detach().double() * _ONE).numpy()
+    return w, b, 2.0 ** (-s)
+
+
+def _taps(w: np.ndarray, dilation: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The taps of a masked convolution's weights w (o, i, kh // 2 + 1, kw) that are not all
+    zero: offsets (T, 2) (rows up, columns either side) and their weights (T, i, o)."""
+    _, _, rows, kw = w.shape
+    taps, ws = [], []
+    for a in range(rows):
+        for t in range(kw):
+            if np.any(w[:, :, a, t]):
+                taps.append(((a - (rows - 1)) * dilation, (t - kw // 2) * dilation))
+                ws.append(w[:, :, a, t].T)
+    if not taps:  # a layer that reads nothing: one zero tap keeps the arrays' shapes
+        taps, ws = [(0, 0)], [np.zeros((w.shape[1], w.shape[0]))]
+    return np.array(taps, dtype=np.int64), np.ascontiguousarray(np.stack(ws))
+
+
+def _linear(layer) -> tuple[np.ndarray, np.ndarray, float]:
+    """A 1x1 masked convolution or a masked linear layer as (weights (i, o), bias, multiplier)."""
+    w, b, m = _grid(layer._quantized())
+    return np.ascontiguousarray(w.reshape(len(w), -1).T), b, m
+
+
+class CompiledStepper:
+    """Raster-order decoding of a PixelCNN or PixelCNN-MADE by the compiled kernels (the
+    module docstring). ``weights(x, r, c, ch)`` gives the coder's table (B, K) of channel ch
+    of pixel (r, c), the channels before ch of that pixel decoded in x (B, C, H, W) (a
+    torch tensor on the CPU or a numpy array, int64); ``begin_row(x, r)`` computes the
+    positions before row r that no step went through (a sampler's given rows)."""
+
+    numpy = False  # x may be a tensor: the kernels read it through .numpy(), no copy
+
+    def __init__(self, model, batch: int, height: int, width: int):
+        import torch
+
+        c = model.config
+        self.made = model.arch == "pixelcnn-made"
+        self.channels, self.levels, self.width = c.channels, c.levels, width
+        with torch.no_grad():
+            emb = (model.embed(torch.arange(c.levels)) * _ONE).numpy()
+        w0, b0, m0 = _grid(model.first._quantized())
+        taps0, w0 = _taps(w0)
+        blocks = model.blocks
+        half = c.hidden // 2
+        if blocks:
+            convs = [_grid(b.conv._quantized()) for b in blocks]
+            taps = _taps(convs[0][0])[0]
+            wc = np.stack([_taps_as(w, taps) for w, _, _ in convs])
+            lin_r = [_linear(b.reduce) for b in blocks]
+            lin_e = [_linear(b.expand) for b in blocks]
+            rows = int(-taps[:, 0].min()) + 1
+        else:  # no blocks: empty stacks of the right ranks
+            taps, wc, rows = np.zeros((1, 2), np.int64), np.zeros((0, 1, half, half)), 1
+            convs, lin_r, lin_e = [], [], []
+        self.trunk = (emb, taps0, w0, b0, m0, taps,
+                      _stack([w for w, _, _ in lin_r], (0, c.hidden, half)), _stack([b for _, b, _ in lin_r], (0, half)),
+                      np.array([m for _, _, m in lin_r]),
+                      wc, _stack([b for _, b, _ in convs], (0, half)), np.array([m for _, _, m in convs]),
+                      _stack([w for w, _, _ in lin_e], (0, half, c.hidden)), _stack([b for _, b, _ in lin_e], (0, c.hidden)),
+                      np.array([m for _, _, m in lin_e]))
+        self.rings = np.zeros((len(blocks), batch, rows, width, half))
+        self.h = np.zeros((batch, c.hidden))  # the trunk's output at the current position
+        if self.made:
+            made = model.made
+            self.head = (*_linear(model.features), *_linear(made.layers[0]), *_linear(made.ctx_hidden),
+                         *_hidden_stack([_linear(layer) for layer in made.layers[1:]], made.layers[0].linear.out_features),
+                         *_linear(made.out), *_linear(made.ctx_out))
+            self.ctx_h = np.zeros((batch, made.layers[0].linear.out_features))  # ctx_hidden(phi), once a pixel
+            self.ctx_o = np.zeros((batch, c.channels * c.levels))  # ctx_out(phi)
+        else:
+            self.head = (*_linear(model.head[1]), *_linear(model.head[3]))
+        self.table = np.zeros((batch, c.levels))
+        self.logits = np.zeros((batch, c.levels))  # the table's logits, grid units
+        self.done = 0  # raster index: the positions before it hold their final activations
+
+    def begin_row(self, x, r: int) -> None:
+        self._catch_up(_array(x), r * self.width)
+
+    def _catch_up(self, x: np.ndarray, upto: int) -> None:
+        while self.done < upto:
+            r, c = divmod(self.done, self.width)
+            self._run(x, r, c, 0, head=False)
+            self.done += 1
+
+    def weights(self, x, r: int, c: int, ch: int) -> np.ndarray:
+        x = _array(x)
+        i = r * self.width + c
+        self._catch_up(x, i)
+        self._run(x, r, c, ch, head=True)
+        if ch == self.channels - 1:
+            self.done = max(self.done, i + 1)
+        return self.table.copy()
+
+    def step(self, x, r: int, c: int):
+        """The logits (B, K, C) of pixel (r, c) from the channels of x decoded so far (a
+        sampler's step): float64 tensors on the grid, the PyTorch stepper's values. Channel
+        d's logits see x's channels before d at (r, c), as the model's own do."""
+        import torch
+
+        x = _array(x)
+        i = r * self.width + c
+        self._catch_up(x, i)
+        out = np.empty((len(x), self.levels, self.channels))
+        for ch in range(self.channels):
+            self._run(x, r, c, ch, head=True)
+            out[:, :, ch] = self.logits
+        self.done = max(self.done, i + 1)
+        return torch.from_numpy(out * 2.0**-fixed.ACT_FRAC)
+
+    def _run(self, x: np.ndarray, r: int, c: int, ch: int, head: bool) -> None:
+        """One kernel call over the batch, in slices on the coder's threads when it pays."""
+        trunk = not self.made or ch == 0  # a PixelCNN's position depends on the channels decoded
+        args = (r, c, ch, trunk, head, x, *self.trunk, self.rings, self.h, _LIMIT)
+        if self.made:
+            def call(b0, b1):
+                _MADE(b0, b1, *args, *self.head, self.ctx_h, self.ctx_o, self.levels, _EXP_WEIGHTS, self.logits,
+                      self.table)
+        else:
+            def call(b0, b1):
+                _CATEGORICAL(b0, b1, *args, *self.head, self.levels, _EXP_WEIGHTS, self.logits, self.table)
+        batch = len(x)
+        threads = 1 if batch < KERNEL_SPLIT else coder_threads()
+        if threads < 2:
+            call(0, batch)
+            return
+        cuts = np.linspace(0, batch, threads + 1).round().astype(int)
+        list(_pool(threads).map(lambda ab: call(*ab), zip(cuts[:-1], cuts[1:])))
+
+
+def _taps_as(w: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Weights w (o, i, rows, kw) at the given taps: (T, i, o) (every block has one mask)."""
+    rows, kw = w.shape[2], w.shape[3]
+    return np.ascontiguousarray(np.stack([w[:, :, rows - 1 + dy, kw // 2 + dx].T for dy, dx in taps]))
+
+
+def _stack(arrays: list, empty: tuple) -> np.ndarray:
+    return np.ascontiguousarray(np.stack(arrays)) if arrays else np.zeros(empty)
+
+
+def _hidden_stack(layers: list, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The MADE's hidden layers after the first, stacked (L, width, width), (L, width), (L,)."""
+    return (_stack([w for w, _, _ in layers], (0, width, width)), _stack([b for _, b, _ in layers], (0, width)),
+            np.array([m for _, _, m in layers], dtype=np.float64))
+
+
+def _array(x) -> np.ndarray:
+    """The decoder's images as an int64 numpy array (a view of a CPU tensor)."""
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+
+
+@lru_cache(maxsize=None)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads)
+
+
+# ------------------------------------------------------------------------------ kernels
+
+def _trunk_kernel(b, r, c, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc, we, be, me, rings, h, limit):
+    """Position (r, c) of every trunk layer for tile b: the first (type A) layer from the
+    levels, then each residual block, writing its k x k convolution's input into its ring;
+    the last block's output into h (grid units)."""
+    hidden = w0.shape[2]
+    half = wr.shape[2]
+    n_in = w0.shape[1]
+    width = x.shape[3]
+    slots = rings.shape[2]
+    acc = np.empty(hidden)
+    u = np.empty(half)
+    for o in range(hidden):
+        acc[o] = b0[o]
+    for t in range(taps0.shape[0]):
+        rr, cc = r + taps0[t, 0], c + taps0[t, 1]
+        if rr < 0 or cc < 0 or cc >= width:
+            continue  # the padding: zeros
+        for i in range(n_in):
+            v = emb[x[b, i, rr, cc]]
+            if v != 0.0:
+                for o in range(hidden):
+                    acc[o] += v * w0[t, i, o]
+    for o in range(hidden):
+        h[o] = min(max(np.rint(acc[o] * m0), -limit), limit)
+    slot = r % slots
+    for k in range(wr.shape[0]):
+        for o in range(half):  # reduce: ReLU(h) -> 1x1 -> ReLU, into the ring
+            acc[o] = br[k, o]
+        for j in range(hidden):
+            v = h[j]
+            if v > 0.0:
+                for o in range(half):
+                    acc[o] += v * wr[k, j, o]
+        for o in range(half):
+            rings[k, b, slot, c, o] = max(min(max(np.rint(acc[o] * mr[k]), -limit), limit), 0.0)
+        for o in range(half):  # the k x k convolution over the ring, then ReLU
+            acc[o] = bc[k, o]
+        for t in range(taps.shape[0]):
+            rr, cc = r + taps[t, 0], c + taps[t, 1]
+            if rr < 0 or cc < 0 or cc >= width:
+                continue
+            s = rr % slots
+            for j in range(half):
+                v = rings[k, b, s, cc, j]
+                if v != 0.0:
+                    for o in range(half):
+                        acc[o] += v * wc[k, t, j, o]
+        for o in range(half):
+            u[o] = max(min(max(np.rint(acc[o] * mc[k]), -limit), limit), 0.0)
+        for o in range(hidden):  # expand, and the residual sum
+            acc[o] = be[k, o]
+        for j in range(half):
+            v = u[j]
+            if v != 0.0:
+                for o in range(hidden):
+                    acc[o] += v * we[k, j, o]
+        for o in range(hidden):
+            h[o] = min(max(h[o] + min(max(np.rint(acc[o] * me[k]), -limit), limit), -limit), limit)
+
+
+def _weights_of(logits, exp_weights, table, b):
+    """Logits (K,) in grid units -> row b of the coder's table, exp(logit - max) from the
+    table of :func:`arcodec.exact.softmax_weights`."""
+    n_exp = len(exp_weights) - 1
+    top = logits[0]
+    for o in range(1, logits.shape[0]):
+        top = max(top, logits[o])
+    for o in range(logits.shape[0]):
+        table[b, o] = exp_weights[min(np.int64(top - logits[o]), n_exp)]
+
+
+def _categorical_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc,
+                        we, be, me, rings, h, limit, w1, bias1, m1, w2, bias2, m2, levels, exp_weights, out, table):
+    """A PixelCNN's step for tiles b0_..b1_-1: the trunk at (r, c), then its head (ReLU, 1x1,
+    ReLU, 1x1) for the K logits of channel ch only."""
+    hid = np.empty(w1.shape[1])
+    logits = np.empty(levels)
+    for b in range(b0_, b1_):
+        if trunk:
+            _TRUNK(b, r, c, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc, we, be, me, rings, h[b], limit)
+        if not head:
+            continue
+        for o in range(hid.shape[0]):
+            hid[o] = bias1[o]
+        for j in range(h.shape[1]):
+            v = h[b, j]
+            if v > 0.0:
+                for o in range(hid.shape[0]):
+                    hid[o] += v * w1[j, o]
+        for o in range(hid.shape[0]):
+            hid[o] = max(min(max(np.rint(hid[o] * m1), -limit), limit), 0.0)
+        lo = ch * levels
+        for o in range(levels):
+            logits[o] = bias2[lo + o]
+        for j in range(hid.shape[0]):
+            v = hid[j]
+            if v != 0.0:
+                for o in range(levels):
+                    logits[o] += v * w2[j, lo + o]
+        for o in range(levels):
+            logits[o] = min(max(np.rint(logits[o] * m2), -limit), limit)
+        for o in range(levels):
+            out[b, o] = logits[o]
+        _WEIGHTS(logits, exp_weights, table, b)
+
+
+def _made_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc,
+                 we, be, me, rings, h, limit, wf, bf, mf, wi, bi, mi, wch, bch, mch, wl, bl, ml, wo, bo, mo,
+                 wco, bco, mco, ctx_h, ctx_o, levels, exp_weights, out, table):
+    """A PixelCNN-MADE's step for tiles b0_..b1_-1. With ``trunk`` (the pixel's first
+    channel): the trunk at (r, c), the context phi = ReLU(1x1(ReLU(h))) and its two parts of
+    the MADE (into ctx_h, ctx_o). With ``head``: the MADE on the one-hot of the pixel's
+    levels (the channels from ch on are zeros there, which the masks never read) for the K
+    logits of channel ch."""
+    n_f = wf.shape[1]
+    width_h = wi.shape[1]
+    channels = x.shape[1]
+    phi = np.empty(n_f)
+    hid = np.empty(width_h)
+    nxt = np.empty(width_h)
+    logits = np.empty(levels)
+    one = 4096.0  # the one-hot's 1 in grid units
+    for b in range(b0_, b1_):
+        if trunk:
+            _TRUNK(b, r, c, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc, we, be, me, rings, h[b], limit)
+            for o in range(n_f):
+                phi[o] = bf[o]
+            for j in range(h.shape[1]):
+                v = h[b, j]
+                if v > 0.0:
+                    for o in range(n_f):
+                        phi[o] += v * wf[j, o]
+            for o in range(n_f):
+                phi[o] = max(min(max(np.rint(phi[o] * mf), -limit), limit), 0.0)
+            for o in range(width_h):
+                ctx_h[b, o] = bch[o]
+            for o in range(ctx_o.shape[1]):
+                ctx_o[b, o] = bco[o]
+            for j in range(n_f):
+                v = phi[j]
+                if v != 0.0:
+                    for o in range(width_h):
+                        ctx_h[b, o] += v * wch[j, o]
+                    for o in range(ctx_o.shape[1]):
+                        ctx_o[b, o] += v * wco[j, o]
+            for o in range(width_h):
+                ctx_h[b, o] = min(max(np.rint(ctx_h[b, o] * mch), -limit), limit)
+            for o in range(ctx_o.shape[1]):
+                ctx_o[b, o] = min(max(np.rint(ctx_o[b, o] * mco), -limit), limit)
+        if not head:
+            continue
+        for o in range(width_h):  # the first hidden layer: one-hot rows of the weights
+            hid[o] = bi[o]
+        for d in range(channels):
+            row = d * levels + x[b, d, r, c]
+            for o in range(width_h):
+                hid[o] += one * wi[row, o]
+        for o in range(width_h):
+            y = min(max(np.rint(hid[o] * mi), -limit), limit)
+            hid[o] = max(min(max(y + ctx_h[b, o], -limit), limit), 0.0)
+        for k in range(wl.shape[0]):
+            for o in range(width_h):
+                nxt[o] = bl[k, o]
+            for j in range(width_h):
+                v = hid[j]
+                if v != 0.0:
+                    for o in range(width_h):
+                        nxt[o] += v * wl[k, j, o]
+            for o in range(width_h):
+                hid[o] = max(min(max(np.rint(nxt[o] * ml[k]), -limit), limit), 0.0)
+        lo = ch * levels
+        for o in range(levels):
+            logits[o] = bo[lo + o]
+        for j in range(width_h):
+            v = hid[j]
+            if v != 0.0:
+                for o in range(levels):
+                    logits[o] += v * wo[j, lo + o]
+        for o in range(levels):
+            y = min(max(np.rint(logits[o] * mo), -limit), limit)
+            logits[o] = min(max(y + ctx_o[b, lo + o], -limit), limit)
+        for o in range(levels):
+            out[b, o] = logits[o]
+        _WEIGHTS(logits, exp_weights, table, b)
+
+
+_TRUNK = compile_kernel(_trunk_kernel)
+_WEIGHTS = compile_kernel(_weights_of)
+_CATEGORICAL = compile_kernel(_categorical_kernel)
+_MADE = compile_kernel(_made_kernel)
+_EXP_WEIGHTS = fixed.exp_table()
