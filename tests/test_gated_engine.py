@@ -102,6 +102,44 @@ def test_the_compiled_step_and_the_pytorch_step_give_the_same_tables(monkeypatch
     assert torch.equal(compiled[0][0], x)
 
 
+def test_a_large_batch_steps_by_matrix_products_with_the_kernels_tables(monkeypatch):
+    """From BLAS_BATCH tiles a step is one matrix product a layer over the batch (numpy's
+    BLAS, float32: exact integers) between compiled element-wise kernels: the same tables and
+    pixels as the step kernel's loops, on one thread and on two (the batch in slices)."""
+    if gated._REQ_GATE is None:
+        pytest.skip("numba is not installed: only the PyTorch step exists")
+    net = tiny(dilation="1,2,4")
+    n = gated.BLAS_BATCH + 5
+    x = torch.randint(0, 256, (n, 1, 6, 7))
+    [(payload, _)] = gated.encode_streams(net, x, [n])
+    assert gated.engine(net).incremental(n, 6, 7).blas is not None
+    runs = []
+    for threads in (1, 2):
+        monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
+        runs.append(decoded_tables(net, [payload], [n], 6, 7))
+    monkeypatch.setattr(gated, "BLAS_BATCH", n + 1)
+    assert gated.engine(net).incremental(n, 6, 7).blas is None
+    runs.append(decoded_tables(net, [payload], [n], 6, 7))
+    for y, tables in runs:
+        assert torch.equal(y, x) and all(np.array_equal(tables[k], runs[-1][1][k]) for k in tables)
+
+
+def test_the_compiled_gate_gives_the_pytorch_gates_integers(monkeypatch):
+    """The encoder's and the row pass's gate (:class:`gated._Gate`): one compiled kernel on the
+    CPU, the same integers as its PyTorch operations, over every pre-activation there is."""
+    if gated._GATE is None:
+        pytest.skip("numba is not installed: only the PyTorch gate exists")
+    gate = gated._Gate(0.037, tensors=True)
+    k = torch.arange(-gated.ACT, gated.ACT + 1, dtype=torch.float32)
+    pre = torch.cartesian_prod(k, k.flip(0)[::7])  # (a, b) pairs, a and b the two halves
+    pre = torch.cat([pre, pre.flip(1)]).contiguous()
+    compiled = gate(pre)
+    monkeypatch.setattr(gated, "_GATE", None)
+    plain = gate(pre)
+    assert compiled.dtype == plain.dtype == torch.float32 and torch.equal(compiled, plain)
+    assert compiled.min() < 0 < compiled.max() and len(torch.unique(compiled)) > 100
+
+
 def test_the_whole_image_pass_does_not_depend_on_the_crop():
     """The encoder's bands see crops of rows: a crop holding a pixel's receptive field gives
     that pixel the same logits as the whole image (integers: no order to depend on)."""

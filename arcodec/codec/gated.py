@@ -143,16 +143,22 @@ class _Gate:
     Its tables are numpy arrays, or torch tensors with ``tensors`` (the PyTorch path)."""
 
     def __init__(self, scale: float, tensors: bool):
-        self.tanh, self.sig = _gate_tables(scale)
+        self.tanh, self.sig = self.arrays = _gate_tables(scale)
         if tensors:
             import torch
 
             self.tanh, self.sig = torch.from_numpy(self.tanh), torch.from_numpy(self.sig)
 
     def __call__(self, pre):
-        """pre (N, 2f) integer-valued tensor -> (N, f) integers, in pre's type."""
+        """pre (N, 2f) integer-valued tensor -> (N, f) integers, in pre's type: one compiled
+        kernel (:func:`_gate_kernel`, rows shared among the coder's threads) on the CPU, the
+        same integers as the PyTorch operations below (without numba, or on another device)."""
         import torch
 
+        if _GATE is not None and pre.device.type == "cpu":
+            out = torch.empty((len(pre), pre.shape[1] // 2), dtype=pre.dtype)
+            _split_rows(lambda a, b: _GATE(pre.numpy()[a:b], *self.arrays, ACT, GATE, out.numpy()[a:b]), len(pre))
+            return out
         a, b = (pre.long() + ACT).chunk(2, dim=1)
         prod = torch.take(self.tanh, a) * torch.take(self.sig, b) * GATE  # < 2**58
         out = torch.bitwise_right_shift(prod + _TABLE_ROUND, _TABLE_SHIFT)
@@ -169,9 +175,9 @@ class _Layer:
         self.first = shape.first
         self.v_conv, self.h_conv = shape.v, shape.h  # their padding, kernel and dilation
         sv, sh = min(pre_v, GATE_RANGE) / ACT, min(pre_h, GATE_RANGE) / ACT
-        self.vertical = IntLayer(w("v.conv.weight"), w("v.conv.bias"), v_in[0], sv, v_in[1], -ACT, ACT, WEIGHTS,
-                                 tensors=tensors)
-        self.horizontal = JointLayer([w("h.conv.weight"), w("link.conv.weight")],
+        self.vertical = IntLayer(taps_last(w("v.conv.weight")), w("v.conv.bias"), v_in[0], sv, v_in[1], -ACT, ACT,
+                                 WEIGHTS, tensors=tensors)
+        self.horizontal = JointLayer([taps_last(w("h.conv.weight")), w("link.conv.weight")],
                                      w("h.conv.bias") + w("link.conv.bias"), [h_in[0], sv], [h_in[1], ACT],
                                      sh, -ACT, ACT, WEIGHTS, tensors=tensors)  # the bias: float32's sum, as the model's
         self.out = IntLayer(w("out.conv.weight"), w("out.conv.bias"), 1.0 / GATE, stream, GATE, None, None,
@@ -283,11 +289,18 @@ def torch_levels(x):
     return torch.as_tensor(x)
 
 
+def taps_last(weight: np.ndarray) -> np.ndarray:
+    """A convolution's weights (out, C, kh, kw) as (out, kh, kw, C): the order of
+    :func:`windows`, whose copies then move runs of C contiguous channels. Quantisation per
+    output channel does not see the order, and the integer sums do not depend on it."""
+    return np.ascontiguousarray(np.asarray(weight).transpose(0, 2, 3, 1))
+
+
 def windows(x, conv, pad: bool = True):
     """Every window of causal convolution ``conv`` (its :class:`ConvShape`) over a tensor x
     (B, H, W, C) (padded as ``conv`` pads, unless ``pad`` is False: x is padded already):
-    (B H' W', C kh kw), each window in the order of the flattened weights. Views and one copy
-    (no im2col)."""
+    (B H' W', kh kw C), each window in the order of the weights (:func:`taps_last`). Views
+    and one copy."""
     if pad:
         import torch.nn.functional as F
 
@@ -297,7 +310,7 @@ def windows(x, conv, pad: bool = True):
     win = x.unfold(1, (kh - 1) * d + 1, 1).unfold(2, (kw - 1) * d + 1, 1)  # (B, H', W', C, span_h, span_w)
     if d > 1:
         win = win[..., ::d, ::d]
-    return win.reshape(-1, win.shape[3] * kh * kw)
+    return win.permute(0, 1, 2, 4, 5, 3).reshape(-1, win.shape[3] * kh * kw)
 
 
 class GatedStepper:
@@ -309,10 +322,13 @@ class GatedStepper:
 
     ``step`` runs one compiled kernel for all layers and the head (:func:`_step_kernel`,
     numba) when every layer computes in float32, else (or with ARCODEC_NO_NUMBA=1) the same
-    arithmetic as PyTorch operations: the two give identical integers (tested). For a batch
-    of fewer than KERNEL_SPLIT tiles, ``begin_row`` too runs one compiled kernel
-    (:func:`_row_kernel`, on ring buffers of its own); larger batches keep PyTorch's matrix
-    products, which pay there.
+    arithmetic as PyTorch operations: the two give identical integers (tested). From
+    BLAS_BATCH tiles a step runs each layer as one float32 matrix product over the batch
+    (numpy's BLAS, at one thread under the coder's own) between compiled element-wise kernels
+    (:func:`_blas_step`): the same integers again, where the kernel's loops would read every
+    weight once per tile. For a batch of fewer than KERNEL_SPLIT tiles, ``begin_row`` too
+    runs one compiled kernel (:func:`_row_kernel`, on ring buffers of its own); larger
+    batches keep PyTorch's matrix products, which pay there.
 
     A numpy engine (``engine.tensors`` False) runs the two kernels only, on numpy images x
     (:attr:`numpy`): no torch at all (:func:`numpy_decodes` says when it can)."""
@@ -327,6 +343,9 @@ class GatedStepper:
         # buffers of their own (every layer's rows, newest last, padded as its kernel pads)
         self.row_kernel = _row_kernel_args(engine) if batch < KERNEL_SPLIT else None
         self.kernel = _kernel_args(engine)
+        # a large batch: each layer's step one matrix product over the batch (BLAS) between
+        # compiled element-wise kernels, instead of the step kernel's per-tile loops
+        self.blas = _blas_args(engine) if batch >= BLAS_BATCH and self.kernel is not None else None
         if self.numpy and (self.row_kernel is None or self.kernel is None):
             raise ValueError("a numpy engine decodes fewer than KERNEL_SPLIT tiles with the compiled kernels only")
         zeros = np.zeros if self.numpy else _torch_zeros
@@ -505,7 +524,7 @@ def _row_kernel(prev, levels, vrows, links, geometry, wv, bias_v, mul_v, w_link,
                         for t in range(kw):
                             xv = vrows[i, b, a * dil, x + t * dil, ch]
                             if xv != 0:
-                                row = (ch * kh + a) * kw + t
+                                row = (a * kw + t) * cin + ch
                                 for o in range(f2):
                                     pre[x, o] += xv * wv[i, row, o]
                 for o in range(f2):
@@ -525,9 +544,18 @@ def _row_kernel(prev, levels, vrows, links, geometry, wv, bias_v, mul_v, w_link,
 
 def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
     """The kernel over the batch: in one call, or in the coder's thread count of slices of
-    the batch at once (the kernel releases the GIL) when the batch is large enough to pay."""
+    the batch at once (the kernel releases the GIL) when the batch is large enough to pay;
+    a batch of BLAS_BATCH tiles or more takes :func:`_blas_step` instead, in slices too."""
     cols, links, logits, table = stepper.arrays
     row = np.ascontiguousarray(np.asarray(x[:, 0, r]))  # the levels of row r (those left of c decoded)
+    if stepper.blas is not None:
+        threads = coder_threads()
+        cuts = np.linspace(0, len(row), threads + 1).round().astype(int)
+        if threads < 2:
+            _blas_step(stepper, row, c, 0, len(row))
+        else:
+            list(_pool(threads).map(lambda ab: _blas_step(stepper, row, c, *ab), zip(cuts[:-1], cuts[1:])))
+        return
     args = (c, row, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT, np.float32(ACT),
             GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
     batch = cols.shape[1]
@@ -576,7 +604,7 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
                 for t in range(kw):
                     xv = cols[i, b, 0, base + t * dil, ch]
                     if xv != 0:
-                        row = ch * kw + t
+                        row = t * cin + ch
                         for o in range(f2):
                             acc[o] += xv * wh[i, row, o]
             for o in range(f2):
@@ -624,7 +652,133 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
             table[b, o] = exp_weights[min(np.int64(top - logits[b, o]), n_exp)]
 
 
+# ------------------------------------------------- the step of a large batch: BLAS products
+
+BLAS_BATCH = 32  # tiles from which a step runs as matrix products over the batch
+
+
+def _blas_args(engine: GatedEngine) -> tuple | None:
+    """Per layer: the horizontal convolution's weights, bias and multiplier, the gate's
+    tables, the output convolution's weights, bias and multiplier and the kernel's geometry;
+    then the head's: numpy views of the engine's float32 arrays (None without numba)."""
+    if _REQ_GATE is None:
+        return None
+    layers = []
+    for layer in engine.layers:
+        hz, out = layer.horizontal, layer.out
+        layers.append((np.asarray(hz.parts[0]), np.asarray(hz.bias), np.asarray(hz.mul), *layer.gate_h.arrays,
+                       np.asarray(out.wt), np.asarray(out.bias), np.asarray(out.mul), layer.h_conv.kernel[1],
+                       layer.h_conv.dilation, layer.h_conv.pad[0], layer.h_conv.cin, layer.first))
+    h0, h1 = engine.head
+    return layers, tuple(np.asarray(a) for a in (h0.wt, h0.bias, h0.mul, h1.wt, h1.bias, h1.mul))
+
+
+def _blas_step(stepper: GatedStepper, row: np.ndarray, c: int, b0: int, b1: int) -> None:
+    """Column c of every layer and the head for tiles b0..b1-1: the step kernel's arithmetic
+    with its products over the slice of the batch as float32 matrix products (exact: every
+    partial sum an integer below 2**24, in any order) and its element-wise steps in compiled
+    kernels, the same IEEE operations in the same order (:func:`_requant_gate`,
+    :func:`_requant_residual`, :func:`_head_table`)."""
+    cols, links, logits, table = stepper.arrays
+    layers, (w1, bias1, m1, w2, bias2, m2) = stepper.blas
+    left = stepper.left
+    levels = stepper.engine.config.levels
+    f = cols.shape[4]
+    if c > 0:  # the pixel left of c enters the first layer's buffer
+        cols[0, b0:b1, 0, left + c - 1, 0] = 2 * row[b0:b1, c - 1] - (levels - 1)
+    g = np.empty((b1 - b0, f), dtype=np.float32)
+    h = np.empty((b1 - b0, f), dtype=np.float32)
+    for i, (wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out, kw, dil, pad, cin, first) in enumerate(layers):
+        base = left - pad + c  # the window's first column in the row buffer
+        win = cols[i, b0:b1, 0, base: base + (kw - 1) * dil + 1: dil, :cin].reshape(b1 - b0, kw * cin)
+        _REQ_GATE(win @ wh, links[i, b0:b1, c], bias_h, mul_h, tanh, sig, ACT, np.float32(ACT), GATE, g)
+        dest = cols[i + 1, b0:b1, 0, left + c] if i + 1 < len(layers) else h
+        _REQ_RES(g @ w_out, bias_out, mul_out, cols[i, b0:b1, 0, left + c], first, np.float32(ACT), dest)
+    hid = np.maximum(h, np.float32(0.0)) @ w1
+    _REQ_CLAMP(hid, bias1, m1, np.float32(0.0), np.float32(ACT))
+    _HEAD_TABLE(hid @ w2, bias2, m2, np.float32(LOGIT_MAX), _EXP_WEIGHTS, logits[b0:b1], table[b0:b1])
+
+
+def _requant_gate(acc, link, bias, mul, tanh, sig, act_int, act, gate, out):
+    """The step kernel's horizontal requantisation and gate: acc (N, 2f) sums, + the row's
+    link part, + bias, x multiplier, rounded, clamped; then tanh * sigmoid -> out (N, f)."""
+    f = out.shape[1]
+    half = np.float32(0.5)
+    for b in range(acc.shape[0]):
+        for o in range(2 * f):
+            y = np.floor(((acc[b, o] + link[b, o]) + bias[o]) * mul[o] + half)
+            acc[b, o] = min(max(y, -act), act)
+        for o in range(f):
+            a = np.int64(acc[b, o]) + act_int
+            s = np.int64(acc[b, f + o]) + act_int
+            out[b, o] = np.float32((tanh[a] * sig[s] * gate + _TABLE_ROUND) >> _TABLE_SHIFT)
+
+
+def _requant_residual(acc, bias, mul, prev, first, act, out):
+    """The output convolution's requantisation, the residual sum (none for the first layer)
+    and its clamp: acc (N, f) -> out (N, f)."""
+    half = np.float32(0.5)
+    for b in range(acc.shape[0]):
+        for o in range(acc.shape[1]):
+            y = np.floor((acc[b, o] + bias[o]) * mul[o] + half)
+            if not first:
+                y = y + prev[b, o]
+            out[b, o] = min(max(y, -act), act)
+
+
+def _requant_clamp(acc, bias, mul, lo, hi):
+    """acc (N, n), in place: + bias, x multiplier, rounded half up, clamped to [lo, hi]."""
+    half = np.float32(0.5)
+    for b in range(acc.shape[0]):
+        for o in range(acc.shape[1]):
+            acc[b, o] = min(max(np.floor((acc[b, o] + bias[o]) * mul[o] + half), lo), hi)
+
+
+def _head_table(acc, bias, mul, logit_max, exp_weights, logits, table):
+    """The head's last requantisation -> logits (N, K) on the 2**-12 grid, and the coder's
+    weights exp(logit - max) from ``exp_weights``, as the step kernel makes them."""
+    half = np.float32(0.5)
+    n_exp = len(exp_weights) - 1
+    for b in range(acc.shape[0]):
+        top = -logit_max
+        for o in range(acc.shape[1]):
+            y = np.floor((acc[b, o] + bias[o]) * mul[o] + half)
+            logits[b, o] = min(max(y, -logit_max), logit_max)
+            top = max(top, logits[b, o])
+        for o in range(acc.shape[1]):
+            table[b, o] = exp_weights[min(np.int64(top - logits[b, o]), n_exp)]
+
+
+def _gate_kernel(pre, tanh, sig, act, gate, out):
+    """:class:`_Gate`'s arithmetic, element by element: rows of pre (N, 2f) -> out (N, f)."""
+    f = out.shape[1]
+    for i in range(out.shape[0]):
+        for o in range(f):
+            a = np.int64(pre[i, o]) + act
+            s = np.int64(pre[i, f + o]) + act
+            out[i, o] = (tanh[a] * sig[s] * gate + _TABLE_ROUND) >> _TABLE_SHIFT
+
+
+GATE_ROWS = 1 << 13  # rows of a gate from which they are shared among the coder's threads
+
+
+def _split_rows(fn, n: int) -> None:
+    """fn(a, b) over rows 0..n-1: at once, or in slices on the coder's threads (the kernels
+    release the GIL) when there are enough rows to pay."""
+    threads = coder_threads() if n >= GATE_ROWS else 1
+    if threads < 2:
+        fn(0, n)
+        return
+    cuts = np.linspace(0, n, threads + 1).round().astype(int)
+    list(_pool(threads).map(lambda ab: fn(*ab), zip(cuts[:-1], cuts[1:])))
+
+
 _STEP = compile_kernel(_step_kernel)
+_GATE = compile_kernel(_gate_kernel)
+_REQ_GATE = compile_kernel(_requant_gate)
+_REQ_RES = compile_kernel(_requant_residual)
+_REQ_CLAMP = compile_kernel(_requant_clamp)
+_HEAD_TABLE = compile_kernel(_head_table)
 _ROW = compile_kernel(_row_kernel)
 _EXP_WEIGHTS = fixed.exp_table()
 
@@ -684,8 +838,16 @@ def decode_streams(model, payloads, counts, channels, h, w, naive=False, on_tabl
     (:func:`numpy_decodes`: the same integers, without torch), in PyTorch otherwise."""
     numpy = not naive and numpy_decodes(model, sum(counts))
     eng = weights_of(model).engine if numpy else engine(model)
-    return autoregressive.decode_streams(eng, payloads, counts, channels, h, w, naive=naive,
-                                         on_table=on_table, progress=progress)
+    if numpy or sum(counts) < BLAS_BATCH:
+        return autoregressive.decode_streams(eng, payloads, counts, channels, h, w, naive=naive,
+                                             on_table=on_table, progress=progress)
+    from threadpoolctl import threadpool_limits
+
+    # numpy's BLAS at one thread: the steps' products are small, and the coder shares the
+    # batch out among its own threads (a BLAS of several threads under each costs far more)
+    with threadpool_limits(1, user_api="blas"):
+        return autoregressive.decode_streams(eng, payloads, counts, channels, h, w, naive=naive,
+                                             on_table=on_table, progress=progress)
 
 
 register_coder("autoregressive", encode_streams, decode_streams, engine=ENGINE, codes=codes, network=engine,
