@@ -153,3 +153,23 @@ def test_shipped_colour_model_round_trips_real_images(digits):
     _, out = decode_file(enc.data, model="colour-mnist-made")
     for a, b in zip(images, out):
         assert np.array_equal(np.asarray(b).reshape(a.shape), a)
+
+
+def test_the_compiled_table_gives_softmax_weights_numbers(monkeypatch):
+    """The coder's tables from exact logits (autoregressive.table): the compiled pass and
+    :func:`arcodec.exact.softmax_weights` agree element for element, far tails (clamped to the
+    table's end) and ties included, on contiguous and strided logits."""
+    from arcodec import exact
+
+    g = torch.Generator().manual_seed(3)
+    logits = exact.to_grid(torch.randn(300, 256, generator=g, dtype=torch.float64) * 9)
+    logits[::7] = logits[::7, :1]  # rows of one repeated value: every weight is 1
+    logits[1, 5] = -exact.ACT_LIMIT
+    logits[1, 6] = exact.ACT_LIMIT
+    for lg in (logits, logits.t().contiguous().t(), logits[:, ::3]):
+        got = ar.table(lg)
+        assert np.array_equal(got, exact.softmax_weights(lg, dim=1).numpy())
+    assert got.min() > 0 and (got == 1.0).sum() >= len(got)
+    monkeypatch.setattr(ar, "_TABLE", None)
+    assert np.array_equal(ar.table(logits), exact.softmax_weights(logits, dim=1).numpy())
+

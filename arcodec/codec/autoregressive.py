@@ -18,10 +18,12 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
+from arcodec import fixed
 from arcodec.codec.coders import register_coder
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.entropy import check_room
+from arcodec.codec.mixture import compile_kernel
 
 # torch is imported when a model is evaluated, not with the coder: the Gated PixelCNN's
 # numpy engine decodes a few tiles through this loop without it
@@ -47,10 +49,33 @@ def no_grad(fn: Callable) -> Callable:
 
 def table(logits) -> np.ndarray:
     """Coder weights (n, K) from exact logits (n, K): the one place logits become numbers
-    the coder sees."""
+    the coder sees. :func:`arcodec.exact.softmax_weights`, or the same look-ups in one
+    compiled pass (:func:`_table_kernel`) for float64 logits on the CPU."""
+    if _TABLE is not None and str(logits.dtype) == "torch.float64" and logits.device.type == "cpu" \
+            and logits.dim() == 2 and logits.shape[1]:
+        out = np.empty(tuple(logits.shape))
+        _TABLE(logits.numpy(), float(fixed.ONE), _EXP_WEIGHTS, out)
+        return out
     from arcodec.exact import softmax_weights
 
     return softmax_weights(logits, dim=1).numpy()
+
+
+def _table_kernel(logits, one, exp_weights, out):
+    """exp(logit - max) per row from the exact table, as :func:`arcodec.exact.softmax_weights`
+    computes it: logits on the grid, so (max - logit) * one is an exact integer, clamped to
+    the table's last entry."""
+    n_exp = len(exp_weights) - 1
+    for i in range(logits.shape[0]):
+        top = logits[i, 0]
+        for k in range(1, logits.shape[1]):
+            top = max(top, logits[i, k])
+        for k in range(logits.shape[1]):
+            out[i, k] = exp_weights[min(np.int64(np.rint((top - logits[i, k]) * one)), n_exp)]
+
+
+_TABLE = compile_kernel(_table_kernel)
+_EXP_WEIGHTS = fixed.exp_table()
 
 
 class Stepper(Protocol):
