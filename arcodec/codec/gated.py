@@ -367,7 +367,8 @@ class GatedStepper:
         self.cols_all = zeros((len(layers), batch, 1, self.left + width, f), dtype=dtype)
         self.cols = [self.cols_all[i, :, :, self.left - lefts[i]:, :layer.h_conv.cin]
                      for i, layer in enumerate(layers)]
-        self.links = zeros((len(layers), batch, width, 2 * f), dtype=dtype)
+        # the link parts by column (layer, column, tile, 2f): a step reads one contiguous block
+        self.links = zeros((len(layers), width, batch, 2 * f), dtype=dtype)
         self.logits = zeros((batch, engine.config.levels), dtype=np.float32)
         self.table = np.zeros((batch, engine.config.levels))  # the kernel's coder weights
         self.arrays = tuple(np.asarray(a) for a in (self.cols_all, self.links, self.logits, self.table))
@@ -382,7 +383,7 @@ class GatedStepper:
         import torch
 
         threads = torch.get_num_threads()
-        if threads > 1 and len(self.links[0]) < KERNEL_SPLIT:  # a row of a few tiles: threads cost more than they give
+        if threads > 1 and self.links.shape[2] < KERNEL_SPLIT:  # a row of a few tiles: threads cost more than they give
             torch.set_num_threads(1)
             try:
                 self._begin_row(x, r)
@@ -404,7 +405,7 @@ class GatedStepper:
             else:
                 buf[:, -1, side: side + w] = new
             pre_v = layer.vertical(windows(buf, layer.v_conv, pad=False))  # (B W, 2f)
-            self.links[i] = layer.horizontal.accumulate_part(1, pre_v).view(len(buf), w, -1)
+            self.links[i] = layer.horizontal.accumulate_part(1, pre_v).view(len(buf), w, -1).transpose(0, 1)
             new = layer.gate_v(pre_v).view(len(buf), w, -1)
         self.cols_all.zero_()
 
@@ -432,7 +433,7 @@ class GatedStepper:
                 buf[:, 0, left + c] = h
             span = (conv.kernel[1] - 1) * conv.dilation + 1
             acc = layer.horizontal.accumulate_part(0, windows(buf[:, :, c: c + span], conv, pad=False))
-            pre_h = layer.horizontal.requantize(acc.add_(self.links[i][:, c]))  # + the row's link part
+            pre_h = layer.horizontal.requantize(acc.add_(self.links[i, c]))  # + the row's link part
             h = layer.residual(None if layer.first else buf[:, 0, left + c], layer.gate_h(pre_h))
         return eng.logits(h).unsqueeze(2)
 
@@ -495,7 +496,7 @@ def _row_kernel(prev, levels, vrows, links, geometry, wv, bias_v, mul_v, w_link,
     horizontal accumulators (``links``, raw sums) and their gate. The arithmetic of
     :meth:`GatedStepper._begin_row`, operation for operation, in float32 (exact integers)."""
     n_layers, batch = vrows.shape[0], vrows.shape[1]
-    w = links.shape[2]
+    w = links.shape[1]
     f2 = wv.shape[2]
     f = f2 // 2
     half = np.float32(0.5)
@@ -531,11 +532,11 @@ def _row_kernel(prev, levels, vrows, links, geometry, wv, bias_v, mul_v, w_link,
                     y = np.floor((pre[x, o] + bias_v[i, o]) * mul_v[i, o] + half)
                     pre[x, o] = min(max(y, -act), act)
                 for o in range(f2):
-                    links[i, b, x, o] = np.float32(0.0)
+                    links[i, x, b, o] = np.float32(0.0)
                 for j in range(f2):
                     if pre[x, j] != 0:
                         for o in range(f2):
-                            links[i, b, x, o] += pre[x, j] * w_link[i, j, o]
+                            links[i, x, b, o] += pre[x, j] * w_link[i, j, o]
                 for o in range(f):
                     ga = np.int64(pre[x, o]) + act_int
                     gs = np.int64(pre[x, f + o]) + act_int
@@ -608,7 +609,7 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
                         for o in range(f2):
                             acc[o] += xv * wh[i, row, o]
             for o in range(f2):
-                y = np.floor(((acc[o] + links[i, b, c, o]) + bias_h[i, o]) * mul_h[i, o] + half)
+                y = np.floor(((acc[o] + links[i, c, b, o]) + bias_h[i, o]) * mul_h[i, o] + half)
                 acc[o] = min(max(y, -act), act)
             for o in range(f):
                 a = np.int64(acc[o]) + act_int
@@ -691,7 +692,7 @@ def _blas_step(stepper: GatedStepper, row: np.ndarray, c: int, b0: int, b1: int)
     for i, (wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out, kw, dil, pad, cin, first) in enumerate(layers):
         base = left - pad + c  # the window's first column in the row buffer
         win = cols[i, b0:b1, 0, base: base + (kw - 1) * dil + 1: dil, :cin].reshape(b1 - b0, kw * cin)
-        _REQ_GATE(win @ wh, links[i, b0:b1, c], bias_h, mul_h, tanh, sig, ACT, np.float32(ACT), GATE, g)
+        _REQ_GATE(win @ wh, links[i, c, b0:b1], bias_h, mul_h, tanh, sig, ACT, np.float32(ACT), GATE, g)
         dest = cols[i + 1, b0:b1, 0, left + c] if i + 1 < len(layers) else h
         _REQ_RES(g @ w_out, bias_out, mul_out, cols[i, b0:b1, 0, left + c], first, np.float32(ACT), dest)
     hid = np.maximum(h, np.float32(0.0)) @ w1
