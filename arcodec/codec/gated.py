@@ -326,9 +326,11 @@ class GatedStepper:
     BLAS_BATCH tiles a step runs each layer as one float32 matrix product over the batch
     (numpy's BLAS, at one thread under the coder's own) between compiled element-wise kernels
     (:func:`_blas_step`): the same integers again, where the kernel's loops would read every
-    weight once per tile. For a batch of fewer than KERNEL_SPLIT tiles, ``begin_row`` too
-    runs one compiled kernel (:func:`_row_kernel`, on ring buffers of its own); larger
-    batches keep PyTorch's matrix products, which pay there.
+    weight once per tile; its ``begin_row`` too (:func:`_blas_row`), each of the coder's
+    threads a slice of the batch (torch's own threads, which wait on each other when the
+    machine is busy, take no part). For a batch of fewer than KERNEL_SPLIT tiles,
+    ``begin_row`` runs one compiled kernel (:func:`_row_kernel`, on ring buffers of its own);
+    batches in between keep PyTorch's matrix products.
 
     A numpy engine (``engine.tensors`` False) runs the two kernels only, on numpy images x
     (:attr:`numpy`): no torch at all (:func:`numpy_decodes` says when it can)."""
@@ -374,6 +376,10 @@ class GatedStepper:
         self.arrays = tuple(np.asarray(a) for a in (self.cols_all, self.links, self.logits, self.table))
 
     def begin_row(self, x, r: int) -> None:
+        if self.blas is not None:
+            prev = np.asarray(x[:, 0, r - 1]) if r > 0 else None
+            _split_batch(lambda b0, b1: _blas_row(self, prev, b0, b1), self.links.shape[2])
+            return
         if self.row_kernel is not None:
             prev = np.ascontiguousarray(np.asarray(x[:, 0, r - 1])) if r > 0 else np.zeros((len(x), 0), np.int64)
             _ROW(prev, self.engine.config.levels, self.vrows, self.arrays[1], *self.row_kernel, ACT,
@@ -550,12 +556,7 @@ def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
     cols, links, logits, table = stepper.arrays
     row = np.ascontiguousarray(np.asarray(x[:, 0, r]))  # the levels of row r (those left of c decoded)
     if stepper.blas is not None:
-        threads = coder_threads()
-        cuts = np.linspace(0, len(row), threads + 1).round().astype(int)
-        if threads < 2:
-            _blas_step(stepper, row, c, 0, len(row))
-        else:
-            list(_pool(threads).map(lambda ab: _blas_step(stepper, row, c, *ab), zip(cuts[:-1], cuts[1:])))
+        _split_batch(lambda b0, b1: _blas_step(stepper, row, c, b0, b1), len(row))
         return
     args = (c, row, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT, np.float32(ACT),
             GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
@@ -661,17 +662,61 @@ BLAS_BATCH = 32  # tiles from which a step runs as matrix products over the batc
 def _blas_args(engine: GatedEngine) -> tuple | None:
     """Per layer: the horizontal convolution's weights, bias and multiplier, the gate's
     tables, the output convolution's weights, bias and multiplier and the kernel's geometry;
-    then the head's: numpy views of the engine's float32 arrays (None without numba)."""
+    the head's; per layer the vertical convolution's, its gate's and the link's: numpy views
+    of the engine's float32 arrays (None without numba)."""
     if _REQ_GATE is None:
         return None
-    layers = []
+    layers, rows = [], []
     for layer in engine.layers:
-        hz, out = layer.horizontal, layer.out
+        hz, out, v = layer.horizontal, layer.out, layer.vertical
         layers.append((np.asarray(hz.parts[0]), np.asarray(hz.bias), np.asarray(hz.mul), *layer.gate_h.arrays,
                        np.asarray(out.wt), np.asarray(out.bias), np.asarray(out.mul), layer.h_conv.kernel[1],
                        layer.h_conv.dilation, layer.h_conv.pad[0], layer.h_conv.cin, layer.first))
+        rows.append((np.asarray(v.wt), np.asarray(v.bias), np.asarray(v.mul), *layer.gate_v.arrays,
+                     np.asarray(hz.parts[1]), layer.v_conv))
     h0, h1 = engine.head
-    return layers, tuple(np.asarray(a) for a in (h0.wt, h0.bias, h0.mul, h1.wt, h1.bias, h1.mul))
+    return layers, tuple(np.asarray(a) for a in (h0.wt, h0.bias, h0.mul, h1.wt, h1.bias, h1.mul)), rows
+
+
+def _split_batch(fn, n: int) -> None:
+    """fn(b0, b1) over the tiles 0..n-1 of a batch: in the coder's thread count of slices
+    at once (the products and kernels release the GIL), or in one call."""
+    threads = coder_threads()
+    if threads < 2:
+        fn(0, n)
+        return
+    cuts = np.linspace(0, n, threads + 1).round().astype(int)
+    list(_pool(threads).map(lambda ab: fn(*ab), zip(cuts[:-1], cuts[1:])))
+
+
+def _blas_row(stepper: GatedStepper, prev, b0: int, b1: int) -> None:
+    """The start of a row for tiles b0..b1-1 (:meth:`GatedStepper._begin_row`'s arithmetic):
+    each layer's vertical stack on its ring of rows as one float32 matrix product over the
+    slice's row, its requantisation (:func:`_requant_clamp`), the link part of the horizontal
+    accumulators (stored by column) and the gate (:func:`_gate_kernel`). ``prev``: the levels
+    of the row above (None on row 0)."""
+    eng = stepper.engine
+    levels = eng.config.levels
+    w, nb = stepper.width, b1 - b0
+    links = stepper.arrays[1]
+    new = None
+    for i, (wv, bias_v, mul_v, tanh, sig, w_link, conv) in enumerate(stepper.blas[2]):
+        buf = np.asarray(stepper.rows[i])[b0:b1]  # (nb, span, pad + w + pad, cin)
+        buf[:, :-1] = buf[:, 1:].copy()
+        side = conv.pad[0]
+        if i == 0:
+            buf[:, -1, side: side + w, 0] = 0 if prev is None else 2 * prev[b0:b1] - (levels - 1)
+        else:
+            buf[:, -1, side: side + w] = new
+        (kh, kw), d = conv.kernel, conv.dilation
+        win = np.stack([buf[:, a * d, t * d: t * d + w] for a in range(kh) for t in range(kw)], axis=2)
+        pre = win.reshape(nb * w, -1) @ wv  # (nb w, 2f), taps then channels as the weights
+        _REQ_CLAMP(pre, bias_v, mul_v, np.float32(-ACT), np.float32(ACT))
+        links[i, :, b0:b1] = (pre @ w_link).reshape(nb, w, -1).transpose(1, 0, 2)
+        new = np.empty((nb * w, pre.shape[1] // 2), dtype=np.float32)
+        _GATE(pre, tanh, sig, ACT, GATE, new)
+        new = new.reshape(nb, w, -1)
+    stepper.arrays[0][:, b0:b1] = 0
 
 
 def _blas_step(stepper: GatedStepper, row: np.ndarray, c: int, b0: int, b1: int) -> None:
@@ -681,7 +726,7 @@ def _blas_step(stepper: GatedStepper, row: np.ndarray, c: int, b0: int, b1: int)
     kernels, the same IEEE operations in the same order (:func:`_requant_gate`,
     :func:`_requant_residual`, :func:`_head_table`)."""
     cols, links, logits, table = stepper.arrays
-    layers, (w1, bias1, m1, w2, bias2, m2) = stepper.blas
+    layers, (w1, bias1, m1, w2, bias2, m2), _ = stepper.blas
     left = stepper.left
     levels = stepper.engine.config.levels
     f = cols.shape[4]
