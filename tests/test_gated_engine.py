@@ -83,9 +83,9 @@ def test_decoder_tables_equal_the_encoders_for_every_shape_batch_and_thread_coun
 
 
 def test_the_compiled_step_and_the_pytorch_step_give_the_same_tables(monkeypatch):
-    """The decoder's numba kernel (one call per pixel for every layer and the head) and its
-    pure-PyTorch fallback: identical integers, on 20 tiles (the kernel then splits the batch
-    among threads) and on one."""
+    """The decoder's compiled steps (on 20 tiles the matrix-product step of a large batch,
+    on one the numba kernel for every layer and the head) and the pure-PyTorch fallback:
+    identical integers."""
     if gated._STEP is None:
         pytest.skip("numba is not installed: only the PyTorch step exists")
     net = tiny(dilation="1,2,4")

@@ -330,7 +330,7 @@ class GatedStepper:
     threads a slice of the batch (torch's own threads, which wait on each other when the
     machine is busy, take no part). For a batch of fewer than KERNEL_SPLIT tiles,
     ``begin_row`` runs one compiled kernel (:func:`_row_kernel`, on ring buffers of its own);
-    batches in between keep PyTorch's matrix products.
+    with BLAS_BATCH raised (or without numba) larger batches take PyTorch's products.
 
     A numpy engine (``engine.tensors`` False) runs the two kernels only, on numpy images x
     (:attr:`numpy`): no torch at all (:func:`numpy_decodes` says when it can)."""
@@ -656,7 +656,7 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
 
 # ------------------------------------------------- the step of a large batch: BLAS products
 
-BLAS_BATCH = 32  # tiles from which a step runs as matrix products over the batch
+BLAS_BATCH = KERNEL_SPLIT  # tiles from which a step and a row run as matrix products over the batch
 
 
 def _blas_args(engine: GatedEngine) -> tuple | None:
