@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 
 from arcodec import fixed
-from arcodec.codec.coders import register_coder
+from arcodec.codec.coders import coder_threads, register_coder
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.entropy import check_room
@@ -168,9 +168,35 @@ def teacher_forced(model, x) -> Iterator[tuple[int, int, Callable]]:
     for r0 in range(0, h, band):
         r1 = min(h, r0 + band)
         lo = max(0, r0 - above)
-        group = max(1, FORWARD_POSITIONS // ((r1 - lo) * w))
-        feats = torch.cat([model.features(x[i: i + group, :, lo:r1])[:, r0 - lo:] for i in range(0, n, group)])
+        threads = coder_threads()
+        group = max(1, min(FORWARD_POSITIONS // ((r1 - lo) * w), -(-n // threads)))
+        starts = range(0, n, group)
+        feats = torch.cat(_groups(lambda i: model.features(x[i: i + group, :, lo:r1])[:, r0 - lo:], starts, threads))
         yield r0, r1, lambda a, b, feats=feats, r0=r0: model.head_logits(feats[:, a - r0: b - r0])
+
+
+def _groups(fn: Callable, starts, threads: int) -> list:
+    """[fn(i) for i in starts], on the coder's threads when there are several groups: each
+    group of tiles on one thread with torch at one thread (its operations release the GIL),
+    rather than every operation shared among torch's threads, which wait on each other at
+    every step, for long when the machine is busy."""
+    if threads < 2 or len(starts) < 2:
+        return [fn(i) for i in starts]
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return list(_pool(threads).map(fn, starts))
+    finally:
+        torch.set_num_threads(before)
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads)
 
 
 @no_grad
