@@ -98,6 +98,7 @@ RULES = [
       for who in ("arcodec.models.local_layout", "arcodec.models.gated_layout", "arcodec.codec.engine",
                   "arcodec.codec.wavefront", "arcodec.codec.gated", "arcodec.codec.autoregressive",
                   "arcodec.codec.mixture", "arcodec.codec.plan", "arcodec.codec.coders", "arcodec.codec.api",
+                  "arcodec.codec.pixelcnn_step", "arcodec.models.pixelcnn_layout",
                   "arcodec.registry", "arcodec.zoo")],
 ]
 

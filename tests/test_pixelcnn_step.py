@@ -128,6 +128,26 @@ def test_the_codec_decodes_with_the_compiled_steps(model):
     assert torch.equal(out, x)
 
 
+def test_weights_read_without_torch_build_the_same_stepper(model, tmp_path):
+    """A model file read with numpy (:class:`PixelCNNWeights`: its own quantization) gives the
+    compiled stepper of the torch model, array for array, and the same tables; its steps
+    work on numpy images."""
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({k: v.detach().numpy() for k, v in model.state_dict().items()}, str(path))
+    config = {k: getattr(model.config, k) for k in model.config.__dataclass_fields__}
+    light = pixelcnn_step.PixelCNNWeights.read(path, model.arch, config)
+    a, b = pixelcnn_step.CompiledStepper(model, 2, 4, 5), pixelcnn_step.CompiledStepper(light, 2, 4, 5)
+    for x, y in zip((*a.trunk, *a.head), (*b.trunk, *b.head)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert b.numpy and not a.numpy
+    C, K = model.config.channels, model.config.levels
+    x = torch.randint(0, K, (2, C, 4, 5), generator=torch.Generator().manual_seed(2))
+    assert np.array_equal(tables(a, x), tables(b, x))
+    assert light.receptive_field() == model.receptive_field()
+
+
 def test_models_the_kernels_do_not_cover_keep_their_own_steppers():
     for arch, settings in [("pixelcnn", {"channels": 3, "levels": 4, "hidden": 6, "blocks": 1, "head": 6,
                                          "norm": True}),

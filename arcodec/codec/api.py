@@ -108,11 +108,11 @@ def resolve(model: str | LoadedModel | None) -> LoadedModel:
 
 @lru_cache(maxsize=16)
 def coding(m: LoadedModel):
-    """What the coders code with: for a shipped local photo model or Gated PixelCNN its
-    weights as numpy arrays (:class:`arcodec.codec.engine.LocalWeights`,
-    :class:`arcodec.codec.gated.GatedWeights`: their integer engines decode without torch;
-    the Gated PixelCNN's encoder loads it), for every other model (and a checkpoint) the
-    torch network."""
+    """What the coders code with: for a shipped local photo model, Gated PixelCNN, PixelCNN
+    or PixelCNN-MADE its weights as numpy arrays (:class:`arcodec.codec.engine.LocalWeights`,
+    :class:`arcodec.codec.gated.GatedWeights`, :class:`arcodec.codec.pixelcnn_step.PixelCNNWeights`:
+    their decoders run without torch; the encoders of the last three load it), for every
+    other model (and a checkpoint) the torch network."""
     if m.loaded is None and m.weights.suffix == MODEL_FILE_SUFFIX:
         if m.card.get("arch") == "local-photo":
             from arcodec.codec.engine import LocalWeights
@@ -122,6 +122,10 @@ def coding(m: LoadedModel):
             from arcodec.codec.gated import GatedWeights
 
             return GatedWeights.read(m.weights, m.card["config"], torch_model=lambda: m.net)
+        if m.card.get("arch") in ("pixelcnn", "pixelcnn-made"):
+            from arcodec.codec.pixelcnn_step import PixelCNNWeights
+
+            return PixelCNNWeights.read(m.weights, m.card["arch"], m.card["config"], torch_model=lambda: m.net)
     return m.net
 
 

@@ -120,9 +120,10 @@ def make_stepper(model, batch: int, channels: int, height: int, width: int, naiv
     if not naive:
         from arcodec.codec.pixelcnn_step import compiled_stepper
 
-        fast = compiled_stepper(model, batch, channels, height, width)
+        fast = compiled_stepper(model, batch, channels, height, width)  # a torch model or its weights
         if fast is not None:
             return fast
+    model = float_model(model)
     if not naive and hasattr(model, "incremental"):
         return model.incremental(batch, height, width)
     return FullPassStepper(model, batch, height, width)
@@ -251,7 +252,7 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     decs = [StreamDecoder(p) for p in payloads]
     bounds = np.cumsum([0, *counts]).tolist()
     n = bounds[-1]
-    stepper = make_stepper(float_model(model), n, channels, h, w, naive)
+    stepper = make_stepper(model, n, channels, h, w, naive)
     if getattr(stepper, "numpy", False):
         x = np.zeros((n, channels, h, w), dtype=np.int64)
         _decode_rows(stepper, x, decs, bounds, on_table, progress, lambda a: a)

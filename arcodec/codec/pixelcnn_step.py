@@ -38,6 +38,7 @@ PyTorch steppers: the same numbers, slower.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -55,7 +56,8 @@ _LIMIT = float(fixed.ACT_LIMIT) * _ONE  # the activation clamp in grid units
 
 def compiled_stepper(model, batch: int, channels: int, height: int, width: int) -> "CompiledStepper | None":
     """The compiled stepper of ``model`` (a PixelCNN or PixelCNN-MADE in exact mode that the
-    kernel covers), or None: the caller then takes the model's own stepper."""
+    kernel covers, or its :class:`PixelCNNWeights`), or None: the caller then takes the
+    model's own stepper."""
     if not ENABLED or _TRUNK is None or not _covered(model):
         return None
     return CompiledStepper(model, batch, height, width)
@@ -66,13 +68,94 @@ def _covered(model) -> bool:
     if arch not in ("pixelcnn", "pixelcnn-made"):
         return False
     c = model.config
-    if c.norm or not c.causal or getattr(c, "mixture", 0) or not model.first.exact:
+    if c.norm or not c.causal or getattr(c, "mixture", 0):
         return False
-    if any(b.conv.dilation != 1 or b.reduce.dilation != 1 for b in model.blocks):
+    if isinstance(model, PixelCNNWeights):
+        ordering = model.state.get("made.ordering")
+        return arch == "pixelcnn" or (ordering is not None and ordering.tolist() == list(range(c.channels)))
+    if not model.first.exact:  # the float path is not the codec's
         return False
     if arch == "pixelcnn-made":
         return model.made.ordering.tolist() == list(range(c.channels))
     return True
+
+
+class PixelCNNWeights:
+    """A PixelCNN or PixelCNN-MADE as its compiled decoder needs it: the arch, the config and
+    the weights (numpy arrays by their state-dict names), read from a model file without
+    torch. The codec codes with it as with the model: the decoder runs the compiled steps
+    (their layers quantized here as :func:`arcodec.exact.quantize_conv` quantizes them, the
+    same integers: tested), the encoder loads the torch model (:meth:`torch_model`)."""
+
+    coding = "autoregressive"
+    scan = "raster"
+
+    def __init__(self, arch: str, config, state: dict[str, np.ndarray], torch_model=None):
+        self.arch, self.config, self.state = arch, config, state
+        self._torch_model = torch_model  # a function that loads the float model
+
+    @classmethod
+    def read(cls, path, arch: str, config: dict, torch_model=None) -> "PixelCNNWeights":
+        from safetensors import safe_open
+
+        from arcodec.models import pixelcnn_layout
+
+        with safe_open(str(path), framework="np") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        kind = pixelcnn_layout.PixelCNNMADEConfig if arch == "pixelcnn-made" else pixelcnn_layout.PixelCNNConfig
+        return cls(arch, kind(**config), state, torch_model)
+
+    def torch_model(self):
+        if self._torch_model is None:
+            raise ValueError("these weights were read without their model: no float model to code with")
+        return self._torch_model()
+
+    def receptive_field(self) -> tuple[int, int]:
+        from arcodec.models.pixelcnn_layout import receptive_field
+
+        return receptive_field(self.config)
+
+    def embedding(self) -> np.ndarray:
+        """The first layer's inputs of the K levels in grid units (``LevelModel.embed``)."""
+        k = self.config.levels
+        x = np.arange(k, dtype=np.float64) * (2.0 / (k - 1)) - 1.0
+        return np.clip(np.round(x * _ONE), -_LIMIT, _LIMIT)
+
+    def quantized(self, name: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """Layer ``name`` (a masked convolution or masked linear layer) quantized as
+        :func:`arcodec.exact.quantize_conv` does: the float32 weights times their mask, an
+        exponent s keeping WEIGHT_BITS bits of the largest, round(w 2**s) (half to even, as
+        torch.round), the bias on the grid; as :func:`_grid` gives it."""
+        st = self.state
+        conv = f"{name}.conv.weight" in st
+        w = st[f"{name}.conv.weight" if conv else f"{name}.linear.weight"] * st[f"{name}.mask"]
+        if not conv:
+            w = w.reshape(*w.shape, 1, 1)
+        peak = float(np.abs(w).max()) if w.size else 0.0
+        s = 0 if peak == 0.0 else fixed.WEIGHT_BITS - math.frexp(peak)[1]
+        wq = np.round(w.astype(np.float64) * 2.0**s)
+        if wq[0].size * 2.0 ** (22 + fixed.WEIGHT_BITS) >= 2.0**53:
+            raise ValueError(f"layer {name} too wide for exact mode")
+        bias = st.get(f"{name}.conv.bias" if conv else f"{name}.linear.bias")
+        b = np.zeros(len(wq)) if bias is None else np.round(bias.astype(np.float64) * 2.0 ** (s + fixed.ACT_FRAC))
+        return wq, b, 2.0 ** (-s)
+
+
+class _TorchLayers:
+    """The same questions as :class:`PixelCNNWeights` answers, asked of a torch model (its
+    layers' own quantization, :func:`arcodec.exact.quantize_conv`)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def embedding(self) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return (self.model.embed(torch.arange(self.model.config.levels)) * _ONE).numpy()
+
+    def quantized(self, name: str) -> tuple[np.ndarray, np.ndarray, float]:
+        return _grid(self.model.get_submodule(name)._quantized())
 
 
 def _grid(q) -> tuple[np.ndarray, np.ndarray, float]:
@@ -99,9 +182,10 @@ def _taps(w: np.ndarray, dilation: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return np.array(taps, dtype=np.int64), np.ascontiguousarray(np.stack(ws))
 
 
-def _linear(layer) -> tuple[np.ndarray, np.ndarray, float]:
-    """A 1x1 masked convolution or a masked linear layer as (weights (i, o), bias, multiplier)."""
-    w, b, m = _grid(layer._quantized())
+def _linear(q) -> tuple[np.ndarray, np.ndarray, float]:
+    """A quantized 1x1 masked convolution or masked linear layer (:func:`_grid`'s form) as
+    (weights (i, o), bias, multiplier)."""
+    w, b, m = q
     return np.ascontiguousarray(w.reshape(len(w), -1).T), b, m
 
 
@@ -112,47 +196,45 @@ class CompiledStepper:
     torch tensor on the CPU or a numpy array, int64); ``begin_row(x, r)`` computes the
     positions before row r that no step went through (a sampler's given rows)."""
 
-    numpy = False  # x may be a tensor: the kernels read it through .numpy(), no copy
-
     def __init__(self, model, batch: int, height: int, width: int):
-        import torch
-
+        src = model if isinstance(model, PixelCNNWeights) else _TorchLayers(model)
+        # built from a weights file, x is a numpy array (no torch at all); from a torch
+        # model, x may be a tensor: the kernels read it through .numpy(), no copy
+        self.numpy = isinstance(model, PixelCNNWeights)
         c = model.config
         self.made = model.arch == "pixelcnn-made"
         self.channels, self.levels, self.width = c.channels, c.levels, width
-        with torch.no_grad():
-            emb = (model.embed(torch.arange(c.levels)) * _ONE).numpy()
-        w0, b0, m0 = _grid(model.first._quantized())
+        w0, b0, m0 = src.quantized("first")
         taps0, w0 = _taps(w0)
-        blocks = model.blocks
+        n_blocks = c.blocks
         half = c.hidden // 2
-        if blocks:
-            convs = [_grid(b.conv._quantized()) for b in blocks]
+        if n_blocks:
+            convs = [src.quantized(f"blocks.{k}.conv") for k in range(n_blocks)]
             taps = _taps(convs[0][0])[0]
             wc = np.stack([_taps_as(w, taps) for w, _, _ in convs])
-            lin_r = [_linear(b.reduce) for b in blocks]
-            lin_e = [_linear(b.expand) for b in blocks]
+            lin_r = [_linear(src.quantized(f"blocks.{k}.reduce")) for k in range(n_blocks)]
+            lin_e = [_linear(src.quantized(f"blocks.{k}.expand")) for k in range(n_blocks)]
             rows = int(-taps[:, 0].min()) + 1
         else:  # no blocks: empty stacks of the right ranks
             taps, wc, rows = np.zeros((1, 2), np.int64), np.zeros((0, 1, half, half)), 1
             convs, lin_r, lin_e = [], [], []
-        self.trunk = (emb, taps0, w0, b0, m0, taps,
+        self.trunk = (src.embedding(), taps0, w0, b0, m0, taps,
                       _stack([w for w, _, _ in lin_r], (0, c.hidden, half)), _stack([b for _, b, _ in lin_r], (0, half)),
                       np.array([m for _, _, m in lin_r]),
                       wc, _stack([b for _, b, _ in convs], (0, half)), np.array([m for _, _, m in convs]),
                       _stack([w for w, _, _ in lin_e], (0, half, c.hidden)), _stack([b for _, b, _ in lin_e], (0, c.hidden)),
                       np.array([m for _, _, m in lin_e]))
-        self.rings = np.zeros((len(blocks), batch, rows, width, half))
+        self.rings = np.zeros((n_blocks, batch, rows, width, half))
         self.h = np.zeros((batch, c.hidden))  # the trunk's output at the current position
         if self.made:
-            made = model.made
-            self.head = (*_linear(model.features), *_linear(made.layers[0]), *_linear(made.ctx_hidden),
-                         *_hidden_stack([_linear(layer) for layer in made.layers[1:]], made.layers[0].linear.out_features),
-                         *_linear(made.out), *_linear(made.ctx_out))
-            self.ctx_h = np.zeros((batch, made.layers[0].linear.out_features))  # ctx_hidden(phi), once a pixel
+            hidden = [_linear(src.quantized(f"made.layers.{k}")) for k in range(c.made_layers)]
+            self.head = (*_linear(src.quantized("features")), *hidden[0], *_linear(src.quantized("made.ctx_hidden")),
+                         *_hidden_stack(hidden[1:], c.made_hidden), *_linear(src.quantized("made.out")),
+                         *_linear(src.quantized("made.ctx_out")))
+            self.ctx_h = np.zeros((batch, c.made_hidden))  # ctx_hidden(phi), once a pixel
             self.ctx_o = np.zeros((batch, c.channels * c.levels))  # ctx_out(phi)
         else:
-            self.head = (*_linear(model.head[1]), *_linear(model.head[3]))
+            self.head = (*_linear(src.quantized("head.1")), *_linear(src.quantized("head.3")))
         self.table = np.zeros((batch, c.levels))
         self.logits = np.zeros((batch, c.levels))  # the table's logits, grid units
         self.done = 0  # raster index: the positions before it hold their final activations

@@ -36,17 +36,10 @@ from torch import nn
 from arcodec import exact
 from arcodec.models.heads import DiscretizedLogisticMixture
 from arcodec.models.gated_layout import GatedPixelCNNConfig, layer_shape, receptive_field
+from arcodec.models.pixelcnn_layout import PixelCNNConfig, check_common
+from arcodec.models.pixelcnn_layout import receptive_field as pixelcnn_receptive_field
 from arcodec.models.layers import CausalConv2d, ChannelNorm, ExactModule, Gate, MaskedConv2d, set_exact
 from arcodec.registry import register_model
-
-
-def check_common(channels: int, levels: int, kernels: tuple[int, ...]) -> None:
-    """The checks every PixelCNN-style config makes (a ValueError): at least one channel,
-    two levels or more, odd kernel sizes."""
-    if channels < 1 or levels < 2:
-        raise ValueError("channels >= 1 and levels >= 2 are required")
-    if any(k < 1 or k % 2 == 0 for k in kernels):
-        raise ValueError(f"odd kernel sizes are required, got {kernels}")
 
 
 class LevelModel(ExactModule):
@@ -67,30 +60,6 @@ class LevelModel(ExactModule):
 
 
 # ----------------------------------------------------------------------------- PixelCNN
-
-@dataclass(frozen=True)
-class PixelCNNConfig:
-    channels: int = 1  # sub-pixels per pixel; C > 1 uses the colour masks (R before G before B)
-    levels: int = 256  # K intensity levels per sub-pixel
-    hidden: int = 128  # feature maps between the blocks (2h in the paper; h inside a block)
-    blocks: int = 12  # residual blocks
-    first_kernel: int = 7  # the type-A layer
-    kernel: int = 3  # the middle layer of each block
-    head: int = 256  # width of the 1x1 output network (1024 in the paper)
-    norm: bool = False  # layer normalisation (per pixel and colour group) at each block's input
-    causal: bool = True  # False: the first layer is type B (sees the pixel itself); study only
-    mixture: int = 0  # 0: K categorical logits per sub-pixel; M > 0: a discretized logistic mixture of M
-
-    def __post_init__(self):
-        check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
-        c = self.channels
-        if not 0 <= self.mixture <= exact.MIXTURE_MAX_COMPONENTS:
-            raise ValueError(f"mixture must be 0 (categorical) to {exact.MIXTURE_MAX_COMPONENTS} components, "
-                             f"got {self.mixture}")
-        if self.blocks < 0 or self.hidden < 2 * c or self.hidden % (2 * c) or self.head < c or self.head % c:
-            raise ValueError(f"pixelcnn needs blocks >= 0, hidden a multiple of 2 * channels ({2 * c}) "
-                             f"and head a multiple of channels ({c})")
-
 
 class ResidualBlock(ExactModule):
     """x + 1x1(ReLU(kxk(ReLU(1x1(ReLU(norm(x))))))), all type B, halving then restoring the width.
@@ -161,9 +130,7 @@ class PixelCNN(LevelModel):
 
     def receptive_field(self) -> tuple[int, int]:
         """(rows above, columns to either side) that a pixel's distribution can depend on."""
-        c = self.config
-        reach = c.first_kernel // 2 + c.blocks * (c.kernel // 2)
-        return reach, reach
+        return pixelcnn_receptive_field(self.config)
 
     def incremental(self, batch: int, height: int, width: int) -> "PixelCNNIncremental":
         return PixelCNNIncremental(self, batch, height, width)

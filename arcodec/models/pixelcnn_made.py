@@ -18,37 +18,14 @@ already decoded filled in; channels not yet decoded are zeros, which the MADE's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from arcodec.models.layers import MaskedConv2d
 from arcodec.models.made import MADE
-from arcodec.models.pixelcnn import LevelModel, PixelCNNIncremental, ResidualBlock, check_common
+from arcodec.models.pixelcnn import LevelModel, PixelCNNIncremental, ResidualBlock
+from arcodec.models.pixelcnn_layout import PixelCNNMADEConfig, receptive_field
 from arcodec.registry import register_model
-
-
-@dataclass(frozen=True)
-class PixelCNNMADEConfig:
-    channels: int = 3  # sub-pixels per pixel: the MADE's variables, in order (R, G, B)
-    levels: int = 256  # K intensity levels per sub-pixel
-    hidden: int = 96  # feature maps of the PixelCNN (halved inside a block)
-    blocks: int = 6  # residual blocks of 1x1 / kxk / 1x1 type-B masked convolutions
-    first_kernel: int = 7  # the type-A layer
-    kernel: int = 3  # the middle layer of each block
-    features: int = 64  # phi_i: context features per pixel, fed to the MADE
-    made_hidden: int = 128  # width of each MADE hidden layer
-    made_layers: int = 1  # MADE hidden layers
-    norm: bool = False  # layer normalisation (per pixel) at each block's input
-    causal: bool = True  # False: the first layer is type B (phi_i sees pixel i); study only
-
-    def __post_init__(self):
-        check_common(self.channels, self.levels, (self.first_kernel, self.kernel))
-        if self.blocks < 0 or self.hidden < 2 or self.hidden % 2 or self.features < 1:
-            raise ValueError("pixelcnn-made needs blocks >= 0, an even hidden >= 2 and features >= 1")
-        if self.made_hidden < 1 or self.made_layers < 1:
-            raise ValueError("pixelcnn-made needs made_hidden >= 1 and made_layers >= 1")
 
 
 @register_model("pixelcnn-made", PixelCNNMADEConfig)
@@ -80,9 +57,7 @@ class PixelCNNMADE(LevelModel):
 
     def receptive_field(self) -> tuple[int, int]:
         """(rows above, columns to either side) that a pixel's distribution can depend on."""
-        c = self.config
-        reach = c.first_kernel // 2 + c.blocks * (c.kernel // 2)
-        return reach, reach
+        return receptive_field(self.config)
 
     def incremental(self, batch: int, height: int, width: int) -> "PixelCNNMADEStepper":
         return PixelCNNMADEStepper(self, batch, height, width)

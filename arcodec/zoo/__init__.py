@@ -31,7 +31,9 @@ from arcodec.errors import ModelError
 ZOO_DIR = Path(__file__).resolve().parent
 # the configs a coder reads without torch, by architecture: (module, class)
 _LIGHT_CONFIGS = {"local-photo": ("arcodec.models.local_layout", "LocalPhotoConfig"),
-                  "gated-pixelcnn": ("arcodec.models.gated_layout", "GatedPixelCNNConfig")}
+                  "gated-pixelcnn": ("arcodec.models.gated_layout", "GatedPixelCNNConfig"),
+                  "pixelcnn": ("arcodec.models.pixelcnn_layout", "PixelCNNConfig"),
+                  "pixelcnn-made": ("arcodec.models.pixelcnn_layout", "PixelCNNMADEConfig")}
 DEFAULT_GRAY = "mnist-gated"  # the model when no card applies (it codes any 8-bit image, plane by plane)
 
 
@@ -94,8 +96,9 @@ class LoadedModel:
 
     @cached_property
     def config(self):
-        """The model's config: for a local photo model and a Gated PixelCNN read from the card
-        without torch (what their torch-free coders need), for the others the network's."""
+        """The model's config: for a local photo model, a Gated PixelCNN, a PixelCNN and a
+        PixelCNN-MADE read from the card without torch (what their torch-free decoders need),
+        for the others the network's."""
         if self.loaded is None and self.card.get("arch") in _LIGHT_CONFIGS:
             module, name = _LIGHT_CONFIGS[self.card["arch"]]
             return getattr(import_module(module), name)(**self.card["config"])
