@@ -205,3 +205,18 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def bpd(total_bytes: float, dims: int) -> float:
     return 8.0 * total_bytes / dims
+
+
+def counting_torch_ops():
+    """A context that counts the torch operations dispatched inside it (its ``ops``): the
+    decoders' per-pixel overhead, which the benchmarks of the engines report."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops += 1
+            return func(*args, **(kwargs or {}))
+    return Count()
+

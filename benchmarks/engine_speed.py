@@ -22,19 +22,8 @@ import time
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from _common import command, machine, md_table, write
-
-
-class _Count(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops += 1
-        return func(*args, **(kwargs or {}))
+from _common import command, counting_torch_ops, machine, md_table, write
 
 
 def digits(n: int) -> torch.Tensor:
@@ -49,7 +38,7 @@ def digits(n: int) -> torch.Tensor:
 
 
 def ops_per_pixel(stepper, x: torch.Tensor, r: int = 14) -> float:
-    with _Count() as count:
+    with counting_torch_ops() as count:
         stepper.begin_row(x, r)
         for c in range(x.shape[3]):
             stepper.step(x, r, c)

@@ -22,19 +22,8 @@ import time
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from _common import command, machine, md_table, write
-
-
-class _Count(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops += 1
-        return func(*args, **(kwargs or {}))
+from _common import command, counting_torch_ops, machine, md_table, write
 
 
 def images(n: int) -> tuple[torch.Tensor, str]:
@@ -74,7 +63,7 @@ def ops_per_subpixel(stepper, x: torch.Tensor, r: int = 14) -> float:
     from arcodec.codec import autoregressive as ar
 
     get = getattr(stepper, "weights", None) or (lambda x, r, c, ch: ar.table(stepper.step(x, r, c)[:, :, ch]))
-    with _Count() as count:
+    with counting_torch_ops() as count:
         stepper.begin_row(x, r)
         for c in range(x.shape[3]):
             for ch in range(x.shape[1]):

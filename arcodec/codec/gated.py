@@ -592,7 +592,6 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
     g = np.zeros(f, dtype=np.float32)
     h = np.zeros(f, dtype=np.float32)
     hid = np.zeros(w1.shape[1], dtype=np.float32)
-    n_exp = len(exp_weights) - 1
     for b in range(b0, b1_):
         if c > 0:
             cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * pixels[b, c - 1] - (levels - 1))
@@ -645,13 +644,7 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
             if hid[j] != 0:
                 for o in range(logits.shape[1]):
                     logits[b, o] += hid[j] * w2[j, o]
-        top = -logit_max
-        for o in range(logits.shape[1]):
-            y = np.floor((logits[b, o] + b2[o]) * m2[o] + half)
-            logits[b, o] = min(max(y, -logit_max), logit_max)
-            top = max(top, logits[b, o])
-        for o in range(logits.shape[1]):
-            table[b, o] = exp_weights[min(np.int64(top - logits[b, o]), n_exp)]
+        _HEAD_TABLE(logits[b: b + 1], b2, m2, logit_max, exp_weights, logits[b: b + 1], table[b: b + 1])
 
 
 # ------------------------------------------------- the step of a large batch: BLAS products

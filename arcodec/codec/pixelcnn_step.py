@@ -321,6 +321,23 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 # ------------------------------------------------------------------------------ kernels
 
+def _dense_kernel(x, w, bias, lo, mul, limit, relu_in, out):
+    """One masked 1x1 layer at one position: out[o] = rint((bias[lo + o] + sum_j x[j] w[j, lo + o])
+    mul), clamped to the activation range, for o < len(out) (grid units; ``lo`` picks a channel's
+    block of outputs). ``relu_in``: the layer reads ReLU(x), so inputs below zero are skipped;
+    zeros are skipped always (the same exact sums)."""
+    n = out.shape[0]
+    for o in range(n):
+        out[o] = bias[lo + o]
+    for j in range(x.shape[0]):
+        v = x[j]
+        if v > 0.0 or (v < 0.0 and not relu_in):
+            for o in range(n):
+                out[o] += v * w[j, lo + o]
+    for o in range(n):
+        out[o] = min(max(np.rint(out[o] * mul), -limit), limit)
+
+
 def _trunk_kernel(b, r, c, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc, we, be, me, rings, h, limit):
     """Position (r, c) of every trunk layer for tile b: the first (type A) layer from the
     levels, then each residual block, writing its k x k convolution's input into its ring;
@@ -347,17 +364,12 @@ def _trunk_kernel(b, r, c, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, 
         h[o] = min(max(np.rint(acc[o] * m0), -limit), limit)
     slot = r % slots
     for k in range(wr.shape[0]):
-        for o in range(half):  # reduce: ReLU(h) -> 1x1 -> ReLU, into the ring
-            acc[o] = br[k, o]
-        for j in range(hidden):
-            v = h[j]
-            if v > 0.0:
-                for o in range(half):
-                    acc[o] += v * wr[k, j, o]
+        ring = rings[k, b, slot, c]  # reduce: ReLU(h) -> 1x1 -> ReLU, into the ring
+        _DENSE(h, wr[k], br[k], 0, mr[k], limit, True, ring)
         for o in range(half):
-            rings[k, b, slot, c, o] = max(min(max(np.rint(acc[o] * mr[k]), -limit), limit), 0.0)
+            ring[o] = max(ring[o], 0.0)
         for o in range(half):  # the k x k convolution over the ring, then ReLU
-            acc[o] = bc[k, o]
+            u[o] = bc[k, o]
         for t in range(taps.shape[0]):
             rr, cc = r + taps[t, 0], c + taps[t, 1]
             if rr < 0 or cc < 0 or cc >= width:
@@ -367,18 +379,12 @@ def _trunk_kernel(b, r, c, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, 
                 v = rings[k, b, s, cc, j]
                 if v != 0.0:
                     for o in range(half):
-                        acc[o] += v * wc[k, t, j, o]
+                        u[o] += v * wc[k, t, j, o]
         for o in range(half):
-            u[o] = max(min(max(np.rint(acc[o] * mc[k]), -limit), limit), 0.0)
-        for o in range(hidden):  # expand, and the residual sum
-            acc[o] = be[k, o]
-        for j in range(half):
-            v = u[j]
-            if v != 0.0:
-                for o in range(hidden):
-                    acc[o] += v * we[k, j, o]
+            u[o] = max(min(max(np.rint(u[o] * mc[k]), -limit), limit), 0.0)
+        _DENSE(u, we[k], be[k], 0, me[k], limit, False, acc)  # expand, and the residual sum
         for o in range(hidden):
-            h[o] = min(max(h[o] + min(max(np.rint(acc[o] * me[k]), -limit), limit), -limit), limit)
+            h[o] = min(max(h[o] + acc[o], -limit), limit)
 
 
 def _weights_of(logits, exp_weights, table, b):
@@ -397,34 +403,14 @@ def _categorical_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, 
     """A PixelCNN's step for tiles b0_..b1_-1: the trunk at (r, c), then its head (ReLU, 1x1,
     ReLU, 1x1) for the K logits of channel ch only."""
     hid = np.empty(w1.shape[1])
-    logits = np.empty(levels)
     for b in range(b0_, b1_):
         if trunk:
             _TRUNK(b, r, c, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc, we, be, me, rings, h[b], limit)
         if not head:
             continue
-        for o in range(hid.shape[0]):
-            hid[o] = bias1[o]
-        for j in range(h.shape[1]):
-            v = h[b, j]
-            if v > 0.0:
-                for o in range(hid.shape[0]):
-                    hid[o] += v * w1[j, o]
-        for o in range(hid.shape[0]):
-            hid[o] = max(min(max(np.rint(hid[o] * m1), -limit), limit), 0.0)
-        lo = ch * levels
-        for o in range(levels):
-            logits[o] = bias2[lo + o]
-        for j in range(hid.shape[0]):
-            v = hid[j]
-            if v != 0.0:
-                for o in range(levels):
-                    logits[o] += v * w2[j, lo + o]
-        for o in range(levels):
-            logits[o] = min(max(np.rint(logits[o] * m2), -limit), limit)
-        for o in range(levels):
-            out[b, o] = logits[o]
-        _WEIGHTS(logits, exp_weights, table, b)
+        _DENSE(h[b], w1, bias1, 0, m1, limit, True, hid)
+        _DENSE(hid, w2, bias2, ch * levels, m2, limit, True, out[b])  # hid's ReLU
+        _WEIGHTS(out[b], exp_weights, table, b)
 
 
 def _made_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc,
@@ -435,41 +421,18 @@ def _made_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, m0, tap
     the MADE (into ctx_h, ctx_o). With ``head``: the MADE on the one-hot of the pixel's
     levels (the channels from ch on are zeros there, which the masks never read) for the K
     logits of channel ch."""
-    n_f = wf.shape[1]
     width_h = wi.shape[1]
     channels = x.shape[1]
-    phi = np.empty(n_f)
+    phi = np.empty(wf.shape[1])
     hid = np.empty(width_h)
     nxt = np.empty(width_h)
-    logits = np.empty(levels)
     one = 4096.0  # the one-hot's 1 in grid units
     for b in range(b0_, b1_):
         if trunk:
             _TRUNK(b, r, c, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc, we, be, me, rings, h[b], limit)
-            for o in range(n_f):
-                phi[o] = bf[o]
-            for j in range(h.shape[1]):
-                v = h[b, j]
-                if v > 0.0:
-                    for o in range(n_f):
-                        phi[o] += v * wf[j, o]
-            for o in range(n_f):
-                phi[o] = max(min(max(np.rint(phi[o] * mf), -limit), limit), 0.0)
-            for o in range(width_h):
-                ctx_h[b, o] = bch[o]
-            for o in range(ctx_o.shape[1]):
-                ctx_o[b, o] = bco[o]
-            for j in range(n_f):
-                v = phi[j]
-                if v != 0.0:
-                    for o in range(width_h):
-                        ctx_h[b, o] += v * wch[j, o]
-                    for o in range(ctx_o.shape[1]):
-                        ctx_o[b, o] += v * wco[j, o]
-            for o in range(width_h):
-                ctx_h[b, o] = min(max(np.rint(ctx_h[b, o] * mch), -limit), limit)
-            for o in range(ctx_o.shape[1]):
-                ctx_o[b, o] = min(max(np.rint(ctx_o[b, o] * mco), -limit), limit)
+            _DENSE(h[b], wf, bf, 0, mf, limit, True, phi)
+            _DENSE(phi, wch, bch, 0, mch, limit, True, ctx_h[b])  # phi's ReLU
+            _DENSE(phi, wco, bco, 0, mco, limit, True, ctx_o[b])
         if not head:
             continue
         for o in range(width_h):  # the first hidden layer: one-hot rows of the weights
@@ -482,31 +445,17 @@ def _made_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, m0, tap
             y = min(max(np.rint(hid[o] * mi), -limit), limit)
             hid[o] = max(min(max(y + ctx_h[b, o], -limit), limit), 0.0)
         for k in range(wl.shape[0]):
+            _DENSE(hid, wl[k], bl[k], 0, ml[k], limit, True, nxt)  # hid is ReLU'd already
             for o in range(width_h):
-                nxt[o] = bl[k, o]
-            for j in range(width_h):
-                v = hid[j]
-                if v != 0.0:
-                    for o in range(width_h):
-                        nxt[o] += v * wl[k, j, o]
-            for o in range(width_h):
-                hid[o] = max(min(max(np.rint(nxt[o] * ml[k]), -limit), limit), 0.0)
-        lo = ch * levels
+                hid[o] = max(nxt[o], 0.0)
+        logits = out[b]
+        _DENSE(hid, wo, bo, ch * levels, mo, limit, True, logits)
         for o in range(levels):
-            logits[o] = bo[lo + o]
-        for j in range(width_h):
-            v = hid[j]
-            if v != 0.0:
-                for o in range(levels):
-                    logits[o] += v * wo[j, lo + o]
-        for o in range(levels):
-            y = min(max(np.rint(logits[o] * mo), -limit), limit)
-            logits[o] = min(max(y + ctx_o[b, lo + o], -limit), limit)
-        for o in range(levels):
-            out[b, o] = logits[o]
+            logits[o] = min(max(logits[o] + ctx_o[b, ch * levels + o], -limit), limit)
         _WEIGHTS(logits, exp_weights, table, b)
 
 
+_DENSE = compile_kernel(_dense_kernel)
 _TRUNK = compile_kernel(_trunk_kernel)
 _WEIGHTS = compile_kernel(_weights_of)
 _CATEGORICAL = compile_kernel(_categorical_kernel)
