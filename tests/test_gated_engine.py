@@ -112,13 +112,13 @@ def test_a_large_batch_steps_by_matrix_products_with_the_kernels_tables(monkeypa
     n = gated.BLAS_BATCH + 5
     x = torch.randint(0, 256, (n, 1, 6, 7))
     [(payload, _)] = gated.encode_streams(net, x, [n])
-    assert gated.engine(net).incremental(n, 6, 7).blas is not None
+    assert gated.engine(net).incremental(n, 6, 7).blas_steps
     runs = []
     for threads in (1, 2):
         monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
         runs.append(decoded_tables(net, [payload], [n], 6, 7))
     monkeypatch.setattr(gated, "BLAS_BATCH", n + 1)
-    assert gated.engine(net).incremental(n, 6, 7).blas is None
+    assert not gated.engine(net).incremental(n, 6, 7).blas_steps
     runs.append(decoded_tables(net, [payload], [n], 6, 7))
     for y, tables in runs:
         assert torch.equal(y, x) and all(np.array_equal(tables[k], runs[-1][1][k]) for k in tables)
@@ -207,22 +207,23 @@ def test_the_engine_costs_no_header_byte_and_misplaced_engine_fields_are_refused
 
 
 def test_the_numpy_engine_and_the_pytorch_engine_decode_the_same_tables(monkeypatch):
-    """A few tiles decode on the numpy engine (the compiled kernels, no torch); forced onto
-    the PyTorch engine they give the same tables and pixels, with dilations and an
-    uncalibrated model too."""
+    """Tiles decode on the numpy engine (the compiled kernels and numpy's products, no
+    torch), a few or many; forced onto the PyTorch engine they give the same tables and
+    pixels, with dilations and an uncalibrated model too."""
     if gated._STEP is None:
         pytest.skip("numba is not installed: only the PyTorch engine exists")
     for net in (tiny(dilation="1,2,4"), tiny(calibrated=False)):
-        x = torch.randint(0, 256, (3, 1, 8, 9))
-        [(payload, _)] = gated.encode_streams(net, x, [3])
-        assert gated.numpy_decodes(net, 3) and not gated.numpy_decodes(net, gated.KERNEL_SPLIT)
-        got = gated.decode_streams(net, [payload], [3], 1, 8, 9)
-        assert isinstance(got, np.ndarray) and np.array_equal(got, x.numpy())
-        fast = decoded_tables(net, [payload], [3], 8, 9)
-        monkeypatch.setattr(gated, "numpy_decodes", lambda model, tiles: False)
-        slow = decoded_tables(net, [payload], [3], 8, 9)
-        monkeypatch.undo()
-        assert torch.equal(fast[0], slow[0]) and all(np.array_equal(fast[1][k], slow[1][k]) for k in fast[1])
+        assert gated.numpy_decodes(net)
+        for n in (3, gated.BLAS_BATCH + 2):
+            x = torch.randint(0, 256, (n, 1, 8, 9))
+            [(payload, _)] = gated.encode_streams(net, x, [n])
+            got = gated.decode_streams(net, [payload], [n], 1, 8, 9)
+            assert isinstance(got, np.ndarray) and np.array_equal(got, x.numpy())
+            fast = decoded_tables(net, [payload], [n], 8, 9)
+            monkeypatch.setattr(gated, "numpy_decodes", lambda model: False)
+            slow = decoded_tables(net, [payload], [n], 8, 9)
+            monkeypatch.undo()
+            assert torch.equal(fast[0], slow[0]) and all(np.array_equal(fast[1][k], slow[1][k]) for k in fast[1])
 
 
 def test_weights_from_a_model_file_build_the_engine_of_the_torch_model(tmp_path):

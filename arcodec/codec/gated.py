@@ -30,9 +30,9 @@ this way carry engine 1 in their header (``docs/format.md``); files of engine 0 
 float64 fixed-point path of :mod:`arcodec.exact`) still decode with the model's own stepper.
 
 The engine exists twice, with the same integers: in PyTorch (the encoder's whole-image
-pass, and the decoder of many tiles, whose rows are matrix products) and in numpy for the
-compiled kernels alone (:func:`numpy_decodes`: fewer than KERNEL_SPLIT tiles), which
-decodes a digit without importing torch.
+pass, and the decoder where numba is missing) and in numpy for the decoder's compiled
+kernels and numpy's matrix products (:func:`numpy_decodes`), which decodes digits without
+importing torch.
 """
 
 from __future__ import annotations
@@ -320,20 +320,17 @@ class GatedStepper:
     (r, c) from row buffers and returns the logits (B, K, 1). Every value equals the one the
     engine's whole-image pass computes, bit for bit (integers, exact in any order).
 
-    ``step`` runs one compiled kernel for all layers and the head (:func:`_step_kernel`,
-    numba) when every layer computes in float32, else (or with ARCODEC_NO_NUMBA=1) the same
-    arithmetic as PyTorch operations: the two give identical integers (tested). From
-    BLAS_BATCH tiles a step runs each layer as one float32 matrix product over the batch
-    (numpy's BLAS, at one thread under the coder's own) between compiled element-wise kernels
-    (:func:`_blas_step`): the same integers again, where the kernel's loops would read every
-    weight once per tile; its ``begin_row`` too (:func:`_blas_row`), each of the coder's
-    threads a slice of the batch (torch's own threads, which wait on each other when the
-    machine is busy, take no part). For a batch of fewer than KERNEL_SPLIT tiles,
-    ``begin_row`` runs one compiled kernel (:func:`_row_kernel`, on ring buffers of its own);
-    with BLAS_BATCH raised (or without numba) larger batches take PyTorch's products.
+    With numba and every layer in float32, ``begin_row`` runs each layer's vertical stack
+    as one float32 matrix product over the batch's row (numpy's BLAS at one thread) between
+    compiled element-wise kernels (:func:`_blas_row`), each of the coder's threads a slice of
+    the batch; ``step`` runs one compiled kernel for all layers and the head
+    (:func:`_step_kernel`), or from BLAS_BATCH tiles, where that kernel's loops would read
+    every weight once per tile, each layer as a matrix product over the batch between
+    compiled kernels (:func:`_blas_step`). Without numba (or with ARCODEC_NO_NUMBA=1) the
+    same arithmetic runs as PyTorch operations. All give identical integers (tested).
 
-    A numpy engine (``engine.tensors`` False) runs the two kernels only, on numpy images x
-    (:attr:`numpy`): no torch at all (:func:`numpy_decodes` says when it can)."""
+    A numpy engine (``engine.tensors`` False) runs the compiled paths only, on numpy images
+    x (:attr:`numpy`): no torch at all (:func:`numpy_decodes` says when it can)."""
 
     def __init__(self, engine: GatedEngine, batch: int, height: int, width: int):
         self.engine = engine
@@ -341,26 +338,19 @@ class GatedStepper:
         self.numpy = not engine.tensors  # x is a numpy array, every step a kernel
         layers = engine.layers
         f = engine.config.hidden
-        # a row of a few tiles: the vertical stacks in one compiled call (_row_kernel), on
-        # buffers of their own (every layer's rows, newest last, padded as its kernel pads)
-        self.row_kernel = _row_kernel_args(engine) if batch < KERNEL_SPLIT else None
         self.kernel = _kernel_args(engine)
-        # a large batch: each layer's step one matrix product over the batch (BLAS) between
-        # compiled element-wise kernels, instead of the step kernel's per-tile loops
-        self.blas = _blas_args(engine) if batch >= BLAS_BATCH and self.kernel is not None else None
-        if self.numpy and (self.row_kernel is None or self.kernel is None):
-            raise ValueError("a numpy engine decodes fewer than KERNEL_SPLIT tiles with the compiled kernels only")
+        # with numba: every row (and a large batch's steps) as matrix products over the batch
+        # between compiled element-wise kernels; a smaller batch's steps in the step kernel
+        self.blas = _blas_args(engine) if self.kernel is not None else None
+        self.blas_steps = self.blas is not None and batch >= BLAS_BATCH
+        if self.numpy and self.blas is None:
+            raise ValueError("a numpy engine decodes with the compiled kernels only")
         zeros = np.zeros if self.numpy else _torch_zeros
-        if self.row_kernel is not None:
-            geometry = self.row_kernel[0]
-            self.vrows = np.zeros((len(layers), batch, int(geometry[:, 5].max()),
-                                   int((geometry[:, 4] + geometry[:, 6]).max()) + width, f), dtype=np.float32)
-        self.rows = []  # the PyTorch path's ring buffers: the rows of each layer's vertical input
-        for layer in layers:  # its kernel reaches, padded at the sides
-            if self.row_kernel is None:
-                v = layer.v_conv
-                span = (v.kernel[0] - 1) * v.dilation + 1
-                self.rows.append(zeros((batch, span, v.pad[0] + width + v.pad[1], v.cin), dtype=layer.vertical.dtype))
+        self.rows = []  # the ring buffers: the rows of each layer's vertical input its kernel
+        for layer in layers:  # reaches, padded at the sides
+            v = layer.v_conv
+            span = (v.kernel[0] - 1) * v.dilation + 1
+            self.rows.append(zeros((batch, span, v.pad[0] + width + v.pad[1], v.cin), dtype=layer.vertical.dtype))
         # the current row of every layer's horizontal input, padded at the left (layer i's
         # columns start at LEFT - its padding), and the link part of its accumulators
         lefts = [layer.h_conv.pad[0] for layer in layers]
@@ -379,12 +369,6 @@ class GatedStepper:
         if self.blas is not None:
             prev = np.asarray(x[:, 0, r - 1]) if r > 0 else None
             _split_batch(lambda b0, b1: _blas_row(self, prev, b0, b1), self.links.shape[2])
-            return
-        if self.row_kernel is not None:
-            prev = np.ascontiguousarray(np.asarray(x[:, 0, r - 1])) if r > 0 else np.zeros((len(x), 0), np.int64)
-            _ROW(prev, self.engine.config.levels, self.vrows, self.arrays[1], *self.row_kernel, ACT,
-                 np.float32(ACT), GATE)
-            self.arrays[0][...] = 0
             return
         import torch
 
@@ -470,92 +454,13 @@ def _kernel_args(engine: GatedEngine) -> tuple | None:
             *(np.asarray(a) for a in (h0.wt, h0.bias, h0.mul, h1.wt, h1.bias, h1.mul)))
 
 
-def _row_kernel_args(engine: GatedEngine) -> tuple | None:
-    """The engine's vertical stacks and link parts as flat arrays for :func:`_row_kernel`, or
-    None without numba or when a layer computes in float64."""
-    layers = engine.layers
-    parts = [q for layer in layers for q in (layer.vertical, layer.horizontal)]
-    if _ROW is None or any(not _float32(q.dtype) for q in parts):
-        return None
-    n_in = [layer.vertical.wt.shape[0] for layer in layers]
-    f2 = layers[0].vertical.wt.shape[1]
-    wv = np.zeros((len(layers), max(n_in), f2), dtype=np.float32)
-    for i, layer in enumerate(layers):
-        wv[i, : n_in[i]] = np.asarray(layer.vertical.wt)
-    geometry = []
-    for layer in layers:
-        v = layer.v_conv
-        (kh, kw), d = v.kernel, v.dilation
-        geometry.append([v.cin, kh, kw, d, v.pad[0], (kh - 1) * d + 1, v.pad[1]])
-
-    def stack(get):
-        return np.stack([np.asarray(get(layer)) for layer in layers])
-    return (np.array(geometry, dtype=np.int64), wv, stack(lambda q: q.vertical.bias), stack(lambda q: q.vertical.mul),
-            stack(lambda q: q.horizontal.parts[1]), stack(lambda q: q.gate_v.tanh), stack(lambda q: q.gate_v.sig))
-
-
-def _row_kernel(prev, levels, vrows, links, geometry, wv, bias_v, mul_v, w_link, tanh, sig, act_int, act, gate):
-    """The start of a row for every tile of the batch: each layer's vertical stack on its
-    rows (the ring buffers ``vrows``: rows shift up one, the newest enters last: the levels
-    of the row above, ``prev`` (empty on row 0), for the first layer; the layer below's gated
-    output for the others), its requantised pre-activations, their link part of the
-    horizontal accumulators (``links``, raw sums) and their gate. The arithmetic of
-    :meth:`GatedStepper._begin_row`, operation for operation, in float32 (exact integers)."""
-    n_layers, batch = vrows.shape[0], vrows.shape[1]
-    w = links.shape[1]
-    f2 = wv.shape[2]
-    f = f2 // 2
-    half = np.float32(0.5)
-    pre = np.zeros((w, f2), dtype=np.float32)
-    new = np.zeros((w, f), dtype=np.float32)
-    for b in range(batch):
-        for i in range(n_layers):
-            cin, kh, kw, dil, left, span = (geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3],
-                                            geometry[i, 4], geometry[i, 5])
-            for s in range(span - 1):
-                for x in range(vrows.shape[3]):
-                    for ch in range(cin):
-                        vrows[i, b, s, x, ch] = vrows[i, b, s + 1, x, ch]
-            for x in range(w):
-                for ch in range(cin):
-                    if i == 0:
-                        vrows[i, b, span - 1, left + x, ch] = np.float32(
-                            2 * prev[b, x] - (levels - 1)) if prev.shape[1] else np.float32(0.0)
-                    else:
-                        vrows[i, b, span - 1, left + x, ch] = new[x, ch]
-            for x in range(w):
-                for o in range(f2):
-                    pre[x, o] = np.float32(0.0)
-                for ch in range(cin):
-                    for a in range(kh):
-                        for t in range(kw):
-                            xv = vrows[i, b, a * dil, x + t * dil, ch]
-                            if xv != 0:
-                                row = (a * kw + t) * cin + ch
-                                for o in range(f2):
-                                    pre[x, o] += xv * wv[i, row, o]
-                for o in range(f2):
-                    y = np.floor((pre[x, o] + bias_v[i, o]) * mul_v[i, o] + half)
-                    pre[x, o] = min(max(y, -act), act)
-                for o in range(f2):
-                    links[i, x, b, o] = np.float32(0.0)
-                for j in range(f2):
-                    if pre[x, j] != 0:
-                        for o in range(f2):
-                            links[i, x, b, o] += pre[x, j] * w_link[i, j, o]
-                for o in range(f):
-                    ga = np.int64(pre[x, o]) + act_int
-                    gs = np.int64(pre[x, f + o]) + act_int
-                    new[x, o] = np.float32((tanh[i, ga] * sig[i, gs] * gate + _TABLE_ROUND) >> _TABLE_SHIFT)
-
-
 def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
     """The kernel over the batch: in one call, or in the coder's thread count of slices of
     the batch at once (the kernel releases the GIL) when the batch is large enough to pay;
     a batch of BLAS_BATCH tiles or more takes :func:`_blas_step` instead, in slices too."""
     cols, links, logits, table = stepper.arrays
     row = np.ascontiguousarray(np.asarray(x[:, 0, r]))  # the levels of row r (those left of c decoded)
-    if stepper.blas is not None:
+    if stepper.blas_steps:
         _split_batch(lambda b0, b1: _blas_step(stepper, row, c, b0, b1), len(row))
         return
     args = (c, row, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT, np.float32(ACT),
@@ -674,7 +579,7 @@ def _blas_args(engine: GatedEngine) -> tuple | None:
 def _split_batch(fn, n: int) -> None:
     """fn(b0, b1) over the tiles 0..n-1 of a batch: in the coder's thread count of slices
     at once (the products and kernels release the GIL), or in one call."""
-    threads = coder_threads()
+    threads = coder_threads() if n >= KERNEL_SPLIT else 1
     if threads < 2:
         fn(0, n)
         return
@@ -818,7 +723,6 @@ _REQ_GATE = compile_kernel(_requant_gate)
 _REQ_RES = compile_kernel(_requant_residual)
 _REQ_CLAMP = compile_kernel(_requant_clamp)
 _HEAD_TABLE = compile_kernel(_head_table)
-_ROW = compile_kernel(_row_kernel)
 _EXP_WEIGHTS = fixed.exp_table()
 
 
@@ -856,10 +760,10 @@ def engine(model) -> GatedEngine:
     return weights_of(model).torch_engine
 
 
-def numpy_decodes(model, tiles: int) -> bool:
-    """Whether ``tiles`` tiles decode on the numpy engine (the compiled kernels, no torch):
-    fewer than KERNEL_SPLIT, numba present, every layer exact in float32."""
-    if tiles >= KERNEL_SPLIT or _STEP is None or _ROW is None:
+def numpy_decodes(model) -> bool:
+    """Whether the model's files decode on the numpy engine (the compiled kernels and numpy's
+    matrix products, no torch): numba present, every layer exact in float32."""
+    if _STEP is None or _REQ_GATE is None:
         return False
     eng = weights_of(model).engine
     return all(_float32(q.dtype) for layer in eng.layers for q in (layer.vertical, layer.horizontal, layer.out)) \
@@ -873,17 +777,18 @@ def encode_streams(model, x, counts, on_table=None):
 
 def decode_streams(model, payloads, counts, channels, h, w, naive=False, on_table=None, progress=None):
     """:func:`arcodec.codec.autoregressive.decode_streams` with the integer engine's stepper
-    (``naive``: its whole-image pass at every pixel): on the numpy engine for a few tiles
-    (:func:`numpy_decodes`: the same integers, without torch), in PyTorch otherwise."""
-    numpy = not naive and numpy_decodes(model, sum(counts))
+    (``naive``: its whole-image pass at every pixel): on the numpy engine where numba is
+    installed (:func:`numpy_decodes`: the same integers, without torch), in PyTorch
+    otherwise."""
+    numpy = not naive and numpy_decodes(model)
     eng = weights_of(model).engine if numpy else engine(model)
-    if numpy or sum(counts) < BLAS_BATCH:
+    if not numpy:
         return autoregressive.decode_streams(eng, payloads, counts, channels, h, w, naive=naive,
                                              on_table=on_table, progress=progress)
     from threadpoolctl import threadpool_limits
 
-    # numpy's BLAS at one thread: the steps' products are small, and the coder shares the
-    # batch out among its own threads (a BLAS of several threads under each costs far more)
+    # numpy's BLAS at one thread: a row's and a step's products are small, and the coder
+    # shares the batch out among its own threads (several BLAS threads under each cost more)
     with threadpool_limits(1, user_api="blas"):
         return autoregressive.decode_streams(eng, payloads, counts, channels, h, w, naive=naive,
                                              on_table=on_table, progress=progress)
