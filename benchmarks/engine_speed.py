@@ -9,7 +9,8 @@ Both engines code the same MNIST test digits (or, without ../shared, generated r
 their coders (``arcodec.codec.coders``); every decoded image is compared with its original.
 Operations per pixel are counted with a TorchDispatchMode over one whole row of the batch-1
 decoder (begin_row and its steps), divided by the row's width: engine 0's stepper, engine 1's
-PyTorch step and engine 1's compiled step (numba; only its begin_row dispatches operations).
+PyTorch step (as without numba) and engine 1's compiled steps (numba kernels and numpy's
+matrix products: no torch operation).
 Timings on a shared machine are noisy: compare the engines within one run.
 
 Writes benchmarks/results/engine_speed.{json,md}.
@@ -86,7 +87,7 @@ def main():
     steppers = {"engine 0 stepper": make_stepper(m.net, 1, 1, 28, 28), "engine 1 PyTorch step": None,
                 "engine 1 compiled step": eng.incremental(1, 28, 28)}
     plain = eng.incremental(1, 28, 28)
-    plain.kernel = None
+    plain.kernel, plain.blas, plain.blas_steps = None, None, False  # as without numba: PyTorch only
     steppers["engine 1 PyTorch step"] = plain
     ops = {k: ops_per_pixel(s, x[:1]) for k, s in steppers.items()}
     print(ops)
