@@ -41,6 +41,7 @@ def _colour_digit() -> np.ndarray:
 
 CASES = {
     "mnist-gated": (_digit, "mnist-gated"),
+    "mnist-gated-v1": (_digit, "mnist-gated-v1"),  # superseded (id 1): its files still decode
     "mnist-gated-small": (_digit, "mnist-gated-small"),  # the frontier's faster sizes, chosen by name
     "mnist-gated-medium": (_digit, "mnist-gated-medium"),
     "mnist-idf": (_digit, "mnist-idf"),
@@ -114,11 +115,12 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
     from arcodec.zoo import applicable, cards
 
     old = [c for c in cards() if c.get("superseded_by")]
-    assert [c["name"] for c in old] == ["colour-mnist-made-v1", "photo-rgb-v1"]
+    assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1"]
     assert not any("applies" in c for c in old)
     for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5),
-                                     ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2)):
-        names = applicable([image])
+                                     ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2),
+                                     ("mnist-gated-v1", "mnist-gated", _digit(), 1)):
+        names = applicable([image if image.ndim == 3 else image[:, :, None]])
         assert new in names and name not in names
         data = (GOLDEN / f"{name}.arc").read_bytes()
         assert container.read(data)[0].model_id == old_id != container.read((GOLDEN / f"{new}.arc").read_bytes())[0].model_id
@@ -130,7 +132,8 @@ def test_the_faster_digit_models_are_chosen_by_name_only():
     (their golden files above), but auto never tries them: on MNIST their files are larger."""
     from arcodec.zoo import applicable, cards
 
-    named = sorted(c["name"] for c in cards() if c["arch"] == "gated-pixelcnn" and "applies" not in c)
+    named = sorted(c["name"] for c in cards() if c["arch"] == "gated-pixelcnn" and "applies" not in c
+                   and not c.get("superseded_by"))
     assert named == ["mnist-gated-medium", "mnist-gated-small"]
     digit = _digit()[:, :, None]  # (H, W, C), as the codec gives it
     assert "mnist-gated" in applicable([digit]) and not set(named) & set(applicable([digit]))

@@ -93,8 +93,9 @@ def small():
 
 @pytest.fixture(scope="module")
 def slow_to_decode():
-    """Two 40x40 noise images and their .arc files: decoding them takes seconds."""
-    images = noise(2, 40, seed=1)
+    """Two 128x128 noise images and their .arc files: decoding them takes seconds (the
+    numpy engine decodes a 40x40 one before the progress bar shows)."""
+    images = noise(2, 128, seed=1)
     return images, [e.data for e in encode_many(images, model=MODEL)]
 
 
