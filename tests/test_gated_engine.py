@@ -114,6 +114,7 @@ def test_a_large_batch_steps_by_matrix_products_with_the_kernels_tables(monkeypa
     [(payload, _)] = gated.encode_streams(net, x, [n])
     assert gated.engine(net).incremental(n, 6, 7).blas_steps
     runs = []
+    monkeypatch.setattr(gated, "SHARE_TILES", 4)  # slices of a few tiles: two threads share this batch
     for threads in (1, 2):
         monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
         runs.append(decoded_tables(net, [payload], [n], 6, 7))
