@@ -220,3 +220,10 @@ def counting_torch_ops():
             return func(*args, **(kwargs or {}))
     return Count()
 
+
+def file_safe(name: str) -> str:
+    """A data set's name as part of a file name: a folder set is named by its path."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+

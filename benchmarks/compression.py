@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 
 import numpy as np
 import torch
 
-from _common import RESULTS, command, load_set, machine, md_table, plan, write
+from _common import RESULTS, command, file_safe, load_set, machine, md_table, plan, write
 from classical import available, measure, streams
 from arcodec.codec import container
 from arcodec.codec.api import MAX_BATCH, decode_file, encode_images
@@ -50,8 +49,7 @@ def learned(name: str, images: list[np.ndarray], set_name: str) -> dict:
     except ArcodecError as e:  # the model cannot code these images (e.g. a flow's fixed shape): say so
         return {"model": name, "sha256": m.sha256, "images": n, "refused": str(e)}
     (RESULTS / "compression").mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", set_name).strip("_")  # a folder set is named by its path
-    write_csv(records, RESULTS / "compression" / f"{name}--{safe}.csv")
+    write_csv(records, RESULTS / "compression" / f"{name}--{file_safe(set_name)}.csv")
     files = summarize(records)
     ok = files.pop("roundtrips_ok")
     names = [f"{i:05d}.png" for i in range(n)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from _common import RESULTS
+from _common import RESULTS, file_safe
 from arcodec.explore.plots import pyplot
 from compression import rows_of
 
@@ -73,7 +73,7 @@ def main() -> None:
     lines = [f"Figures of `{res['command']}`, drawn by `python benchmarks/plots.py`:", ""]
     for set_name, entry in res["sets"].items():
         rows = rows_of(set_name, entry)
-        b, s = f"compression_bpd_{set_name}.png", f"compression_speed_{set_name}.png"
+        b, s = f"compression_bpd_{file_safe(set_name)}.png", f"compression_speed_{file_safe(set_name)}.png"
         bars(set_name, rows, entry["images"], RESULTS / b)
         speed(set_name, rows, entry["images"], RESULTS / s)
         lines += [f"![bits/dim per codec, {set_name}](benchmarks/results/{b}) "

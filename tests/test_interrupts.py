@@ -226,7 +226,7 @@ def test_sigterm_to_the_parent_ends_its_workers(tmp_path):
     """SIGTERM to the command alone (not its process group) while its -j 2 workers decode:
     it terminates them, and nothing is left: no output, no temporary file, no worker, every
     .arc file kept; status 143 and one line."""
-    data = [e.data for e in encode_many(noise(2, 192, seed=3), model=MODEL)]  # seconds each to decode
+    data = [e.data for e in encode_many(noise(2, 384, seed=3), model=MODEL)]  # seconds each to decode
     files = arcs(tmp_path, data)
     p = subprocess.Popen([sys.executable, "-m", "arcodec.cli", "decompress", "-j", "2", *map(str, files)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
