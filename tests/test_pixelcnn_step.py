@@ -190,6 +190,6 @@ def test_the_compiled_table_gives_softmax_weights_numbers(monkeypatch):
         got = ar.table(lg)
         assert np.array_equal(got, exact.softmax_weights(lg, dim=1).numpy())
     assert got.min() > 0 and (got == 1.0).sum() >= len(got)
-    monkeypatch.setattr(ar, "_TABLE", None)
+    monkeypatch.setattr(ar, "TABLE_KERNEL", None)
     assert np.array_equal(ar.table(logits), exact.softmax_weights(logits, dim=1).numpy())
 

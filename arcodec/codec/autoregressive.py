@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 
 from arcodec import fixed
-from arcodec.codec.coders import coder_threads, register_coder
+from arcodec.codec.coders import coder_threads, register_coder, thread_pool
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.entropy import check_room
@@ -51,10 +51,10 @@ def table(logits) -> np.ndarray:
     """Coder weights (n, K) from exact logits (n, K): the one place logits become numbers
     the coder sees. :func:`arcodec.exact.softmax_weights`, or the same look-ups in one
     compiled pass (:func:`_table_kernel`) for float64 logits on the CPU."""
-    if _TABLE is not None and str(logits.dtype) == "torch.float64" and logits.device.type == "cpu" \
+    if TABLE_KERNEL is not None and str(logits.dtype) == "torch.float64" and logits.device.type == "cpu" \
             and logits.dim() == 2 and logits.shape[1]:
         out = np.empty(tuple(logits.shape))
-        _TABLE(logits.numpy(), float(fixed.ONE), _EXP_WEIGHTS, out)
+        TABLE_KERNEL(logits.numpy(), float(fixed.ONE), EXP_WEIGHTS, out)
         return out
     from arcodec.exact import softmax_weights
 
@@ -63,8 +63,8 @@ def table(logits) -> np.ndarray:
 
 def _table_kernel(logits, one, exp_weights, out):
     """exp(logit - max) per row from the exact table, as :func:`arcodec.exact.softmax_weights`
-    computes it: logits on the grid, so (max - logit) * one is an exact integer, clamped to
-    the table's last entry."""
+    computes it: logits on the grid (``one`` grid units to 1; 1.0 for logits already in grid
+    units), so (max - logit) * one is an exact integer, clamped to the table's last entry."""
     n_exp = len(exp_weights) - 1
     for i in range(logits.shape[0]):
         top = logits[i, 0]
@@ -74,8 +74,10 @@ def _table_kernel(logits, one, exp_weights, out):
             out[i, k] = exp_weights[min(np.int64(np.rint((top - logits[i, k]) * one)), n_exp)]
 
 
-_TABLE = compile_kernel(_table_kernel)
-_EXP_WEIGHTS = fixed.exp_table()
+# the coder's tables from exact logits (n, K), in grid units with ``one`` = 1 (the compiled
+# decoders' logits): for :func:`table` and the kernels of arcodec.codec.pixelcnn_step
+TABLE_KERNEL = compile_kernel(_table_kernel)
+EXP_WEIGHTS = fixed.exp_table()
 
 
 class Stepper(Protocol):
@@ -188,16 +190,9 @@ def _groups(fn: Callable, starts, threads: int) -> list:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return list(_pool(threads).map(fn, starts))
+        return list(thread_pool(threads).map(fn, starts))
     finally:
         torch.set_num_threads(before)
-
-
-@functools.lru_cache(maxsize=None)
-def _pool(threads: int):
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(threads)
 
 
 @no_grad

@@ -80,6 +80,24 @@ def coder_threads() -> int:
     return torch.get_num_threads() if torch is not None else _cores()
 
 
+def share_out(fn: Callable, n: int, threads: int) -> None:
+    """fn(a, b) over 0..n-1: in one call, or in ``threads`` contiguous slices at once on a
+    shared pool (work that releases the GIL: compiled kernels, matrix products)."""
+    if threads < 2 or n < 2:
+        fn(0, n)
+        return
+    cuts = [round(i * n / threads) for i in range(threads + 1)]
+    list(thread_pool(threads).map(lambda ab: fn(*ab), zip(cuts[:-1], cuts[1:])))
+
+
+@lru_cache(maxsize=None)
+def thread_pool(threads: int):
+    """One pool of ``threads`` threads for the coders, kept for the process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads)
+
+
 @lru_cache(maxsize=None)
 def _cores() -> int:
     return os.cpu_count() or 1  # a system call: a decoder asks at every pixel

@@ -38,7 +38,6 @@ importing torch.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -46,7 +45,7 @@ import numpy as np
 
 from arcodec import fixed
 from arcodec.codec import autoregressive
-from arcodec.codec.coders import coder_threads, register_coder
+from arcodec.codec.coders import coder_threads, register_coder, share_out
 from arcodec.codec.engine import IntLayer, JointLayer, float64
 from arcodec.codec.mixture import compile_kernel
 from arcodec.models.gated_layout import GatedPixelCNNConfig, layer_shapes, receptive_field
@@ -466,17 +465,7 @@ def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
     args = (c, row, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT, np.float32(ACT),
             GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
     batch = cols.shape[1]
-    threads = 1 if batch < KERNEL_SPLIT else coder_threads()
-    if threads < 2:
-        _STEP(0, batch, *args)
-        return
-    cuts = np.linspace(0, batch, threads + 1).round().astype(int)
-    list(_pool(threads).map(lambda ab: _STEP(ab[0], ab[1], *args), zip(cuts[:-1], cuts[1:])))
-
-
-@lru_cache(maxsize=None)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(threads)
+    share_out(lambda b0, b1: _STEP(b0, b1, *args), batch, 1 if batch < KERNEL_SPLIT else coder_threads())
 
 
 def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
@@ -585,12 +574,7 @@ def _split_batch(fn, n: int) -> None:
     call. Thinner slices lose more to the GIL between their many small operations than a
     second thread gives: 128 digits decoded at 99 img/s on one thread and 88 on two, 512 at
     105 and 168 (a throw-away timing on an idle machine)."""
-    threads = max(1, min(coder_threads(), n // SHARE_TILES))
-    if threads < 2:
-        fn(0, n)
-        return
-    cuts = np.linspace(0, n, threads + 1).round().astype(int)
-    list(_pool(threads).map(lambda ab: fn(*ab), zip(cuts[:-1], cuts[1:])))
+    share_out(fn, n, min(coder_threads(), n // SHARE_TILES))
 
 
 def _blas_row(stepper: GatedStepper, prev, b0: int, b1: int) -> None:
@@ -715,12 +699,7 @@ GATE_ROWS = 1 << 13  # rows of a gate from which they are shared among the coder
 def _split_rows(fn, n: int) -> None:
     """fn(a, b) over rows 0..n-1: at once, or in slices on the coder's threads (the kernels
     release the GIL) when there are enough rows to pay."""
-    threads = coder_threads() if n >= GATE_ROWS else 1
-    if threads < 2:
-        fn(0, n)
-        return
-    cuts = np.linspace(0, n, threads + 1).round().astype(int)
-    list(_pool(threads).map(lambda ab: fn(*ab), zip(cuts[:-1], cuts[1:])))
+    share_out(fn, n, coder_threads() if n >= GATE_ROWS else 1)
 
 
 _STEP = compile_kernel(_step_kernel)

@@ -39,13 +39,12 @@ PyTorch steppers: the same numbers, slower.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 
 import numpy as np
 
 from arcodec import fixed
-from arcodec.codec.coders import coder_threads
+from arcodec.codec.autoregressive import EXP_WEIGHTS, TABLE_KERNEL
+from arcodec.codec.coders import coder_threads, share_out
 from arcodec.codec.mixture import compile_kernel
 
 KERNEL_SPLIT = 16  # tiles in a batch from which a step is shared among threads
@@ -279,18 +278,12 @@ class CompiledStepper:
         args = (r, c, ch, trunk, head, x, *self.trunk, self.rings, self.h, _LIMIT)
         if self.made:
             def call(b0, b1):
-                _MADE(b0, b1, *args, *self.head, self.ctx_h, self.ctx_o, self.levels, _EXP_WEIGHTS, self.logits,
+                _MADE(b0, b1, *args, *self.head, self.ctx_h, self.ctx_o, self.levels, EXP_WEIGHTS, self.logits,
                       self.table)
         else:
             def call(b0, b1):
-                _CATEGORICAL(b0, b1, *args, *self.head, self.levels, _EXP_WEIGHTS, self.logits, self.table)
-        batch = len(x)
-        threads = 1 if batch < KERNEL_SPLIT else coder_threads()
-        if threads < 2:
-            call(0, batch)
-            return
-        cuts = np.linspace(0, batch, threads + 1).round().astype(int)
-        list(_pool(threads).map(lambda ab: call(*ab), zip(cuts[:-1], cuts[1:])))
+                _CATEGORICAL(b0, b1, *args, *self.head, self.levels, EXP_WEIGHTS, self.logits, self.table)
+        share_out(call, len(x), 1 if len(x) < KERNEL_SPLIT else coder_threads())
 
 
 def _taps_as(w: np.ndarray, taps: np.ndarray) -> np.ndarray:
@@ -312,11 +305,6 @@ def _hidden_stack(layers: list, width: int) -> tuple[np.ndarray, np.ndarray, np.
 def _array(x) -> np.ndarray:
     """The decoder's images as an int64 numpy array (a view of a CPU tensor)."""
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-
-
-@lru_cache(maxsize=None)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(threads)
 
 
 # ------------------------------------------------------------------------------ kernels
@@ -387,17 +375,6 @@ def _trunk_kernel(b, r, c, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, 
             h[o] = min(max(h[o] + acc[o], -limit), limit)
 
 
-def _weights_of(logits, exp_weights, table, b):
-    """Logits (K,) in grid units -> row b of the coder's table, exp(logit - max) from the
-    table of :func:`arcodec.exact.softmax_weights`."""
-    n_exp = len(exp_weights) - 1
-    top = logits[0]
-    for o in range(1, logits.shape[0]):
-        top = max(top, logits[o])
-    for o in range(logits.shape[0]):
-        table[b, o] = exp_weights[min(np.int64(top - logits[o]), n_exp)]
-
-
 def _categorical_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc,
                         we, be, me, rings, h, limit, w1, bias1, m1, w2, bias2, m2, levels, exp_weights, out, table):
     """A PixelCNN's step for tiles b0_..b1_-1: the trunk at (r, c), then its head (ReLU, 1x1,
@@ -410,7 +387,7 @@ def _categorical_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, 
             continue
         _DENSE(h[b], w1, bias1, 0, m1, limit, True, hid)
         _DENSE(hid, w2, bias2, ch * levels, m2, limit, True, out[b])  # hid's ReLU
-        _WEIGHTS(out[b], exp_weights, table, b)
+        TABLE_KERNEL(out[b: b + 1], 1.0, exp_weights, table[b: b + 1])
 
 
 def _made_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, m0, taps, wr, br, mr, wc, bc, mc,
@@ -452,12 +429,10 @@ def _made_kernel(b0_, b1_, r, c, ch, trunk, head, x, emb, taps0, w0, b0, m0, tap
         _DENSE(hid, wo, bo, ch * levels, mo, limit, True, logits)
         for o in range(levels):
             logits[o] = min(max(logits[o] + ctx_o[b, ch * levels + o], -limit), limit)
-        _WEIGHTS(logits, exp_weights, table, b)
+        TABLE_KERNEL(out[b: b + 1], 1.0, exp_weights, table[b: b + 1])
 
 
 _DENSE = compile_kernel(_dense_kernel)
 _TRUNK = compile_kernel(_trunk_kernel)
-_WEIGHTS = compile_kernel(_weights_of)
 _CATEGORICAL = compile_kernel(_categorical_kernel)
 _MADE = compile_kernel(_made_kernel)
-_EXP_WEIGHTS = fixed.exp_table()
