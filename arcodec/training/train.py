@@ -55,6 +55,7 @@ class TrainConfig:
     mode: str = ""  # "L" or "RGB" to force the channels,
     flip: bool = False  # and mirror half of the training crops
     init: str = ""  # fine-tune: start from this model (zoo name, checkpoint or .arcm file)
+    qat: bool = False  # train through the integer engine's roundings (arcodec/training/qat.py)
 
     def data_options(self) -> dict:
         if not self.data.startswith("folder:"):
@@ -337,8 +338,16 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         val_x = val_x[kept]
         val_y = None if val_y is None else val_y[kept]
     core = model
+    scored = core  # what the loss and the validation run: the model, or its engine's emulation
+    if cfg.qat:
+        from arcodec.training.qat import EngineEmulation
+
+        scored = EngineEmulation(core)
+        if not bool((core.act_max > 0).all()):
+            core.calibrate(train_x[:: max(1, len(train_x) // 256)])
+    model = scored
     if d.active:
-        model = torch.nn.parallel.DistributedDataParallel(model)
+        model = torch.nn.parallel.DistributedDataParallel(scored)
     per_rank = cfg.batch // d.world
     per_epoch = (len(train_x) // d.world) // per_rank  # steps in an epoch
     if per_epoch == 0:
@@ -358,7 +367,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         k += 1
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss, _ = objective(core, x, model, y)
+        loss, _ = objective(scored, x, model, y)
         penalised = loss + 0.5 * cfg.l2 * sum(p.pow(2).sum() for p in core.parameters()) if cfg.l2 else loss
         opt.zero_grad(set_to_none=True)
         penalised.backward()
@@ -371,9 +380,10 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         record = {"step": step, "train_bpd": round(train_bpd, 5), "lr": opt.param_groups[0]["lr"]}
         if step % cfg.val_every == 0 or step == cfg.steps:
             if d.main:
-                val = evaluate_objective(core, val_x, labels=val_y)  # the NLL, or the loss of a model without one
                 if hasattr(core, "calibrate"):  # scales of the integer engine, stored with the weights
                     core.calibrate(train_x[:: max(1, len(train_x) // 256)])
+                # the NLL (through the engine's roundings with qat), or the loss of a model without one
+                val = evaluate_objective(scored, val_x, labels=val_y)
                 record["val_bpd"] = round(val, 5)
                 if val < best:
                     best = val
