@@ -161,3 +161,17 @@ def test_l2_penalty_shrinks_the_weights(tmp_path):
         w = torch.load(d / "last.pt", weights_only=True)["model"]
         return sum(float(v.float().pow(2).sum()) for v in w.values())
     assert norm(10.0) < norm(0.0)
+
+
+def test_a_device_this_machine_lacks_is_a_one_line_error(tmp_path):
+    """--set device=cuda trains on a GPU; without one (or for a device arcodec does not train
+    on) the command says so in one line, exits non-zero and writes no run."""
+    base = ["train", "--data", "digits", "--set", "hidden=8", "--set", "layers=2", "--set", "steps=1",
+            "--set", "threads=1"]
+    devices = ["tpu", "mps"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in devices:
+        out = tmp_path / device
+        r = CliRunner().invoke(main, base + ["--set", f"device={device}", "--out", str(out)])
+        assert r.exit_code != 0 and "Traceback" not in r.output, r.output
+        assert "device" in r.output.strip().splitlines()[-1], r.output
+        assert not out.exists()

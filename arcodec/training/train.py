@@ -56,11 +56,28 @@ class TrainConfig:
     flip: bool = False  # and mirror half of the training crops
     init: str = ""  # fine-tune: start from this model (zoo name, checkpoint or .arcm file)
     qat: bool = False  # train through the integer engine's roundings (arcodec/training/qat.py)
+    device: str = "cpu"  # or "cuda" (a GPU: the model, the data and every step there)
 
     def data_options(self) -> dict:
         if not self.data.startswith("folder:"):
             return {}
         return {"crop": self.crop, "crops": self.crops, "mode": self.mode, "flip": self.flip}
+
+
+def _device(name: str) -> torch.device:
+    """The device a run trains on; a one-line error for one this machine lacks."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ArcodecError(f"unknown device {name!r} (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ArcodecError(f"device={name}: this machine has no CUDA GPU that torch can use")
+        torch.backends.cuda.matmul.allow_tf32 = True  # training's float32 products on the tensor cores
+        torch.backends.cudnn.allow_tf32 = True
+    elif device.type != "cpu":
+        raise ArcodecError(f"device={name}: arcodec trains on cpu or cuda")
+    return device
 
 
 def _seed(seed: int) -> None:
@@ -111,10 +128,11 @@ def evaluate_objective(model: torch.nn.Module, data: torch.Tensor, batch: int = 
     ``labels`` (N,): those of the images, for a class-conditional model."""
     was_training = model.training
     model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     total, count = 0.0, 0
     for i in range(0, len(data), batch):
-        x = data[i: i + batch]
-        y = None if labels is None else labels[i: i + batch]
+        x = data[i: i + batch].to(device)
+        y = None if labels is None else labels[i: i + batch].to(device)
         bits = objective(model, x, y=y)[1]  # a local model scores only the crop's inner positions
         total += float(bits.sum())
         count += bits.numel()
@@ -169,7 +187,7 @@ def checkpoint(model, cfg: TrainConfig, step: int, optimizer=None, val_bpd: floa
         "train_config": json.dumps(dataclasses.asdict(cfg)),
         "step": step,
         "val_bpd": val_bpd,
-        "model": model.state_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
@@ -289,6 +307,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     d = _Dist()
     if cfg.batch % d.world:
         raise ValueError(f"batch {cfg.batch} does not split into {d.world} processes")
+    device = _device(cfg.device)
     out = Path(out)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -306,6 +325,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     model = build_model(cfg.arch, make_config(cfg.arch, settings))
     if start is not None:
         load_grown(model, start)
+    model.to(device)
     opt = make_optimizer(model, cfg)
     step, best = 0, float("inf")
     if resume and (out / "last.pt").exists():
@@ -328,11 +348,12 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     train_x = load_dataset(cfg.data, "train", data_root, download and d.main, **cfg.data_options())
     val_x = load_dataset(cfg.data, "val", data_root, **cfg.data_options())
     check_data(model, train_x, cfg.data)
+    train_x, val_x = train_x.to(device), val_x.to(device)  # the whole data set on the GPU: no copy a step
     train_y = val_y = None  # the labels, for a class-conditional model
     classes = getattr(model.config, "classes", 0)
     if classes:
-        train_y = class_labels(cfg.data, "train", classes, data_root)
-        val_y = class_labels(cfg.data, "val", classes, data_root)
+        train_y = class_labels(cfg.data, "train", classes, data_root).to(device)
+        val_y = class_labels(cfg.data, "val", classes, data_root).to(device)
     if cfg.val_limit:  # evenly spaced, so that every validation image keeps its share
         kept = torch.arange(0, len(val_x), max(1, len(val_x) // cfg.val_limit))[: cfg.val_limit]
         val_x = val_x[kept]
