@@ -45,6 +45,7 @@ bench-full: $(STAMP)
 	$(BIN)/python benchmarks/photo_threads.py
 	$(BIN)/python benchmarks/scale_offsets.py
 	$(BIN)/python benchmarks/frontier.py --full
+	$(BIN)/python benchmarks/gated_threads.py
 	$(BIN)/python benchmarks/plots.py
 	$(BIN)/python benchmarks/readme.py
 

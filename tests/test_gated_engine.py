@@ -14,6 +14,7 @@ import torch
 import arcodec
 from arcodec.codec import container, gated
 from arcodec.codec.api import encode_images
+from arcodec.codec.coders import share_out
 from arcodec.errors import FormatError
 from arcodec.models.heads import nll_bits
 from arcodec.models.layers import float_copy
@@ -103,24 +104,33 @@ def test_the_compiled_step_and_the_pytorch_step_give_the_same_tables(monkeypatch
 
 
 def test_a_large_batch_steps_by_matrix_products_with_the_kernels_tables(monkeypatch):
-    """From BLAS_BATCH tiles a step is one matrix product a layer over the batch (numpy's
-    BLAS, float32: exact integers) between compiled element-wise kernels: the same tables and
-    pixels as the step kernel's loops, on one thread and on two (the batch in slices)."""
+    """From BLAS_BATCH tiles a step is one matrix product a layer over the batch (BLAS,
+    float32: exact integers), as does the start of every row, in one compiled call each
+    (scipy installed) or between compiled element-wise kernels: the same tables and pixels as the step kernel's loops, on one
+    thread and on two (the batch in slices)."""
     if gated._REQ_GATE is None:
         pytest.skip("numba is not installed: only the PyTorch step exists")
     net = tiny(dilation="1,2,4")
-    n = gated.BLAS_BATCH + 5
+    n = 2 * gated.BLAS_BATCH + 5
     x = torch.randint(0, 256, (n, 1, 6, 7))
     [(payload, _)] = gated.encode_streams(net, x, [n])
     assert gated.engine(net).incremental(n, 6, 7).blas_steps
     runs = []
+    fused, fused_row = gated._FUSED, gated._FUSED_ROW
     monkeypatch.setattr(gated, "SHARE_TILES", 4)  # slices of a few tiles: two threads share this batch
-    for threads in (1, 2):
-        monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
-        runs.append(decoded_tables(net, [payload], [n], 6, 7))
+    for kernel in ([fused] if fused is not None else []) + [None]:
+        monkeypatch.setattr(gated, "_FUSED", kernel)
+        monkeypatch.setattr(gated, "_FUSED_ROW", kernel and fused_row)
+        for threads in (1, 2):
+            monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
+            slices = []
+            monkeypatch.setattr(gated, "share_out", lambda fn, m, k: (slices.append(k), share_out(fn, m, k)))
+            runs.append(decoded_tables(net, [payload], [n], 6, 7))
+            assert max(slices) == threads
     monkeypatch.setattr(gated, "BLAS_BATCH", n + 1)
     assert not gated.engine(net).incremental(n, 6, 7).blas_steps
     runs.append(decoded_tables(net, [payload], [n], 6, 7))
+    assert len(runs) == (5 if fused is not None else 3)
     for y, tables in runs:
         assert torch.equal(y, x) and all(np.array_equal(tables[k], runs[-1][1][k]) for k in tables)
 
@@ -249,3 +259,42 @@ def test_weights_from_a_model_file_build_the_engine_of_the_torch_model(tmp_path)
         assert all(np.array_equal(u, v) for u, v in zip(la.horizontal.parts, lb.horizontal.parts))
         assert np.array_equal(la.gate_v.tanh, lb.gate_v.tanh) and np.array_equal(la.gate_h.sig, lb.gate_h.sig)
     assert all(np.array_equal(qa.wt, qb.wt) and np.array_equal(qa.mul, qb.mul) for qa, qb in zip(a.head, b.head))
+
+
+def _within(seconds: float, fn):
+    """fn() on a daemon thread; fails (rather than hangs) when it has not returned in time."""
+    import threading
+
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    t.join(seconds)
+    assert out, f"still running after {seconds} s: a deadlock"
+    return out[0]
+
+
+def test_work_shared_out_from_a_pool_thread_runs_there_and_does_not_deadlock():
+    from arcodec.codec.coders import pool_map
+
+    def outer(k):
+        seen = []
+        share_out(lambda a, b: seen.append((a, b)), 10, 2)  # nested: inline on this worker
+        return k, sorted(seen)
+    assert _within(30, lambda: pool_map(outer, list(range(4)), 2)) == [(k, [(0, 10)]) for k in range(4)]
+
+
+def test_the_encoder_groups_tiles_on_two_threads_and_shares_their_gates_without_deadlock(monkeypatch):
+    """The encoder computes groups of tiles on the coder's threads; each group's gates share
+    their rows among the same threads: this deadlocked once (every worker waiting for tasks
+    queued behind it). Groups of 4 of 16 tiles, gates shared from 1 row: the same payload."""
+    from arcodec.codec import autoregressive
+
+    net = tiny()
+    x = torch.randint(0, 256, (16, 1, 6, 7))
+    [(one, _)] = gated.encode_streams(net, x, [16])
+    monkeypatch.setattr(autoregressive, "FORWARD_POSITIONS", 4 * 6 * 7)
+    monkeypatch.setattr(gated, "GATE_ROWS", 1)
+    monkeypatch.setattr(gated, "coder_threads", lambda: 2)
+    monkeypatch.setattr(autoregressive, "coder_threads", lambda: 2)
+    [(two, _)] = _within(60, lambda: gated.encode_streams(net, x, [16]))
+    assert two == one

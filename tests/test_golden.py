@@ -42,6 +42,7 @@ def _colour_digit() -> np.ndarray:
 CASES = {
     "mnist-gated": (_digit, "mnist-gated"),
     "mnist-gated-v1": (_digit, "mnist-gated-v1"),  # superseded (id 1): its files still decode
+    "mnist-gated-v2": (_digit, "mnist-gated-v2"),  # superseded (id 11)
     "mnist-gated-small": (_digit, "mnist-gated-small"),  # the frontier's faster sizes, chosen by name
     "mnist-gated-medium": (_digit, "mnist-gated-medium"),
     "mnist-idf": (_digit, "mnist-idf"),
@@ -115,11 +116,12 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
     from arcodec.zoo import applicable, cards
 
     old = [c for c in cards() if c.get("superseded_by")]
-    assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1"]
+    assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1", "mnist-gated-v2"]
     assert not any("applies" in c for c in old)
     for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5),
                                      ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2),
-                                     ("mnist-gated-v1", "mnist-gated", _digit(), 1)):
+                                     ("mnist-gated-v1", "mnist-gated", _digit(), 1),
+                                     ("mnist-gated-v2", "mnist-gated", _digit(), 11)):
         names = applicable([image if image.ndim == 3 else image[:, :, None]])
         assert new in names and name not in names
         data = (GOLDEN / f"{name}.arc").read_bytes()

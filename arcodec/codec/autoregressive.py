@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 
 from arcodec import fixed
-from arcodec.codec.coders import coder_threads, register_coder, thread_pool
+from arcodec.codec.coders import coder_threads, pool_map, register_coder
 from arcodec.codec.entropy import Decoder as StreamDecoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.entropy import check_room
@@ -190,7 +190,7 @@ def _groups(fn: Callable, starts, threads: int) -> list:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return list(thread_pool(threads).map(fn, starts))
+        return pool_map(fn, list(starts), threads)
     finally:
         torch.set_num_threads(before)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -82,17 +83,39 @@ def coder_threads() -> int:
 
 def share_out(fn: Callable, n: int, threads: int) -> None:
     """fn(a, b) over 0..n-1: in one call, or in ``threads`` contiguous slices at once on a
-    shared pool (work that releases the GIL: compiled kernels, matrix products)."""
-    if threads < 2 or n < 2:
+    shared pool (work that releases the GIL: compiled kernels, matrix products); in one call
+    too on a pool's own thread (see :func:`pool_map`)."""
+    if threads < 2 or n < 2 or getattr(_WORKER, "busy", False):
         fn(0, n)
         return
     cuts = [round(i * n / threads) for i in range(threads + 1)]
-    list(thread_pool(threads).map(lambda ab: fn(*ab), zip(cuts[:-1], cuts[1:])))
+    pool_map(lambda ab: fn(*ab), list(zip(cuts[:-1], cuts[1:])), threads)
+
+
+def pool_map(fn: Callable, items: list, threads: int) -> list:
+    """[fn(item) for item in items], on the shared pool of ``threads`` threads. Work already
+    running on a pool's thread runs its own share inline: a worker that waited for tasks
+    queued behind it on the same pool would wait for ever (the encoder's groups of tiles,
+    each on a worker, share out their gates; two threads deadlocked there)."""
+    if threads < 2 or len(items) < 2 or getattr(_WORKER, "busy", False):
+        return [fn(item) for item in items]
+
+    def run(item):
+        _WORKER.busy = True
+        try:
+            return fn(item)
+        finally:
+            _WORKER.busy = False
+    return list(thread_pool(threads).map(run, items))
+
+
+_WORKER = threading.local()  # busy: this thread is running a pool's task
 
 
 @lru_cache(maxsize=None)
 def thread_pool(threads: int):
-    """One pool of ``threads`` threads for the coders, kept for the process."""
+    """One pool of ``threads`` threads for the coders, kept for the process (through
+    :func:`pool_map`, which keeps its tasks from waiting on it)."""
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(threads)

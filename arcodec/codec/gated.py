@@ -37,6 +37,7 @@ importing torch.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -363,8 +364,18 @@ class GatedStepper:
         self.logits = zeros((batch, engine.config.levels), dtype=np.float32)
         self.table = np.zeros((batch, engine.config.levels))  # the kernel's coder weights
         self.arrays = tuple(np.asarray(a) for a in (self.cols_all, self.links, self.logits, self.table))
+        if self.blas is not None and _FUSED_ROW is not None:
+            self.row_buffers = tuple(np.asarray(b) for b in self.rows)
+            self.row_args = _row_args(engine)
 
     def begin_row(self, x, r: int) -> None:
+        if self.blas is not None and _FUSED_ROW is not None:
+            prev = np.ascontiguousarray(np.asarray(x[:, 0, r - 1]) if r > 0 else np.zeros((0, self.width), np.int64))
+            args = (prev, self.engine.config.levels, self.row_buffers, *self.row_args, self.arrays[1], self.arrays[0],
+                    ACT, np.float32(ACT), GATE)
+            n = self.links.shape[2]
+            share_out(lambda b0, b1: _FUSED_ROW(b0, b1, *args), n, min(coder_threads(), n // BLAS_BATCH))
+            return
         if self.blas is not None:
             prev = np.asarray(x[:, 0, r - 1]) if r > 0 else None
             _split_batch(lambda b0, b1: _blas_row(self, prev, b0, b1), self.links.shape[2])
@@ -459,12 +470,15 @@ def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
     a batch of BLAS_BATCH tiles or more takes :func:`_blas_step` instead, in slices too."""
     cols, links, logits, table = stepper.arrays
     row = np.ascontiguousarray(np.asarray(x[:, 0, r]))  # the levels of row r (those left of c decoded)
-    if stepper.blas_steps:
-        _split_batch(lambda b0, b1: _blas_step(stepper, row, c, b0, b1), len(row))
+    batch = cols.shape[1]
+    if stepper.blas_steps and _FUSED is None:
+        _split_batch(lambda b0, b1: _blas_step(stepper, row, c, b0, b1), batch)
         return
     args = (c, row, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT, np.float32(ACT),
             GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
-    batch = cols.shape[1]
+    if stepper.blas_steps:
+        share_out(lambda b0, b1: _FUSED(b0, b1, *args), batch, min(coder_threads(), batch // BLAS_BATCH))
+        return
     share_out(lambda b0, b1: _STEP(b0, b1, *args), batch, 1 if batch < KERNEL_SPLIT else coder_threads())
 
 
@@ -633,6 +647,148 @@ def _blas_step(stepper: GatedStepper, row: np.ndarray, c: int, b0: int, b1: int)
     _HEAD_TABLE(hid @ w2, bias2, m2, np.float32(LOGIT_MAX), _EXP_WEIGHTS, logits[b0:b1], table[b0:b1])
 
 
+def _fused_row_kernel(b0, b1_, prev, levels, rows, geometry, wv, bias_v, mul_v, tanh, sig, w_link, links, cols,
+                      act_int, act, gate):
+    """:func:`_blas_row` in one compiled call (:func:`_row_args`): for tiles b0..b1_-1, every
+    layer's ring of rows moved up and its newest row filled (the levels of the row above,
+    ``prev``, for the first layer; the previous layer's gate for the others), the windows of
+    the row gathered into one block, one float32 matrix product, its requantisation, the
+    link part of the horizontal accumulators (stored by column) and the gate. ``prev`` has
+    no rows on row 0 (the rows above are zeros)."""
+    nb = b1_ - b0
+    n_layers = len(rows)
+    f2 = wv.shape[2]
+    f = f2 // 2
+    w = links.shape[1]
+    half = np.float32(0.5)
+    new = np.zeros((nb * w, f), dtype=np.float32)
+    for i in range(n_layers):
+        buf = rows[i]
+        kh, kw, dil, side = geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3]
+        span, cin = buf.shape[1], buf.shape[3]
+        for b in range(b0, b1_):
+            for a in range(span - 1):
+                buf[b, a] = buf[b, a + 1]
+            if i == 0:
+                for col in range(w):
+                    buf[b, span - 1, side + col, 0] = (np.float32(0.0) if prev.shape[0] == 0
+                                                       else np.float32(2 * prev[b, col] - (levels - 1)))
+            else:
+                for col in range(w):
+                    for ch in range(cin):
+                        buf[b, span - 1, side + col, ch] = new[(b - b0) * w + col, ch]
+        n_in = kh * kw * cin
+        win = np.empty((nb * w, n_in), dtype=np.float32)
+        for b in range(nb):
+            for col in range(w):
+                k = 0
+                for a in range(kh):
+                    for t in range(kw):
+                        for ch in range(cin):
+                            win[b * w + col, k] = buf[b0 + b, a * dil, col + t * dil, ch]
+                            k += 1
+        pre = np.dot(win, np.ascontiguousarray(wv[i, :n_in]))
+        for r in range(nb * w):
+            for o in range(f2):
+                pre[r, o] = min(max(np.floor((pre[r, o] + bias_v[i, o]) * mul_v[i, o] + half), -act), act)
+        lk = np.dot(pre, np.ascontiguousarray(w_link[i]))
+        for b in range(nb):
+            for col in range(w):
+                for o in range(f2):
+                    links[i, col, b0 + b, o] = lk[b * w + col, o]
+        for r in range(nb * w):
+            for o in range(f):
+                ta = np.int64(pre[r, o]) + act_int
+                ts = np.int64(pre[r, f + o]) + act_int
+                new[r, o] = np.float32((tanh[i, ta] * sig[i, ts] * gate + _TABLE_ROUND) >> _TABLE_SHIFT)
+    for i in range(cols.shape[0]):
+        for b in range(b0, b1_):
+            cols[i, b] = np.float32(0.0)
+
+
+def _row_args(engine: GatedEngine) -> tuple:
+    """Per layer the vertical stack's geometry (kh, kw, dilation, left padding), weights
+    (zero-padded to the widest layer's inputs), bias, multiplier, gate tables and the link's
+    weights, stacked for :func:`_fused_row_kernel`."""
+    layers = engine.layers
+    n_in = [np.asarray(layer.vertical.wt).shape[0] for layer in layers]
+    f2 = np.asarray(layers[0].vertical.wt).shape[1]
+    wv = np.zeros((len(layers), max(n_in), f2), dtype=np.float32)
+    for i, layer in enumerate(layers):
+        wv[i, : n_in[i]] = np.asarray(layer.vertical.wt)
+    geometry = np.array([[*layer.v_conv.kernel, layer.v_conv.dilation, layer.v_conv.pad[0]] for layer in layers],
+                        dtype=np.int64)
+
+    def stack(get):
+        return np.ascontiguousarray(np.stack([np.asarray(get(layer)) for layer in layers]))
+    return (geometry, wv, stack(lambda q: q.vertical.bias), stack(lambda q: q.vertical.mul),
+            stack(lambda q: q.gate_v.tanh), stack(lambda q: q.gate_v.sig), stack(lambda q: q.horizontal.parts[1]))
+
+
+def _fused_step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig,
+                       w_out, bias_out, mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits,
+                       exp_weights, table):
+    """:func:`_blas_step` in one compiled call (:func:`_step_kernel`'s arguments): per layer
+    the slice's windows gathered into one block, one float32 matrix product (``np.dot``:
+    BLAS, exact integers in any order), the same element-wise IEEE steps in the same order.
+    Nothing in it holds the GIL, so the coder's threads each run a slice of the batch at
+    once however thin (the Python-level products of :func:`_blas_step` took the GIL between
+    every two of their many small operations)."""
+    nb = b1_ - b0
+    n_layers = cols.shape[0]
+    f2 = wh.shape[2]
+    f = f2 // 2
+    half = np.float32(0.5)
+    if c > 0:  # the pixel left of c enters the first layer's buffer
+        for b in range(b0, b1_):
+            cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * pixels[b, c - 1] - (levels - 1))
+    g = np.empty((nb, f), dtype=np.float32)
+    h = np.zeros((nb, f), dtype=np.float32)
+    for i in range(n_layers):
+        n_in, kw, dil, left = geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3]
+        cin = n_in // kw
+        base = left_all - left + c  # the window's first column in the row buffer
+        win = np.empty((nb, n_in), dtype=np.float32)
+        for b in range(nb):
+            for t in range(kw):
+                for ch in range(cin):
+                    win[b, t * cin + ch] = cols[i, b0 + b, 0, base + t * dil, ch]
+        acc = np.dot(win, np.ascontiguousarray(wh[i, :n_in]))
+        for b in range(nb):
+            for o in range(f2):
+                y = np.floor(((acc[b, o] + links[i, c, b0 + b, o]) + bias_h[i, o]) * mul_h[i, o] + half)
+                acc[b, o] = min(max(y, -act), act)
+            for o in range(f):
+                a = np.int64(acc[b, o]) + act_int
+                s = np.int64(acc[b, f + o]) + act_int
+                g[b, o] = np.float32((tanh[i, a] * sig[i, s] * gate + _TABLE_ROUND) >> _TABLE_SHIFT)
+        out = np.dot(g, np.ascontiguousarray(w_out[i]))
+        for b in range(nb):
+            for o in range(f):
+                y = np.floor((out[b, o] + bias_out[i, o]) * mul_out[i, o] + half)
+                if i > 0:
+                    y = y + h[b, o]
+                h[b, o] = min(max(y, -act), act)
+            if i + 1 < n_layers:
+                for o in range(f):
+                    cols[i + 1, b0 + b, 0, left_all + c, o] = h[b, o]
+    hid = np.dot(np.maximum(h, np.float32(0.0)), w1)
+    for b in range(nb):
+        for o in range(hid.shape[1]):
+            hid[b, o] = min(max(np.floor((hid[b, o] + b1[o]) * m1[o] + half), np.float32(0.0)), act)
+    lg = np.dot(hid, w2)
+    n_exp = len(exp_weights) - 1
+    for b in range(nb):
+        top = -logit_max
+        for o in range(lg.shape[1]):
+            y = np.floor((lg[b, o] + b2[o]) * m2[o] + half)
+            y = min(max(y, -logit_max), logit_max)
+            logits[b0 + b, o] = y
+            top = max(top, y)
+        for o in range(lg.shape[1]):
+            table[b0 + b, o] = exp_weights[min(np.int64(top - logits[b0 + b, o]), n_exp)]
+
+
 def _requant_gate(acc, link, bias, mul, tanh, sig, act_int, act, gate, out):
     """The step kernel's horizontal requantisation and gate: acc (N, 2f) sums, + the row's
     link part, + bias, x multiplier, rounded, clamped; then tanh * sigmoid -> out (N, f)."""
@@ -703,6 +859,9 @@ def _split_rows(fn, n: int) -> None:
 
 
 _STEP = compile_kernel(_step_kernel)
+# numba's np.dot calls the BLAS that scipy carries: without scipy the Python-level products
+_FUSED = compile_kernel(_fused_step_kernel) if importlib.util.find_spec("scipy") else None
+_FUSED_ROW = compile_kernel(_fused_row_kernel) if importlib.util.find_spec("scipy") else None
 _GATE = compile_kernel(_gate_kernel)
 _REQ_GATE = compile_kernel(_requant_gate)
 _REQ_RES = compile_kernel(_requant_residual)

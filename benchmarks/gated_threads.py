@@ -1,0 +1,76 @@
+"""The Gated PixelCNN decoder's threads: MNIST test digits decoded in batches of several sizes
+on one and two threads, by the fused kernels (a row's start and a step each one compiled call
+that holds no GIL) and by the matrix products called from Python between compiled
+element-wise kernels (the decoder before them, and the one without scipy), in one process,
+one after the other.
+
+    python benchmarks/gated_threads.py                     # batches of 1, 16, 128 and 512 digits
+    python benchmarks/gated_threads.py --batches 128 --model mnist-gated-small
+
+Every decode is compared with its digits. Timings on a shared machine are noisy: compare the
+rows of one batch size, measured together (the load average is printed).
+
+Writes benchmarks/results/gated_threads.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from _common import command, machine, md_table, write
+
+WAYS = [("python products", False, 1), ("python products", False, 2), ("fused kernels", True, 1),
+        ("fused kernels", True, 2)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 16, 128, 512])
+    ap.add_argument("--model", default="mnist-gated")
+    ap.add_argument("--repeat", type=int, default=2, help="decodes of each batch a way (the best is kept)")
+    args = ap.parse_args()
+    from arcodec.codec import coders, gated
+    from arcodec.training.data import load_dataset
+    from arcodec.zoo import load_model
+
+    mach = machine(2)  # the load average before this script's own work
+    if gated._FUSED is None:
+        raise SystemExit("error: the fused kernels need numba and scipy")
+    m = load_model(args.model)
+    fused = gated._FUSED, gated._FUSED_ROW
+    rows = []
+    for n in args.batches:
+        x = load_dataset("mnist", "test")[:n].long()
+        [(payload, _)] = gated.encode_streams(m.net, x, [n])
+        row = {"batch": n}
+        for label, on, threads in WAYS:
+            gated._FUSED, gated._FUSED_ROW = fused if on else (None, None)
+            coders.set_threads(threads)
+            best = float("inf")
+            try:
+                for _ in range(args.repeat):
+                    t = time.perf_counter()
+                    y = gated.decode_streams(m.net, [payload], [n], 1, 28, 28)
+                    best = min(best, time.perf_counter() - t)
+                    if not np.array_equal(np.asarray(y), x.numpy()):
+                        raise SystemExit(f"error: {n} digits did not decode to their pixels ({label}, {threads})")
+            finally:
+                gated._FUSED, gated._FUSED_ROW = fused
+            row[f"{label}, {threads}"] = n / best
+        rows.append(row)
+        print(row, flush=True)
+    keys = [f"{label}, {threads}" for label, _, threads in WAYS]
+    table = md_table(["digits in the batch", *[f"{label}, {t} thread{'s' * (t > 1)} (img/s)" for label, _, t in WAYS]],
+                     [[r["batch"], *[f"{r[k]:.1f}" for k in keys]] for r in rows])
+    result = {"machine": mach, "command": command(), "model": m.name, "repeat": args.repeat, "rows": rows}
+    about = (f"Produced by `{command()}`: `{m.name}`, MNIST test digits decoded in one process, each way "
+             f"{args.repeat} times (the fastest kept), one way after the other; load average "
+             f"{mach['load_avg_1min']} at the start; every decode compared with its digits.")
+    write("gated_threads", result, [about, "", *table])
+
+
+if __name__ == "__main__":
+    main()
