@@ -321,13 +321,16 @@ class GatedStepper:
     engine's whole-image pass computes, bit for bit (integers, exact in any order).
 
     With numba and every layer in float32, ``begin_row`` runs each layer's vertical stack
-    as one float32 matrix product over the batch's row (numpy's BLAS at one thread) between
-    compiled element-wise kernels (:func:`_blas_row`), each of the coder's threads a slice of
-    the batch; ``step`` runs one compiled kernel for all layers and the head
-    (:func:`_step_kernel`), or from BLAS_BATCH tiles, where that kernel's loops would read
-    every weight once per tile, each layer as a matrix product over the batch between
-    compiled kernels (:func:`_blas_step`). Without numba (or with ARCODEC_NO_NUMBA=1) the
-    same arithmetic runs as PyTorch operations. All give identical integers (tested).
+    as one float32 matrix product over the batch's row, all layers in one compiled call
+    (:func:`_fused_row_kernel`), each of the coder's threads a slice of the batch; ``step``
+    runs one compiled loop kernel for all layers and the head (:func:`_step_kernel`), or
+    from BLAS_BATCH tiles, where that kernel's loops would read every weight once per tile,
+    each layer as a matrix product over the batch, again in one call
+    (:func:`_fused_step_kernel`). Those calls hold no GIL; without scipy (whose BLAS numba's
+    ``np.dot`` calls) the same products run from Python between compiled element-wise
+    kernels (:func:`_blas_row`, :func:`_blas_step`). Without numba (or with
+    ARCODEC_NO_NUMBA=1) the same arithmetic runs as PyTorch operations. All give identical
+    integers (tested).
 
     A numpy engine (``engine.tensors`` False) runs the compiled paths only, on numpy images
     x (:attr:`numpy`): no torch at all (:func:`numpy_decodes` says when it can)."""
@@ -467,7 +470,8 @@ def _kernel_args(engine: GatedEngine) -> tuple | None:
 def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
     """The kernel over the batch: in one call, or in the coder's thread count of slices of
     the batch at once (the kernel releases the GIL) when the batch is large enough to pay;
-    a batch of BLAS_BATCH tiles or more takes :func:`_blas_step` instead, in slices too."""
+    a batch of BLAS_BATCH tiles or more takes :func:`_fused_step_kernel` (or without scipy
+    :func:`_blas_step`) instead, in slices too."""
     cols, links, logits, table = stepper.arrays
     row = np.ascontiguousarray(np.asarray(x[:, 0, r]))  # the levels of row r (those left of c decoded)
     batch = cols.shape[1]
