@@ -367,12 +367,12 @@ class GatedStepper:
         self.logits = zeros((batch, engine.config.levels), dtype=np.float32)
         self.table = np.zeros((batch, engine.config.levels))  # the kernel's coder weights
         self.arrays = tuple(np.asarray(a) for a in (self.cols_all, self.links, self.logits, self.table))
-        if self.blas is not None and _FUSED_ROW is not None:
-            self.row_buffers = tuple(np.asarray(b) for b in self.rows)
-            self.row_args = _row_args(engine)
+        fused = self.blas is not None and _FUSED_ROW is not None  # a row's start in one compiled call
+        self.row_buffers = tuple(np.asarray(b) for b in self.rows) if fused else None
+        self.row_args = _row_args(engine) if fused else None
 
     def begin_row(self, x, r: int) -> None:
-        if self.blas is not None and _FUSED_ROW is not None:
+        if self.row_args is not None:
             prev = np.ascontiguousarray(np.asarray(x[:, 0, r - 1]) if r > 0 else np.zeros((0, self.width), np.int64))
             args = (prev, self.engine.config.levels, self.row_buffers, *self.row_args, self.arrays[1], self.arrays[0],
                     ACT, np.float32(ACT), GATE)
@@ -656,16 +656,15 @@ def _fused_row_kernel(b0, b1_, prev, levels, rows, geometry, wv, bias_v, mul_v, 
     """:func:`_blas_row` in one compiled call (:func:`_row_args`): for tiles b0..b1_-1, every
     layer's ring of rows moved up and its newest row filled (the levels of the row above,
     ``prev``, for the first layer; the previous layer's gate for the others), the windows of
-    the row gathered into one block, one float32 matrix product, its requantisation, the
-    link part of the horizontal accumulators (stored by column) and the gate. ``prev`` has
+    the row gathered into one block, one float32 matrix product, its requantisation
+    (:func:`_requant_clamp`), the link part of the horizontal accumulators (stored by
+    column) and the gate (:func:`_gate_kernel`). ``prev`` has
     no rows on row 0 (the rows above are zeros)."""
     nb = b1_ - b0
     n_layers = len(rows)
     f2 = wv.shape[2]
-    f = f2 // 2
     w = links.shape[1]
-    half = np.float32(0.5)
-    new = np.zeros((nb * w, f), dtype=np.float32)
+    new = np.zeros((nb * w, f2 // 2), dtype=np.float32)
     for i in range(n_layers):
         buf = rows[i]
         kh, kw, dil, side = geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3]
@@ -692,19 +691,13 @@ def _fused_row_kernel(b0, b1_, prev, levels, rows, geometry, wv, bias_v, mul_v, 
                             win[b * w + col, k] = buf[b0 + b, a * dil, col + t * dil, ch]
                             k += 1
         pre = np.dot(win, np.ascontiguousarray(wv[i, :n_in]))
-        for r in range(nb * w):
-            for o in range(f2):
-                pre[r, o] = min(max(np.floor((pre[r, o] + bias_v[i, o]) * mul_v[i, o] + half), -act), act)
+        _REQ_CLAMP(pre, bias_v[i], mul_v[i], -act, act)
         lk = np.dot(pre, np.ascontiguousarray(w_link[i]))
         for b in range(nb):
             for col in range(w):
                 for o in range(f2):
                     links[i, col, b0 + b, o] = lk[b * w + col, o]
-        for r in range(nb * w):
-            for o in range(f):
-                ta = np.int64(pre[r, o]) + act_int
-                ts = np.int64(pre[r, f + o]) + act_int
-                new[r, o] = np.float32((tanh[i, ta] * sig[i, ts] * gate + _TABLE_ROUND) >> _TABLE_SHIFT)
+        _GATE(pre, tanh[i], sig[i], act_int, gate, new)
     for i in range(cols.shape[0]):
         for b in range(b0, b1_):
             cols[i, b] = np.float32(0.0)
@@ -734,15 +727,14 @@ def _fused_step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geomet
                        exp_weights, table):
     """:func:`_blas_step` in one compiled call (:func:`_step_kernel`'s arguments): per layer
     the slice's windows gathered into one block, one float32 matrix product (``np.dot``:
-    BLAS, exact integers in any order), the same element-wise IEEE steps in the same order.
+    BLAS, exact integers in any order), the same element-wise kernels (:func:`_requant_gate`,
+    :func:`_requant_residual`, :func:`_head_table`: numba calls them inside).
     Nothing in it holds the GIL, so the coder's threads each run a slice of the batch at
     once however thin (the Python-level products of :func:`_blas_step` took the GIL between
     every two of their many small operations)."""
     nb = b1_ - b0
     n_layers = cols.shape[0]
-    f2 = wh.shape[2]
-    f = f2 // 2
-    half = np.float32(0.5)
+    f = wh.shape[2] // 2
     if c > 0:  # the pixel left of c enters the first layer's buffer
         for b in range(b0, b1_):
             cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * pixels[b, c - 1] - (levels - 1))
@@ -758,39 +750,14 @@ def _fused_step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geomet
                 for ch in range(cin):
                     win[b, t * cin + ch] = cols[i, b0 + b, 0, base + t * dil, ch]
         acc = np.dot(win, np.ascontiguousarray(wh[i, :n_in]))
-        for b in range(nb):
-            for o in range(f2):
-                y = np.floor(((acc[b, o] + links[i, c, b0 + b, o]) + bias_h[i, o]) * mul_h[i, o] + half)
-                acc[b, o] = min(max(y, -act), act)
-            for o in range(f):
-                a = np.int64(acc[b, o]) + act_int
-                s = np.int64(acc[b, f + o]) + act_int
-                g[b, o] = np.float32((tanh[i, a] * sig[i, s] * gate + _TABLE_ROUND) >> _TABLE_SHIFT)
+        _REQ_GATE(acc, links[i, c, b0:b1_], bias_h[i], mul_h[i], tanh[i], sig[i], act_int, act, gate, g)
         out = np.dot(g, np.ascontiguousarray(w_out[i]))
-        for b in range(nb):
-            for o in range(f):
-                y = np.floor((out[b, o] + bias_out[i, o]) * mul_out[i, o] + half)
-                if i > 0:
-                    y = y + h[b, o]
-                h[b, o] = min(max(y, -act), act)
-            if i + 1 < n_layers:
-                for o in range(f):
-                    cols[i + 1, b0 + b, 0, left_all + c, o] = h[b, o]
+        _REQ_RES(out, bias_out[i], mul_out[i], h, i == 0, act, h)  # h: the layer's input, then its output
+        if i + 1 < n_layers:
+            cols[i + 1, b0:b1_, 0, left_all + c, :f] = h
     hid = np.dot(np.maximum(h, np.float32(0.0)), w1)
-    for b in range(nb):
-        for o in range(hid.shape[1]):
-            hid[b, o] = min(max(np.floor((hid[b, o] + b1[o]) * m1[o] + half), np.float32(0.0)), act)
-    lg = np.dot(hid, w2)
-    n_exp = len(exp_weights) - 1
-    for b in range(nb):
-        top = -logit_max
-        for o in range(lg.shape[1]):
-            y = np.floor((lg[b, o] + b2[o]) * m2[o] + half)
-            y = min(max(y, -logit_max), logit_max)
-            logits[b0 + b, o] = y
-            top = max(top, y)
-        for o in range(lg.shape[1]):
-            table[b0 + b, o] = exp_weights[min(np.int64(top - logits[b0 + b, o]), n_exp)]
+    _REQ_CLAMP(hid, b1, m1, np.float32(0.0), act)
+    _HEAD_TABLE(np.dot(hid, w2), b2, m2, logit_max, exp_weights, logits[b0:b1_], table[b0:b1_])
 
 
 def _requant_gate(acc, link, bias, mul, tanh, sig, act_int, act, gate, out):
