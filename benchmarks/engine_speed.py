@@ -87,7 +87,7 @@ def main():
     steppers = {"engine 0 stepper": make_stepper(m.net, 1, 1, 28, 28), "engine 1 PyTorch step": None,
                 "engine 1 compiled step": eng.incremental(1, 28, 28)}
     plain = eng.incremental(1, 28, 28)
-    plain.kernel, plain.blas, plain.blas_steps = None, None, False  # as without numba: PyTorch only
+    plain.kernel, plain.fused, plain.fused_steps, plain.row_args = None, False, False, None  # as without numba
     steppers["engine 1 PyTorch step"] = plain
     ops = {k: ops_per_pixel(s, x[:1]) for k, s in steppers.items()}
     print(ops)

@@ -1,10 +1,10 @@
 """The Gated PixelCNN decoder's threads: MNIST test digits decoded in batches of several sizes
-on one and two threads, by the fused kernels (a row's start and a step each one compiled call
-that holds no GIL) and by the matrix products called from Python between compiled
-element-wise kernels (the decoder before them, and the one without scipy), in one process,
-one after the other.
+on one thread, and on two threads that share every row and step of the batch either through
+the coder's thread pool (each step handed to a pool thread that sleeps in between) or through
+a crew (workers that wait for the next step in compiled code, arcodec.codec.crew), in one
+process, one after the other.
 
-    python benchmarks/gated_threads.py                     # batches of 1, 16, 128 and 512 digits
+    python benchmarks/gated_threads.py                     # batches of 1, 16, 32, 128 and 512 digits
     python benchmarks/gated_threads.py --batches 128 --model mnist-gated-small
 
 Every decode is compared with its digits. Timings on a shared machine are noisy: compare the
@@ -22,13 +22,12 @@ import numpy as np
 
 from _common import command, machine, md_table, write
 
-WAYS = [("python products", False, 1), ("python products", False, 2), ("fused kernels", True, 1),
-        ("fused kernels", True, 2)]
+WAYS = [("1 thread", True, 1), ("2 threads, pool", False, 2), ("2 threads, crew", True, 2)]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batches", nargs="+", type=int, default=[1, 16, 128, 512])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 16, 32, 128, 512])
     ap.add_argument("--model", default="mnist-gated")
     ap.add_argument("--repeat", type=int, default=2, help="decodes of each batch a way (the best is kept)")
     args = ap.parse_args()
@@ -37,17 +36,16 @@ def main():
     from arcodec.zoo import load_model
 
     mach = machine(2)  # the load average before this script's own work
-    if gated._FUSED is None:
-        raise SystemExit("error: the fused kernels need numba and scipy")
+    if gated._SERVE is None:
+        raise SystemExit("error: the decoder's compiled kernels and its crew need numba and scipy")
     m = load_model(args.model)
-    fused = gated._FUSED, gated._FUSED_ROW
     rows = []
     for n in args.batches:
         x = load_dataset("mnist", "test")[:n].long()
         [(payload, _)] = gated.encode_streams(m.net, x, [n])
         row = {"batch": n}
-        for label, on, threads in WAYS:
-            gated._FUSED, gated._FUSED_ROW = fused if on else (None, None)
+        for label, crew, threads in WAYS:
+            gated.CREW = crew
             coders.set_threads(threads)
             best = float("inf")
             try:
@@ -58,12 +56,12 @@ def main():
                     if not np.array_equal(np.asarray(y), x.numpy()):
                         raise SystemExit(f"error: {n} digits did not decode to their pixels ({label}, {threads})")
             finally:
-                gated._FUSED, gated._FUSED_ROW = fused
-            row[f"{label}, {threads}"] = n / best
+                gated.CREW = True
+            row[label] = n / best
         rows.append(row)
         print(row, flush=True)
-    keys = [f"{label}, {threads}" for label, _, threads in WAYS]
-    table = md_table(["digits in the batch", *[f"{label}, {t} thread{'s' * (t > 1)} (img/s)" for label, _, t in WAYS]],
+    keys = [label for label, _, _ in WAYS]
+    table = md_table(["digits in the batch", *[f"{label} (img/s)" for label in keys]],
                      [[r["batch"], *[f"{r[k]:.1f}" for k in keys]] for r in rows])
     result = {"machine": mach, "command": command(), "model": m.name, "repeat": args.repeat, "rows": rows}
     about = (f"Produced by `{command()}`: `{m.name}`, MNIST test digits decoded in one process, each way "

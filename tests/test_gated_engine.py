@@ -6,6 +6,7 @@ engine stays within 1 % of its float NLL."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 import numpy as np
 import pytest
@@ -105,34 +106,60 @@ def test_the_compiled_step_and_the_pytorch_step_give_the_same_tables(monkeypatch
 
 def test_a_large_batch_steps_by_matrix_products_with_the_kernels_tables(monkeypatch):
     """From BLAS_BATCH tiles a step is one matrix product a layer over the batch (BLAS,
-    float32: exact integers), as does the start of every row, in one compiled call each
-    (scipy installed) or between compiled element-wise kernels: the same tables and pixels as the step kernel's loops, on one
-    thread and on two (the batch in slices)."""
-    if gated._REQ_GATE is None:
-        pytest.skip("numba is not installed: only the PyTorch step exists")
+    float32: exact integers), as is the start of every row, in one compiled call each: the
+    same tables and pixels as the step kernel's loops, on one thread, on two threads of a
+    crew (workers waiting in compiled code) and on two of the coder's pool, the batch in
+    slices of a few tiles."""
+    if gated._FUSED is None:
+        pytest.skip("numba or scipy is not installed: no matrix-product kernels")
     net = tiny(dilation="1,2,4")
     n = 2 * gated.BLAS_BATCH + 5
     x = torch.randint(0, 256, (n, 1, 6, 7))
     [(payload, _)] = gated.encode_streams(net, x, [n])
-    assert gated.engine(net).incremental(n, 6, 7).blas_steps
+    assert gated.engine(net).incremental(n, 6, 7).fused_steps
     runs = []
-    fused, fused_row = gated._FUSED, gated._FUSED_ROW
-    monkeypatch.setattr(gated, "SHARE_TILES", 4)  # slices of a few tiles: two threads share this batch
-    for kernel in ([fused] if fused is not None else []) + [None]:
-        monkeypatch.setattr(gated, "_FUSED", kernel)
-        monkeypatch.setattr(gated, "_FUSED_ROW", kernel and fused_row)
-        for threads in (1, 2):
-            monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
-            slices = []
-            monkeypatch.setattr(gated, "share_out", lambda fn, m, k: (slices.append(k), share_out(fn, m, k)))
-            runs.append(decoded_tables(net, [payload], [n], 6, 7))
-            assert max(slices) == threads
+    crews = []  # each crew's threads
+    made = gated.Crew
+    monkeypatch.setattr(gated, "Crew", lambda *a: (c := made(*a), crews.append(c.threads))[0])
+    for threads, crew in ((1, True), (2, True), (2, False)):
+        monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(gated, "CREW", crew)
+        slices = []
+        monkeypatch.setattr(gated, "share_out", lambda fn, m, k: (slices.append(k), share_out(fn, m, k)))
+        before = len(crews)
+        runs.append(decoded_tables(net, [payload], [n], 6, 7))
+        assert len(crews) - before == (threads > 1 and crew)  # one crew for the whole decode
+        assert max(slices, default=1) == (threads if not crew else 1)
+    assert all(not t.is_alive() for c in crews for t in c)  # the decode's end stopped them
     monkeypatch.setattr(gated, "BLAS_BATCH", n + 1)
-    assert not gated.engine(net).incremental(n, 6, 7).blas_steps
+    assert not gated.engine(net).incremental(n, 6, 7).fused_steps
     runs.append(decoded_tables(net, [payload], [n], 6, 7))
-    assert len(runs) == (5 if fused is not None else 3)
     for y, tables in runs:
         assert torch.equal(y, x) and all(np.array_equal(tables[k], runs[-1][1][k]) for k in tables)
+
+
+def test_a_crew_stops_when_its_decode_fails_and_when_it_is_collected(monkeypatch):
+    """A corrupt payload stops a decode with a FormatError: its crew's threads stop too (no
+    thread left spinning); so do those of a stepper that is dropped without closing."""
+    if gated._SERVE is None:
+        pytest.skip("numba or scipy is not installed: no crew")
+    monkeypatch.setattr(gated, "coder_threads", lambda: 2)
+    net = tiny()
+    n = 2 * gated.BLAS_BATCH
+    x = torch.randint(0, 256, (n, 1, 5, 5))
+    [(payload, _)] = gated.encode_streams(net, x, [n])
+    crews = []  # each crew's threads (not the crew: it must be collectable)
+    made = gated.Crew
+    monkeypatch.setattr(gated, "Crew", lambda *a: (c := made(*a), crews.append(c.threads))[0])
+    with pytest.raises(FormatError):
+        gated.decode_streams(net, [payload[: len(payload) // 3]], [n], 1, 5, 5)
+    assert len(crews) == 1 and not any(t.is_alive() for t in crews[0])
+    stepper = gated.weights_of(net).engine.incremental(n, 5, 5)
+    stepper.begin_row(np.zeros((n, 1, 5, 5), dtype=np.int64), 0)
+    assert len(crews) == 2 and all(t.is_alive() for t in crews[1])
+    del stepper
+    gc.collect()
+    assert not any(t.is_alive() for t in crews[1])
 
 
 def test_the_compiled_gate_gives_the_pytorch_gates_integers(monkeypatch):

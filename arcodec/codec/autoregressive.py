@@ -89,7 +89,8 @@ class Stepper(Protocol):
     def step(self, x, r: int, c: int): ...
 
     # optional: weights(x, r, c, ch) -> the coder's table (n, K) of channel ch, when the
-    # stepper computes it itself (the same numbers as table(step(x, r, c)[:, :, ch]))
+    # stepper computes it itself (the same numbers as table(step(x, r, c)[:, :, ch]); it
+    # may be the stepper's buffer, valid until its next call); close() -> stops its threads
 
 
 class FullPassStepper:
@@ -266,17 +267,21 @@ def _decode_rows(stepper, x, decs, bounds, on_table, progress, convert) -> None:
     n, channels, h, w = x.shape
     # a stepper that makes the coder's tables itself (a compiled kernel) gives them directly
     tables = getattr(stepper, "weights", None) or (lambda x, r, c, ch: table(stepper.step(x, r, c)[:, :, ch]))
-    for r in range(h):
-        stepper.begin_row(x, r)
-        for c in range(w):
-            for ch in range(channels):
-                weights = tables(x, r, c, ch)
-                if on_table is not None:
-                    on_table(r, c, ch, weights)
-                out = np.concatenate([d.decode(weights[a:b]) for d, a, b in zip(decs, bounds[:-1], bounds[1:])])
-                x[:, ch, r, c] = convert(out)
-        if progress is not None:
-            progress(w * n * channels)
+    try:
+        for r in range(h):
+            stepper.begin_row(x, r)
+            for c in range(w):
+                for ch in range(channels):
+                    weights = tables(x, r, c, ch)
+                    if on_table is not None:  # a copy: a compiled stepper reuses its table's buffer
+                        on_table(r, c, ch, weights.copy())
+                    out = np.concatenate([d.decode(weights[a:b]) for d, a, b in zip(decs, bounds[:-1], bounds[1:])])
+                    x[:, ch, r, c] = convert(out)
+            if progress is not None:
+                progress(w * n * channels)
+    finally:
+        if hasattr(stepper, "close"):  # a stepper's threads (the Gated PixelCNN's crew)
+            stepper.close()
 
 
 def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int) -> None:

@@ -45,8 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from arcodec import fixed
-from arcodec.codec import autoregressive
+from arcodec.codec import autoregressive, crew
 from arcodec.codec.coders import coder_threads, register_coder, share_out
+from arcodec.codec.crew import COLUMN, COMMAND, EXIT, GENERATION, ROW, STRIDE, Crew, load_acquire, store_release
 from arcodec.codec.engine import IntLayer, JointLayer, float64
 from arcodec.codec.mixture import compile_kernel
 from arcodec.models.gated_layout import GatedPixelCNNConfig, layer_shapes, receptive_field
@@ -320,17 +321,17 @@ class GatedStepper:
     (r, c) from row buffers and returns the logits (B, K, 1). Every value equals the one the
     engine's whole-image pass computes, bit for bit (integers, exact in any order).
 
-    With numba and every layer in float32, ``begin_row`` runs each layer's vertical stack
-    as one float32 matrix product over the batch's row, all layers in one compiled call
-    (:func:`_fused_row_kernel`), each of the coder's threads a slice of the batch; ``step``
-    runs one compiled loop kernel for all layers and the head (:func:`_step_kernel`), or
-    from BLAS_BATCH tiles, where that kernel's loops would read every weight once per tile,
-    each layer as a matrix product over the batch, again in one call
-    (:func:`_fused_step_kernel`). Those calls hold no GIL; without scipy (whose BLAS numba's
-    ``np.dot`` calls) the same products run from Python between compiled element-wise
-    kernels (:func:`_blas_row`, :func:`_blas_step`). Without numba (or with
-    ARCODEC_NO_NUMBA=1) the same arithmetic runs as PyTorch operations. All give identical
-    integers (tested).
+    With numba (and scipy, whose BLAS numba's ``np.dot`` calls) and every layer in float32,
+    ``begin_row`` runs each layer's vertical stack as one float32 matrix product over the
+    batch's row, all layers in one compiled call (:func:`_fused_row_kernel`); ``step`` runs
+    one compiled loop kernel for all layers and the head (:func:`_step_kernel`), or from
+    BLAS_BATCH tiles, where that kernel's loops would read every weight once per tile, each
+    layer as a matrix product over the batch, again in one call (:func:`_fused_step_kernel`).
+    Those calls hold no GIL; with several threads each runs a slice of the batch, on a
+    :class:`~arcodec.codec.crew.Crew` whose workers wait for the next row or step in
+    compiled code (:func:`_serve`), or with CREW off on the coder's pool. Without numba (or
+    with ARCODEC_NO_NUMBA=1) the same arithmetic runs as PyTorch operations. All give
+    identical integers (tested). :meth:`close` stops the crew.
 
     A numpy engine (``engine.tensors`` False) runs the compiled paths only, on numpy images
     x (:attr:`numpy`): no torch at all (:func:`numpy_decodes` says when it can)."""
@@ -342,12 +343,14 @@ class GatedStepper:
         layers = engine.layers
         f = engine.config.hidden
         self.kernel = _kernel_args(engine)
-        # with numba: every row (and a large batch's steps) as matrix products over the batch
-        # between compiled element-wise kernels; a smaller batch's steps in the step kernel
-        self.blas = _blas_args(engine) if self.kernel is not None else None
-        self.blas_steps = self.blas is not None and batch >= BLAS_BATCH
-        if self.numpy and self.blas is None:
+        # with numba and scipy: every row (and a large batch's steps) as matrix products over
+        # the batch, in one compiled call each; a smaller batch's steps in the step kernel
+        self.fused = self.kernel is not None and _FUSED is not None and _FUSED_ROW is not None \
+            and all(_float32(layer.vertical.dtype) for layer in layers)
+        self.fused_steps = self.fused and batch >= BLAS_BATCH
+        if self.numpy and not self.fused:
             raise ValueError("a numpy engine decodes with the compiled kernels only")
+        self._crew = None  # (the images' address and shape and the thread count it was made for, the crew)
         zeros = np.zeros if self.numpy else _torch_zeros
         self.rows = []  # the ring buffers: the rows of each layer's vertical input its kernel
         for layer in layers:  # reaches, padded at the sides
@@ -367,21 +370,15 @@ class GatedStepper:
         self.logits = zeros((batch, engine.config.levels), dtype=np.float32)
         self.table = np.zeros((batch, engine.config.levels))  # the kernel's coder weights
         self.arrays = tuple(np.asarray(a) for a in (self.cols_all, self.links, self.logits, self.table))
-        fused = self.blas is not None and _FUSED_ROW is not None  # a row's start in one compiled call
-        self.row_buffers = tuple(np.asarray(b) for b in self.rows) if fused else None
-        self.row_args = _row_args(engine) if fused else None
+        self.row_buffers = tuple(np.asarray(b) for b in self.rows) if self.fused else None
+        self.row_args = _row_args(engine) if self.fused else None
 
     def begin_row(self, x, r: int) -> None:
         if self.row_args is not None:
-            prev = np.ascontiguousarray(np.asarray(x[:, 0, r - 1]) if r > 0 else np.zeros((0, self.width), np.int64))
-            args = (prev, self.engine.config.levels, self.row_buffers, *self.row_args, self.arrays[1], self.arrays[0],
-                    ACT, np.float32(ACT), GATE)
-            n = self.links.shape[2]
-            share_out(lambda b0, b1: _FUSED_ROW(b0, b1, *args), n, min(coder_threads(), n // BLAS_BATCH))
-            return
-        if self.blas is not None:
-            prev = np.asarray(x[:, 0, r - 1]) if r > 0 else None
-            _split_batch(lambda b0, b1: _blas_row(self, prev, b0, b1), self.links.shape[2])
+            images = np.asarray(x)
+            args = (images, r, self.engine.config.levels, self.row_buffers, *self.row_args, self.arrays[1],
+                    self.arrays[0], ACT, np.float32(ACT), GATE)
+            self.spread(images, _FUSED_ROW, args, ROW_COMMAND, r)
             return
         import torch
 
@@ -394,6 +391,41 @@ class GatedStepper:
                 torch.set_num_threads(threads)
         else:
             self._begin_row(x, r)
+
+    def spread(self, images: np.ndarray, kernel, args: tuple, command: int, r: int, c: int = 0) -> None:
+        """kernel(b0, b1, *args) over the batch's tiles: in one call, or in slices on the
+        coder's threads: on the crew from SLICE_TILES tiles a thread (made for ``images``,
+        whose row r and column c the command names: the workers' copy of ``args`` refers to
+        the same arrays), or with CREW off on the coder's pool from BLAS_BATCH tiles a
+        thread (a pool's thread costs more to wake than a step of fewer tiles takes)."""
+        n = self.links.shape[2]
+        on_crew = CREW and _SERVE is not None
+        threads = min(coder_threads(), n // (SLICE_TILES if on_crew else BLAS_BATCH))
+        if threads < 2:
+            kernel(0, n, *args)
+            return
+        if not on_crew:
+            share_out(lambda b0, b1: kernel(b0, b1, *args), n, threads)
+            return
+        key = (images.ctypes.data, images.shape, threads)  # a torch tensor's view is a new array each call
+        if self._crew is None or self._crew[0] != key:
+            self.close()
+            cuts = [round(i * n / threads) for i in range(threads + 1)]
+            self._crew = (key, Crew(_SERVE, cuts, self.serve_args(images)))
+        team = self._crew[1]
+        team.run(command, r, c, mine=lambda: kernel(0, team.cuts[1], *args))
+
+    def serve_args(self, images: np.ndarray) -> tuple:
+        """What :func:`_serve` passes on to the row and the step kernels, after its slice."""
+        return (images, self.engine.config.levels, self.row_buffers, *self.row_args, self.left, *self.arrays[:2],
+                *self.kernel, ACT, np.float32(ACT), GATE, np.float32(LOGIT_MAX), self.arrays[2], _EXP_WEIGHTS,
+                self.arrays[3])
+
+    def close(self) -> None:
+        """Stop the crew's threads, if any (a decode's end; also when the stepper is collected)."""
+        if self._crew is not None:
+            self._crew[1].close()
+            self._crew = None
 
     def _begin_row(self, x, r: int) -> None:
         eng = self.engine
@@ -414,11 +446,12 @@ class GatedStepper:
 
     def weights(self, x, r: int, c: int, ch: int) -> np.ndarray:
         """The coder's table (B, K) of pixel (r, c): what :func:`arcodec.codec.autoregressive.table`
-        makes of :meth:`step`'s logits, computed inside the kernel when there is one."""
+        makes of :meth:`step`'s logits, computed inside the kernel when there is one (then
+        the kernel's own buffer, valid until the next step: the coder reads it at once)."""
         if self.kernel is None:
             return autoregressive.table(self.step(x, r, c)[:, :, ch])
         _run_kernel(self, x, r, c)
-        return self.table.copy()
+        return self.table
 
     def step(self, x, r: int, c: int):
         eng = self.engine
@@ -468,32 +501,28 @@ def _kernel_args(engine: GatedEngine) -> tuple | None:
 
 
 def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
-    """The kernel over the batch: in one call, or in the coder's thread count of slices of
-    the batch at once (the kernel releases the GIL) when the batch is large enough to pay;
-    a batch of BLAS_BATCH tiles or more takes :func:`_fused_step_kernel` (or without scipy
-    :func:`_blas_step`) instead, in slices too."""
+    """The step of column c of row r over the batch: the step kernel, or from BLAS_BATCH
+    tiles :func:`_fused_step_kernel`, in slices of the batch on the coder's threads when
+    it is large enough to pay (:meth:`GatedStepper.spread`)."""
     cols, links, logits, table = stepper.arrays
-    row = np.ascontiguousarray(np.asarray(x[:, 0, r]))  # the levels of row r (those left of c decoded)
+    images = np.asarray(x)
     batch = cols.shape[1]
-    if stepper.blas_steps and _FUSED is None:
-        _split_batch(lambda b0, b1: _blas_step(stepper, row, c, b0, b1), batch)
-        return
-    args = (c, row, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT, np.float32(ACT),
-            GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
-    if stepper.blas_steps:
-        share_out(lambda b0, b1: _FUSED(b0, b1, *args), batch, min(coder_threads(), batch // BLAS_BATCH))
+    args = (c, images, r, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT,
+            np.float32(ACT), GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
+    if stepper.fused_steps:
+        stepper.spread(images, _FUSED, args, STEP_COMMAND, r, c)
         return
     share_out(lambda b0, b1: _STEP(b0, b1, *args), batch, 1 if batch < KERNEL_SPLIT else coder_threads())
 
 
-def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
+def _step_kernel(b0, b1_, c, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
                  bias_out, mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights,
                  table):
     """Column c of every layer's horizontal stack and the head, for tiles b0..b1_-1 of the batch,
     in float32 operations in the order of the PyTorch path (accumulate, + link, + bias,
     x multiplier, + 0.5, floor, clamp): every sum is an exact integer, so the order of the
     products does not matter, and the requantisation steps are the same IEEE operations.
-    First the pixel left of c (``pixels``: the row's levels) enters the first layer's buffer;
+    First the pixel left of c (of row r of the images x (B, C, H, W)) enters the first layer's buffer;
     last the logits (integers, 2**-12 units) become the coder's weights exp(logit - max)
     from ``exp_weights`` (:func:`arcodec.exact.softmax_weights`'s table)."""
     n_layers = cols.shape[0]
@@ -506,7 +535,7 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
     hid = np.zeros(w1.shape[1], dtype=np.float32)
     for b in range(b0, b1_):
         if c > 0:
-            cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * pixels[b, c - 1] - (levels - 1))
+            cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * x[b, 0, r, c - 1] - (levels - 1))
         for i in range(n_layers):
             n_in, kw, dil, left = geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3]
             base = left_all - left + c  # the window's first column in the row buffer
@@ -559,107 +588,21 @@ def _step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh
         _HEAD_TABLE(logits[b: b + 1], b2, m2, logit_max, exp_weights, logits[b: b + 1], table[b: b + 1])
 
 
-# ------------------------------------------------- the step of a large batch: BLAS products
+# ------------------------------------------- a large batch: matrix products, in one call
 
 BLAS_BATCH = KERNEL_SPLIT  # tiles from which a step and a row run as matrix products over the batch
+SLICE_TILES = 8  # tiles a crew's thread takes at the least in a row or a step
 
 
-def _blas_args(engine: GatedEngine) -> tuple | None:
-    """Per layer: the horizontal convolution's weights, bias and multiplier, the gate's
-    tables, the output convolution's weights, bias and multiplier and the kernel's geometry;
-    the head's; per layer the vertical convolution's, its gate's and the link's: numpy views
-    of the engine's float32 arrays (None without numba)."""
-    if _REQ_GATE is None:
-        return None
-    layers, rows = [], []
-    for layer in engine.layers:
-        hz, out, v = layer.horizontal, layer.out, layer.vertical
-        layers.append((np.asarray(hz.parts[0]), np.asarray(hz.bias), np.asarray(hz.mul), *layer.gate_h.arrays,
-                       np.asarray(out.wt), np.asarray(out.bias), np.asarray(out.mul), layer.h_conv.kernel[1],
-                       layer.h_conv.dilation, layer.h_conv.pad[0], layer.h_conv.cin, layer.first))
-        rows.append((np.asarray(v.wt), np.asarray(v.bias), np.asarray(v.mul), *layer.gate_v.arrays,
-                     np.asarray(hz.parts[1]), layer.v_conv))
-    h0, h1 = engine.head
-    return layers, tuple(np.asarray(a) for a in (h0.wt, h0.bias, h0.mul, h1.wt, h1.bias, h1.mul)), rows
-
-
-SHARE_TILES = 128  # tiles a thread takes at the least in a row or a matrix-product step
-
-
-def _split_batch(fn, n: int) -> None:
-    """fn(b0, b1) over the tiles 0..n-1 of a batch: in slices of at least SHARE_TILES tiles
-    on the coder's threads at once (the products and kernels release the GIL), or in one
-    call. Thinner slices lose more to the GIL between their many small operations than a
-    second thread gives: 128 digits decoded at 99 img/s on one thread and 88 on two, 512 at
-    105 and 168 (a throw-away timing on an idle machine)."""
-    share_out(fn, n, min(coder_threads(), n // SHARE_TILES))
-
-
-def _blas_row(stepper: GatedStepper, prev, b0: int, b1: int) -> None:
-    """The start of a row for tiles b0..b1-1 (:meth:`GatedStepper._begin_row`'s arithmetic):
-    each layer's vertical stack on its ring of rows as one float32 matrix product over the
-    slice's row, its requantisation (:func:`_requant_clamp`), the link part of the horizontal
-    accumulators (stored by column) and the gate (:func:`_gate_kernel`). ``prev``: the levels
-    of the row above (None on row 0)."""
-    eng = stepper.engine
-    levels = eng.config.levels
-    w, nb = stepper.width, b1 - b0
-    links = stepper.arrays[1]
-    new = None
-    for i, (wv, bias_v, mul_v, tanh, sig, w_link, conv) in enumerate(stepper.blas[2]):
-        buf = np.asarray(stepper.rows[i])[b0:b1]  # (nb, span, pad + w + pad, cin)
-        buf[:, :-1] = buf[:, 1:].copy()
-        side = conv.pad[0]
-        if i == 0:
-            buf[:, -1, side: side + w, 0] = 0 if prev is None else 2 * prev[b0:b1] - (levels - 1)
-        else:
-            buf[:, -1, side: side + w] = new
-        (kh, kw), d = conv.kernel, conv.dilation
-        win = np.stack([buf[:, a * d, t * d: t * d + w] for a in range(kh) for t in range(kw)], axis=2)
-        pre = win.reshape(nb * w, -1) @ wv  # (nb w, 2f), taps then channels as the weights
-        _REQ_CLAMP(pre, bias_v, mul_v, np.float32(-ACT), np.float32(ACT))
-        links[i, :, b0:b1] = (pre @ w_link).reshape(nb, w, -1).transpose(1, 0, 2)
-        new = np.empty((nb * w, pre.shape[1] // 2), dtype=np.float32)
-        _GATE(pre, tanh, sig, ACT, GATE, new)
-        new = new.reshape(nb, w, -1)
-    stepper.arrays[0][:, b0:b1] = 0
-
-
-def _blas_step(stepper: GatedStepper, row: np.ndarray, c: int, b0: int, b1: int) -> None:
-    """Column c of every layer and the head for tiles b0..b1-1: the step kernel's arithmetic
-    with its products over the slice of the batch as float32 matrix products (exact: every
-    partial sum an integer below 2**24, in any order) and its element-wise steps in compiled
-    kernels, the same IEEE operations in the same order (:func:`_requant_gate`,
-    :func:`_requant_residual`, :func:`_head_table`)."""
-    cols, links, logits, table = stepper.arrays
-    layers, (w1, bias1, m1, w2, bias2, m2), _ = stepper.blas
-    left = stepper.left
-    levels = stepper.engine.config.levels
-    f = cols.shape[4]
-    if c > 0:  # the pixel left of c enters the first layer's buffer
-        cols[0, b0:b1, 0, left + c - 1, 0] = 2 * row[b0:b1, c - 1] - (levels - 1)
-    g = np.empty((b1 - b0, f), dtype=np.float32)
-    h = np.empty((b1 - b0, f), dtype=np.float32)
-    for i, (wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out, kw, dil, pad, cin, first) in enumerate(layers):
-        base = left - pad + c  # the window's first column in the row buffer
-        win = cols[i, b0:b1, 0, base: base + (kw - 1) * dil + 1: dil, :cin].reshape(b1 - b0, kw * cin)
-        _REQ_GATE(win @ wh, links[i, c, b0:b1], bias_h, mul_h, tanh, sig, ACT, np.float32(ACT), GATE, g)
-        dest = cols[i + 1, b0:b1, 0, left + c] if i + 1 < len(layers) else h
-        _REQ_RES(g @ w_out, bias_out, mul_out, cols[i, b0:b1, 0, left + c], first, np.float32(ACT), dest)
-    hid = np.maximum(h, np.float32(0.0)) @ w1
-    _REQ_CLAMP(hid, bias1, m1, np.float32(0.0), np.float32(ACT))
-    _HEAD_TABLE(hid @ w2, bias2, m2, np.float32(LOGIT_MAX), _EXP_WEIGHTS, logits[b0:b1], table[b0:b1])
-
-
-def _fused_row_kernel(b0, b1_, prev, levels, rows, geometry, wv, bias_v, mul_v, tanh, sig, w_link, links, cols,
+def _fused_row_kernel(b0, b1_, x, r, levels, rows, geometry, wv, bias_v, mul_v, tanh, sig, w_link, links, cols,
                       act_int, act, gate):
-    """:func:`_blas_row` in one compiled call (:func:`_row_args`): for tiles b0..b1_-1, every
-    layer's ring of rows moved up and its newest row filled (the levels of the row above,
-    ``prev``, for the first layer; the previous layer's gate for the others), the windows of
-    the row gathered into one block, one float32 matrix product, its requantisation
+    """The start of row r (:meth:`GatedStepper._begin_row`'s arithmetic) in one compiled
+    call (:func:`_row_args`): for tiles b0..b1_-1, every layer's ring of rows moved up and
+    its newest row filled (the levels of row r - 1 of the images x, zeros on row 0, for the
+    first layer; the previous layer's gate for the others), the windows of the row
+    gathered into one block, one float32 matrix product, its requantisation
     (:func:`_requant_clamp`), the link part of the horizontal accumulators (stored by
-    column) and the gate (:func:`_gate_kernel`). ``prev`` has
-    no rows on row 0 (the rows above are zeros)."""
+    column) and the gate (:func:`_gate_kernel`)."""
     nb = b1_ - b0
     n_layers = len(rows)
     f2 = wv.shape[2]
@@ -674,8 +617,8 @@ def _fused_row_kernel(b0, b1_, prev, levels, rows, geometry, wv, bias_v, mul_v, 
                 buf[b, a] = buf[b, a + 1]
             if i == 0:
                 for col in range(w):
-                    buf[b, span - 1, side + col, 0] = (np.float32(0.0) if prev.shape[0] == 0
-                                                       else np.float32(2 * prev[b, col] - (levels - 1)))
+                    buf[b, span - 1, side + col, 0] = (np.float32(0.0) if r == 0
+                                                       else np.float32(2 * x[b, 0, r - 1, col] - (levels - 1)))
             else:
                 for col in range(w):
                     for ch in range(cin):
@@ -722,22 +665,21 @@ def _row_args(engine: GatedEngine) -> tuple:
             stack(lambda q: q.gate_v.tanh), stack(lambda q: q.gate_v.sig), stack(lambda q: q.horizontal.parts[1]))
 
 
-def _fused_step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig,
+def _fused_step_kernel(b0, b1_, c, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig,
                        w_out, bias_out, mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits,
                        exp_weights, table):
-    """:func:`_blas_step` in one compiled call (:func:`_step_kernel`'s arguments): per layer
-    the slice's windows gathered into one block, one float32 matrix product (``np.dot``:
-    BLAS, exact integers in any order), the same element-wise kernels (:func:`_requant_gate`,
-    :func:`_requant_residual`, :func:`_head_table`: numba calls them inside).
-    Nothing in it holds the GIL, so the coder's threads each run a slice of the batch at
-    once however thin (the Python-level products of :func:`_blas_step` took the GIL between
-    every two of their many small operations)."""
+    """:func:`_step_kernel`'s arithmetic for a large batch, in one compiled call (the same
+    arguments): per layer the slice's windows gathered into one block, one float32 matrix
+    product (``np.dot``: BLAS, exact integers in any order), the same element-wise steps
+    (:func:`_requant_gate`, :func:`_requant_residual`, :func:`_head_table`: numba calls
+    them inside). Nothing in it holds the GIL, so the coder's threads each run a slice of
+    the batch at once however thin."""
     nb = b1_ - b0
     n_layers = cols.shape[0]
     f = wh.shape[2] // 2
     if c > 0:  # the pixel left of c enters the first layer's buffer
         for b in range(b0, b1_):
-            cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * pixels[b, c - 1] - (levels - 1))
+            cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * x[b, 0, r, c - 1] - (levels - 1))
     g = np.empty((nb, f), dtype=np.float32)
     h = np.zeros((nb, f), dtype=np.float32)
     for i in range(n_layers):
@@ -758,6 +700,39 @@ def _fused_step_kernel(b0, b1_, c, pixels, levels, left_all, cols, links, geomet
     hid = np.dot(np.maximum(h, np.float32(0.0)), w1)
     _REQ_CLAMP(hid, b1, m1, np.float32(0.0), act)
     _HEAD_TABLE(np.dot(hid, w2), b2, m2, logit_max, exp_weights, logits[b0:b1_], table[b0:b1_])
+
+
+ROW_COMMAND, STEP_COMMAND = 1, 2  # a crew's commands (crew.EXIT stops it)
+
+
+def _serve(control, done, me, generation, spins, b0, b1_, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
+           sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out,
+           w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table):
+    """A crew worker's loop (:class:`~arcodec.codec.crew.Crew`) for tiles b0..b1_-1: wait for
+    a new generation of the control array, run its command (the start of a row, or a step)
+    on the slice, mark it done; return the last generation served after ``spins`` loads
+    without a command (the worker naps), or EXIT when told to stop."""
+    waited = 0
+    while True:
+        now = load_acquire(control, GENERATION)
+        if now == generation:
+            waited += 1
+            if waited > spins:
+                return generation
+            continue
+        waited = 0
+        generation = now
+        command, r, c = control[COMMAND], control[ROW], control[COLUMN]
+        if command == EXIT:
+            return EXIT
+        if command == ROW_COMMAND:
+            _FUSED_ROW(b0, b1_, x, r, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v, sig_v, w_link, links, cols,
+                       act_int, act, gate)
+        else:
+            _FUSED(b0, b1_, c, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
+                   bias_out, mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights,
+                   table)
+        store_release(done, me * STRIDE, generation)
 
 
 def _requant_gate(acc, link, bias, mul, tanh, sig, act_int, act, gate, out):
@@ -830,9 +805,11 @@ def _split_rows(fn, n: int) -> None:
 
 
 _STEP = compile_kernel(_step_kernel)
-# numba's np.dot calls the BLAS that scipy carries: without scipy the Python-level products
+# numba's np.dot calls the BLAS that scipy carries: without scipy, rows in PyTorch and steps in the loop kernel
 _FUSED = compile_kernel(_fused_step_kernel) if importlib.util.find_spec("scipy") else None
 _FUSED_ROW = compile_kernel(_fused_row_kernel) if importlib.util.find_spec("scipy") else None
+_SERVE = compile_kernel(_serve) if _FUSED is not None and crew.CALLER is not None else None
+CREW = True  # several threads share a step through a crew (False: through the coder's pool, for comparison)
 _GATE = compile_kernel(_gate_kernel)
 _REQ_GATE = compile_kernel(_requant_gate)
 _REQ_RES = compile_kernel(_requant_residual)
@@ -877,8 +854,8 @@ def engine(model) -> GatedEngine:
 
 def numpy_decodes(model) -> bool:
     """Whether the model's files decode on the numpy engine (the compiled kernels and numpy's
-    matrix products, no torch): numba present, every layer exact in float32."""
-    if _STEP is None or _REQ_GATE is None:
+    matrix products, no torch): numba and scipy present, every layer exact in float32."""
+    if _STEP is None or _FUSED is None or _FUSED_ROW is None:
         return False
     eng = weights_of(model).engine
     return all(_float32(q.dtype) for layer in eng.layers for q in (layer.vertical, layer.horizontal, layer.out)) \
