@@ -84,6 +84,33 @@ def test_decoder_tables_equal_the_encoders_for_every_shape_batch_and_thread_coun
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (6, 7)])
+def test_the_compiled_encoder_writes_the_pytorch_encoders_payloads(monkeypatch, shape):
+    """The encoder's compiled rows (the decoder's row kernels with every column at once) and
+    the engine's whole-image pass in PyTorch: the same bytes, streams of 1, 2 and 20 tiles,
+    on one thread and on two (tiles shared), and the same NLL up to float32 sums; a batch
+    above ENCODE_POSITIONS takes the PyTorch pass."""
+    if not gated.numpy_decodes(tiny()):
+        pytest.skip("numba or scipy is not installed: only the PyTorch encoder exists")
+    net = tiny(dilation="1,2,4")
+    x = torch.randint(0, 256, (23, 1, *shape))
+    counts = [1, 2, 20]
+    monkeypatch.setattr(gated, "NUMPY_ENCODES", False)
+    reference = gated.encode_streams(net, x, counts)
+    monkeypatch.setattr(gated, "NUMPY_ENCODES", True)
+    calls = []
+    rows = gated._encode_rows
+    monkeypatch.setattr(gated, "_encode_rows", lambda *a: calls.append(1) or rows(*a))
+    for threads in (1, 2):
+        monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
+        got = gated.encode_streams(net, x, counts)
+        assert [p for p, _ in got] == [p for p, _ in reference]
+        assert [b for _, b in got] == pytest.approx([b for _, b in reference], rel=1e-5)
+    assert len(calls) == 2
+    monkeypatch.setattr(gated, "ENCODE_POSITIONS", len(x) * shape[1] - 1)
+    assert gated.encode_streams(net, x, counts)[0][0] == reference[0][0] and len(calls) == 2
+
+
 def test_the_compiled_step_and_the_pytorch_step_give_the_same_tables(monkeypatch):
     """The decoder's compiled steps (on 20 tiles the matrix-product step of a large batch,
     on one the numba kernel for every layer and the head) and the pure-PyTorch fallback:
@@ -318,6 +345,7 @@ def test_the_encoder_groups_tiles_on_two_threads_and_shares_their_gates_without_
 
     net = tiny()
     x = torch.randint(0, 256, (16, 1, 6, 7))
+    monkeypatch.setattr(gated, "NUMPY_ENCODES", False)  # the PyTorch pass: groups of tiles
     [(one, _)] = gated.encode_streams(net, x, [16])
     monkeypatch.setattr(autoregressive, "FORWARD_POSITIONS", 4 * 6 * 7)
     monkeypatch.setattr(gated, "GATE_ROWS", 1)

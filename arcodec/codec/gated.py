@@ -591,7 +591,8 @@ def _step_kernel(b0, b1_, c, x, r, levels, left_all, cols, links, geometry, wh, 
 # ------------------------------------------- a large batch: matrix products, in one call
 
 BLAS_BATCH = KERNEL_SPLIT  # tiles from which a step and a row run as matrix products over the batch
-SLICE_TILES = 8  # tiles a crew's thread takes at the least in a row or a step
+SLICE_TILES = 8  # tiles a crew's thread takes at the least in a row or a step (the encoder's too)
+HEAD_SHARE = 1024  # positions an encoder's thread takes at the least in the head
 
 
 def _fused_row_kernel(b0, b1_, x, r, levels, rows, geometry, wv, bias_v, mul_v, tanh, sig, w_link, links, cols,
@@ -702,6 +703,71 @@ def _fused_step_kernel(b0, b1_, c, x, r, levels, left_all, cols, links, geometry
     _HEAD_TABLE(np.dot(hid, w2), b2, m2, logit_max, exp_weights, logits[b0:b1_], table[b0:b1_])
 
 
+def _fused_line_kernel(b0, b1_, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig,
+                       w_out, bias_out, mul_out, act_int, act, gate, features):
+    """Every column of row r at once, for tiles b0..b1_-1 whose pixels are all known (the
+    encoder's teacher forcing): :func:`_fused_step_kernel`'s layers, each over the whole row
+    as one float32 matrix product over (tile, column) positions, from the row's vertical
+    links (:func:`_fused_row_kernel`). Writes the horizontal stack after the last layer,
+    ``features`` (B, W, f): the integers the decoder's steps give the head."""
+    nb = b1_ - b0
+    n_layers = cols.shape[0]
+    w = links.shape[1]
+    f = wh.shape[2] // 2
+    m = nb * w  # positions p = tile * w + column
+    for b in range(b0, b1_):  # the row's pixels enter the first layer's buffer (column c reads those left of it)
+        for col in range(w):
+            cols[0, b, 0, left_all + col, 0] = np.float32(2 * x[b, 0, r, col] - (levels - 1))
+    g = np.empty((m, f), dtype=np.float32)
+    h = np.zeros((m, f), dtype=np.float32)
+    link = np.empty((m, 2 * f), dtype=np.float32)
+    for i in range(n_layers):
+        n_in, kw, dil, left = geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3]
+        cin = n_in // kw
+        win = np.empty((m, n_in), dtype=np.float32)
+        for b in range(nb):
+            for col in range(w):
+                p = b * w + col
+                base = left_all - left + col
+                for t in range(kw):
+                    for ch in range(cin):
+                        win[p, t * cin + ch] = cols[i, b0 + b, 0, base + t * dil, ch]
+                for o in range(2 * f):
+                    link[p, o] = links[i, col, b0 + b, o]
+        acc = np.dot(win, np.ascontiguousarray(wh[i, :n_in]))
+        _REQ_GATE(acc, link, bias_h[i], mul_h[i], tanh[i], sig[i], act_int, act, gate, g)
+        out = np.dot(g, np.ascontiguousarray(w_out[i]))
+        _REQ_RES(out, bias_out[i], mul_out[i], h, i == 0, act, h)  # h: the layer's input, then its output
+        if i + 1 < n_layers:
+            for b in range(nb):
+                for col in range(w):
+                    for o in range(f):
+                        cols[i + 1, b0 + b, 0, left_all + col, o] = h[b * w + col, o]
+    for b in range(nb):
+        for col in range(w):
+            for o in range(f):
+                features[b0 + b, col, o] = h[b * w + col, o]
+
+
+def _encode_row_kernel(b0, b1_, x, r, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v, sig_v, w_link, left_all,
+                       cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out, act_int, act,
+                       gate, features):
+    """Row r of tiles b0..b1_-1 for the encoder, in one call: its start
+    (:func:`_fused_row_kernel`) and all its columns (:func:`_fused_line_kernel`)."""
+    _FUSED_ROW(b0, b1_, x, r, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v, sig_v, w_link, links, cols,
+               act_int, act, gate)
+    _FUSED_LINE(b0, b1_, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
+                bias_out, mul_out, act_int, act, gate, features)
+
+
+def _head_kernel(a, b1_, features, w1, b1, m1, w2, b2, m2, act, logit_max, logits, exp_weights, table):
+    """The head of positions a..b1_-1 of ``features`` (N, f): logits (N, K) on the 2**-12
+    grid and the coder's tables (N, K), as the step kernels make them."""
+    hid = np.dot(np.maximum(features[a:b1_], np.float32(0.0)), w1)
+    _REQ_CLAMP(hid, b1, m1, np.float32(0.0), act)
+    _HEAD_TABLE(np.dot(hid, w2), b2, m2, logit_max, exp_weights, logits[a:b1_], table[a:b1_])
+
+
 ROW_COMMAND, STEP_COMMAND = 1, 2  # a crew's commands (crew.EXIT stops it)
 
 
@@ -808,6 +874,9 @@ _STEP = compile_kernel(_step_kernel)
 # numba's np.dot calls the BLAS that scipy carries: without scipy, rows in PyTorch and steps in the loop kernel
 _FUSED = compile_kernel(_fused_step_kernel) if importlib.util.find_spec("scipy") else None
 _FUSED_ROW = compile_kernel(_fused_row_kernel) if importlib.util.find_spec("scipy") else None
+_FUSED_LINE = compile_kernel(_fused_line_kernel) if _FUSED is not None else None
+_ENCODE_ROW = compile_kernel(_encode_row_kernel) if _FUSED is not None else None
+_HEAD = compile_kernel(_head_kernel) if _FUSED is not None else None
 _SERVE = compile_kernel(_serve) if _FUSED is not None and crew.CALLER is not None else None
 CREW = True  # several threads share a step through a crew (False: through the coder's pool, for comparison)
 _GATE = compile_kernel(_gate_kernel)
@@ -862,9 +931,82 @@ def numpy_decodes(model) -> bool:
         and all(_float32(q.dtype) for q in eng.head)
 
 
+NUMPY_ENCODES = True  # the encoder's compiled rows where the decoder has them (False: the PyTorch pass)
+# (tiles x columns) of a batch the compiled rows take at most: their buffers hold about 7.5 KB
+# a tile's column (the decoder's, for the same batch); a larger batch takes the PyTorch pass,
+# whose memory is bounded by bands (the codec's batches stay below: 512 tiles of up to 64 columns)
+ENCODE_POSITIONS = 1 << 15
+
+
 def encode_streams(model, x, counts, on_table=None):
-    """:func:`arcodec.codec.autoregressive.encode_streams` with the integer engine."""
+    """:func:`arcodec.codec.autoregressive.encode_streams` with the integer engine: row by
+    row in compiled calls (:func:`_encode_rows`) where the decoder's kernels exist
+    (:func:`numpy_decodes`) and the batch is not too large (ENCODE_POSITIONS), else the
+    engine's whole-image pass in PyTorch. The same payloads (tested)."""
+    if NUMPY_ENCODES and numpy_decodes(model) and len(x) * x.shape[-1] <= ENCODE_POSITIONS:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="blas"):  # as the decoder's (see decode_streams)
+            return _encode_rows(weights_of(model).engine, x, counts, on_table)
     return autoregressive.encode_streams(engine(model), x, counts, on_table=on_table)
+
+
+def _encode_rows(eng: GatedEngine, x, counts: list[int], on_table=None) -> list[tuple[bytes, float]]:
+    """The teacher-forced pass as the decoder's own row kernels: per row, every tile's start
+    of the row and all its columns in one call (:func:`_encode_row_kernel`; tiles shared
+    among the coder's threads), which leaves the last layer's features of the row; then the
+    head, the tables and the coder, a few columns of every tile at a time, in the decoder's
+    order (column, tile). The model NLL from the logits by :func:`arcodec.models.heads.nll_bits`."""
+    import torch
+
+    from arcodec.models.heads import nll_bits
+
+    images = np.ascontiguousarray(np.asarray(x), dtype=np.int64)
+    n, _, h, w = images.shape
+    if sum(counts) != n:
+        raise ValueError(f"stream sizes {counts} do not add up to {n} tiles")
+    bounds = np.cumsum([0, *counts]).tolist()
+    encs = [autoregressive.StreamEncoder() for _ in counts]
+    bits = [0.0] * len(counts)
+    K = eng.config.levels
+    stepper = GatedStepper(eng, n, h, w)
+    cols, links = stepper.arrays[:2]
+    features = np.empty((n, w, eng.config.hidden), dtype=np.float32)
+    row_args = (images, 0, K, stepper.row_buffers, *stepper.row_args, stepper.left, cols, links,
+                *stepper.kernel[:9], ACT, np.float32(ACT), GATE, features)
+    w1, bias1, m1, w2, bias2, m2 = stepper.kernel[9:]
+    span = max(1, min(w, autoregressive.TABLE_POSITIONS // n))  # columns a chunk of tables holds
+    logits = np.empty((span * n, K), dtype=np.float32)
+    table = np.empty((span * n, K))
+    threads = min(coder_threads(), n // SLICE_TILES)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # torch's threads would spin after the NLL's operations, beside the kernels' threads
+    try:
+        for r in range(h):
+            args = (*row_args[:1], r, *row_args[2:])
+            share_out(lambda b0, b1: _ENCODE_ROW(b0, b1, *args), n, threads)
+            ordered = np.ascontiguousarray(features.transpose(1, 0, 2)).reshape(w * n, -1)  # column, tile
+            symbols = np.ascontiguousarray(images[:, 0, r].T)  # (w, n): column, tile
+            row_tables = []
+            for c0 in range(0, w, span):
+                c1 = min(w, c0 + span)
+                m = (c1 - c0) * n
+                share_out(lambda a, b: _HEAD(a, b, ordered[c0 * n: c1 * n], w1, bias1, m1, w2, bias2, m2,
+                                             np.float32(ACT), np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table),
+                          m, min(coder_threads(), m // HEAD_SHARE))
+                lg = torch.from_numpy(logits[:m]).mul(2.0**-fixed.ACT_FRAC)  # (m, K), exact: a power of 2
+                nb = nll_bits(lg, torch.from_numpy(symbols[c0:c1].reshape(m))).view(c1 - c0, n).sum(0)
+                weights = table[:m].reshape(c1 - c0, n, K)
+                for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+                    bits[i] += float(nb[lo:hi].sum())
+                    encs[i].encode(symbols[c0:c1, lo:hi], weights[:, lo:hi].reshape(-1, K))
+                if on_table is not None:
+                    row_tables.append(table[:m].copy())
+            if on_table is not None:
+                on_table(r, r + 1, np.concatenate(row_tables))
+    finally:
+        torch.set_num_threads(torch_threads)
+    return [(e.finish(), b) for e, b in zip(encs, bits)]
 
 
 def decode_streams(model, payloads, counts, channels, h, w, naive=False, on_table=None, progress=None):

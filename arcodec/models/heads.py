@@ -21,7 +21,8 @@ def nll_bits(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Code length -log2 p(x) of every sub-pixel, in bits.
 
     logits: (B, K, C, H, W) over K levels; x: integer levels (B, C, H, W).
-    Returns (B, C, H, W) float tensor; ``.mean()`` is bits/dim.
+    Returns (B, C, H, W) float tensor; ``.mean()`` is bits/dim. Any (N, K, ...) logits with
+    (N, ...) levels work the same ((N, K) with (N,) is the fastest layout).
     """
     return F.cross_entropy(logits.float(), x.long(), reduction="none") / math.log(2.0)
 
