@@ -148,15 +148,19 @@ def test_a_large_batch_steps_by_matrix_products_with_the_kernels_tables(monkeypa
     crews = []  # each crew's threads
     made = gated.Crew
     monkeypatch.setattr(gated, "Crew", lambda *a: (c := made(*a), crews.append(c.threads))[0])
-    for threads, crew in ((1, True), (2, True), (2, False)):
+    # (threads, CREW, the CPUs the process may use): a crew's threads spin, so never more
+    # of them than CPUs: with 2 threads on 1 CPU the pool shares the batch
+    for threads, crew, cpus in ((1, True, 2), (2, True, 2), (2, False, 2), (2, True, 1)):
         monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(gated, "cores", lambda cpus=cpus: cpus)
         monkeypatch.setattr(gated, "CREW", crew)
         slices = []
         monkeypatch.setattr(gated, "share_out", lambda fn, m, k: (slices.append(k), share_out(fn, m, k)))
         before = len(crews)
         runs.append(decoded_tables(net, [payload], [n], 6, 7))
-        assert len(crews) - before == (threads > 1 and crew)  # one crew for the whole decode
-        assert max(slices, default=1) == (threads if not crew else 1)
+        on_crew = threads > 1 and crew and cpus >= threads
+        assert len(crews) - before == on_crew  # one crew for the whole decode
+        assert max(slices, default=1) == (1 if on_crew else threads)
     assert all(not t.is_alive() for c in crews for t in c)  # the decode's end stopped them
     monkeypatch.setattr(gated, "BLAS_BATCH", n + 1)
     assert not gated.engine(net).incremental(n, 6, 7).fused_steps
@@ -171,6 +175,7 @@ def test_a_crew_stops_when_its_decode_fails_and_when_it_is_collected(monkeypatch
     if gated._SERVE is None:
         pytest.skip("numba or scipy is not installed: no crew")
     monkeypatch.setattr(gated, "coder_threads", lambda: 2)
+    monkeypatch.setattr(gated, "cores", lambda: 2)
     net = tiny()
     n = 2 * gated.BLAS_BATCH
     x = torch.randint(0, 256, (n, 1, 5, 5))

@@ -78,7 +78,7 @@ def coder_threads() -> int:
     if _THREADS:
         return _THREADS[0]
     torch = sys.modules.get("torch")
-    return torch.get_num_threads() if torch is not None else _cores()
+    return torch.get_num_threads() if torch is not None else cores()
 
 
 def share_out(fn: Callable, n: int, threads: int) -> None:
@@ -122,8 +122,13 @@ def thread_pool(threads: int):
 
 
 @lru_cache(maxsize=None)
-def _cores() -> int:
-    return os.cpu_count() or 1  # a system call: a decoder asks at every pixel
+def cores() -> int:
+    """The CPUs this process may run on (its affinity: a container's or taskset's share, not
+    the machine's count where the system says), cached: a decoder asks at every pixel."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity on this system
+        return os.cpu_count() or 1
 
 
 def register_coder(kind: str, encode: Callable, decode: Callable, **settings) -> Coder:

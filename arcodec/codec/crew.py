@@ -14,7 +14,9 @@ microseconds on two threads.
 
 A worker that waits long (the coder, a progress bar, the end of a decode) goes back to
 Python and sleeps in growing naps, so an idle crew costs almost nothing; :meth:`Crew.close`
-(or the crew's collection) stops it. The order of the memory operations is the compiled
+(or the crew's collection) stops it. Spinning threads need a CPU each: a decoder makes a
+crew only of as many threads as the process may run on (:func:`arcodec.codec.coders.cores`),
+and hands steps to the pool otherwise. The order of the memory operations is the compiled
 code's own: the caller stores its inputs and then the command's generation with release
 order; a worker loads the generation with acquire order, and stores its generation as done
 with release order after its outputs; the caller's wait loads it with acquire order.
@@ -29,7 +31,6 @@ import weakref
 import numpy as np
 
 try:
-    from llvmlite import ir  # noqa: F401  (numba's own dependency)
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - without numba the decoders hand work to a pool

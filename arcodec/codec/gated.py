@@ -46,7 +46,7 @@ import numpy as np
 
 from arcodec import fixed
 from arcodec.codec import autoregressive, crew
-from arcodec.codec.coders import coder_threads, register_coder, share_out
+from arcodec.codec.coders import coder_threads, cores, register_coder, share_out
 from arcodec.codec.crew import COLUMN, COMMAND, EXIT, GENERATION, ROW, STRIDE, Crew, load_acquire, store_release
 from arcodec.codec.engine import IntLayer, JointLayer, float64
 from arcodec.codec.mixture import compile_kernel
@@ -399,7 +399,8 @@ class GatedStepper:
         the same arrays), or with CREW off on the coder's pool from BLAS_BATCH tiles a
         thread (a pool's thread costs more to wake than a step of fewer tiles takes)."""
         n = self.links.shape[2]
-        on_crew = CREW and _SERVE is not None
+        # a crew's threads spin: never more of them than the CPUs this process may use
+        on_crew = CREW and _SERVE is not None and coder_threads() <= cores()
         threads = min(coder_threads(), n // (SLICE_TILES if on_crew else BLAS_BATCH))
         if threads < 2:
             kernel(0, n, *args)
