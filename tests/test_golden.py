@@ -50,6 +50,7 @@ CASES = {
     "colour-mnist-made-v1": (lambda: _colour_digit() // 85, "colour-mnist-made-v1"),  # superseded (id 2)
     "photo-rgb": (_photo, "photo-rgb"),
     "photo-rgb-v1": (_photo, "photo-rgb-v1"),  # superseded (id 5): its files still decode
+    "photo-rgb-v2": (_photo, "photo-rgb-v2"),  # superseded (id 7)
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
@@ -93,7 +94,7 @@ def test_files_of_an_earlier_engine_still_decode():
     header, _, _ = container.read(data)
     assert header.engine == 0 and container.read((GOLDEN / "mnist-gated.arc").read_bytes())[0].engine == 1
     assert np.array_equal(arcodec.decompress(data), _digit())
-    # photo-rgb's file from before the scale offsets (wavefront engine 0): the same weights
+    # photo-rgb's file (id 7, now photo-rgb-v2) from before the scale offsets (wavefront engine 0)
     data = (GOLDEN / "photo-rgb-engine0.arc").read_bytes()
     assert container.read(data)[0].engine == 0 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 1
     assert np.array_equal(arcodec.decompress(data), _photo())
@@ -116,9 +117,10 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
     from arcodec.zoo import applicable, cards
 
     old = [c for c in cards() if c.get("superseded_by")]
-    assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1", "mnist-gated-v2"]
+    assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1", "photo-rgb-v2",
+                                        "mnist-gated-v2"]
     assert not any("applies" in c for c in old)
-    for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5),
+    for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5), ("photo-rgb-v2", "photo-rgb", _photo(), 7),
                                      ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2),
                                      ("mnist-gated-v1", "mnist-gated", _digit(), 1),
                                      ("mnist-gated-v2", "mnist-gated", _digit(), 11)):
