@@ -671,54 +671,47 @@ def _fused_step_kernel(b0, b1_, c, x, r, levels, left_all, cols, links, geometry
                        w_out, bias_out, mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits,
                        exp_weights, table):
     """:func:`_step_kernel`'s arithmetic for a large batch, in one compiled call (the same
-    arguments): per layer the slice's windows gathered into one block, one float32 matrix
-    product (``np.dot``: BLAS, exact integers in any order), the same element-wise steps
-    (:func:`_requant_gate`, :func:`_requant_residual`, :func:`_head_table`: numba calls
-    them inside). Nothing in it holds the GIL, so the coder's threads each run a slice of
-    the batch at once however thin."""
-    nb = b1_ - b0
-    n_layers = cols.shape[0]
-    f = wh.shape[2] // 2
-    if c > 0:  # the pixel left of c enters the first layer's buffer
+    arguments): the pixel left of c enters the first layer's buffer, the horizontal stack
+    at column c (:func:`_horizontal_kernel`: one float32 matrix product a layer over the
+    slice), the head and the tables (:func:`_head_kernel`). Nothing in it holds the GIL, so
+    the coder's threads each run a slice of the batch at once however thin."""
+    if c > 0:
         for b in range(b0, b1_):
             cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * x[b, 0, r, c - 1] - (levels - 1))
-    g = np.empty((nb, f), dtype=np.float32)
-    h = np.zeros((nb, f), dtype=np.float32)
-    for i in range(n_layers):
-        n_in, kw, dil, left = geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3]
-        cin = n_in // kw
-        base = left_all - left + c  # the window's first column in the row buffer
-        win = np.empty((nb, n_in), dtype=np.float32)
-        for b in range(nb):
-            for t in range(kw):
-                for ch in range(cin):
-                    win[b, t * cin + ch] = cols[i, b0 + b, 0, base + t * dil, ch]
-        acc = np.dot(win, np.ascontiguousarray(wh[i, :n_in]))
-        _REQ_GATE(acc, links[i, c, b0:b1_], bias_h[i], mul_h[i], tanh[i], sig[i], act_int, act, gate, g)
-        out = np.dot(g, np.ascontiguousarray(w_out[i]))
-        _REQ_RES(out, bias_out[i], mul_out[i], h, i == 0, act, h)  # h: the layer's input, then its output
-        if i + 1 < n_layers:
-            cols[i + 1, b0:b1_, 0, left_all + c, :f] = h
-    hid = np.dot(np.maximum(h, np.float32(0.0)), w1)
-    _REQ_CLAMP(hid, b1, m1, np.float32(0.0), act)
-    _HEAD_TABLE(np.dot(hid, w2), b2, m2, logit_max, exp_weights, logits[b0:b1_], table[b0:b1_])
+    h = _HORIZONTAL(b0, b1_, c, c + 1, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
+                    bias_out, mul_out, act_int, act, gate)
+    _HEAD(0, b1_ - b0, h, w1, b1, m1, w2, b2, m2, act, logit_max, logits[b0:b1_], exp_weights, table[b0:b1_])
 
 
 def _fused_line_kernel(b0, b1_, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig,
                        w_out, bias_out, mul_out, act_int, act, gate, features):
     """Every column of row r at once, for tiles b0..b1_-1 whose pixels are all known (the
-    encoder's teacher forcing): :func:`_fused_step_kernel`'s layers, each over the whole row
-    as one float32 matrix product over (tile, column) positions, from the row's vertical
-    links (:func:`_fused_row_kernel`). Writes the horizontal stack after the last layer,
-    ``features`` (B, W, f): the integers the decoder's steps give the head."""
-    nb = b1_ - b0
-    n_layers = cols.shape[0]
+    encoder's teacher forcing): the row's pixels enter the first layer's buffer (column c
+    reads those left of it), then the horizontal stack over the whole row
+    (:func:`_horizontal_kernel`). Writes the last layer's output, ``features`` (B, W, f):
+    the integers the decoder's steps give the head."""
     w = links.shape[1]
-    f = wh.shape[2] // 2
-    m = nb * w  # positions p = tile * w + column
-    for b in range(b0, b1_):  # the row's pixels enter the first layer's buffer (column c reads those left of it)
+    for b in range(b0, b1_):
         for col in range(w):
             cols[0, b, 0, left_all + col, 0] = np.float32(2 * x[b, 0, r, col] - (levels - 1))
+    h = _HORIZONTAL(b0, b1_, 0, w, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out,
+                    mul_out, act_int, act, gate)
+    features[b0:b1_] = h.reshape(b1_ - b0, w, h.shape[1])
+
+
+def _horizontal_kernel(b0, b1_, c0, c1, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
+                       bias_out, mul_out, act_int, act, gate):
+    """The horizontal stack of every layer at columns c0..c1-1 of tiles b0..b1_-1, from the
+    row buffers ``cols`` (the first layer's pixels already in) and the row's vertical links:
+    per layer the windows gathered into one block over the (tile, column) positions, one
+    float32 matrix product (``np.dot``: BLAS, exact integers in any order), the step
+    kernel's element-wise steps (:func:`_requant_gate`, :func:`_requant_residual`), the
+    output written into the next layer's buffer. Returns the last layer's output
+    (positions p = tile * (c1 - c0) + column - c0, f)."""
+    nb, span = b1_ - b0, c1 - c0
+    n_layers = cols.shape[0]
+    f = wh.shape[2] // 2
+    m = nb * span
     g = np.empty((m, f), dtype=np.float32)
     h = np.zeros((m, f), dtype=np.float32)
     link = np.empty((m, 2 * f), dtype=np.float32)
@@ -727,9 +720,9 @@ def _fused_line_kernel(b0, b1_, x, r, levels, left_all, cols, links, geometry, w
         cin = n_in // kw
         win = np.empty((m, n_in), dtype=np.float32)
         for b in range(nb):
-            for col in range(w):
-                p = b * w + col
-                base = left_all - left + col
+            for col in range(c0, c1):
+                p = b * span + col - c0
+                base = left_all - left + col  # the window's first column in the row buffer
                 for t in range(kw):
                     for ch in range(cin):
                         win[p, t * cin + ch] = cols[i, b0 + b, 0, base + t * dil, ch]
@@ -741,13 +734,10 @@ def _fused_line_kernel(b0, b1_, x, r, levels, left_all, cols, links, geometry, w
         _REQ_RES(out, bias_out[i], mul_out[i], h, i == 0, act, h)  # h: the layer's input, then its output
         if i + 1 < n_layers:
             for b in range(nb):
-                for col in range(w):
+                for col in range(c0, c1):
                     for o in range(f):
-                        cols[i + 1, b0 + b, 0, left_all + col, o] = h[b * w + col, o]
-    for b in range(nb):
-        for col in range(w):
-            for o in range(f):
-                features[b0 + b, col, o] = h[b * w + col, o]
+                        cols[i + 1, b0 + b, 0, left_all + col, o] = h[b * span + col - c0, o]
+    return h
 
 
 def _encode_row_kernel(b0, b1_, x, r, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v, sig_v, w_link, left_all,
@@ -876,6 +866,7 @@ _STEP = compile_kernel(_step_kernel)
 _FUSED = compile_kernel(_fused_step_kernel) if importlib.util.find_spec("scipy") else None
 _FUSED_ROW = compile_kernel(_fused_row_kernel) if importlib.util.find_spec("scipy") else None
 _FUSED_LINE = compile_kernel(_fused_line_kernel) if _FUSED is not None else None
+_HORIZONTAL = compile_kernel(_horizontal_kernel) if _FUSED is not None else None
 _ENCODE_ROW = compile_kernel(_encode_row_kernel) if _FUSED is not None else None
 _HEAD = compile_kernel(_head_kernel) if _FUSED is not None else None
 _SERVE = compile_kernel(_serve) if _FUSED is not None and crew.CALLER is not None else None
