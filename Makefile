@@ -46,6 +46,7 @@ bench-full: $(STAMP)
 	$(BIN)/python benchmarks/scale_offsets.py
 	$(BIN)/python benchmarks/frontier.py --full
 	$(BIN)/python benchmarks/gated_threads.py
+	$(BIN)/python benchmarks/gated_threads.py --busy 1 --batches 16 32 128 512
 	$(BIN)/python benchmarks/plots.py
 	$(BIN)/python benchmarks/readme.py
 

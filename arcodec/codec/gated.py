@@ -47,7 +47,8 @@ import numpy as np
 from arcodec import fixed
 from arcodec.codec import autoregressive, crew
 from arcodec.codec.coders import coder_threads, cores, register_coder, share_out
-from arcodec.codec.crew import COLUMN, COMMAND, EXIT, GENERATION, ROW, STRIDE, Crew, load_acquire, store_release
+from arcodec.codec.crew import (COLUMN, COMMAND, EAGER, EXIT, GENERATION, ROW, Crew, all_done, chunk_done, load_acquire,
+                                next_chunk, yield_cpu)
 from arcodec.codec.engine import IntLayer, JointLayer, float64
 from arcodec.codec.mixture import compile_kernel
 from arcodec.models.gated_layout import GatedPixelCNNConfig, layer_shapes, receptive_field
@@ -411,10 +412,9 @@ class GatedStepper:
         key = (images.ctypes.data, images.shape, threads)  # a torch tensor's view is a new array each call
         if self._crew is None or self._crew[0] != key:
             self.close()
-            cuts = [round(i * n / threads) for i in range(threads + 1)]
-            self._crew = (key, Crew(_SERVE, cuts, self.serve_args(images)))
-        team = self._crew[1]
-        team.run(command, r, c, mine=lambda: kernel(0, team.cuts[1], *args))
+            chunk = max(SLICE_TILES, -(-n // (threads * CHUNKS)))
+            self._crew = (key, Crew(_SERVE, _LEAD, threads, chunk, n, self.serve_args(images)))
+        self._crew[1].run(command, r, c)
 
     def serve_args(self, images: np.ndarray) -> tuple:
         """What :func:`_serve` passes on to the row and the step kernels, after its slice."""
@@ -593,6 +593,7 @@ def _step_kernel(b0, b1_, c, x, r, levels, left_all, cols, links, geometry, wh, 
 
 BLAS_BATCH = KERNEL_SPLIT  # tiles from which a step and a row run as matrix products over the batch
 SLICE_TILES = 8  # tiles a crew's thread takes at the least in a row or a step (the encoder's too)
+CHUNKS = 2  # chunks a crew's thread claims in a row or a step, on average (a busy CPU's thread fewer)
 HEAD_SHARE = 1024  # positions an encoder's thread takes at the least in the head
 
 
@@ -762,13 +763,13 @@ def _head_kernel(a, b1_, features, w1, b1, m1, w2, b2, m2, act, logit_max, logit
 ROW_COMMAND, STEP_COMMAND = 1, 2  # a crew's commands (crew.EXIT stops it)
 
 
-def _serve(control, done, me, generation, spins, b0, b1_, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
+def _serve(control, claims, generation, spins, chunk, n, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
            sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out,
            w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table):
-    """A crew worker's loop (:class:`~arcodec.codec.crew.Crew`) for tiles b0..b1_-1: wait for
-    a new generation of the control array, run its command (the start of a row, or a step)
-    on the slice, mark it done; return the last generation served after ``spins`` loads
-    without a command (the worker naps), or EXIT when told to stop."""
+    """A crew worker's loop (:class:`~arcodec.codec.crew.Crew`): wait for a new generation of
+    the control array, run the chunks of its command (the start of a row, or a step) that
+    it claims; return the last generation seen after ``spins`` loads without a command (the
+    worker naps), or EXIT when told to stop."""
     waited = 0
     while True:
         now = load_acquire(control, GENERATION)
@@ -776,12 +777,42 @@ def _serve(control, done, me, generation, spins, b0, b1_, x, levels, rows, geome
             waited += 1
             if waited > spins:
                 return generation
+            if waited > EAGER:  # the caller is busy elsewhere: leave the CPU to whoever wants it
+                yield_cpu()
             continue
         waited = 0
         generation = now
         command, r, c = control[COMMAND], control[ROW], control[COLUMN]
         if command == EXIT:
             return EXIT
+        _CHUNKS(claims, generation, command, r, c, chunk, n, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
+                sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out,
+                mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table)
+
+
+def _lead(claims, generation, command, r, c, chunk, n, spins, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
+          sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out,
+          w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table):
+    """The caller's part of a crew's command: run the chunks it claims, then wait until every
+    chunk is done; False if ``spins`` loads passed first."""
+    _CHUNKS(claims, generation, command, r, c, chunk, n, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
+            sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out,
+            w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table)
+    return all_done(claims, (n + chunk - 1) // chunk, spins)
+
+
+def _chunks(claims, generation, command, r, c, chunk, n, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
+            sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out,
+            w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table):
+    """Claim chunks of ``chunk`` tiles of the batch of ``n`` and run the command on each, until
+    none is left (a worker's and the caller's share of one command)."""
+    chunks = (n + chunk - 1) // chunk
+    while True:
+        k = next_chunk(claims, generation, chunks)
+        if k < 0:
+            return
+        b0 = k * chunk
+        b1_ = min(n, b0 + chunk)
         if command == ROW_COMMAND:
             _FUSED_ROW(b0, b1_, x, r, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v, sig_v, w_link, links, cols,
                        act_int, act, gate)
@@ -789,7 +820,7 @@ def _serve(control, done, me, generation, spins, b0, b1_, x, levels, rows, geome
             _FUSED(b0, b1_, c, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
                    bias_out, mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights,
                    table)
-        store_release(done, me * STRIDE, generation)
+        chunk_done(claims)
 
 
 def _requant_gate(acc, link, bias, mul, tanh, sig, act_int, act, gate, out):
@@ -869,7 +900,9 @@ _FUSED_LINE = compile_kernel(_fused_line_kernel) if _FUSED is not None else None
 _HORIZONTAL = compile_kernel(_horizontal_kernel) if _FUSED is not None else None
 _ENCODE_ROW = compile_kernel(_encode_row_kernel) if _FUSED is not None else None
 _HEAD = compile_kernel(_head_kernel) if _FUSED is not None else None
-_SERVE = compile_kernel(_serve) if _FUSED is not None and crew.CALLER is not None else None
+_CHUNKS = compile_kernel(_chunks) if _FUSED is not None and crew.CALLER is not None else None
+_SERVE = compile_kernel(_serve) if _CHUNKS is not None else None
+_LEAD = compile_kernel(_lead) if _CHUNKS is not None else None
 CREW = True  # several threads share a step through a crew (False: through the coder's pool, for comparison)
 _GATE = compile_kernel(_gate_kernel)
 _REQ_GATE = compile_kernel(_requant_gate)
