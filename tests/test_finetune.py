@@ -96,6 +96,9 @@ def test_init_refuses_another_architecture_and_resume(tmp_path):
     base = ["train", "--init", "mnist-gated", "--data", "digits", "--out", str(tmp_path / "run")]
     r = CliRunner().invoke(main, base + ["--set", "hidden=8"])
     assert r.exit_code == 1 and "cannot set hidden=8 (it has 32)" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["train", "--init", "photo-rgb", "--data", "digits", "--out", str(tmp_path / "run"),
+                                  "--set", "hidden=64"])
+    assert r.exit_code == 1 and "cannot set hidden=64 (it has 96)" in r.output and "enlarge hidden" in r.output
     r = CliRunner().invoke(main, base + ["--model", "made"])
     assert r.exit_code == 1 and "is a gated-pixelcnn model, not made" in r.output
     r = CliRunner().invoke(main, base + ["--resume"])

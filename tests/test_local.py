@@ -307,6 +307,32 @@ def test_surprise_grows_from_a_model_without_it_and_moves_the_later_channels():
     assert causality.violations(grown) == []
 
 
+def test_a_wider_and_deeper_model_grows_from_a_smaller_one_and_starts_as_it():
+    """Fine-tuning may enlarge hidden and blocks (and switch on the surprise): the grown
+    model computes the smaller one's bits to the bit, the zeros that keep it so learn (their
+    gradients are not zero: the new units follow a step later), it stays causal, and its
+    engine scales are reset for calibration."""
+    from arcodec.training.train import load_grown
+
+    base = tiny(3)
+    base.calibrate(torch.randint(0, 256, (4, 3, 9, 10)))
+    grown = build_model("local-photo", make_config("local-photo", {**TINY, "channels": 3, "hidden": 20, "blocks": 3,
+                                                                   "surprise": True}))
+    load_grown(grown, base.state_dict())
+    assert (grown.act_max == 0).all()
+    x = torch.randint(0, 256, (2, 3, 9, 10))
+    with torch.no_grad():
+        assert torch.equal(grown.objective(x)[1], base.objective(x)[1])
+    grown.objective(x)[0].backward()
+    zeros = [grown.blocks[0][0].conv.weight.grad[:12, 12:], grown.out.conv.weight.grad[:, 12:],
+             grown.blocks[2][1].conv.weight.grad]
+    assert all(float(g.abs().max()) > 0 for g in zeros)
+    assert causality.violations(grown) == []
+    smaller = build_model("local-photo", make_config("local-photo", {**TINY, "channels": 3, "hidden": 8}))
+    with pytest.raises(Exception, match="in the smaller model"):
+        load_grown(smaller, base.state_dict())
+
+
 def test_surprise_in_integers_follows_the_float_model_and_the_kernel_equals_numpy():
     m = surprising(steps=20)
     x = torch.from_numpy(np.random.default_rng(7).integers(80, 170, (2, 3, 10, 12)))
@@ -332,7 +358,7 @@ def test_surprise_in_integers_follows_the_float_model_and_the_kernel_equals_nump
         eng.channel_params(raw, prev, 1)
 
 
-def test_fine_tuning_may_switch_the_surprise_on_and_nothing_else(tmp_path):
+def test_fine_tuning_may_switch_the_surprise_on_and_enlarge_and_nothing_else(tmp_path):
     from arcodec.errors import ArcodecError
     from arcodec.training.train import _fine_tuned
 
@@ -340,8 +366,13 @@ def test_fine_tuning_may_switch_the_surprise_on_and_nothing_else(tmp_path):
     torch.save(checkpoint(tiny(3), TrainConfig(arch="local-photo", data="random"), step=6), path)
     cfg, config, state = _fine_tuned(TrainConfig(arch="", init=str(path)), {"surprise": "true"})
     assert cfg.arch == "local-photo" and config["surprise"] is True and "surprise_gain" not in state
-    with pytest.raises(ArcodecError, match=r"cannot set hidden=8 \(it has 12\) \(fine-tuning may switch on surprise\)"):
+    cfg, config, state = _fine_tuned(TrainConfig(arch="", init=str(path)), {"hidden": 16, "blocks": 2})
+    assert (config["hidden"], config["blocks"], config["surprise"]) == (16, 2, False)
+    with pytest.raises(ArcodecError, match=r"cannot set hidden=8 \(it has 12\) \(fine-tuning may switch on "
+                                           r"surprise or enlarge hidden, blocks\)"):
         _fine_tuned(TrainConfig(arch="", init=str(path)), {"hidden": 8, "surprise": True})
+    with pytest.raises(ArcodecError, match=r"cannot set components=4 \(it has 3\)"):
+        _fine_tuned(TrainConfig(arch="", init=str(path)), {"components": 4})
 
 
 def test_the_fast_logarithm_table_equals_the_decimal_one():

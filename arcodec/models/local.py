@@ -60,6 +60,8 @@ class LocalPhotoModel(ExactModule):
     # settings that fine-tuning (``arcodec train --init``) may switch on: they add parameters
     # that start at zero, so the grown model starts as the model it grew from
     growable = {"surprise": "surprise_gain"}
+    # sizes that fine-tuning may enlarge: the model starts as the smaller one (grow_from)
+    enlargeable = ("hidden", "blocks")
 
     def __init__(self, config: LocalPhotoConfig):
         super().__init__()
@@ -215,6 +217,43 @@ class LocalPhotoModel(ExactModule):
 
     # ------------------------------------------------------------------ for the codec
     @torch.no_grad()
+    @torch.no_grad()
+    def grow_from(self, state: dict) -> None:
+        """Start from the weights ``state`` of a smaller model of this architecture (fewer
+        hidden channels or blocks, or no surprise): every old tensor goes into the leading
+        corner of its new one, and the new parts are set so that this model computes exactly
+        what the smaller one did. New hidden channels reach no old unit and no output (those
+        weights zero), a new block adds zero to the residual stream (its second convolution
+        zero), the surprise gains start at zero. The new units' own weights keep their random
+        start, so they learn. When the network grew, the engine's scales (``act_max``) are
+        reset: export calibrates it again. Weights of the same size load as they are."""
+        own = self.state_dict()
+        extra = sorted(set(state) - set(own))
+        if extra:
+            raise ModelError(f"the smaller model's weights do not fit: {', '.join(extra[:4])}")
+        enlarged = False
+        for key, new in own.items():
+            if key.endswith("mask") or key == "act_max":
+                continue
+            if key not in state:
+                if key == "surprise_gain" or key.startswith("blocks.") and key.split(".")[2] == "1":
+                    new.zero_()  # gains that start neutral, or a new block's output
+                elif not key.startswith("blocks."):  # a new block's first convolution stays random
+                    raise ModelError(f"the smaller model's weights lack {key}")
+                enlarged = enlarged or key.startswith("blocks.")
+                continue
+            old = state[key]
+            if old.dim() != new.dim() or any(a > b for a, b in zip(old.shape, new.shape)):
+                raise ModelError(f"{key} is {tuple(old.shape)} in the smaller model, {tuple(new.shape)} here")
+            enlarged = enlarged or old.shape != new.shape
+            new[tuple(slice(0, n) for n in old.shape)] = old
+            if new.dim() >= 2:
+                new[: old.shape[0], old.shape[1]:] = 0.0  # new channels into old units
+        if enlarged or "act_max" not in state:
+            self.act_max.zero_()
+        else:
+            self.act_max.copy_(state["act_max"])
+
     def calibrate(self, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
         """Set ``act_max`` to the largest residual-stream and inner activations of the float
         network on ``images`` (N, C, H, W) integer levels: the integer engine's scales."""

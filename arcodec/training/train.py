@@ -10,7 +10,10 @@ its data set (:func:`arcodec.training.data.load_labels`) and is validated with t
 labels; the checkpoint is the same as any model's (``classes`` is in its config).
 
 Fine-tuning (``init``: a zoo name, a checkpoint or a ``.arcm`` model file) starts from that
-model's weights, with its architecture and config, and a fresh optimiser and schedule.
+model's weights, with its architecture and config, and a fresh optimiser and schedule; a
+model class may let it switch on settings (``growable``) or enlarge sizes (``enlargeable``,
+e.g. ``--set hidden=128`` from a 96-channel photo model) whose new parameters start where
+they change nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 import torch
 
 from arcodec import __version__
-from arcodec.errors import ArcodecError
+from arcodec.errors import ArcodecError, ModelError
 from arcodec.imageio import atomic_path
 from arcodec.models.heads import nll_bits
 from arcodec.registry import build_model, load_checkpoint, make_config, model_class
@@ -226,19 +229,32 @@ def _fine_tuned(cfg: TrainConfig, model_settings: dict) -> tuple[TrainConfig, di
     base = dataclasses.asdict(make_config(arch, config))
     wanted = dataclasses.asdict(make_config(arch, {**config, **model_settings}))
     growable = getattr(model_class(arch), "growable", {})
+    enlargeable = getattr(model_class(arch), "enlargeable", ())
     grown = {k for k in base if wanted[k] != base[k] and k in growable and not base[k] and wanted[k] is True}
-    changed = [f"{k}={wanted[k]} (it has {base[k]})" for k in base if wanted[k] != base[k] and k not in grown]
+    enlarged = {k for k in base if k in enlargeable and wanted[k] > base[k]}
+    changed = [f"{k}={wanted[k]} (it has {base[k]})" for k in base
+               if wanted[k] != base[k] and k not in grown | enlarged]
     if changed:
+        may = [f"switch on {', '.join(sorted(growable))}"] if growable else []
+        may += [f"enlarge {', '.join(enlargeable)}"] if enlargeable else []
         raise ArcodecError(f"{cfg.init} fixes the architecture: cannot set {', '.join(changed)}"
-                           + (f" (fine-tuning may switch on {', '.join(sorted(growable))})" if growable else ""))
-    return dataclasses.replace(cfg, arch=arch), {**config, **{k: True for k in grown}}, state
+                           + (f" (fine-tuning may {' or '.join(may)})" if may else ""))
+    grown_config = {**config, **{k: True for k in grown}, **{k: wanted[k] for k in enlarged}}
+    return dataclasses.replace(cfg, arch=arch), grown_config, state
 
 
 def load_grown(model: torch.nn.Module, state: dict) -> None:
     """Load ``state`` into ``model``, which may have grown parameters the state lacks (a
     setting of the model's ``growable`` switched on by fine-tuning): those keep their initial
     values, which leave the model's function as it was. Any other missing or unexpected key
-    is an error."""
+    is an error. A model that can be enlarged (its ``enlargeable`` sizes) loads the state
+    itself (``grow_from``)."""
+    if hasattr(model, "grow_from"):
+        try:
+            model.grow_from(state)
+        except ModelError as e:
+            raise ArcodecError(f"the initial model's weights do not fit: {e}") from None
+        return
     grown = {getattr(model, "growable", {})[k] for k, on in dataclasses.asdict(model.config).items()
              if on is True and k in getattr(model, "growable", {})}
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -325,6 +341,10 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     model = build_model(cfg.arch, make_config(cfg.arch, settings))
     if start is not None:
         load_grown(model, start)
+        if not cfg.qat and hasattr(model, "act_max"):
+            # float training moves the activations: the engine's scales of the initial
+            # model would be stale, so export calibrates the trained network again
+            model.act_max.zero_()
     model.to(device)
     opt = make_optimizer(model, cfg)
     step, best = 0, float("inf")
