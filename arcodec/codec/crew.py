@@ -22,6 +22,10 @@ so an idle crew costs almost nothing; :meth:`Crew.close` (or the crew's collecti
 it. A decoder makes a crew only of as many threads as the process may run on
 (:func:`arcodec.codec.coders.cores`), and hands steps to the pool otherwise.
 
+The kernels' compiled loops take these functions in: numba's disk cache looks only at the
+file of the function it caches, so after changing one here, touch the kernels' module
+(``gated.py``) or clear its cache.
+
 The order of the memory operations is the compiled code's own. The caller stores its
 inputs, the claim counter (the generation in its high bits, the next chunk in its low ones)
 and the count of finished chunks, then the command's generation with release order; a
@@ -59,6 +63,7 @@ SPINS = 1 << 24  # loads a worker (or the caller) spins before it returns to Pyt
 IDLE_SPINS = 1 << 10  # a worker's spins between its naps once nothing came for SPINS loads
 NAPS = (1e-4, 1e-3, 1e-2)  # its naps in Python, growing while nothing comes
 EAGER = 1 << 14  # loads a waiting thread spins before it offers its CPU between loads (yield_cpu)
+YIELD_LOADS = 128  # what an offer counts for against SPINS: about as long as that many loads
 YIELD = None if sys.platform == "win32" else "sched_yield"  # the C library's call that offers a CPU
 
 
@@ -145,6 +150,7 @@ def all_done(claims, chunks, spins):
             return False
         if n > EAGER:  # a worker is slow: perhaps it waits for a CPU this thread holds
             yield_cpu()
+            n += YIELD_LOADS
     return True
 
 

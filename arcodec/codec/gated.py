@@ -47,8 +47,8 @@ import numpy as np
 from arcodec import fixed
 from arcodec.codec import autoregressive, crew
 from arcodec.codec.coders import coder_threads, cores, register_coder, share_out
-from arcodec.codec.crew import (COLUMN, COMMAND, EAGER, EXIT, GENERATION, ROW, Crew, all_done, chunk_done, load_acquire,
-                                next_chunk, yield_cpu)
+from arcodec.codec.crew import (COLUMN, COMMAND, EAGER, EXIT, GENERATION, ROW, YIELD_LOADS, Crew, all_done, chunk_done,
+                                load_acquire, next_chunk, yield_cpu)
 from arcodec.codec.engine import IntLayer, JointLayer, float64
 from arcodec.codec.mixture import compile_kernel
 from arcodec.models.gated_layout import GatedPixelCNNConfig, layer_shapes, receptive_field
@@ -779,6 +779,7 @@ def _serve(control, claims, generation, spins, chunk, n, x, levels, rows, geomet
                 return generation
             if waited > EAGER:  # the caller is busy elsewhere: leave the CPU to whoever wants it
                 yield_cpu()
+                waited += YIELD_LOADS
             continue
         waited = 0
         generation = now
