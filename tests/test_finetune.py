@@ -97,8 +97,8 @@ def test_init_refuses_another_architecture_and_resume(tmp_path):
     r = CliRunner().invoke(main, base + ["--set", "hidden=8"])
     assert r.exit_code == 1 and "cannot set hidden=8 (it has 32)" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["train", "--init", "photo-rgb", "--data", "digits", "--out", str(tmp_path / "run"),
-                                  "--set", "hidden=64"])
-    assert r.exit_code == 1 and "cannot set hidden=64 (it has 96)" in r.output and "enlarge hidden" in r.output
+                                  "--set", "hidden=8"])
+    assert r.exit_code == 1 and "cannot set hidden=8 (it has" in r.output and "enlarge hidden" in r.output
     r = CliRunner().invoke(main, base + ["--model", "made"])
     assert r.exit_code == 1 and "is a gated-pixelcnn model, not made" in r.output
     r = CliRunner().invoke(main, base + ["--resume"])
