@@ -592,7 +592,7 @@ def _step_kernel(b0, b1_, c, x, r, levels, left_all, cols, links, geometry, wh, 
 # ------------------------------------------- a large batch: matrix products, in one call
 
 BLAS_BATCH = KERNEL_SPLIT  # tiles from which a step and a row run as matrix products over the batch
-SLICE_TILES = 8  # tiles a crew's thread takes at the least in a row or a step (the encoder's too)
+SLICE_TILES = 8  # tiles of a crew's chunk at the least, and of an encoder's thread's share of a row
 CHUNKS = 2  # chunks a crew's thread claims in a row or a step, on average (a busy CPU's thread fewer)
 HEAD_SHARE = 1024  # positions an encoder's thread takes at the least in the head
 
