@@ -226,7 +226,7 @@ class LocalPhotoModel(ExactModule):
         weights zero), a new block adds zero to the residual stream (its second convolution
         zero), the surprise gains start at zero. The new units' own weights keep their random
         start, so they learn. When the network grew, the engine's scales (``act_max``) are
-        reset: export calibrates it again. Weights of the same size load as they are."""
+        reset (training calibrates them at every validation). Weights of the same size load as they are."""
         own = self.state_dict()
         extra = sorted(set(state) - set(own))
         if extra:

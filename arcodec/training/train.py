@@ -341,10 +341,6 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     model = build_model(cfg.arch, make_config(cfg.arch, settings))
     if start is not None:
         load_grown(model, start)
-        if not cfg.qat and hasattr(model, "act_max"):
-            # float training moves the activations: the engine's scales of the initial
-            # model would be stale, so export calibrates the trained network again
-            model.act_max.zero_()
     model.to(device)
     opt = make_optimizer(model, cfg)
     step, best = 0, float("inf")
