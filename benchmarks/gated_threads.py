@@ -71,9 +71,10 @@ def measure(m, args) -> list[dict]:
     from arcodec.codec import coders, gated
     from arcodec.training.data import load_dataset
 
+    digits = load_dataset("mnist", "test")[: max(args.batches)].long()
     rows = []
     for n in args.batches:
-        x = load_dataset("mnist", "test")[:n].long()
+        x = digits[:n]
         [(payload, _)] = gated.encode_streams(m.net, x, [n])
         row = {"batch": n}
         for label, crew, threads in WAYS:

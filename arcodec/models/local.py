@@ -59,7 +59,7 @@ class LocalPhotoModel(ExactModule):
     scan = "wavefront"  # the codec decodes it on wavefronts (arcodec.codec.wavefront)
     # settings that fine-tuning (``arcodec train --init``) may switch on: they add parameters
     # that start at zero, so the grown model starts as the model it grew from
-    growable = {"surprise": "surprise_gain"}
+    growable = ("surprise",)
     # sizes that fine-tuning may enlarge: the model starts as the smaller one (grow_from)
     enlargeable = ("hidden", "blocks")
 
@@ -215,8 +215,6 @@ class LocalPhotoModel(ExactModule):
         eps = floor_eps(K)
         return torch.logaddexp(logp + math.log1p(-eps), torch.full_like(logp, math.log(eps / K)))
 
-    # ------------------------------------------------------------------ for the codec
-    @torch.no_grad()
     @torch.no_grad()
     def grow_from(self, state: dict) -> None:
         """Start from the weights ``state`` of a smaller model of this architecture (fewer
@@ -254,6 +252,8 @@ class LocalPhotoModel(ExactModule):
         else:
             self.act_max.copy_(state["act_max"])
 
+    # ------------------------------------------------------------------ for the codec
+    @torch.no_grad()
     def calibrate(self, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
         """Set ``act_max`` to the largest residual-stream and inner activations of the float
         network on ``images`` (N, C, H, W) integer levels: the integer engine's scales."""

@@ -228,7 +228,7 @@ def _fine_tuned(cfg: TrainConfig, model_settings: dict) -> tuple[TrainConfig, di
         raise ArcodecError(f"{cfg.init} is a {arch} model, not {cfg.arch}: fine-tuning keeps the architecture")
     base = dataclasses.asdict(make_config(arch, config))
     wanted = dataclasses.asdict(make_config(arch, {**config, **model_settings}))
-    growable = getattr(model_class(arch), "growable", {})
+    growable = getattr(model_class(arch), "growable", ())
     enlargeable = getattr(model_class(arch), "enlargeable", ())
     grown = {k for k in base if wanted[k] != base[k] and k in growable and not base[k] and wanted[k] is True}
     enlarged = {k for k in base if k in enlargeable and wanted[k] > base[k]}
@@ -244,21 +244,18 @@ def _fine_tuned(cfg: TrainConfig, model_settings: dict) -> tuple[TrainConfig, di
 
 
 def load_grown(model: torch.nn.Module, state: dict) -> None:
-    """Load ``state`` into ``model``, which may have grown parameters the state lacks (a
-    setting of the model's ``growable`` switched on by fine-tuning): those keep their initial
-    values, which leave the model's function as it was. Any other missing or unexpected key
-    is an error. A model that can be enlarged (its ``enlargeable`` sizes) loads the state
-    itself (``grow_from``)."""
-    if hasattr(model, "grow_from"):
-        try:
+    """Load ``state``, a fine-tuning run's initial weights, into ``model``. A model that
+    fine-tuning may grow (settings switched on, its ``growable``; sizes enlarged, its
+    ``enlargeable``) loads them itself (``grow_from``: the grown model starts as the one it
+    grew from); any other must match them exactly. A misfit is a one-line error."""
+    try:
+        if hasattr(model, "grow_from"):
             model.grow_from(state)
-        except ModelError as e:
-            raise ArcodecError(f"the initial model's weights do not fit: {e}") from None
-        return
-    grown = {getattr(model, "growable", {})[k] for k, on in dataclasses.asdict(model.config).items()
-             if on is True and k in getattr(model, "growable", {})}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = [k for k in missing if k.split(".")[0] not in grown] + list(unexpected)
+            return
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except ModelError as e:
+        raise ArcodecError(f"the initial model's weights do not fit: {e}") from None
+    bad = list(missing) + list(unexpected)
     if bad:
         raise ArcodecError(f"the initial model's weights do not fit: {', '.join(bad[:4])}")
 
