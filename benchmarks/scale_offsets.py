@@ -3,6 +3,11 @@ trained on and Kodak never saw: the held-out photos of ``../shared/data/photos``
 
     python benchmarks/scale_offsets.py                  # photo-rgb, the 10 held-out photos
     python benchmarks/scale_offsets.py --model photo-gray --limit 4
+    python benchmarks/scale_offsets.py --codecs "JPEG XL lossless e7" "WebP lossless"  # WebP: ~1 min a photo
+
+Beside them, classical codecs on the same photos (JPEG XL e7 by default,
+``benchmarks/classical.py``'s settings): how the model fares on photos like the ones it
+learnt from, to set beside Kodak (``benchmarks/photos.py``), which is unlike them.
 
 Each held-out photo (the validation and test splits of ``arcodec.training.data``'s folder
 split: 5 + 5 of the 49) is coded whole, as one stream, twice with the same weights: engine
@@ -28,12 +33,17 @@ def main() -> None:
     p.add_argument("--model", default="photo-rgb")
     p.add_argument("--limit", type=int, default=0, help="the first N held-out photos (0: all)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--codecs", nargs="*", default=["JPEG XL lossless e7"],
+                   help="classical codecs (benchmarks/classical.py names) to code the same photos")
     args = p.parse_args()
 
     from arcodec.codec import wavefront
     from arcodec.imageio import read_image
     from arcodec.training.data import DEFAULT_ROOT, _split, image_files, to_luma
     from arcodec.zoo import load_model
+    from classical import available
+
+    codecs, _ = available(args.codecs) if args.codecs else ([], {})
 
     torch.set_num_threads(args.threads)
     m = load_model(args.model)
@@ -44,7 +54,7 @@ def main() -> None:
         raise missing("the photo folder", e) from None
     split = _split(len(files), (0.8, 0.1))
     held = sorted(split["val"].tolist() + split["test"].tolist())[: args.limit or None]
-    rows, records, sums = [], [], np.zeros(3)
+    rows, records, sums = [], [], np.zeros(3 + len(codecs))
     for i in held:
         img = read_image(files[i].read_bytes(), str(files[i]))
         if net.config.channels == 1 and img.shape[2] != 1:
@@ -64,23 +74,38 @@ def main() -> None:
         rec = {"photo": files[i].name, "subpixels": n, "engine0_bpsp": 8 * len(plain) / n,
                "engine1_bpsp": 8 * len(adapted) / n, "offsets": offsets, "encode0_s": t0, "encode1_s": t1,
                "roundtrip": ok}
+        classical = []
+        for c in codecs:
+            data = bytes(c.encode(img))
+            if not np.array_equal(c.decode(data, img.shape), img):
+                raise SystemExit(f"{c.name} did not round-trip {files[i].name}")
+            classical.append(8 * len(data))
+        rec["classical_bpsp"] = {c.name: b / n for c, b in zip(codecs, classical)}
         records.append(rec)
-        sums += [n, 8 * len(plain), 8 * len(adapted)]
+        sums += [n, 8 * len(plain), 8 * len(adapted), *classical]
         rows.append([rec["photo"], f"{img.shape[1]}x{img.shape[0]}", f"{rec['engine0_bpsp']:.4f}",
                      f"{rec['engine1_bpsp']:.4f}", f"{100 * (rec['engine1_bpsp'] / rec['engine0_bpsp'] - 1):+.2f} %",
-                     ", ".join(f"{v:+.2f}" for v in offsets), "ok" if ok else "FAILED"])
+                     ", ".join(f"{v:+.2f}" for v in offsets), "ok" if ok else "FAILED",
+                     *(f"{b / n:.4f}" for b in classical)])
         print(" | ".join(rows[-1]), flush=True)
     pooled0, pooled1 = sums[1] / sums[0], sums[2] / sums[0]
     trips = f"{sum(r['roundtrip'] for r in records)}/{len(records)}"
+    pooled_classical = {c.name: b / sums[0] for c, b in zip(codecs, sums[3:])}
     rows.append(["**pooled**", "", f"**{pooled0:.4f}**", f"**{pooled1:.4f}**",
-                 f"**{100 * (pooled1 / pooled0 - 1):+.2f} %**", "", trips])
+                 f"**{100 * (pooled1 / pooled0 - 1):+.2f} %**", "", trips,
+                 *(f"**{v:.4f}**" for v in pooled_classical.values())])
     res = {"command": command(), "machine": machine(args.threads), "model": m.name, "photos": records,
-           "pooled_engine0_bpsp": pooled0, "pooled_engine1_bpsp": pooled1}
+           "pooled_engine0_bpsp": pooled0, "pooled_engine1_bpsp": pooled1,
+           "pooled_classical_bpsp": pooled_classical,
+           "classical_settings": {c.name: c.settings for c in codecs}}
     md = [f"`{command()}`: model `{m.name}`, the {len(records)} held-out photos of `../shared/data/photos` "
           "(validation and test splits, never trained on), each whole as one stream; bits per sub-pixel of the "
           "real payloads, the same weights", ""]
     md += md_table(["photo", "size", "engine 0 (no offsets)", "engine 1 (scale offsets)", "change",
-                    "offsets chosen (log scale, per channel)", "round trip"], rows)
+                    "offsets chosen (log scale, per channel)", "round trip", *(c.name for c in codecs)], rows)
+    for name, v in pooled_classical.items():
+        md += ["", f"{m.name} (engine 1) against {name} on these photos: {100 * (pooled1 / v - 1):+.2f} % "
+                   f"({pooled1:.4f} against {v:.4f} bits/sub-pixel)."]
     write("scale_offsets", res, md)
 
 
