@@ -41,8 +41,11 @@ def main() -> None:
     from arcodec.imageio import read_image
     from arcodec.training.data import DEFAULT_ROOT, _split, image_files, to_luma
     from arcodec.zoo import load_model
-    from classical import available
+    from classical import _codecs, available
 
+    unknown = sorted(set(args.codecs) - {c.name for c in _codecs()})
+    if unknown:
+        p.error(f"no classical codec named {', '.join(map(repr, unknown))} (see benchmarks/classical.py)")
     codecs, _ = available(args.codecs) if args.codecs else ([], {})
 
     torch.set_num_threads(args.threads)
@@ -100,7 +103,7 @@ def main() -> None:
            "classical_settings": {c.name: c.settings for c in codecs}}
     md = [f"`{command()}`: model `{m.name}`, the {len(records)} held-out photos of `../shared/data/photos` "
           "(validation and test splits, never trained on), each whole as one stream; bits per sub-pixel of the "
-          "real payloads, the same weights", ""]
+          "real payloads, the same weights" + ("; the classical codecs' columns: their whole files" if codecs else ""), ""]
     md += md_table(["photo", "size", "engine 0 (no offsets)", "engine 1 (scale offsets)", "change",
                     "offsets chosen (log scale, per channel)", "round trip", *(c.name for c in codecs)], rows)
     for name, v in pooled_classical.items():
