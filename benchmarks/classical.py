@@ -116,12 +116,18 @@ def _codecs() -> list[Codec]:
 
 def available(names: list[str] | None = None) -> tuple[list[Codec], dict[str, str]]:
     """The codecs that work in this build (tried on a small gray and a small RGB image),
-    and a note for each that does not."""
+    and a note for each that does not; only those ``names`` when given (ValueError for a
+    name no codec has)."""
     rng = np.random.default_rng(0)
     probes = [rng.integers(0, 256, (16, 16, c), dtype=np.uint8) for c in (1, 3)]
+    codecs = _codecs()
+    if names is not None:
+        unknown = sorted(set(names) - {c.name for c in codecs})
+        if unknown:
+            raise ValueError(f"no classical codec named {', '.join(map(repr, unknown))} (see benchmarks/classical.py)")
     ok, missing = [], {}
-    for c in _codecs():
-        if names and c.name not in names:
+    for c in codecs:
+        if names is not None and c.name not in names:
             continue
         try:
             for a in probes:

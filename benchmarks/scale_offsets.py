@@ -41,12 +41,12 @@ def main() -> None:
     from arcodec.imageio import read_image
     from arcodec.training.data import DEFAULT_ROOT, _split, image_files, to_luma
     from arcodec.zoo import load_model
-    from classical import _codecs, available
+    from classical import available
 
-    unknown = sorted(set(args.codecs) - {c.name for c in _codecs()})
-    if unknown:
-        p.error(f"no classical codec named {', '.join(map(repr, unknown))} (see benchmarks/classical.py)")
-    codecs, _ = available(args.codecs) if args.codecs else ([], {})
+    try:
+        codecs, _ = available(args.codecs)
+    except ValueError as e:
+        p.error(str(e))
 
     torch.set_num_threads(args.threads)
     m = load_model(args.model)
