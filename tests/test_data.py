@@ -1,10 +1,13 @@
+import io
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from arcodec.errors import ArcodecError
-from arcodec.training.data import colourize, dataset_levels, labelled_datasets, load_dataset, load_labels
+from arcodec.training.data import (colourize, dataset_levels, labelled_datasets, load_dataset, load_labels,
+                                   subsample_chroma)
 
 
 def test_digits_splits_are_disjoint_and_seeded():
@@ -43,6 +46,41 @@ def test_folder_of_images_gives_seeded_crops(tmp_path):
         load_dataset(f"folder:{tmp_path}", "test", crop=64)
     with pytest.raises(FileNotFoundError):
         load_dataset(f"folder:{tmp_path / 'nothing'}", "train")
+
+
+def test_chroma_round_trip_is_jpegs_420():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (37, 42, 3), dtype=np.uint8)  # odd height: the last row repeats
+    ours = subsample_chroma(img)
+    jpeg = io.BytesIO()
+    Image.fromarray(img).save(jpeg, "JPEG", quality=100, subsampling=2)  # 4:2:0, libjpeg's fancy upsampling
+    theirs = np.asarray(Image.open(jpeg)).astype(int)
+    # quality 100 still rounds the DCT: within that of JPEG's own 4:2:0, far from the input
+    assert np.abs(ours - theirs).mean() < 0.2 * np.abs(img - theirs).mean()
+    gray = np.repeat(img[..., :1], 3, axis=2)  # no chroma: unchanged
+    assert np.array_equal(subsample_chroma(gray), gray)
+
+
+def test_folder_crops_after_chroma_subsampling(tmp_path):
+    img = np.random.default_rng(2).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(img).save(tmp_path / "a" / "x.png")
+    Image.fromarray(subsample_chroma(img)).save(tmp_path / "b" / "x.png")
+    plain = load_dataset(f"folder:{tmp_path / 'a'}", "train", crop=16, crops=40, flip=True)
+    assert torch.equal(plain, load_dataset(f"folder:{tmp_path / 'a'}", "train", crop=16, crops=40, flip=True,
+                                           chroma=0.0))
+    sub = load_dataset(f"folder:{tmp_path / 'b'}", "train", crop=16, crops=40, flip=True)
+    assert torch.equal(sub, load_dataset(f"folder:{tmp_path / 'a'}", "train", crop=16, crops=40, flip=True,
+                                         chroma=1.0))  # the same places, the other image
+    half = load_dataset(f"folder:{tmp_path / 'a'}", "val", crop=16, crops=40, chroma=0.5)
+    both = load_dataset(f"folder:{tmp_path / 'a'}", "val", crop=16, crops=40)
+    from_sub = [not torch.equal(h, b) for h, b in zip(half, both)]
+    assert 5 < sum(from_sub) < 35  # every split, about half
+    with pytest.raises(ValueError, match="needs RGB"):
+        load_dataset(f"folder:{tmp_path / 'a'}", "train", crop=16, crops=2, mode="L", chroma=0.5)
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        load_dataset(f"folder:{tmp_path / 'a'}", "train", crop=16, crops=2, chroma=1.5)
 
 
 def test_levels_and_unknown_names():

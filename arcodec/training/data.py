@@ -14,7 +14,9 @@ Splits are fixed and seeded (``SPLIT_SEED``):
 * ``folder:PATH``: every image file under PATH; the files (sorted) are split 80/10/10 by a
   seeded permutation, and each split is cut into seeded random crops of ``crop`` x ``crop``
   pixels (``crops`` per image), grayscale or RGB as the files are (``mode`` forces one),
-  half of the training crops mirrored when ``flip`` is set.
+  half of the training crops mirrored when ``flip`` is set, and a seeded fraction ``chroma``
+  of every split's crops (RGB only) cut from the image after a 4:2:0 chroma round trip
+  (:func:`subsample_chroma`), as most photos that went through JPEG, video or Photo CD are.
 
 Data sets with labels (the MNIST family, fashion-mnist, cifar10, digits and its 4x4
 binarization) give them through :func:`load_labels`, in the order of their images: a
@@ -263,11 +265,33 @@ def image_files(folder: str | Path) -> list[Path]:
     return files
 
 
+def subsample_chroma(img: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB through a 4:2:0 chroma round trip, as a JPEG coder and decoder do it:
+    JFIF's full-range YCbCr (each plane rounded to 8 bits), Cb and Cr averaged over 2x2 blocks
+    (the last row or column repeated at an odd side), then brought back to full size by the
+    triangle filter of libjpeg's fancy upsampling (bilinear, half-pixel centres) and to RGB."""
+    rgb = img.astype(np.float64)
+    m = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+    ycc = np.clip(np.rint(rgb @ m.T + [0.0, 128.0, 128.0]), 0, 255)
+    h, w = img.shape[:2]
+    c = np.pad(ycc[..., 1:], ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    c = c.reshape(c.shape[0] // 2, 2, c.shape[1] // 2, 2, 2).mean(axis=(1, 3))
+    c = torch.nn.functional.interpolate(torch.from_numpy(c).permute(2, 0, 1)[None], scale_factor=2,
+                                        mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+    ycc[..., 1:] = np.rint(c.numpy()[:h, :w])
+    out = (ycc - [0.0, 128.0, 128.0]) @ np.linalg.inv(m).T
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def load_folder(folder: str | Path, split: str, crop: int = 32, crops: int = 64, mode: str = "",
-                flip: bool = False) -> torch.Tensor:
+                flip: bool = False, chroma: float = 0.0) -> torch.Tensor:
     """Seeded random ``crop`` x ``crop`` crops (``crops`` per image) of the images of one split
     of a folder, as (N, C, crop, crop) uint8; ``mode`` "L" or "RGB" forces the channels;
-    ``flip`` mirrors a seeded half of the training split's crops left to right."""
+    ``flip`` mirrors a seeded half of the training split's crops left to right; a seeded
+    fraction ``chroma`` of every split's crops comes from the image after
+    :func:`subsample_chroma` (RGB images only)."""
+    if not 0.0 <= chroma <= 1.0:
+        raise ValueError(f"chroma is a fraction of the crops, from 0 to 1, not {chroma}")
     files = image_files(folder)
     idx = _split(len(files), (0.8, 0.1))[split] if len(files) >= 3 else np.arange(len(files))
     rng = np.random.default_rng([SPLIT_SEED, SPLITS.index(split)])
@@ -284,8 +308,14 @@ def load_folder(folder: str | Path, split: str, crop: int = 32, crops: int = 64,
         ys = rng.integers(0, h - crop + 1, crops)
         xs = rng.integers(0, w - crop + 1, crops)
         flips = rng.random(crops) < 0.5 if flip and split == "train" else np.zeros(crops, dtype=bool)
-        out += [img[y: y + crop, x: x + crop][:, ::-1] if f else img[y: y + crop, x: x + crop]
-                for y, x, f in zip(ys, xs, flips)]
+        sources = [img] * crops
+        if chroma > 0:  # drawn after the rest, so that chroma=0 keeps the crops it always gave
+            if img.shape[2] != 3:
+                raise ValueError(f"chroma subsampling needs RGB images; {files[i]} is grayscale (or mode=L)")
+            sub = subsample_chroma(img)
+            sources = [sub if p else img for p in rng.random(crops) < chroma]
+        out += [s[y: y + crop, x: x + crop][:, ::-1] if f else s[y: y + crop, x: x + crop]
+                for s, y, x, f in zip(sources, ys, xs, flips)]
     if not out:
         raise ValueError(f"the {split} split of {folder} holds no image ({len(files)} files in all)")
     channels = {a.shape[2] for a in out}

@@ -56,7 +56,8 @@ class TrainConfig:
     crop: int = 32  # folder:PATH data: crop size,
     crops: int = 64  # crops per image,
     mode: str = ""  # "L" or "RGB" to force the channels,
-    flip: bool = False  # and mirror half of the training crops
+    flip: bool = False  # mirror half of the training crops,
+    chroma: float = 0.0  # and cut this fraction of every split's crops after a 4:2:0 chroma round trip
     init: str = ""  # fine-tune: start from this model (zoo name, checkpoint or .arcm file)
     qat: bool = False  # train through the integer engine's roundings (arcodec/training/qat.py)
     device: str = "cpu"  # or "cuda" (a GPU: the model, the data and every step there)
@@ -64,7 +65,8 @@ class TrainConfig:
     def data_options(self) -> dict:
         if not self.data.startswith("folder:"):
             return {}
-        return {"crop": self.crop, "crops": self.crops, "mode": self.mode, "flip": self.flip}
+        return {"crop": self.crop, "crops": self.crops, "mode": self.mode, "flip": self.flip,
+                "chroma": self.chroma}
 
 
 def _device(name: str) -> torch.device:
