@@ -53,6 +53,7 @@ CASES = {
     "photo-rgb-v2": (_photo, "photo-rgb-v2"),  # superseded (id 7)
     "photo-rgb-v3": (_photo, "photo-rgb-v3"),  # superseded (id 13)
     "photo-rgb-v4": (_photo, "photo-rgb-v4"),  # superseded (id 14)
+    "photo-rgb-v5": (_photo, "photo-rgb-v5"),  # superseded (id 15)
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
@@ -120,11 +121,12 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
 
     old = [c for c in cards() if c.get("superseded_by")]
     assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1", "photo-rgb-v2",
-                                        "mnist-gated-v2", "photo-rgb-v3", "photo-rgb-v4"]
+                                        "mnist-gated-v2", "photo-rgb-v3", "photo-rgb-v4", "photo-rgb-v5"]
     assert not any("applies" in c for c in old)
     for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5), ("photo-rgb-v2", "photo-rgb", _photo(), 7),
                                      ("photo-rgb-v3", "photo-rgb", _photo(), 13),
                                      ("photo-rgb-v4", "photo-rgb", _photo(), 14),
+                                     ("photo-rgb-v5", "photo-rgb", _photo(), 15),
                                      ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2),
                                      ("mnist-gated-v1", "mnist-gated", _digit(), 1),
                                      ("mnist-gated-v2", "mnist-gated", _digit(), 11)):
