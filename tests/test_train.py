@@ -97,6 +97,24 @@ def test_class_conditional_model_needs_fitting_labels(tmp_path):
     assert r.exit_code == 1 and "toy1d has no labels" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, base + ["--data", "digits", "--set", "classes=5"])
     assert r.exit_code == 1 and "digits has labels 0..9, the model has classes=5" in r.output
+    assert not (tmp_path / "run").exists()  # a run that cannot start leaves no folder behind
+
+
+def test_bad_folder_data_is_one_line_and_leaves_no_run(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "gray").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 20), 40 * i, dtype=np.uint8)).save(tmp_path / "gray" / f"{i}.png")
+    base = ["train", "--model", "local-photo", "--set", "hidden=4", "--set", "steps=1", "--set", "threads=1",
+            "--set", "crop=8", "--out", str(tmp_path / "run")]
+    for extra, message in ((["--data", f"folder:{tmp_path / 'gray'}", "--set", "chroma=0.5"], "needs RGB images"),
+                           (["--data", f"folder:{tmp_path / 'gray'}", "--set", "chroma=2"], "from 0 to 1"),
+                           (["--data", f"folder:{tmp_path / 'none'}"], "no such folder")):
+        r = CliRunner().invoke(main, base + extra)
+        assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "run").exists()
 
 
 def test_set_values_are_coerced_once_with_yes_no_words():

@@ -28,7 +28,7 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--model", "arch", default="gated-pixelcnn", show_default=True, help="Architecture name.")
 @click.option("--data", default="mnist", show_default=True,
               help="Data set: mnist, fashion-mnist, cifar10, binarized-mnist, colour-mnist, digits, toy1d, "
-                   "toy2d, or folder:PATH (random crops; --set crop=32 --set crops=64 --set mode=L|RGB).")
+                   "toy2d, or folder:PATH (random crops; --set crop=32 --set crops=64 --set mode=L|RGB --set flip=true --set chroma=0.5).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Model setting (e.g. hidden=32) or training setting (e.g. steps=4000); repeatable.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")

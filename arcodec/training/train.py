@@ -323,9 +323,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     if cfg.batch % d.world:
         raise ValueError(f"batch {cfg.batch} does not split into {d.world} processes")
     device = _device(cfg.device)
-    out = Path(out)
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)  # made once the data have loaded: a run that cannot start leaves nothing
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed(cfg.seed)
@@ -353,13 +351,6 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         if d.main and log_path.exists():  # drop what was logged after the checkpoint
             kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= step]
             log_path.write_text("".join(ln + "\n" for ln in kept))
-    if d.main:
-        record = dataclasses.asdict(cfg)
-        if resume and not cfg.init and (out / "config.json").is_file():  # a fine-tuning run keeps its origin
-            record["init"] = json.loads((out / "config.json").read_text())["train"].get("init", "")
-        (out / "config.json").write_text(json.dumps({"train": record, "model": dataclasses.asdict(model.config)},
-                                                    indent=2))
-
     train_x = load_dataset(cfg.data, "train", data_root, download and d.main, **cfg.data_options())
     val_x = load_dataset(cfg.data, "val", data_root, **cfg.data_options())
     check_data(model, train_x, cfg.data)
@@ -369,6 +360,13 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     if classes:
         train_y = class_labels(cfg.data, "train", classes, data_root).to(device)
         val_y = class_labels(cfg.data, "val", classes, data_root).to(device)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        record = dataclasses.asdict(cfg)
+        if resume and not cfg.init and (out / "config.json").is_file():  # a fine-tuning run keeps its origin
+            record["init"] = json.loads((out / "config.json").read_text())["train"].get("init", "")
+        (out / "config.json").write_text(json.dumps({"train": record, "model": dataclasses.asdict(model.config)},
+                                                    indent=2))
     if cfg.val_limit:  # evenly spaced, so that every validation image keeps its share
         kept = torch.arange(0, len(val_x), max(1, len(val_x) // cfg.val_limit))[: cfg.val_limit]
         val_x = val_x[kept]
