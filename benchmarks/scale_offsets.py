@@ -1,4 +1,5 @@
-"""What the wavefront coder's scale offsets (engine 1) give, on photos the models never
+"""What the wavefront coder's stream offsets give (engine 1: one log-scale offset a channel;
+engine 2: a logit and a log-scale offset a mixture component), on photos the models never
 trained on and Kodak never saw: the held-out photos of ``../shared/data/photos``.
 
     python benchmarks/scale_offsets.py                  # photo-rgb, the 10 held-out photos
@@ -10,11 +11,11 @@ Beside them, classical codecs on the same photos (JPEG XL e7 by default,
 learnt from, to set beside Kodak (``benchmarks/photos.py``), which is unlike them.
 
 Each held-out photo (the validation and test splits of ``arcodec.training.data``'s folder
-split: 5 + 5 of the 49) is coded whole, as one stream, twice with the same weights: engine
-0 (no offsets) and engine 1 (the offsets the encoder picks,
-``arcodec.codec.wavefront.choose_scale_offsets``). Both are real payloads (the offsets'
-bytes included); every engine-1 payload is decoded and compared with the photo. Writes
-benchmarks/results/scale_offsets.{json,md}.
+split: 5 + 5 of the 49) is coded whole, as one stream, three times with the same weights:
+engine 0 (no offsets), engine 1 (``arcodec.codec.wavefront.choose_scale_offsets``) and
+engine 2, what the encoder writes (``choose_mixture_offsets``). All are real payloads (the
+offsets' bytes included); every engine-2 payload is decoded and compared with the photo.
+Writes benchmarks/results/scale_offsets.{json,md}.
 """
 
 from __future__ import annotations
@@ -57,26 +58,23 @@ def main() -> None:
         raise missing("the photo folder", e) from None
     split = _split(len(files), (0.8, 0.1))
     held = sorted(split["val"].tolist() + split["test"].tolist())[: args.limit or None]
-    rows, records, sums = [], [], np.zeros(3 + len(codecs))
+    rows, records, sums = [], [], np.zeros(4 + len(codecs))
     for i in held:
         img = read_image(files[i].read_bytes(), str(files[i]))
         if net.config.channels == 1 and img.shape[2] != 1:
             img = to_luma(img)
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].long()
         n = x.numel()
-        t = time.perf_counter()
-        plain = wavefront.encode_streams(net, x, [1])[0][0]
-        t0 = time.perf_counter() - t
-        steps = wavefront.choose_scale_offsets(wavefront.engine(net), x.numpy())
-        t = time.perf_counter()
-        adapted = wavefront.encode_streams(net, x, [1], adapt=True)[0][0]
-        t1 = time.perf_counter() - t
-        back = wavefront.decode_streams(net, [adapted], [1], x.shape[1], x.shape[2], x.shape[3], adapt=True)
+        payloads, seconds = [], []
+        for engine in (0, 1, 2):
+            t = time.perf_counter()
+            payloads.append(wavefront.encode_streams(net, x, [1], adapt=engine)[0][0])
+            seconds.append(time.perf_counter() - t)
+        back = wavefront.decode_streams(net, [payloads[2]], [1], x.shape[1], x.shape[2], x.shape[3], adapt=2)
         ok = bool(np.array_equal(back, x.numpy()))
-        offsets = (steps * wavefront.SCALE_UNIT / 4096.0).round(3).tolist()
-        rec = {"photo": files[i].name, "subpixels": n, "engine0_bpsp": 8 * len(plain) / n,
-               "engine1_bpsp": 8 * len(adapted) / n, "offsets": offsets, "encode0_s": t0, "encode1_s": t1,
-               "roundtrip": ok}
+        bpsp = [8 * len(p) / n for p in payloads]
+        rec = {"photo": files[i].name, "subpixels": n, **{f"engine{e}_bpsp": b for e, b in enumerate(bpsp)},
+               **{f"encode{e}_s": t for e, t in enumerate(seconds)}, "roundtrip": ok}
         classical = []
         for c in codecs:
             data = bytes(c.encode(img))
@@ -85,30 +83,31 @@ def main() -> None:
             classical.append(8 * len(data))
         rec["classical_bpsp"] = {c.name: b / n for c, b in zip(codecs, classical)}
         records.append(rec)
-        sums += [n, 8 * len(plain), 8 * len(adapted), *classical]
-        rows.append([rec["photo"], f"{img.shape[1]}x{img.shape[0]}", f"{rec['engine0_bpsp']:.4f}",
-                     f"{rec['engine1_bpsp']:.4f}", f"{100 * (rec['engine1_bpsp'] / rec['engine0_bpsp'] - 1):+.2f} %",
-                     ", ".join(f"{v:+.2f}" for v in offsets), "ok" if ok else "FAILED",
+        sums += [n, *(8 * len(p) for p in payloads), *classical]
+        rows.append([rec["photo"], f"{img.shape[1]}x{img.shape[0]}", *(f"{b:.4f}" for b in bpsp),
+                     f"{100 * (bpsp[2] / bpsp[1] - 1):+.2f} %", f"{100 * (bpsp[2] / bpsp[0] - 1):+.2f} %",
+                     f"{seconds[1]:.1f} / {seconds[2]:.1f}", "ok" if ok else "FAILED",
                      *(f"{b / n:.4f}" for b in classical)])
         print(" | ".join(rows[-1]), flush=True)
-    pooled0, pooled1 = sums[1] / sums[0], sums[2] / sums[0]
+    pooled = sums[1:4] / sums[0]
     trips = f"{sum(r['roundtrip'] for r in records)}/{len(records)}"
-    pooled_classical = {c.name: b / sums[0] for c, b in zip(codecs, sums[3:])}
-    rows.append(["**pooled**", "", f"**{pooled0:.4f}**", f"**{pooled1:.4f}**",
-                 f"**{100 * (pooled1 / pooled0 - 1):+.2f} %**", "", trips,
+    pooled_classical = {c.name: b / sums[0] for c, b in zip(codecs, sums[4:])}
+    rows.append(["**pooled**", "", *(f"**{v:.4f}**" for v in pooled), f"**{100 * (pooled[2] / pooled[1] - 1):+.2f} %**",
+                 f"**{100 * (pooled[2] / pooled[0] - 1):+.2f} %**", "", trips,
                  *(f"**{v:.4f}**" for v in pooled_classical.values())])
     res = {"command": command(), "machine": machine(args.threads), "model": m.name, "photos": records,
-           "pooled_engine0_bpsp": pooled0, "pooled_engine1_bpsp": pooled1,
+           **{f"pooled_engine{e}_bpsp": v for e, v in enumerate(pooled)},
            "pooled_classical_bpsp": pooled_classical,
            "classical_settings": {c.name: c.settings for c in codecs}}
     md = [f"`{command()}`: model `{m.name}`, the {len(records)} held-out photos of `../shared/data/photos` "
           "(validation and test splits, never trained on), each whole as one stream; bits per sub-pixel of the "
           "real payloads, the same weights" + ("; the classical codecs' columns: their whole files" if codecs else ""), ""]
-    md += md_table(["photo", "size", "engine 0 (no offsets)", "engine 1 (scale offsets)", "change",
-                    "offsets chosen (log scale, per channel)", "round trip", *(c.name for c in codecs)], rows)
+    md += md_table(["photo", "size", "engine 0 (no offsets)", "engine 1 (scale offsets)", "engine 2 (mixture offsets)",
+                    "engine 2 against 1", "engine 2 against 0", "encode s (engine 1 / 2)", "round trip (engine 2)",
+                    *(c.name for c in codecs)], rows)
     for name, v in pooled_classical.items():
-        md += ["", f"{m.name} (engine 1) against {name} on these photos: {100 * (pooled1 / v - 1):+.2f} % "
-                   f"({pooled1:.4f} against {v:.4f} bits/sub-pixel)."]
+        md += ["", f"{m.name} (engine 2) against {name} on these photos: {100 * (pooled[2] / v - 1):+.2f} % "
+                   f"({pooled[2]:.4f} against {v:.4f} bits/sub-pixel)."]
     write("scale_offsets", res, md)
 
 

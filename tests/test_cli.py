@@ -169,7 +169,7 @@ def test_headers_stored_files_and_early_errors_start_without_torch(tmp_path):
 def test_photos_compress_and_decompress_without_torch(tmp_path):
     """The shipped photo models code through their integer engine, built from the weights
     file with numpy: ``arcodec compress`` and ``decompress`` of a photo (large enough for the
-    scale-offset search) never import torch, and the pixels come back."""
+    mixture-offset search) never import torch, and the pixels come back."""
     yy, xx = np.mgrid[0:260, 0:256]
     rng = np.random.default_rng(1)
     image = np.stack([(xx + yy) // 2, (3 * xx) % 256, yy], axis=2) + rng.integers(0, 9, (260, 256, 3))
@@ -179,7 +179,7 @@ def test_photos_compress_and_decompress_without_torch(tmp_path):
                                          ["decompress", "-k", "p.png.arc", "-o", "back.png"])
     assert codes == [0, 0] and not torch_loaded, log
     assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), image)
-    assert read((tmp_path / "p.png.arc").read_bytes())[0].engine == 1
+    assert read((tmp_path / "p.png.arc").read_bytes())[0].engine == 2
 
 
 def test_a_digit_decompresses_without_torch(tmp_path):

@@ -54,6 +54,7 @@ CASES = {
     "photo-rgb-v3": (_photo, "photo-rgb-v3"),  # superseded (id 13)
     "photo-rgb-v4": (_photo, "photo-rgb-v4"),  # superseded (id 14)
     "photo-rgb-v5": (_photo, "photo-rgb-v5"),  # superseded (id 15)
+    "photo-rgb-v6": (_photo, "photo-rgb-v6"),  # superseded (id 16)
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
@@ -89,8 +90,9 @@ def test_files_of_an_earlier_engine_still_decode():
     """``mnist-gated-engine0.arc`` was written before the Gated PixelCNN's integer engine
     (engine 0: the float64 fixed point of arcodec.exact) by the same float weights without
     the engine's scales (its fingerprint is the card's legacy sha256): it still decodes,
-    through the model's own stepper, to the same image. So does ``photo-rgb-engine0.arc``,
-    written before the wavefront coder's engine 1 (the streams' scale offsets)."""
+    through the model's own stepper, to the same image. So do ``photo-rgb-engine0.arc``,
+    written before the wavefront coder's engine 1 (the streams' scale offsets), and
+    ``photo-rgb-engine1.arc``, written before its engine 2 (the streams' mixture offsets)."""
     from arcodec.codec import container
 
     data = (GOLDEN / "mnist-gated-engine0.arc").read_bytes()
@@ -99,7 +101,11 @@ def test_files_of_an_earlier_engine_still_decode():
     assert np.array_equal(arcodec.decompress(data), _digit())
     # photo-rgb's file (id 7, now photo-rgb-v2) from before the scale offsets (wavefront engine 0)
     data = (GOLDEN / "photo-rgb-engine0.arc").read_bytes()
-    assert container.read(data)[0].engine == 0 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 1
+    assert container.read(data)[0].engine == 0
+    assert np.array_equal(arcodec.decompress(data), _photo())
+    # photo-rgb's file (id 16, now photo-rgb-v6) from before the mixture offsets (wavefront engine 1)
+    data = (GOLDEN / "photo-rgb-engine1.arc").read_bytes()
+    assert container.read(data)[0].engine == 1 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 2
     assert np.array_equal(arcodec.decompress(data), _photo())
 
 
@@ -121,12 +127,14 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
 
     old = [c for c in cards() if c.get("superseded_by")]
     assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1", "photo-rgb-v2",
-                                        "mnist-gated-v2", "photo-rgb-v3", "photo-rgb-v4", "photo-rgb-v5"]
+                                        "mnist-gated-v2", "photo-rgb-v3", "photo-rgb-v4", "photo-rgb-v5",
+                                        "photo-rgb-v6"]
     assert not any("applies" in c for c in old)
     for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5), ("photo-rgb-v2", "photo-rgb", _photo(), 7),
                                      ("photo-rgb-v3", "photo-rgb", _photo(), 13),
                                      ("photo-rgb-v4", "photo-rgb", _photo(), 14),
                                      ("photo-rgb-v5", "photo-rgb", _photo(), 15),
+                                     ("photo-rgb-v6", "photo-rgb", _photo(), 16),
                                      ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2),
                                      ("mnist-gated-v1", "mnist-gated", _digit(), 1),
                                      ("mnist-gated-v2", "mnist-gated", _digit(), 11)):

@@ -124,7 +124,7 @@ def surprising(seed=0, **kw):
     return m
 
 
-@pytest.mark.parametrize("adapt", [False, True])
+@pytest.mark.parametrize("adapt", [0, 1, 2])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
 @pytest.mark.parametrize("channels", [1, 3, "surprise"])
 def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monkeypatch):
@@ -147,14 +147,14 @@ def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monke
     assert all(np.array_equal(enc[(2, *k[1:])], v) for k, v in dec1.items())
 
 
-@pytest.mark.parametrize("surprise, adapt", [(False, False), (True, True)])
+@pytest.mark.parametrize("surprise, adapt", [(False, 0), (True, 1), (True, 2)])
 def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatch):
     """A tile taller than a band: the encoder's bands (crops of the rows above) and the
     decoder's windows, at 1 and 2 threads, with and without the compiled kernels."""
     m = set_exact(surprising() if surprise else tiny(3), True)
     monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
     if adapt:
-        encode_streams, decode_streams = (partial(f, adapt=True) for f in (wf.encode_streams, wf.decode_streams))
+        encode_streams, decode_streams = (partial(f, adapt=adapt) for f in (wf.encode_streams, wf.decode_streams))
     else:
         encode_streams, decode_streams = wf.encode_streams, wf.decode_streams
     rng = np.random.default_rng(3)
@@ -213,6 +213,46 @@ def test_scale_offsets_follow_the_models_scales(monkeypatch):
     assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
     with pytest.raises(FormatError, match="shorter than its scale offsets"):
         wf.decode_streams(m, [adapted[0][:2]], [1], 3, 9, 12, adapt=True)
+
+
+def test_mixture_offsets_beat_scale_offsets_and_decode(monkeypatch):
+    """Engine 2: on a model whose mixtures were moved (one component's logit up, every log
+    scale down), the encoder's per-component offsets give a smaller stream than engine 1's
+    per-channel scale offsets and than none; the stream starts with 1 and its 2 C M signed
+    bytes, both sides see the same tables and the pixels come back; a stream too small to
+    search starts with 0 alone; cut or unknown offsets are refused with a clear error."""
+    from arcodec.errors import FormatError
+
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy((rng.uniform(40, 200, (2, 1, 1, 1)) + rng.normal(0, 8, (2, 3, 30, 32))).round().clip(0, 255))
+    x = x.long()
+    m = tiny(3)
+    with torch.no_grad():
+        for lay in m.head_layout():
+            m.out.conv.bias[slice(*lay["log_scales"])] -= 1.3
+            m.out.conv.bias[lay["logits"][0]] += 3.0
+    m = set_exact(m, True)
+    small = wf.encode_streams(m, x[:1], [1], adapt=2)[0][0]
+    assert small[:1] == b"\x00"  # too few pixels to search: no offsets
+    assert np.array_equal(wf.decode_streams(m, [small], [1], 3, 30, 32, adapt=2), x[:1].numpy())
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
+    steps = wf.choose_mixture_offsets(wf.engine(m), x[:1].numpy())
+    assert steps.shape == (3, 2, 3) and steps.any()
+    sizes = {a: sum(len(p) for p, _ in wf.encode_streams(m, x, [1, 1], adapt=a)) for a in (0, 1)}
+    enc, dec = {}, {}
+    adapted = [p for p, _ in wf.encode_streams(m, x, [1, 1], on_table=record(enc), adapt=2)]
+    assert sum(map(len, adapted)) < sizes[1] < sizes[0]
+    assert adapted[0][:1] == b"\x01"
+    assert np.frombuffer(adapted[0][1:19], dtype=np.int8).tolist() == steps.ravel().tolist()
+    got = wf.decode_streams(m, adapted, [1, 1], 3, 30, 32, on_table=record(dec), adapt=2)
+    assert np.array_equal(got, x.numpy())
+    assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
+    for bad, message in ((b"", "without its mixture offsets"), (adapted[0][:10], "shorter than its mixture offsets"),
+                         (b"\x02" + adapted[0][1:], "of kind 2")):
+        with pytest.raises(FormatError, match=message):
+            wf.decode_streams(m, [bad], [1], 3, 30, 32, adapt=2)
+        with pytest.raises(FormatError, match=message):
+            wf.room(m, bad, 1, 3, 30, 32, adapt=2)
 
 
 def test_engine_parameters_from_windows_equal_the_full_pass_in_any_precision():

@@ -251,6 +251,7 @@ class LocalEngine:
             self.blocks.append((inner, outer))
         self.head = IntLayer(st["out.conv.weight"], st["out.conv.bias"], su_t, 2.0**-fixed.ACT_FRAC, ACT_MAX, None,
                              None)
+        self.n_params = self.head.wt.shape[1]  # raw parameters a pixel
         self.layout = head_layout(cfg)
         self._tanh = np.round(fixed.gate_tables()[0] * 2.0**fixed.TABLE_FRAC).astype(np.int64)
         self._tanh_n = fixed.TABLE_RANGE << fixed.ACT_FRAC
@@ -340,14 +341,6 @@ class LocalEngine:
                    self._level_q, fixed.TABLE_FRAC, np.ascontiguousarray(freq, dtype=np.int64), self._s_prev[ch],
                    self._s_gain[ch], self._mant, self._ln2, *_SURPRISE, lg, mu, ls)
         return lg, mu, ls
-
-    def shift_scales(self, raw: np.ndarray, offsets: np.ndarray) -> None:
-        """Move every channel's log scales in raw parameters (N, P) int64, in place, by
-        ``offsets`` (N, C) int64 in 2**-12 units (a stream's own, see
-        :mod:`arcodec.codec.wavefront`): an integer addition, the same on both sides."""
-        for ch, lay in enumerate(self.layout):
-            a, b = lay["log_scales"]
-            raw[:, a:b] += offsets[:, ch: ch + 1]
 
     def surprise_units(self, freq: np.ndarray) -> np.ndarray:
         """u - SURPRISE_CENTRE in 2**-12 units (int64) of table frequencies ``freq`` (1..2**24):

@@ -21,14 +21,18 @@ band, the thread count or the machine. A model with ``surprise`` builds a pixel'
 in order on both sides: each channel's tables take the frequencies of the levels the
 earlier channels took in theirs.
 
-Engines (a header field): engine 1, what the encoder writes, moves each channel's log scales
-by offsets of the stream's own, stored at the start of the stream's payload as one signed
-byte a channel counting steps of SCALE_UNIT. The encoder chooses them
-(:func:`choose_scale_offsets`: channel after channel, the offset that gives the fewest bits
-on a sample of the stream's pixels; zeros for streams under SCALE_MIN_PIXELS); the model's
-scales were learnt on other photos, and an image sharper or noisier than those wants its
-own. Both sides add them to the raw parameters as integers. Engine 0 (files from before)
-has no offsets.
+Engines (a header field): the model's mixtures were learnt on other photos, and an image
+sharper, noisier or smoother than those wants its own, so each stream carries offsets of its
+own at the start of its payload, in steps of SCALE_UNIT, that both sides add to the raw
+parameters as integers. Engine 2, what the encoder writes, moves each component's logit and
+log scale, channel by channel: a byte 0 (no offsets), or 1 and 2 C M signed bytes (each
+channel's M logit steps, then its M log-scale steps). The encoder chooses them
+(:func:`choose_mixture_offsets`: channel after channel, the float offsets that minimise the
+code length of a sample of the stream's pixels, :mod:`arcodec.codec.adapt`, rounded, kept
+where the exact tables say they save bits; none for streams under SCALE_MIN_PIXELS).
+Engine 1 (files from before engine 2) moves all of a channel's log scales by one signed
+byte a channel (:func:`choose_scale_offsets`: a search on the exact tables); engine 0 (files
+from before that) has no offsets.
 
 The coder runs without torch: the engine computes in numpy (and numba), from the weights
 alone (:class:`arcodec.codec.engine.LocalWeights`), so decoding a photo never imports it.
@@ -62,6 +66,7 @@ from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.entropy import check_room
 from arcodec.codec.mixture import TABLE_BITS, code_lengths
 from arcodec.errors import FormatError
+from arcodec.fixed import ACT_FRAC
 
 BAND = 64  # rows per sub-stream
 ENCODE_POSITIONS = 1 << 17  # pixels whose raw parameters the encoder holds at a time
@@ -73,6 +78,8 @@ SCALE_SAMPLES = 2048  # pixels of a stream on which the encoder tries its log-sc
 # coding them, for a few bytes
 SCALE_MIN_PIXELS = 1 << 16
 SCALE_UNIT = 205  # the offsets' step in 2**-12 units of log scale (0.05005), stored as signed bytes
+MIXTURE_SAMPLES = 8192  # pixels of a stream on which the encoder fits its mixture offsets (engine 2)
+OFFSET_STEPS = 127  # the most steps of SCALE_UNIT an engine-2 offset moves either way (a signed byte)
 SCALE_REACH = 48  # steps the encoder tries either side of 0 (2.4): a held-out training photo took
 # 1.05 (benchmarks/scale_offsets.py)
 
@@ -171,10 +178,11 @@ def _levels(x) -> np.ndarray:
 
 
 def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
-                   adapt: bool = False) -> list[tuple[bytes, float]]:
+                   adapt: int = 0) -> list[tuple[bytes, float]]:
     """Encode tiles x (n, C, H, W) as consecutive streams of ``counts[i]`` tiles; returns
-    (payload, code length in bits of the exact tables) per stream. ``adapt``: engine 1, each
-    stream with its own log-scale offsets (module docstring)."""
+    (payload, code length in bits of the exact tables) per stream. ``adapt``: the engine's
+    offsets, each stream with its own (module docstring): 0 none, 1 log-scale offsets, 2
+    mixture offsets."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
     x = _levels(x)
@@ -182,8 +190,10 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     slope = model.horizon + 1
     eng = engine(model)
     bounds = np.cumsum([0, *counts]).tolist()
-    chosen = [choose_scale_offsets(eng, x[a:b]) if adapt else None for a, b in zip(bounds[:-1], bounds[1:])]
-    offsets = np.repeat(np.array(chosen, dtype=np.int64).reshape(-1, C) * SCALE_UNIT, counts, axis=0) if adapt else None
+    choose = {1: choose_scale_offsets, 2: choose_mixture_offsets}.get(int(adapt))
+    chosen = [choose(eng, x[a:b]) if choose else None for a, b in zip(bounds[:-1], bounds[1:])]
+    offsets = (np.repeat(np.stack([_offset_vector(eng, adapt, d) for d in chosen]), counts, axis=0)
+               if choose else None)  # (n, P): each tile's moves of its raw parameters
     bands = range(0, H, BAND)
     encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
     bits = np.zeros(n)
@@ -202,7 +212,8 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                 g = g1 - g0
                 raw = _band_params(eng, model.n_params, x[g0:g1], r0, r1, threads)  # (g (r1 - r0) W, P), row-major
                 if offsets is not None:
-                    eng.shift_scales(raw, np.repeat(offsets[g0:g1], (r1 - r0) * W, axis=0))
+                    per_tile = raw.reshape(g, -1, raw.shape[1])
+                    per_tile += offsets[g0:g1, None, :]
                 levels = x[g0:g1, :, r0:r1].transpose(0, 2, 3, 1).reshape(-1, C)
                 per = max(1, TABLE_ROWS // (g * C))  # pixels whose tables a chunk builds
                 s0 = 0
@@ -240,7 +251,7 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     out = []
     for a, b, d in zip(bounds[:-1], bounds[1:], chosen):
         parts = [e.finish() for i in range(a, b) for e in encs[i]]
-        head = b"" if d is None else d.astype(np.int8).tobytes()
+        head = _offsets_header(adapt, d)
         out.append((head + join_parts(parts), float(bits[a:b].sum())))
     return out
 
@@ -260,20 +271,10 @@ def choose_scale_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
 def _search_offsets(eng: LocalEngine, x: np.ndarray, threads: int) -> np.ndarray:
     """:func:`choose_scale_offsets` with ``threads`` threads."""
     n, C, H, W = x.shape
-    total = n * H * W
-    if total == 0 or total < SCALE_MIN_PIXELS:
+    if n * H * W == 0 or n * H * W < SCALE_MIN_PIXELS:
         return np.zeros(C, dtype=np.int64)
-    rng = np.random.default_rng(0)
-    pick = np.sort(rng.choice(total, SCALE_SAMPLES, replace=False)) if total > SCALE_SAMPLES else np.arange(total)
-    t, r, c = np.unravel_index(pick, (n, H, W))
-    hz = eng.horizon
-    hp, wp = H + hz, W + 2 * hz
-    xpad = np.zeros((n, C, hp, wp), dtype=np.float32)  # input units, 0 outside, as the decoder's
-    xpad[:, :, hz:, hz: hz + W] = eng.input_units(x)
-    corner = t * (C * hp * wp) + r * wp + c
-    raw = eng.params_at(xpad.reshape(-1)[corner[:, None] + _window_index(C, hp, wp, hz)[None, :]])  # (k, P)
-    levels = np.ascontiguousarray(x[t, :, r, c])  # (k, C)
-    k = len(pick)
+    raw, levels = _sample(eng, x, SCALE_SAMPLES)
+    k = len(levels)
     freq = np.zeros((k, C), dtype=np.int64) if eng.surprise else None  # the earlier channels', as chosen
 
     def tables(ch: int, moves: np.ndarray) -> np.ndarray:
@@ -314,6 +315,108 @@ def _search_offsets(eng: LocalEngine, x: np.ndarray, threads: int) -> np.ndarray
         if freq is not None and ch + 1 < C:  # what the later channels' surprise reads
             freq[:, ch] = tables(ch, np.zeros(1, dtype=np.int64))[np.arange(k), levels[:, ch]]
     return best
+
+
+def _sample(eng: LocalEngine, x: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(raw parameters (k, P) int64, levels (k, C) int64) of a seeded draw of ``count``
+    pixels of tiles x (n, C, H, W) (all of them when there are no more), in stream-free
+    order: what the encoder's offset searches look at."""
+    n, C, H, W = x.shape
+    total = n * H * W
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(total, count, replace=False)) if total > count else np.arange(total)
+    t, r, c = np.unravel_index(pick, (n, H, W))
+    hz = eng.horizon
+    hp, wp = H + hz, W + 2 * hz
+    xpad = np.zeros((n, C, hp, wp), dtype=np.float32)  # input units, 0 outside, as the decoder's
+    xpad[:, :, hz:, hz: hz + W] = eng.input_units(x)
+    corner = t * (C * hp * wp) + r * wp + c
+    raw = eng.params_at(xpad.reshape(-1)[corner[:, None] + _window_index(C, hp, wp, hz)[None, :]])
+    return raw, np.ascontiguousarray(x[t, :, r, c])
+
+
+def choose_mixture_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
+    """A stream's mixture offsets (C, 2, M) int64 for engine 2, in steps of SCALE_UNIT (at
+    most OFFSET_STEPS either way): each channel's M logit offsets, then its M log-scale
+    offsets. On up to MIXTURE_SAMPLES of the tiles' pixels (a seeded draw), channel after
+    channel: the float offsets that minimise the sample's code length
+    (:func:`arcodec.codec.adapt.fit_offsets`) rounded to the grid, kept only when the exact
+    tables (the surprise included) give the sample fewer bits with them than without; zeros
+    for a stream of fewer than SCALE_MIN_PIXELS pixels. Only the encoder runs it: the
+    decoder reads the offsets from the stream."""
+    from arcodec.codec.adapt import fit_offsets
+
+    n, C, H, W = x.shape
+    M = eng.config.components
+    steps = np.zeros((C, 2, M), dtype=np.int64)
+    if n * H * W == 0 or n * H * W < SCALE_MIN_PIXELS:
+        return steps
+    with _OneThread():
+        raw, levels = _sample(eng, x, MIXTURE_SAMPLES)
+        k = len(levels)
+        freq = np.zeros((k, C), dtype=np.int64) if eng.surprise else None  # the earlier channels', as chosen
+        unit = SCALE_UNIT * 2.0 ** -ACT_FRAC
+        for ch, lay in enumerate(eng.layout):
+            lg, mu, ls = (a * 2.0 ** -ACT_FRAC for a in eng.channel_params(raw, levels, ch, freq=freq))
+            fit = fit_offsets(lg, mu, ls, levels[:, ch], eng.config.levels, OFFSET_STEPS * unit)
+            q = np.clip(np.round(fit / unit), -OFFSET_STEPS, OFFSET_STEPS).astype(np.int64).reshape(2, M)
+            moved = raw.copy()
+            moved[:, slice(*lay["logits"])] += q[0] * SCALE_UNIT
+            moved[:, slice(*lay["log_scales"])] += q[1] * SCALE_UNIT
+            table = eng.tables(raw, levels, ch, freq=freq)
+            trial = eng.tables(moved, levels, ch, freq=freq)
+            if code_lengths(trial, levels[:, ch]).sum() < code_lengths(table, levels[:, ch]).sum():
+                raw, table, steps[ch] = moved, trial, q
+            if freq is not None and ch + 1 < C:  # what the later channels' surprise reads
+                freq[:, ch] = table[np.arange(k), levels[:, ch]]
+    return steps
+
+
+def _offset_vector(eng: LocalEngine, adapt: int, steps: np.ndarray) -> np.ndarray:
+    """What a stream's stored offsets ``steps`` add to every raw parameter (P,) int64 (2**-12
+    units): engine 1's, one a channel, to all its log scales; engine 2's, one a component,
+    to its logit and its log scale."""
+    out = np.zeros(eng.n_params, dtype=np.int64)
+    for ch, lay in enumerate(eng.layout):
+        if adapt == 1:
+            out[slice(*lay["log_scales"])] += steps[ch] * SCALE_UNIT
+        else:
+            out[slice(*lay["logits"])] += steps[ch, 0] * SCALE_UNIT
+            out[slice(*lay["log_scales"])] += steps[ch, 1] * SCALE_UNIT
+    return out
+
+
+def _offsets_header(adapt: int, steps: np.ndarray | None) -> bytes:
+    """The bytes a stream's payload starts with (module docstring): none for engine 0; C
+    signed bytes for engine 1; for engine 2 a byte 0 (no offsets) or 1 followed by the 2 C M
+    signed bytes of ``steps``."""
+    if not adapt:
+        return b""
+    if adapt == 1:
+        return steps.astype(np.int8).tobytes()
+    return b"\x01" + steps.astype(np.int8).tobytes() if steps.any() else b"\x00"
+
+
+def _split_offsets(payload: bytes, adapt: int, channels: int, components: int) -> tuple[np.ndarray | None, bytes]:
+    """(the stream's offsets as stored, or None for engine 0, the rest of its payload);
+    a clear error for a stream cut inside them or an unknown kind of offsets."""
+    if not adapt:
+        return None, payload
+    if adapt == 1:
+        if len(payload) < channels:
+            raise FormatError("file is truncated (a stream shorter than its scale offsets)")
+        return np.frombuffer(payload[:channels], dtype=np.int8).astype(np.int64), payload[channels:]
+    if not payload:
+        raise FormatError("file is truncated (a stream without its mixture offsets)")
+    if payload[0] == 0:
+        return np.zeros((channels, 2, components), dtype=np.int64), payload[1:]
+    if payload[0] != 1:
+        raise FormatError(f"corrupt stream (its mixture offsets are of kind {payload[0]}; 0 and 1 exist)")
+    size = 2 * channels * components
+    if len(payload) < 1 + size:
+        raise FormatError("file is truncated (a stream shorter than its mixture offsets)")
+    steps = np.frombuffer(payload[1: 1 + size], dtype=np.int8).astype(np.int64)
+    return steps.reshape(channels, 2, components), payload[1 + size:]
 
 
 def _window_index(channels: int, hp: int, wp: int, hz: int) -> np.ndarray:
@@ -378,28 +481,26 @@ class _OneThread:
 
 def decode_streams(model, payloads: list[bytes], counts: list[int], channels: int, h: int, w: int,
                    naive: bool = False, on_table: OnTable | None = None,
-                   progress: Callable[[int], None] | None = None, adapt: bool = False) -> np.ndarray:
+                   progress: Callable[[int], None] | None = None, adapt: int = 0) -> np.ndarray:
     """Decode consecutive streams of ``counts[i]`` tiles of (channels, h, w), line by line,
     every tile of every stream in the same steps; the tiles come back as uint8 levels (5
     bytes a sub-pixel held in all: the levels and the model's float32 input grid). ``naive``
     is accepted for the codec's interface (there is no other decoder to compare with).
-    ``adapt``: engine 1, each payload starting with its stream's log-scale offsets."""
+    ``adapt``: the engine's offsets at the start of each payload (1: log-scale offsets, 2:
+    mixture offsets; see :func:`encode_streams`)."""
     n = sum(counts)
     hz = model.horizon
     slope = hz + 1
     nb = -(-h // BAND)
+    eng = engine(model)
     decs, shifts = [], []
     for p, k in zip(payloads, counts):
-        if adapt:
-            if len(p) < channels:
-                raise FormatError("file is truncated (a stream shorter than its scale offsets)")
-            moves = np.frombuffer(p[:channels], dtype=np.int8).astype(np.int64) * SCALE_UNIT
-            shifts.append(np.tile(moves, (k, 1)))
-            p = p[channels:]
+        steps, p = _split_offsets(p, adapt, channels, model.config.components)
+        if steps is not None:
+            shifts.append(np.tile(_offset_vector(eng, adapt, steps), (k, 1)))
         parts = split_parts(p, k * nb, "band")
         decs += [[StreamDecoder(parts[i * nb + b]) for b in range(nb)] for i in range(k)]
-    shift = np.concatenate(shifts) if adapt and shifts else None  # (n, C): each tile's offsets
-    eng = engine(model)
+    shift = np.concatenate(shifts) if shifts else None  # (n, P): each tile's moves of its raw parameters
     lut = eng.input_units(np.arange(model.config.levels))
     xpad = np.zeros((n, channels, h + hz, w + 2 * hz), dtype=np.float32)  # input units, 0 outside
     x = np.zeros((n, channels, h, w), dtype=np.uint8)
@@ -440,7 +541,7 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
             win = flat[corner[:, None] + offsets[None, :]]  # (m, C (h+1) (2h+1))
             raw = eng.params_at(win)
             if shift is not None:
-                eng.shift_scales(raw, shift[tiles])
+                raw += shift[tiles]
             levels = np.zeros((len(pix), channels), dtype=np.int64)
             weights = table[first: first + len(pix)]
             freq = np.zeros((len(pix), channels), dtype=np.int64) if eng.surprise else None
@@ -468,18 +569,18 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
             progress(n * P * channels)
 
 
-def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int, adapt: bool = False) -> None:
+def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int, adapt: int = 0) -> None:
     """Refuse a stream too short for its tiles before decoding it: every sub-pixel is one
     symbol of a table over the model's levels (every level at least 1 of 2^24), in one of
-    the tiles' band sub-streams (:func:`arcodec.codec.entropy.check_room`), after the scale
-    offsets (``adapt``)."""
-    check_room(max(0, len(payload) - (channels if adapt else 0)), tiles * channels * h * w,
-               model.config.levels, tiles * -(-h // BAND))
+    the tiles' band sub-streams (:func:`arcodec.codec.entropy.check_room`), after the
+    engine's offsets (``adapt``)."""
+    rest = _split_offsets(payload, adapt, channels, model.config.components)[1]
+    check_room(len(rest), tiles * channels * h * w, model.config.levels, tiles * -(-h // BAND))
 
 
 # local models see across tiles' borders only inside a tile, so they take whole images (up to
 # 4096 a side) when the caller names no tile side; engine 0 decodes the files from before
-# the scale offsets
-register_coder("wavefront", encode_streams, decode_streams, scan=SCAN_WAVEFRONT, tile=4096, room=room)
-register_coder("wavefront", partial(encode_streams, adapt=True), partial(decode_streams, adapt=True),
-               scan=SCAN_WAVEFRONT, tile=4096, room=partial(room, adapt=True), engine=1)
+# the scale offsets, engine 1 those from before the mixture offsets
+for _engine in (0, 1, 2):
+    register_coder("wavefront", partial(encode_streams, adapt=_engine), partial(decode_streams, adapt=_engine),
+                   scan=SCAN_WAVEFRONT, tile=4096, room=partial(room, adapt=_engine), engine=_engine)
