@@ -53,8 +53,9 @@ def _logsumexp(a: np.ndarray) -> np.ndarray:
 def code_length(offsets: np.ndarray, logits: np.ndarray, means: np.ndarray, log_scales: np.ndarray,
                 levels: np.ndarray, K: int) -> tuple[float, np.ndarray]:
     """(mean code length in nats, its gradient (2 M,) float64) of ``levels`` (N,) under
-    mixtures of logits, means and log scales (N, M) (means on [-1, 1]; float32 is enough and
-    twice as fast) moved by ``offsets`` (2 M,): M logit offsets, then M log-scale offsets."""
+    mixtures of logits, means and log scales (N, M) (means on [-1, 1]) moved by ``offsets``
+    (2 M,): M logit offsets, then M log-scale offsets. The numpy reference of
+    :func:`code_length_fast`."""
     M = logits.shape[1]
     dt = logits.dtype
     lg = logits + offsets[:M].astype(dt)
