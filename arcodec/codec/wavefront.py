@@ -270,8 +270,8 @@ def choose_scale_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
 
 def _search_offsets(eng: LocalEngine, x: np.ndarray, threads: int) -> np.ndarray:
     """:func:`choose_scale_offsets` with ``threads`` threads."""
-    n, C, H, W = x.shape
-    if n * H * W == 0 or n * H * W < SCALE_MIN_PIXELS:
+    C = x.shape[1]
+    if not _searched(x):
         return np.zeros(C, dtype=np.int64)
     raw, levels = _sample(eng, x, SCALE_SAMPLES)
     k = len(levels)
@@ -317,10 +317,17 @@ def _search_offsets(eng: LocalEngine, x: np.ndarray, threads: int) -> np.ndarray
     return best
 
 
+def _searched(x: np.ndarray) -> bool:
+    """Whether the encoder searches offsets for a stream of tiles x (n, C, H, W): one of
+    SCALE_MIN_PIXELS pixels or more (and at least one)."""
+    n, _, H, W = x.shape
+    return n * H * W >= max(1, SCALE_MIN_PIXELS)
+
+
 def _sample(eng: LocalEngine, x: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """(raw parameters (k, P) int64, levels (k, C) int64) of a seeded draw of ``count``
-    pixels of tiles x (n, C, H, W) (all of them when there are no more), in stream-free
-    order: what the encoder's offset searches look at."""
+    pixels of tiles x (n, C, H, W) (all of them when there are no more), in the tiles'
+    row-major order: what the encoder's offset searches look at."""
     n, C, H, W = x.shape
     total = n * H * W
     rng = np.random.default_rng(0)
@@ -346,10 +353,9 @@ def choose_mixture_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
     decoder reads the offsets from the stream."""
     from arcodec.codec.adapt import fit_offsets
 
-    n, C, H, W = x.shape
-    M = eng.config.components
+    C, M = x.shape[1], eng.config.components
     steps = np.zeros((C, 2, M), dtype=np.int64)
-    if n * H * W == 0 or n * H * W < SCALE_MIN_PIXELS:
+    if not _searched(x):
         return steps
     with _OneThread():
         raw, levels = _sample(eng, x, MIXTURE_SAMPLES)
