@@ -1,6 +1,7 @@
-"""What the wavefront coder's stream offsets give (engine 1: one log-scale offset a channel;
-engine 2: a logit and a log-scale offset a mixture component), on photos the models never
-trained on and Kodak never saw: the held-out photos of ``../shared/data/photos``.
+"""What the wavefront coder's offsets give (engine 1: one log-scale offset a channel; engine 2:
+a logit and a log-scale offset a mixture component; engine 3: those of each region of 64
+rows and 256 columns), on photos the models never trained on and Kodak never saw: the
+held-out photos of ``../shared/data/photos``.
 
     python benchmarks/scale_offsets.py                  # photo-rgb, the 10 held-out photos
     python benchmarks/scale_offsets.py --model photo-gray --limit 4
@@ -11,10 +12,11 @@ Beside them, classical codecs on the same photos (JPEG XL e7 by default,
 learnt from, to set beside Kodak (``benchmarks/photos.py``), which is unlike them.
 
 Each held-out photo (the validation and test splits of ``arcodec.training.data``'s folder
-split: 5 + 5 of the 49) is coded whole, as one stream, three times with the same weights:
-engine 0 (no offsets), engine 1 (``arcodec.codec.wavefront.choose_scale_offsets``) and
-engine 2, what the encoder writes (``choose_mixture_offsets``). All are real payloads (the
-offsets' bytes included); every engine-2 payload is decoded and compared with the photo.
+split: 5 + 5 of the 49) is coded whole, as one stream, four times with the same weights:
+engine 0 (no offsets), engine 1 (``arcodec.codec.wavefront.choose_scale_offsets``), engine 2
+(``choose_mixture_offsets``) and engine 3, what the encoder writes (``_fit_regions``). All
+are real payloads (the offsets' bytes included); every engine-3 payload is decoded and
+compared with the photo.
 Writes benchmarks/results/scale_offsets.{json,md}.
 """
 
@@ -58,7 +60,9 @@ def main() -> None:
         raise missing("the photo folder", e) from None
     split = _split(len(files), (0.8, 0.1))
     held = sorted(split["val"].tolist() + split["test"].tolist())[: args.limit or None]
-    rows, records, sums = [], [], np.zeros(4 + len(codecs))
+    engines = (0, 1, 2, 3)
+    new, old = engines[-1], engines[-2]
+    rows, records, sums = [], [], np.zeros(1 + len(engines) + len(codecs))
     for i in held:
         img = read_image(files[i].read_bytes(), str(files[i]))
         if net.config.channels == 1 and img.shape[2] != 1:
@@ -66,11 +70,11 @@ def main() -> None:
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].long()
         n = x.numel()
         payloads, seconds = [], []
-        for engine in (0, 1, 2):
+        for engine in engines:
             t = time.perf_counter()
             payloads.append(wavefront.encode_streams(net, x, [1], adapt=engine)[0][0])
             seconds.append(time.perf_counter() - t)
-        back = wavefront.decode_streams(net, [payloads[2]], [1], x.shape[1], x.shape[2], x.shape[3], adapt=2)
+        back = wavefront.decode_streams(net, [payloads[-1]], [1], x.shape[1], x.shape[2], x.shape[3], adapt=new)
         ok = bool(np.array_equal(back, x.numpy()))
         bpsp = [8 * len(p) / n for p in payloads]
         rec = {"photo": files[i].name, "subpixels": n, **{f"engine{e}_bpsp": b for e, b in enumerate(bpsp)},
@@ -85,15 +89,15 @@ def main() -> None:
         records.append(rec)
         sums += [n, *(8 * len(p) for p in payloads), *classical]
         rows.append([rec["photo"], f"{img.shape[1]}x{img.shape[0]}", *(f"{b:.4f}" for b in bpsp),
-                     f"{100 * (bpsp[2] / bpsp[1] - 1):+.2f} %", f"{100 * (bpsp[2] / bpsp[0] - 1):+.2f} %",
-                     f"{seconds[1]:.1f} / {seconds[2]:.1f}", "ok" if ok else "FAILED",
+                     f"{100 * (bpsp[-1] / bpsp[-2] - 1):+.2f} %", f"{100 * (bpsp[-1] / bpsp[0] - 1):+.2f} %",
+                     f"{seconds[-2]:.1f} / {seconds[-1]:.1f}", "ok" if ok else "FAILED",
                      *(f"{b / n:.4f}" for b in classical)])
         print(" | ".join(rows[-1]), flush=True)
-    pooled = sums[1:4] / sums[0]
+    pooled = sums[1: 1 + len(engines)] / sums[0]
     trips = f"{sum(r['roundtrip'] for r in records)}/{len(records)}"
-    pooled_classical = {c.name: b / sums[0] for c, b in zip(codecs, sums[4:])}
-    rows.append(["**pooled**", "", *(f"**{v:.4f}**" for v in pooled), f"**{100 * (pooled[2] / pooled[1] - 1):+.2f} %**",
-                 f"**{100 * (pooled[2] / pooled[0] - 1):+.2f} %**", "", trips,
+    pooled_classical = {c.name: b / sums[0] for c, b in zip(codecs, sums[1 + len(engines):])}
+    rows.append(["**pooled**", "", *(f"**{v:.4f}**" for v in pooled), f"**{100 * (pooled[-1] / pooled[-2] - 1):+.2f} %**",
+                 f"**{100 * (pooled[-1] / pooled[0] - 1):+.2f} %**", "", trips,
                  *(f"**{v:.4f}**" for v in pooled_classical.values())])
     res = {"command": command(), "machine": machine(args.threads), "model": m.name, "photos": records,
            **{f"pooled_engine{e}_bpsp": v for e, v in enumerate(pooled)},
@@ -103,11 +107,11 @@ def main() -> None:
           "(validation and test splits, never trained on), each whole as one stream; bits per sub-pixel of the "
           "real payloads, the same weights" + ("; the classical codecs' columns: their whole files" if codecs else ""), ""]
     md += md_table(["photo", "size", "engine 0 (no offsets)", "engine 1 (scale offsets)", "engine 2 (mixture offsets)",
-                    "engine 2 against 1", "engine 2 against 0", "encode s (engine 1 / 2)", "round trip (engine 2)",
-                    *(c.name for c in codecs)], rows)
+                    "engine 3 (each region's)", f"engine {new} against {old}", f"engine {new} against 0",
+                    f"encode s (engine {old} / {new})", f"round trip (engine {new})", *(c.name for c in codecs)], rows)
     for name, v in pooled_classical.items():
-        md += ["", f"{m.name} (engine 2) against {name} on these photos: {100 * (pooled[2] / v - 1):+.2f} % "
-                   f"({pooled[2]:.4f} against {v:.4f} bits/sub-pixel)."]
+        md += ["", f"{m.name} (engine {new}) against {name} on these photos: {100 * (pooled[-1] / v - 1):+.2f} % "
+                   f"({pooled[-1]:.4f} against {v:.4f} bits/sub-pixel)."]
     write("scale_offsets", res, md)
 
 

@@ -53,3 +53,16 @@ def test_fit_recovers_the_shift_of_a_known_mixture():
     assert np.abs(got[2:] - 0.6).max() < 0.05
     assert adapt.code_length(got, lg, mu, ls, levels, 256)[0] < before - 0.05
     assert not adapt.fit_offsets(lg[:0], mu[:0], ls[:0], levels[:0], 256, reach=5.0).any()
+
+
+def test_kernel_equals_the_reference_where_every_component_underflows():
+    """Levels hundreds of scales from every mean (probabilities below 1e-250): the kernel
+    leaves probabilities for logarithms there, and agrees with the reference."""
+    lg, mu, ls, levels = mixtures(n=400, m=3, seed=5)
+    mu[:200] = -0.9
+    levels[:200] = 250
+    ls[:200] = -6.5
+    at = np.random.default_rng(6).normal(0, 0.2, 6)
+    a, b = adapt.code_length(at, lg, mu, ls, levels, 256), adapt.code_length_fast(at, lg, mu, ls, levels, 256)
+    assert a[0] > 400  # half the pixels near 1,000 nats each: far past where probabilities underflow
+    assert abs(a[0] - b[0]) < 1e-9 * a[0] and np.allclose(a[1], b[1], atol=1e-9)

@@ -92,7 +92,8 @@ def test_files_of_an_earlier_engine_still_decode():
     the engine's scales (its fingerprint is the card's legacy sha256): it still decodes,
     through the model's own stepper, to the same image. So do ``photo-rgb-engine0.arc``,
     written before the wavefront coder's engine 1 (the streams' scale offsets), and
-    ``photo-rgb-engine1.arc``, written before its engine 2 (the streams' mixture offsets)."""
+    ``photo-rgb-engine1.arc``, written before its engine 2 (the streams' mixture offsets),
+    and ``photo-rgb-engine2.arc``, written before its engine 3 (the regions' offsets)."""
     from arcodec.codec import container
 
     data = (GOLDEN / "mnist-gated-engine0.arc").read_bytes()
@@ -105,7 +106,11 @@ def test_files_of_an_earlier_engine_still_decode():
     assert np.array_equal(arcodec.decompress(data), _photo())
     # photo-rgb's file (id 16, now photo-rgb-v6) from before the mixture offsets (wavefront engine 1)
     data = (GOLDEN / "photo-rgb-engine1.arc").read_bytes()
-    assert container.read(data)[0].engine == 1 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 2
+    assert container.read(data)[0].engine == 1
+    assert np.array_equal(arcodec.decompress(data), _photo())
+    # photo-rgb's file (id 17) from before the regions' offsets (wavefront engine 2)
+    data = (GOLDEN / "photo-rgb-engine2.arc").read_bytes()
+    assert container.read(data)[0].engine == 2 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 3
     assert np.array_equal(arcodec.decompress(data), _photo())
 
 

@@ -124,11 +124,13 @@ def surprising(seed=0, **kw):
     return m
 
 
-@pytest.mark.parametrize("adapt", [0, 1, 2])
+@pytest.mark.parametrize("adapt", [0, 1, 2, 3])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
 @pytest.mark.parametrize("channels", [1, 3, "surprise"])
 def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monkeypatch):
     monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)  # tiny tiles search their offsets too
+    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 1)
+    monkeypatch.setattr(wf, "REGION_WIDTH", 4)  # several regions a tile
     if channels == "surprise":
         m, channels = set_exact(surprising(), True), 3
     else:
@@ -147,12 +149,15 @@ def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monke
     assert all(np.array_equal(enc[(2, *k[1:])], v) for k, v in dec1.items())
 
 
-@pytest.mark.parametrize("surprise, adapt", [(False, 0), (True, 1), (True, 2)])
+@pytest.mark.parametrize("surprise, adapt", [(False, 0), (True, 1), (True, 2), (True, 3)])
 def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatch):
     """A tile taller than a band: the encoder's bands (crops of the rows above) and the
-    decoder's windows, at 1 and 2 threads, with and without the compiled kernels."""
+    decoder's windows, at 1 and 2 threads, with and without the compiled kernels (engine 3:
+    each band's regions with their own offsets)."""
     m = set_exact(surprising() if surprise else tiny(3), True)
     monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
+    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 1)
+    monkeypatch.setattr(wf, "REGION_WIDTH", 2)
     if adapt:
         encode_streams, decode_streams = (partial(f, adapt=adapt) for f in (wf.encode_streams, wf.decode_streams))
     else:
@@ -176,6 +181,9 @@ def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatc
         torch.set_num_threads(threads)
     assert np.array_equal(got, x.numpy())
     assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
+    if adapt == 3:  # the first band's regions took offsets of their own (the second's, 6 x 2, too few pixels)
+        steps = wf._split_offsets(out[0][0], 3, 3, m.config.components, 2, wf.BAND + 6, 4)[0]
+        assert steps[:, 0].any() and not np.array_equal(steps[:, 0, 0], steps[:, 0, 1])
 
 
 def test_scale_offsets_follow_the_models_scales(monkeypatch):
@@ -253,6 +261,56 @@ def test_mixture_offsets_beat_scale_offsets_and_decode(monkeypatch):
             wf.decode_streams(m, [bad], [1], 3, 30, 32, adapt=2)
         with pytest.raises(FormatError, match=message):
             wf.room(m, bad, 1, 3, 30, 32, adapt=2)
+
+
+def test_regions_take_their_own_offsets_and_decode(monkeypatch):
+    """Engine 3: on a model whose mixtures were moved, a tile whose left half is smooth and
+    right half noisy gets offsets a region (REGION_WIDTH columns of a band) that differ
+    between the halves, a smaller stream than engine 2's one set for the tile, and both sides
+    see the same tables; a region of fewer than REGION_MIN_PIXELS pixels takes none (its byte
+    0), as does a stream whose regions all save too little to pay for their bytes (a byte 0
+    alone); cut or unknown offsets are refused by the decoder and by ``room``."""
+    from arcodec.errors import FormatError
+
+    monkeypatch.setattr(wf, "REGION_WIDTH", 16)
+    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 300)
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
+    rng = np.random.default_rng(6)
+    h, w = 24, 40  # regions of 24 x 16, 24 x 16 and 24 x 8 (too small)
+    x = rng.uniform(60, 190, (1, 3, 1, 1)) + rng.normal(0, 1.5, (1, 3, h, w))
+    x[..., 16:] += rng.normal(0, 25, (1, 3, h, w - 16))
+    x = torch.from_numpy(x.round().clip(0, 255)).long()
+    m = tiny(3)
+    with torch.no_grad():
+        for lay in m.head_layout():
+            m.out.conv.bias[slice(*lay["log_scales"])] -= 1.3
+            m.out.conv.bias[lay["logits"][0]] += 3.0
+    m = set_exact(m, True)
+    M = m.config.components
+    two = wf.encode_streams(m, x, [1], adapt=2)[0][0]
+    enc, dec = {}, {}
+    three = wf.encode_streams(m, x, [1], on_table=record(enc), adapt=3)[0][0]
+    assert len(three) < len(two)
+    steps, rest = wf._split_offsets(three, 3, 3, M, 1, h, w)
+    assert steps.shape == (1, 1, 3, 3, 2, M)
+    assert steps[0, 0, 0].any() and steps[0, 0, 1].any() and not steps[0, 0, 2].any()
+    assert not np.array_equal(steps[0, 0, 0], steps[0, 0, 1])
+    assert three[:2] == b"\x01\x01" and three[2 + 2 * 3 * M] == 1 and three[3 + 4 * 3 * M] == 0
+    assert len(three) - len(rest) == 1 + 2 * (1 + 2 * 3 * M) + 1
+    got = wf.decode_streams(m, [three], [1], 3, h, w, on_table=record(dec), adapt=3)
+    assert np.array_equal(got, x.numpy())
+    assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
+    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 10**6)
+    none = wf.encode_streams(m, x, [1], adapt=3)[0][0]
+    assert none[:1] == b"\x00" and np.array_equal(wf.decode_streams(m, [none], [1], 3, h, w, adapt=3), x.numpy())
+    for bad, message in ((b"", "without its mixture offsets"), (three[:30], "shorter than its mixture offsets"),
+                         (three[:1 + 2 * (1 + 2 * 3 * M)], "without its mixture offsets"),
+                         (b"\x02" + three[1:], "regions' offsets are of kind 2"),
+                         (three[:1] + b"\x03" + three[2:], "mixture offsets are of kind 3")):
+        with pytest.raises(FormatError, match=message):
+            wf.decode_streams(m, [bad], [1], 3, h, w, adapt=3)
+        with pytest.raises(FormatError, match=message):
+            wf.room(m, bad, 1, 3, h, w, adapt=3)
 
 
 def test_engine_parameters_from_windows_equal_the_full_pass_in_any_precision():

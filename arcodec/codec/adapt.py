@@ -1,14 +1,14 @@
-"""An image's own mixture offsets: the encoder's search for engine 2 of the wavefront coder.
+"""An image's own mixture offsets: the encoder's search for engines 2 and 3 of the wavefront
+coder.
 
-A photo model's mixtures were learnt on other photos. An image sharper, noisier, smoother
-or with other colour statistics than those wants its components weighted and scaled a
-little differently, and the same everywhere in the image: a constant added to each
-component's logit and to its log scale, channel by channel (2 C M numbers, 60 for an RGB
-model of 10 components). The encoder finds them here, on a sample of the image's pixels,
-by minimising the float code length of the sample under the moved mixtures (L-BFGS with
-the exact gradient below); :mod:`arcodec.codec.wavefront` rounds them to the grid it stores,
-checks with the exact integer tables that they do save bits, and writes them into the
-stream. The decoder only reads them: nothing here runs when decoding, and nothing here
+A photo model's mixtures were learnt on other photos. An image (or a region of one:
+engine 3) sharper, noisier, smoother or with other colour statistics than those wants its
+components weighted and scaled a little differently: a constant added to each component's
+logit and to its log scale, channel by channel (2 C M numbers, 60 for an RGB model of 10
+components). The encoder finds them here, on a sample of the pixels, by minimising the
+float code length of the sample under the moved mixtures (L-BFGS with the exact gradient
+below); :mod:`arcodec.codec.wavefront` rounds them to the grid it stores, keeps them where
+they do save bits, and writes them into the stream. The decoder only reads them: nothing here runs when decoding, and nothing here
 needs to be exact (the offsets are data once chosen).
 
 The float code length is the discretized logistic mixture's (PixelCNN++) without the
@@ -86,58 +86,86 @@ def code_length(offsets: np.ndarray, logits: np.ndarray, means: np.ndarray, log_
 
 def _code_length_kernel(logits, means, log_scales, levels, K, d_logits, d_scales, r, grad):
     """:func:`code_length` pixel by pixel (numba): the mean code length in nats, its gradient
-    added into ``grad`` (2 M,) as sums (the caller divides them by N)."""
+    added into ``grad`` (2 M,) as sums (the caller divides them by N). In probabilities
+    (a bin's P_m = sigmoid(a+) sigmoid(-a-) (1 - e^-width), five exponentials a component
+    and one logarithm a pixel); a pixel whose every component's probability underflows (a
+    level hundreds of scales from every mean) again in logarithms, as the reference."""
     n, m = logits.shape
     half = 1.0 / (K - 1)
-    lw = np.empty(m)
-    lp = np.empty(m)
+    w = np.empty(m)  # the softmax weights
+    P = np.empty(m)
     dlp = np.empty(m)
+    lp = np.empty(m)
     total = 0.0
     for i in range(n):
         k = levels[i]
         x = k * 2.0 / (K - 1) - 1.0
         top = -1e300
         for j in range(m):
-            lw[j] = logits[i, j] + d_logits[j]
-            top = max(top, lw[j])
+            w[j] = logits[i, j] + d_logits[j]
+            top = max(top, w[j])
+        z = 0.0
+        for j in range(m):
+            w[j] = math.exp(w[j] - top)
+            z += w[j]
+        p = 0.0
+        for j in range(m):
+            w[j] /= z
             raw_s = log_scales[i, j] + d_scales[j]
             inv = math.exp(-min(max(raw_s, -r), r))
             c = x - means[i, j]
             ap = (c + half) * inv
             am = (c - half) * inv
-            e = math.exp(-abs(ap))  # sigmoid(-a+) = e / (1 + e) for a+ >= 0, else 1 / (1 + e)
-            up = -(max(-ap, 0.0) + math.log1p(e))  # ln sigmoid(a+)
-            d_up = -ap * (e if ap >= 0 else 1.0) / (1.0 + e)  # -a+ sigmoid(-a+)
+            e = math.exp(-abs(ap))
+            up, up_not = (1.0 / (1.0 + e), e / (1.0 + e)) if ap >= 0 else (e / (1.0 + e), 1.0 / (1.0 + e))
+            d_up = -ap * up_not  # d ln sigmoid(a+) / ds: -a+ sigmoid(-a+)
             e = math.exp(-abs(am))
-            down = -(max(am, 0.0) + math.log1p(e))  # ln sigmoid(-a-)
-            d_down = am * (e if am <= 0 else 1.0) / (1.0 + e)  # a- sigmoid(a-)
+            down, down_not = (1.0 / (1.0 + e), e / (1.0 + e)) if am <= 0 else (e / (1.0 + e), 1.0 / (1.0 + e))
+            d_down = am * down_not  # d ln sigmoid(-a-) / ds: a- sigmoid(a-)
             if k == 0:
-                lp[j], dlp[j] = up, d_up
+                P[j], dlp[j] = up, d_up
             elif k == K - 1:
-                lp[j], dlp[j] = down, d_down
+                P[j], dlp[j] = down, d_down
             else:
                 width = 2.0 * half * inv
                 gap = -math.expm1(-width)  # 1 - e^-width; e^width - 1 = gap / (1 - gap)
-                lp[j] = up + down + math.log(gap)
+                P[j] = up * down * gap
                 dlp[j] = d_up + d_down - width * (1.0 - gap) / gap
             if not -r < raw_s < r:
                 dlp[j] = 0.0
-        z = 0.0
+            p += w[j] * P[j]
+        if p > 1e-250:
+            total += math.log(p)
+            for j in range(m):
+                resp = w[j] * P[j] / p
+                grad[j] += w[j] - resp
+                grad[m + j] -= resp * dlp[j]
+            continue
+        top = -1e300  # every component underflowed: the same in logarithms
         for j in range(m):
-            z += math.exp(lw[j] - top)
-        z = top + math.log(z)
-        top = -1e300
-        for j in range(m):
-            lw[j] -= z
-            top = max(top, lw[j] + lp[j])
+            raw_s = log_scales[i, j] + d_scales[j]
+            inv = math.exp(-min(max(raw_s, -r), r))
+            c = x - means[i, j]
+            ap = (c + half) * inv
+            am = (c - half) * inv
+            up = -(max(-ap, 0.0) + math.log1p(math.exp(-abs(ap))))  # ln sigmoid(a+)
+            down = -(max(am, 0.0) + math.log1p(math.exp(-abs(am))))  # ln sigmoid(-a-)
+            if k == 0:
+                lp[j] = up
+            elif k == K - 1:
+                lp[j] = down
+            else:
+                lp[j] = up + down + math.log(-math.expm1(-2.0 * half * inv))
+            lp[j] += math.log(w[j]) if w[j] > 0 else -1e300
+            top = max(top, lp[j])
         t = 0.0
         for j in range(m):
-            t += math.exp(lw[j] + lp[j] - top)
+            t += math.exp(lp[j] - top)
         t = top + math.log(t)
         total += t
         for j in range(m):
-            resp = math.exp(lw[j] + lp[j] - t)
-            grad[j] += math.exp(lw[j]) - resp
+            resp = math.exp(lp[j] - t)
+            grad[j] += w[j] - resp
             grad[m + j] -= resp * dlp[j]
     return -total / n
 
@@ -163,17 +191,19 @@ def code_length_fast(offsets: np.ndarray, logits: np.ndarray, means: np.ndarray,
 
 
 def fit_offsets(logits: np.ndarray, means: np.ndarray, log_scales: np.ndarray, levels: np.ndarray, K: int,
-                reach: float) -> np.ndarray:
+                reach: float, start: np.ndarray | None = None, evaluations: int = FIT_EVALUATIONS) -> np.ndarray:
     """The logit and log-scale offsets (2 M,) float64, each within +- ``reach``, that
     minimise the mean code length of ``levels`` (N,) under mixtures (N, M) (see
-    :func:`code_length`); zeros for no pixels."""
+    :func:`code_length`), searched from ``start`` (zeros when not given) with at most
+    ``evaluations`` evaluations; ``start`` (or zeros) for no pixels."""
     M = logits.shape[1]
+    x0 = np.zeros(2 * M) if start is None else np.clip(np.asarray(start, dtype=np.float64), -reach, reach)
     if len(levels) == 0:
-        return np.zeros(2 * M)
+        return x0
     from scipy.optimize import minimize
 
     args = tuple(np.ascontiguousarray(a, dtype=np.float64) for a in (logits, means, log_scales)) + (
         np.asarray(levels, dtype=np.int64), K)
-    got = minimize(code_length_fast, np.zeros(2 * M), args=args, jac=True, method="L-BFGS-B",
-                   bounds=[(-reach, reach)] * (2 * M), options={"maxfun": FIT_EVALUATIONS})
+    got = minimize(code_length_fast, x0, args=args, jac=True, method="L-BFGS-B",
+                   bounds=[(-reach, reach)] * (2 * M), options={"maxfun": evaluations})
     return np.asarray(got.x, dtype=np.float64)

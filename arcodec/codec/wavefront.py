@@ -24,15 +24,19 @@ earlier channels took in theirs.
 Engines (a header field): the model's mixtures were learnt on other photos, and an image
 sharper, noisier or smoother than those wants its own, so each stream carries offsets of its
 own at the start of its payload, in steps of SCALE_UNIT, that both sides add to the raw
-parameters as integers. Engine 2, what the encoder writes, moves each component's logit and
-log scale, channel by channel: a byte 0 (no offsets), or 1 and 2 C M signed bytes (each
-channel's M logit steps, then its M log-scale steps). The encoder chooses them
-(:func:`choose_mixture_offsets`: channel after channel, the float offsets that minimise the
-code length of a sample of the stream's pixels, :mod:`arcodec.codec.adapt`, rounded, kept
-where the exact tables say they save bits; none for streams under SCALE_MIN_PIXELS).
-Engine 1 (files from before engine 2) moves all of a channel's log scales by one signed
-byte a channel (:func:`choose_scale_offsets`: a search on the exact tables); engine 0 (files
-from before that) has no offsets.
+parameters as integers. Engine 3, what the encoder writes, gives each region of a tile (a
+band's rows, REGION_WIDTH columns) offsets of its own, since a photo is not the same
+everywhere: a byte 0 (no offsets anywhere), or 1 and each region's, tile by tile, band by
+band, block by block, as engine 2 stores a stream's. The encoder fits them once it has a
+band's parameters (:func:`_fit_regions`). Engine 2 (files from before engine 3) moves each
+component's logit and log scale, channel by channel, the same for the whole stream: a byte
+0 (no offsets), or 1 and 2 C M signed bytes (each channel's M logit steps, then its M
+log-scale steps); the encoder chose them by :func:`choose_mixture_offsets` (channel after
+channel, the float offsets that minimise the code length of a sample of the stream's
+pixels, :mod:`arcodec.codec.adapt`, rounded, kept where they save bits; none for streams
+under SCALE_MIN_PIXELS). Engine 1 moves all of a channel's log scales by one signed byte a
+channel (:func:`choose_scale_offsets`: a search on the exact tables); engine 0 has no
+offsets.
 
 The coder runs without torch: the engine computes in numpy (and numba), from the weights
 alone (:class:`arcodec.codec.engine.LocalWeights`), so decoding a photo never imports it.
@@ -80,6 +84,10 @@ SCALE_MIN_PIXELS = 1 << 16
 SCALE_UNIT = 205  # the offsets' step in 2**-12 units of log scale (0.05005), stored as signed bytes
 MIXTURE_SAMPLES = 8192  # pixels of a stream on which the encoder fits its mixture offsets (engine 2)
 OFFSET_STEPS = 127  # the most steps of SCALE_UNIT an engine-2 offset moves either way (a signed byte)
+REGION_WIDTH = 256  # columns of an engine-3 region (its rows: a band's); part of the format
+REGION_MIN_PIXELS = 4096  # regions of fewer pixels take no offsets (engine 3)
+REGION_SAMPLES = 4096  # pixels of a region on which the encoder fits its offsets (engine 3)
+REGION_EVALUATIONS = 15  # code-length evaluations of a region's fit that starts from the region above's
 SCALE_REACH = 48  # steps the encoder tries either side of 0 (2.4): a held-out training photo took
 # 1.05 (benchmarks/scale_offsets.py)
 
@@ -181,8 +189,8 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                    adapt: int = 0) -> list[tuple[bytes, float]]:
     """Encode tiles x (n, C, H, W) as consecutive streams of ``counts[i]`` tiles; returns
     (payload, code length in bits of the exact tables) per stream. ``adapt``: the engine's
-    offsets, each stream with its own (module docstring): 0 none, 1 log-scale offsets, 2
-    mixture offsets."""
+    offsets (module docstring): 0 none, 1 log-scale offsets and 2 mixture offsets, each
+    stream with its own, 3 mixture offsets each region of each tile with its own."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
     x = _levels(x)
@@ -191,6 +199,11 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     eng = engine(model)
     bounds = np.cumsum([0, *counts]).tolist()
     choose = {1: choose_scale_offsets, 2: choose_mixture_offsets}.get(int(adapt))
+    regional = int(adapt) == 3
+    M = model.config.components
+    blocks = -(-W // REGION_WIDTH)
+    regions = np.zeros((n, -(-H // BAND), blocks, C, 2, M), dtype=np.int64)  # engine 3's, chosen band by band
+    above = np.zeros((n, blocks, C, 2 * M))  # each block's float offsets in the band above (engine 3)
     chosen = [choose(eng, x[a:b]) if choose else None for a, b in zip(bounds[:-1], bounds[1:])]
     offsets = (np.repeat(np.stack([_offset_vector(eng, adapt, d) for d in chosen]), counts, axis=0)
                if choose else None)  # (n, P): each tile's moves of its raw parameters
@@ -215,6 +228,8 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                     per_tile = raw.reshape(g, -1, raw.shape[1])
                     per_tile += offsets[g0:g1, None, :]
                 levels = x[g0:g1, :, r0:r1].transpose(0, 2, 3, 1).reshape(-1, C)
+                if regional:
+                    _fit_regions(eng, raw, levels, g0, g1, bi, r1 - r0, W, regions, above, threads)
                 per = max(1, TABLE_ROWS // (g * C))  # pixels whose tables a chunk builds
                 s0 = 0
                 while s0 < len(starts):  # chunks of whole lines
@@ -251,9 +266,43 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     out = []
     for a, b, d in zip(bounds[:-1], bounds[1:], chosen):
         parts = [e.finish() for i in range(a, b) for e in encs[i]]
-        head = _offsets_header(adapt, d)
+        head = _offsets_header(adapt, regions[a:b] if regional else d)
         out.append((head + join_parts(parts), float(bits[a:b].sum())))
     return out
+
+
+def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int, g1: int, band: int, rows: int,
+                 width: int, regions: np.ndarray, above: np.ndarray, threads: int) -> None:
+    """Engine 3: each region of band ``band`` of tiles g0..g1-1 (``rows`` rows of ``width``
+    columns, their raw parameters ``raw`` and ``levels`` row-major, tile after tile) its own
+    mixture offsets, fitted by :func:`_fit_steps` on up to REGION_SAMPLES of its pixels (a
+    draw seeded by the region's place) from the float offsets of the region above (into
+    ``regions`` and ``above``), and kept only when the bits they save the sample, in
+    proportion to the region's pixels, outweigh the bytes that store them; then added to
+    ``raw``. Regions of fewer than REGION_MIN_PIXELS pixels keep none."""
+    M = eng.config.components
+    cost = 8 * 2 * levels.shape[1] * M  # bits the offsets take in the stream
+    view = raw.reshape(g1 - g0, rows, width, raw.shape[1])
+    jobs = [(i, j) for i in range(g0, g1) for j in range(-(-width // REGION_WIDTH))]
+
+    def fit(job: tuple[int, int]) -> None:
+        i, j = job
+        c0, c1 = j * REGION_WIDTH, min(width, (j + 1) * REGION_WIDTH)
+        size = rows * (c1 - c0)
+        if size < REGION_MIN_PIXELS:
+            return
+        place = (((i - g0) * rows + np.arange(rows)[:, None]) * width + np.arange(c0, c1)[None, :]).ravel()
+        if size > REGION_SAMPLES:
+            place = np.sort(np.random.default_rng([i, band, j]).choice(place, REGION_SAMPLES, replace=False))
+        start = above[i, j]
+        steps, floats, saved = _fit_steps(eng, raw[place], levels[place], start,
+                                          REGION_EVALUATIONS if start.any() else None)
+        above[i, j] = floats
+        if saved * size / len(place) > cost:
+            regions[i, band, j] = steps
+            view[i - g0, :, c0:c1] += _offset_vector(eng, 2, steps)
+
+    _shared(fit, jobs, threads)
 
 
 def choose_scale_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
@@ -345,84 +394,125 @@ def _sample(eng: LocalEngine, x: np.ndarray, count: int) -> tuple[np.ndarray, np
 def choose_mixture_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
     """A stream's mixture offsets (C, 2, M) int64 for engine 2, in steps of SCALE_UNIT (at
     most OFFSET_STEPS either way): each channel's M logit offsets, then its M log-scale
-    offsets. On up to MIXTURE_SAMPLES of the tiles' pixels (a seeded draw), channel after
-    channel: the float offsets that minimise the sample's code length
-    (:func:`arcodec.codec.adapt.fit_offsets`) rounded to the grid, kept only when the exact
-    tables (the surprise included) give the sample fewer bits with them than without; zeros
-    for a stream of fewer than SCALE_MIN_PIXELS pixels. Only the encoder runs it: the
-    decoder reads the offsets from the stream."""
-    from arcodec.codec.adapt import fit_offsets
-
+    offsets, fitted on up to MIXTURE_SAMPLES of the tiles' pixels (a seeded draw) by
+    :func:`_fit_steps`; zeros for a stream of fewer than SCALE_MIN_PIXELS pixels. Only the
+    encoder runs it: the decoder reads the offsets from the stream."""
     C, M = x.shape[1], eng.config.components
-    steps = np.zeros((C, 2, M), dtype=np.int64)
     if not _searched(x):
-        return steps
+        return np.zeros((C, 2, M), dtype=np.int64)
     with _OneThread():
-        raw, levels = _sample(eng, x, MIXTURE_SAMPLES)
-        k = len(levels)
-        freq = np.zeros((k, C), dtype=np.int64) if eng.surprise else None  # the earlier channels', as chosen
-        unit = SCALE_UNIT * 2.0 ** -ACT_FRAC
-        for ch, lay in enumerate(eng.layout):
-            lg, mu, ls = (a * 2.0 ** -ACT_FRAC for a in eng.channel_params(raw, levels, ch, freq=freq))
-            fit = fit_offsets(lg, mu, ls, levels[:, ch], eng.config.levels, OFFSET_STEPS * unit)
-            q = np.clip(np.round(fit / unit), -OFFSET_STEPS, OFFSET_STEPS).astype(np.int64).reshape(2, M)
-            moved = raw.copy()
-            moved[:, slice(*lay["logits"])] += q[0] * SCALE_UNIT
-            moved[:, slice(*lay["log_scales"])] += q[1] * SCALE_UNIT
-            table = eng.tables(raw, levels, ch, freq=freq)
-            trial = eng.tables(moved, levels, ch, freq=freq)
-            if code_lengths(trial, levels[:, ch]).sum() < code_lengths(table, levels[:, ch]).sum():
-                raw, table, steps[ch] = moved, trial, q
-            if freq is not None and ch + 1 < C:  # what the later channels' surprise reads
-                freq[:, ch] = table[np.arange(k), levels[:, ch]]
-    return steps
+        return _fit_steps(eng, *_sample(eng, x, MIXTURE_SAMPLES))[0]
+
+
+def _fit_steps(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, start: np.ndarray | None = None,
+               evaluations: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mixture offsets (C, 2, M) int64 in steps of SCALE_UNIT, the float offsets (C, 2 M)
+    they were rounded from, the bits they save the sample) for pixels of raw parameters raw
+    (k, P) and levels (k, C), channel after channel: the float offsets that minimise the
+    sample's code length (:func:`arcodec.codec.adapt.fit_offsets`, from ``start`` (C, 2 M)
+    or zeros, with at most ``evaluations``), rounded to the grid, kept only when the
+    sample's float code length is smaller with them than without (the surprise of the later
+    channels follows the exact tables of the offsets kept)."""
+    from arcodec.codec.adapt import FIT_EVALUATIONS, code_length_fast, fit_offsets
+
+    k, C = levels.shape
+    M, K = eng.config.components, eng.config.levels
+    steps = np.zeros((C, 2, M), dtype=np.int64)
+    floats = np.zeros((C, 2 * M))
+    saved = 0.0
+    freq = np.zeros((k, C), dtype=np.int64) if eng.surprise else None  # the earlier channels', as chosen
+    unit = SCALE_UNIT * 2.0 ** -ACT_FRAC
+    for ch, lay in enumerate(eng.layout):
+        mixtures = [np.ascontiguousarray(a * 2.0 ** -ACT_FRAC) for a in eng.channel_params(raw, levels, ch, freq=freq)]
+        floats[ch] = fit_offsets(*mixtures, levels[:, ch], K, OFFSET_STEPS * unit,
+                                 None if start is None else start[ch], evaluations or FIT_EVALUATIONS)
+        q = np.clip(np.round(floats[ch] / unit), -OFFSET_STEPS, OFFSET_STEPS).astype(np.int64).reshape(2, M)
+        before, after = (code_length_fast(o, *mixtures, levels[:, ch], K)[0] for o in (np.zeros(2 * M), q.ravel() * unit))
+        if after < before:
+            raw = raw.copy()
+            raw[:, slice(*lay["logits"])] += q[0] * SCALE_UNIT
+            raw[:, slice(*lay["log_scales"])] += q[1] * SCALE_UNIT
+            steps[ch] = q
+            saved += (before - after) * k / np.log(2)
+        if freq is not None and ch + 1 < C:  # what the later channels' surprise reads
+            freq[:, ch] = eng.tables(raw, levels, ch, freq=freq)[np.arange(k), levels[:, ch]]
+    return steps, floats, float(saved)
 
 
 def _offset_vector(eng: LocalEngine, adapt: int, steps: np.ndarray) -> np.ndarray:
-    """What a stream's stored offsets ``steps`` add to every raw parameter (P,) int64 (2**-12
-    units): engine 1's, one a channel, to all its log scales; engine 2's, one a component,
-    to its logit and its log scale."""
-    out = np.zeros(eng.n_params, dtype=np.int64)
+    """What stored offsets ``steps`` add to every raw parameter (..., P) int64 (2**-12 units),
+    for each of their leading places: engine 1's (..., C), one a channel, to all its log
+    scales; engine 2's and 3's (..., C, 2, M), one a component, to its logit and its log
+    scale."""
+    lead = steps.shape[:-1] if adapt == 1 else steps.shape[:-3]
+    out = np.zeros(lead + (eng.n_params,), dtype=np.int64)
     for ch, lay in enumerate(eng.layout):
         if adapt == 1:
-            out[slice(*lay["log_scales"])] += steps[ch] * SCALE_UNIT
+            out[..., slice(*lay["log_scales"])] += steps[..., ch, None] * SCALE_UNIT
         else:
-            out[slice(*lay["logits"])] += steps[ch, 0] * SCALE_UNIT
-            out[slice(*lay["log_scales"])] += steps[ch, 1] * SCALE_UNIT
+            out[..., slice(*lay["logits"])] += steps[..., ch, 0, :] * SCALE_UNIT
+            out[..., slice(*lay["log_scales"])] += steps[..., ch, 1, :] * SCALE_UNIT
     return out
 
 
 def _offsets_header(adapt: int, steps: np.ndarray | None) -> bytes:
     """The bytes a stream's payload starts with (module docstring): none for engine 0; C
     signed bytes for engine 1; for engine 2 a byte 0 (no offsets) or 1 followed by the 2 C M
-    signed bytes of ``steps``."""
+    signed bytes of ``steps``; for engine 3 (``steps`` (tiles, bands, blocks, C, 2, M)) a
+    byte 0 (no offsets) or 1 followed by each region's, tile by tile, band by band, block by
+    block, as engine 2's."""
     if not adapt:
         return b""
     if adapt == 1:
         return steps.astype(np.int8).tobytes()
+    if adapt == 3:
+        if not steps.any():
+            return b"\x00"
+        return b"\x01" + b"".join(_offsets_header(2, s) for s in steps.reshape(-1, *steps.shape[-3:]))
     return b"\x01" + steps.astype(np.int8).tobytes() if steps.any() else b"\x00"
 
 
-def _split_offsets(payload: bytes, adapt: int, channels: int, components: int) -> tuple[np.ndarray | None, bytes]:
+def _split_offsets(payload: bytes, adapt: int, channels: int, components: int, tiles: int = 1, h: int = 1,
+                   w: int = 1) -> tuple[np.ndarray | None, bytes]:
     """(the stream's offsets as stored, or None for engine 0, the rest of its payload);
-    a clear error for a stream cut inside them or an unknown kind of offsets."""
+    engine 3's, for ``tiles`` tiles of h x w, (tiles, bands, blocks, C, 2, M); a clear error
+    for a stream cut inside them or an unknown kind of offsets."""
     if not adapt:
         return None, payload
     if adapt == 1:
         if len(payload) < channels:
             raise FormatError("file is truncated (a stream shorter than its scale offsets)")
         return np.frombuffer(payload[:channels], dtype=np.int8).astype(np.int64), payload[channels:]
+    size = 2 * channels * components
+
+    def one(at: int) -> tuple[np.ndarray, int]:
+        """One set of offsets at payload[at] (a byte 0, or 1 and ``size`` signed bytes), and
+        where the payload goes on."""
+        if at >= len(payload):
+            raise FormatError("file is truncated (a stream without its mixture offsets)")
+        if payload[at] == 0:
+            return np.zeros((channels, 2, components), dtype=np.int64), at + 1
+        if payload[at] != 1:
+            raise FormatError(f"corrupt stream (its mixture offsets are of kind {payload[at]}; 0 and 1 exist)")
+        if len(payload) < at + 1 + size:
+            raise FormatError("file is truncated (a stream shorter than its mixture offsets)")
+        steps = np.frombuffer(payload[at + 1: at + 1 + size], dtype=np.int8).astype(np.int64)
+        return steps.reshape(channels, 2, components), at + 1 + size
+
+    if adapt == 2:
+        steps, at = one(0)
+        return steps, payload[at:]
+    shape = (tiles, -(-h // BAND), -(-w // REGION_WIDTH))
+    steps = np.zeros(shape + (channels, 2, components), dtype=np.int64)
     if not payload:
         raise FormatError("file is truncated (a stream without its mixture offsets)")
-    if payload[0] == 0:
-        return np.zeros((channels, 2, components), dtype=np.int64), payload[1:]
-    if payload[0] != 1:
-        raise FormatError(f"corrupt stream (its mixture offsets are of kind {payload[0]}; 0 and 1 exist)")
-    size = 2 * channels * components
-    if len(payload) < 1 + size:
-        raise FormatError("file is truncated (a stream shorter than its mixture offsets)")
-    steps = np.frombuffer(payload[1: 1 + size], dtype=np.int8).astype(np.int64)
-    return steps.reshape(channels, 2, components), payload[1 + size:]
+    if payload[0] not in (0, 1):
+        raise FormatError(f"corrupt stream (its regions' offsets are of kind {payload[0]}; 0 and 1 exist)")
+    at = 1
+    if payload[0] == 1:
+        for place in np.ndindex(shape):
+            steps[place], at = one(at)
+    return steps, payload[at:]
 
 
 def _window_index(channels: int, hp: int, wp: int, hz: int) -> np.ndarray:
@@ -493,7 +583,7 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     bytes a sub-pixel held in all: the levels and the model's float32 input grid). ``naive``
     is accepted for the codec's interface (there is no other decoder to compare with).
     ``adapt``: the engine's offsets at the start of each payload (1: log-scale offsets, 2:
-    mixture offsets; see :func:`encode_streams`)."""
+    mixture offsets, 3: mixture offsets of each region; see :func:`encode_streams`)."""
     n = sum(counts)
     hz = model.horizon
     slope = hz + 1
@@ -501,12 +591,14 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     eng = engine(model)
     decs, shifts = [], []
     for p, k in zip(payloads, counts):
-        steps, p = _split_offsets(p, adapt, channels, model.config.components)
+        steps, p = _split_offsets(p, adapt, channels, model.config.components, k, h, w)
         if steps is not None:
-            shifts.append(np.tile(_offset_vector(eng, adapt, steps), (k, 1)))
+            vector = _offset_vector(eng, adapt, steps)
+            shifts.append(vector if adapt == 3 else np.tile(vector, (k, 1, 1, 1)))
         parts = split_parts(p, k * nb, "band")
         decs += [[StreamDecoder(parts[i * nb + b]) for b in range(nb)] for i in range(k)]
-    shift = np.concatenate(shifts) if shifts else None  # (n, P): each tile's moves of its raw parameters
+    shift = np.concatenate(shifts) if shifts else None  # (n, bands, blocks, P): each region's moves of its raw
+    # parameters (one region a tile before engine 3)
     lut = eng.input_units(np.arange(model.config.levels))
     xpad = np.zeros((n, channels, h + hz, w + 2 * hz), dtype=np.float32)  # input units, 0 outside
     x = np.zeros((n, channels, h, w), dtype=np.uint8)
@@ -547,7 +639,8 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
             win = flat[corner[:, None] + offsets[None, :]]  # (m, C (h+1) (2h+1))
             raw = eng.params_at(win)
             if shift is not None:
-                raw += shift[tiles]
+                raw += shift[tiles, np.minimum(r // BAND, shift.shape[1] - 1),
+                             np.minimum(c // REGION_WIDTH, shift.shape[2] - 1)]
             levels = np.zeros((len(pix), channels), dtype=np.int64)
             weights = table[first: first + len(pix)]
             freq = np.zeros((len(pix), channels), dtype=np.int64) if eng.surprise else None
@@ -580,13 +673,14 @@ def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int, adapt
     symbol of a table over the model's levels (every level at least 1 of 2^24), in one of
     the tiles' band sub-streams (:func:`arcodec.codec.entropy.check_room`), after the
     engine's offsets (``adapt``)."""
-    rest = _split_offsets(payload, adapt, channels, model.config.components)[1]
+    rest = _split_offsets(payload, adapt, channels, model.config.components, tiles, h, w)[1]
     check_room(len(rest), tiles * channels * h * w, model.config.levels, tiles * -(-h // BAND))
 
 
 # local models see across tiles' borders only inside a tile, so they take whole images (up to
 # 4096 a side) when the caller names no tile side; engine 0 decodes the files from before
-# the scale offsets, engine 1 those from before the mixture offsets
-for _engine in (0, 1, 2):
+# the scale offsets, engine 1 those from before the mixture offsets, engine 2 those from
+# before the regions' offsets
+for _engine in (0, 1, 2, 3):
     register_coder("wavefront", partial(encode_streams, adapt=_engine), partial(decode_streams, adapt=_engine),
                    scan=SCAN_WAVEFRONT, tile=4096, room=partial(room, adapt=_engine), engine=_engine)
