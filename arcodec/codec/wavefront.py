@@ -85,7 +85,8 @@ SCALE_UNIT = 205  # the offsets' step in 2**-12 units of log scale (0.05005), st
 MIXTURE_SAMPLES = 8192  # pixels of a stream on which the encoder fits its mixture offsets (engine 2)
 OFFSET_STEPS = 127  # the most steps of SCALE_UNIT an engine-2 offset moves either way (a signed byte)
 REGION_WIDTH = 256  # columns of an engine-3 region (its rows: a band's); part of the format
-REGION_MIN_PIXELS = 4096  # regions of fewer pixels take no offsets (engine 3)
+REGION_MIN_PIXELS = 8192  # regions of fewer pixels take no offsets (engine 3): half a whole region; an archive
+# of small images (90 x 90 or less) spends no time on fits that could not pay for their bytes
 REGION_SAMPLES = 4096  # pixels of a region on which the encoder fits its offsets (engine 3)
 REGION_EVALUATIONS = 15  # code-length evaluations of a region's fit that starts from the region above's
 SCALE_REACH = 48  # steps the encoder tries either side of 0 (2.4): a held-out training photo took
