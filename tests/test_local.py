@@ -299,6 +299,10 @@ def test_regions_take_their_own_offsets_and_decode(monkeypatch):
     assert len(three) - len(rest) == 1 + 2 * (1 + 2 * 3 * M) + 1
     got = wf.decode_streams(m, [three], [1], 3, h, w, on_table=record(dec), adapt=3)
     assert np.array_equal(got, x.numpy())
+    monkeypatch.setattr(wf, "REGION_SAMPLES", 200)  # sampled regions: the same draws for the tile in a batch
+    alone = wf.encode_streams(m, x, [1], adapt=3)[0][0]
+    assert [p for p, _ in wf.encode_streams(m, torch.cat([x.flip(3), x]), [1, 1], adapt=3)][1] == alone
+    monkeypatch.setattr(wf, "REGION_SAMPLES", 4096)
     assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
     monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 10**6)
     none = wf.encode_streams(m, x, [1], adapt=3)[0][0]

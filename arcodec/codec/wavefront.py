@@ -277,7 +277,7 @@ def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int,
     """Engine 3: each region of band ``band`` of tiles g0..g1-1 (``rows`` rows of ``width``
     columns, their raw parameters ``raw`` and ``levels`` row-major, tile after tile) its own
     mixture offsets, fitted by :func:`_fit_steps` on up to REGION_SAMPLES of its pixels (a
-    draw seeded by the region's place) from the float offsets of the region above (into
+    draw seeded by the region's place in its tile) from the float offsets of the region above (into
     ``regions`` and ``above``), and kept only when the bits they save the sample, in
     proportion to the region's pixels, outweigh the bytes that store them; then added to
     ``raw``. Regions of fewer than REGION_MIN_PIXELS pixels keep none."""
@@ -294,7 +294,9 @@ def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int,
             return
         place = (((i - g0) * rows + np.arange(rows)[:, None]) * width + np.arange(c0, c1)[None, :]).ravel()
         if size > REGION_SAMPLES:
-            place = np.sort(np.random.default_rng([i, band, j]).choice(place, REGION_SAMPLES, replace=False))
+            # seeded by the region's place in its tile, whatever the tile's place in the call: a tile
+            # codes to the same bytes alone or in a batch (the first tile's draws, as they were)
+            place = np.sort(np.random.default_rng([0, band, j]).choice(place, REGION_SAMPLES, replace=False))
         start = above[i, j]
         steps, floats, saved = _fit_steps(eng, raw[place], levels[place], start,
                                           REGION_EVALUATIONS if start.any() else None)
