@@ -223,6 +223,17 @@ def test_scale_offsets_follow_the_models_scales(monkeypatch):
         wf.decode_streams(m, [adapted[0][:2]], [1], 3, 9, 12, adapt=True)
 
 
+def moved_mixtures():
+    """A tiny colour model whose mixtures were moved (one component's logit up, every log
+    scale down), in the exact engine: what offsets have to undo."""
+    m = tiny(3)
+    with torch.no_grad():
+        for lay in m.head_layout():
+            m.out.conv.bias[slice(*lay["log_scales"])] -= 1.3
+            m.out.conv.bias[lay["logits"][0]] += 3.0
+    return set_exact(m, True)
+
+
 def test_mixture_offsets_beat_scale_offsets_and_decode(monkeypatch):
     """Engine 2: on a model whose mixtures were moved (one component's logit up, every log
     scale down), the encoder's per-component offsets give a smaller stream than engine 1's
@@ -234,12 +245,7 @@ def test_mixture_offsets_beat_scale_offsets_and_decode(monkeypatch):
     rng = np.random.default_rng(5)
     x = torch.from_numpy((rng.uniform(40, 200, (2, 1, 1, 1)) + rng.normal(0, 8, (2, 3, 30, 32))).round().clip(0, 255))
     x = x.long()
-    m = tiny(3)
-    with torch.no_grad():
-        for lay in m.head_layout():
-            m.out.conv.bias[slice(*lay["log_scales"])] -= 1.3
-            m.out.conv.bias[lay["logits"][0]] += 3.0
-    m = set_exact(m, True)
+    m = moved_mixtures()
     small = wf.encode_streams(m, x[:1], [1], adapt=2)[0][0]
     assert small[:1] == b"\x00"  # too few pixels to search: no offsets
     assert np.array_equal(wf.decode_streams(m, [small], [1], 3, 30, 32, adapt=2), x[:1].numpy())
@@ -280,12 +286,7 @@ def test_regions_take_their_own_offsets_and_decode(monkeypatch):
     x = rng.uniform(60, 190, (1, 3, 1, 1)) + rng.normal(0, 1.5, (1, 3, h, w))
     x[..., 16:] += rng.normal(0, 25, (1, 3, h, w - 16))
     x = torch.from_numpy(x.round().clip(0, 255)).long()
-    m = tiny(3)
-    with torch.no_grad():
-        for lay in m.head_layout():
-            m.out.conv.bias[slice(*lay["log_scales"])] -= 1.3
-            m.out.conv.bias[lay["logits"][0]] += 3.0
-    m = set_exact(m, True)
+    m = moved_mixtures()
     M = m.config.components
     two = wf.encode_streams(m, x, [1], adapt=2)[0][0]
     enc, dec = {}, {}

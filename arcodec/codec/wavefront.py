@@ -203,8 +203,9 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     regional = int(adapt) == 3
     M = model.config.components
     blocks = -(-W // REGION_WIDTH)
-    regions = np.zeros((n, -(-H // BAND), blocks, C, 2, M), dtype=np.int64)  # engine 3's, chosen band by band
-    above = np.zeros((n, blocks, C, 2 * M))  # each block's float offsets in the band above (engine 3)
+    if regional:
+        regions = np.zeros((n, -(-H // BAND), blocks, C, 2, M), dtype=np.int64)  # chosen band by band
+        above = np.zeros((n, blocks, C, 2 * M))  # each block's float offsets in the band above
     chosen = [choose(eng, x[a:b]) if choose else None for a, b in zip(bounds[:-1], bounds[1:])]
     offsets = (np.repeat(np.stack([_offset_vector(eng, adapt, d) for d in chosen]), counts, axis=0)
                if choose else None)  # (n, P): each tile's moves of its raw parameters
