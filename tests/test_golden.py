@@ -92,9 +92,11 @@ def test_files_of_an_earlier_engine_still_decode():
     (engine 0: the float64 fixed point of arcodec.exact) by the same float weights without
     the engine's scales (its fingerprint is the card's legacy sha256): it still decodes,
     through the model's own stepper, to the same image. So do ``photo-rgb-engine0.arc``,
-    written before the wavefront coder's engine 1 (the streams' scale offsets), and
+    written before the wavefront coder's engine 1 (the streams' scale offsets),
     ``photo-rgb-engine1.arc``, written before its engine 2 (the streams' mixture offsets),
-    and ``photo-rgb-engine2.arc``, written before its engine 3 (the regions' offsets)."""
+    ``photo-rgb-engine2.arc``, written before its engine 3 (the regions' offsets), and
+    ``photo-rgb-engine3.arc``, written before its engine 4 (the regions' corrections of the
+    stream's offsets)."""
     from arcodec.codec import container
 
     data = (GOLDEN / "mnist-gated-engine0.arc").read_bytes()
@@ -111,7 +113,11 @@ def test_files_of_an_earlier_engine_still_decode():
     assert np.array_equal(arcodec.decompress(data), _photo())
     # photo-rgb's file (id 17, now photo-rgb-v7) from before the regions' offsets (wavefront engine 2)
     data = (GOLDEN / "photo-rgb-engine2.arc").read_bytes()
-    assert container.read(data)[0].engine == 2 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 3
+    assert container.read(data)[0].engine == 2
+    assert np.array_equal(arcodec.decompress(data), _photo())
+    # photo-rgb's file (id 18) from before the regions' corrections (wavefront engine 3)
+    data = (GOLDEN / "photo-rgb-engine3.arc").read_bytes()
+    assert container.read(data)[0].engine == 3 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 4
     assert np.array_equal(arcodec.decompress(data), _photo())
 
 

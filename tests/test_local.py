@@ -124,7 +124,7 @@ def surprising(seed=0, **kw):
     return m
 
 
-@pytest.mark.parametrize("adapt", [0, 1, 2, 3])
+@pytest.mark.parametrize("adapt", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
 @pytest.mark.parametrize("channels", [1, 3, "surprise"])
 def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monkeypatch):
@@ -149,15 +149,16 @@ def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monke
     assert all(np.array_equal(enc[(2, *k[1:])], v) for k, v in dec1.items())
 
 
-@pytest.mark.parametrize("surprise, adapt", [(False, 0), (True, 1), (True, 2), (True, 3)])
+@pytest.mark.parametrize("surprise, adapt", [(False, 0), (True, 1), (True, 2), (True, 3), (True, 4)])
 def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatch):
     """A tile taller than a band: the encoder's bands (crops of the rows above) and the
-    decoder's windows, at 1 and 2 threads, with and without the compiled kernels (engine 3:
-    each band's regions with their own offsets)."""
+    decoder's windows, at 1 and 2 threads, with and without the compiled kernels (engines 3
+    and 4: each band's regions with their own offsets)."""
     m = set_exact(surprising() if surprise else tiny(3), True)
     monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
     monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 1)
     monkeypatch.setattr(wf, "REGION_WIDTH", 2)
+    monkeypatch.setattr(wf, "_golomb_bits", lambda steps: 0.0)  # engine 4: corrections free, so regions keep them
     if adapt:
         encode_streams, decode_streams = (partial(f, adapt=adapt) for f in (wf.encode_streams, wf.decode_streams))
     else:
@@ -181,8 +182,8 @@ def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatc
         torch.set_num_threads(threads)
     assert np.array_equal(got, x.numpy())
     assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
-    if adapt == 3:  # the first band's regions took offsets of their own (the second's, 6 x 2, too few pixels)
-        steps = wf._split_offsets(out[0][0], 3, 3, m.config.components, 2, wf.BAND + 6, 4)[0]
+    if adapt >= 3:  # the first band's regions took offsets of their own (the second's, 6 x 2, too few pixels)
+        steps = wf._split_offsets(out[0][0], adapt, 3, m.config.components, 2, wf.BAND + 6, 4)[0]
         assert steps[:, 0].any() and not np.array_equal(steps[:, 0, 0], steps[:, 0, 1])
 
 
@@ -534,3 +535,70 @@ def test_engine_from_a_model_file_equals_the_engine_from_the_torch_model(tmp_pat
             assert all(np.array_equal(getattr(la, k), getattr(lb, k)) for k in ("wt", "bias", "mul"))
         assert all(np.array_equal(u, v) for u, v in zip(a._s_gain, b._s_gain))
         assert np.array_equal(a.params(x, 0, 11), b.params(x, 0, 11))
+
+
+def test_exp_golomb_codes_read_back():
+    """Engine 4's signed exp-Golomb codes: the shortest for 0, then 1, -1, 2, ...; every step
+    a correction can take reads back from one run of bits, and ``_golomb_bits`` counts them."""
+    assert [wf._golomb(v) for v in (0, 1, -1, 2, -2)] == ["1", "010", "011", "00100", "00101"]
+    values = list(range(-2 * wf.OFFSET_STEPS, 2 * wf.OFFSET_STEPS + 1))
+    bits = "".join(wf._golomb(v) for v in values)
+    assert wf._golomb_bits(np.array(values)) == 1 + len(bits)
+    bits += "0" * (-len(bits) % 8)
+    reader = wf._BitReader(b"\x07" + int(bits, 2).to_bytes(len(bits) // 8, "big"), 1)
+    assert [reader.golomb() for _ in values] == values and reader.end() == 1 + len(bits) // 8
+
+
+def test_regions_correct_the_streams_offsets_and_decode(monkeypatch):
+    """Engine 4: on a model whose mixtures were moved, a tile whose left half is smooth and
+    right half noisy keeps the stream's offsets (engine 2's bytes) and corrects them region
+    by region, the halves differently, in a smaller stream than engines 2 and 3 give; the
+    corrections are the exp-Golomb bits of ``_corrections_header``; a region of fewer than
+    REGION_MIN_PIXELS pixels keeps the stream's offsets and costs no bit, so a stream of small
+    tiles is engine 2's bytes; both sides see the same tables; cut, out-of-range or unknown
+    offsets are refused by the decoder and by ``room``."""
+    from arcodec.errors import FormatError
+
+    monkeypatch.setattr(wf, "REGION_WIDTH", 16)
+    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 300)
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
+    rng = np.random.default_rng(6)
+    h, w = 24, 40  # regions of 24 x 16, 24 x 16 and 24 x 8 (too small)
+    x = rng.uniform(60, 190, (1, 3, 1, 1)) + rng.normal(0, 1.5, (1, 3, h, w))
+    x[..., 16:] += rng.normal(0, 25, (1, 3, h, w - 16))
+    x = torch.from_numpy(x.round().clip(0, 255)).long()
+    m = moved_mixtures()
+    M = m.config.components
+    size = 2 * 3 * M
+    two, three = (wf.encode_streams(m, x, [1], adapt=a)[0][0] for a in (2, 3))
+    enc, dec = {}, {}
+    four = wf.encode_streams(m, x, [1], on_table=record(enc), adapt=4)[0][0]
+    assert len(four) < len(three) and len(four) < len(two)
+    assert four[: 1 + size] == two[: 1 + size] and four[0] == 1  # the stream's offsets, as engine 2's
+    stream = np.frombuffer(four[1: 1 + size], dtype=np.int8).astype(np.int64).reshape(3, 2, M)
+    steps, rest = wf._split_offsets(four, 4, 3, M, 1, h, w)
+    assert steps.shape == (1, 1, 3, 3, 2, M)
+    fixes = steps - stream
+    assert fixes[0, 0, 0].any() and fixes[0, 0, 1].any() and not fixes[0, 0, 2].any()
+    assert not np.array_equal(steps[0, 0, 0], steps[0, 0, 1])
+    assert four[1 + size: len(four) - len(rest)] == wf._corrections_header(fixes, h, w)
+    got = wf.decode_streams(m, [four], [1], 3, h, w, on_table=record(dec), adapt=4)
+    assert np.array_equal(got, x.numpy())
+    assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
+    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 10**6)
+    assert wf.encode_streams(m, x, [1], adapt=4)[0][0] == two
+    assert np.array_equal(wf.decode_streams(m, [two], [1], 3, h, w, adapt=4), x.numpy())
+    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 300)
+    up = np.zeros((1, 1, 3, 3, 2, M), dtype=np.int64)
+    up[0, 0, 0, 0, 0, 0] = 1  # the first region's first logit one step up, nothing else
+    bits = "1" + "010" + "1" * (2 * M - 1) + "0" * 5  # its flag and steps, the other channels' flags
+    assert wf._corrections_header(up, h, w) == int(bits + "0" * (-len(bits) % 8), 2).to_bytes(-(-len(bits) // 8), "big")
+    top = b"\x01" + bytes([127]) * size + wf._corrections_header(up, h, w)  # from the stream's top: past it
+    for bad, message in ((b"", "without its mixture offsets"), (four[:1 + size], "shorter than its regions' corrections"),
+                         (b"\x02" + four[1:], "mixture offsets are of kind 2"),
+                         (top, "move more than 127 steps"),
+                         (four[: 1 + size] + b"\x80\x00\x00", "correction is out of range")):
+        with pytest.raises(FormatError, match=message):
+            wf.decode_streams(m, [bad], [1], 3, h, w, adapt=4)
+        with pytest.raises(FormatError, match=message):
+            wf.room(m, bad, 1, 3, h, w, adapt=4)

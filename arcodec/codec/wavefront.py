@@ -24,11 +24,16 @@ earlier channels took in theirs.
 Engines (a header field): the model's mixtures were learnt on other photos, and an image
 sharper, noisier or smoother than those wants its own, so each stream carries offsets of its
 own at the start of its payload, in steps of SCALE_UNIT, that both sides add to the raw
-parameters as integers. Engine 3, what the encoder writes, gives each region of a tile (a
-band's rows, REGION_WIDTH columns) offsets of its own, since a photo is not the same
-everywhere: a byte 0 (no offsets anywhere), or 1 and each region's, tile by tile, band by
-band, block by block, as engine 2 stores a stream's. The encoder fits them once it has a
-band's parameters (:func:`_fit_regions`). Engine 2 (files from before engine 3) moves each
+parameters as integers. Engine 4, what the encoder writes, starts with the stream's
+offsets, as engine 2 stores them, and corrects them in each region of a tile (a band's
+rows, REGION_WIDTH columns) of REGION_MIN_PIXELS or more, since a photo is not the same
+everywhere: region by region, channel by channel, a bit 0 (none) or 1 and the channel's
+2 M corrections in signed exp-Golomb codes (:func:`_corrections_header`), so that a
+correction close to the stream's offsets costs a few bits. The encoder fits them once it
+has a band's parameters (:func:`_fit_regions`). Engine 3 (files from before engine 4) gave
+each region offsets of its own, with no stream-wide set: a byte 0 (no offsets anywhere),
+or 1 and each region's, tile by tile, band by band, block by block, as engine 2 stores a
+stream's. Engine 2 (files from before engine 3) moves each
 component's logit and log scale, channel by channel, the same for the whole stream: a byte
 0 (no offsets), or 1 and 2 C M signed bytes (each channel's M logit steps, then its M
 log-scale steps); the encoder chose them by :func:`choose_mixture_offsets` (channel after
@@ -191,7 +196,8 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     """Encode tiles x (n, C, H, W) as consecutive streams of ``counts[i]`` tiles; returns
     (payload, code length in bits of the exact tables) per stream. ``adapt``: the engine's
     offsets (module docstring): 0 none, 1 log-scale offsets and 2 mixture offsets, each
-    stream with its own, 3 mixture offsets each region of each tile with its own."""
+    stream with its own, 3 mixture offsets each region of each tile with its own, 4 the
+    stream's mixture offsets and each region's corrections of them."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
     x = _levels(x)
@@ -199,16 +205,18 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     slope = model.horizon + 1
     eng = engine(model)
     bounds = np.cumsum([0, *counts]).tolist()
-    choose = {1: choose_scale_offsets, 2: choose_mixture_offsets}.get(int(adapt))
-    regional = int(adapt) == 3
+    adapt = int(adapt)
+    choose = {1: choose_scale_offsets, 2: choose_mixture_offsets, 4: choose_mixture_offsets}.get(adapt)
+    regional = adapt >= 3
     M = model.config.components
     blocks = -(-W // REGION_WIDTH)
     if regional:
         regions = np.zeros((n, -(-H // BAND), blocks, C, 2, M), dtype=np.int64)  # chosen band by band
-        above = np.zeros((n, blocks, C, 2 * M))  # each block's float offsets in the band above
+        above = np.zeros((n, blocks, C, 2 * M))  # each block's float offsets (engine 4: corrections) in the band above
     chosen = [choose(eng, x[a:b]) if choose else None for a, b in zip(bounds[:-1], bounds[1:])]
     offsets = (np.repeat(np.stack([_offset_vector(eng, adapt, d) for d in chosen]), counts, axis=0)
                if choose else None)  # (n, P): each tile's moves of its raw parameters
+    base = np.repeat(np.stack(chosen), counts, axis=0) if adapt == 4 else None  # (n, C, 2, M): what regions correct
     bands = range(0, H, BAND)
     encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
     bits = np.zeros(n)
@@ -231,7 +239,7 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                     per_tile += offsets[g0:g1, None, :]
                 levels = x[g0:g1, :, r0:r1].transpose(0, 2, 3, 1).reshape(-1, C)
                 if regional:
-                    _fit_regions(eng, raw, levels, g0, g1, bi, r1 - r0, W, regions, above, threads)
+                    _fit_regions(eng, raw, levels, g0, g1, bi, r1 - r0, W, regions, above, threads, base)
                 per = max(1, TABLE_ROWS // (g * C))  # pixels whose tables a chunk builds
                 s0 = 0
                 while s0 < len(starts):  # chunks of whole lines
@@ -268,22 +276,27 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     out = []
     for a, b, d in zip(bounds[:-1], bounds[1:], chosen):
         parts = [e.finish() for i in range(a, b) for e in encs[i]]
-        head = _offsets_header(adapt, regions[a:b] if regional else d)
+        head = (_offsets_header(2, d) + _corrections_header(regions[a:b], H, W) if adapt == 4
+                else _offsets_header(adapt, regions[a:b] if regional else d))
         out.append((head + join_parts(parts), float(bits[a:b].sum())))
     return out
 
 
 def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int, g1: int, band: int, rows: int,
-                 width: int, regions: np.ndarray, above: np.ndarray, threads: int) -> None:
-    """Engine 3: each region of band ``band`` of tiles g0..g1-1 (``rows`` rows of ``width``
-    columns, their raw parameters ``raw`` and ``levels`` row-major, tile after tile) its own
-    mixture offsets, fitted by :func:`_fit_steps` on up to REGION_SAMPLES of its pixels (a
-    draw seeded by the region's place in its tile) from the float offsets of the region above (into
-    ``regions`` and ``above``), and kept only when the bits they save the sample, in
-    proportion to the region's pixels, outweigh the bytes that store them; then added to
-    ``raw``. Regions of fewer than REGION_MIN_PIXELS pixels keep none."""
+                 width: int, regions: np.ndarray, above: np.ndarray, threads: int, base: np.ndarray | None = None) -> None:
+    """Engines 3 and 4: each region of band ``band`` of tiles g0..g1-1 (``rows`` rows of
+    ``width`` columns, their raw parameters ``raw`` and ``levels`` row-major, tile after
+    tile) its own mixture offsets, fitted by :func:`_fit_steps` on up to REGION_SAMPLES of
+    its pixels (a draw seeded by the region's place in its tile) from the float offsets of
+    the region above (into ``regions`` and ``above``), and kept only when the bits they save
+    the sample, in proportion to the region's pixels, outweigh the bits that store them;
+    then added to ``raw``. Engine 3 (``base`` None): a region's offsets, kept whole or not at
+    all. Engine 4: ``raw`` already moved by its stream's offsets ``base`` (n, C, 2, M), a
+    region fits corrections of them, each channel's kept on its own, priced in the
+    exp-Golomb bits that store them (:func:`_corrections_header`), and within OFFSET_STEPS
+    of 0 once added. Regions of fewer than REGION_MIN_PIXELS pixels keep none."""
     M = eng.config.components
-    cost = 8 * 2 * levels.shape[1] * M  # bits the offsets take in the stream
+    cost = 8 * 2 * levels.shape[1] * M  # bits engine 3's offsets take in the stream
     view = raw.reshape(g1 - g0, rows, width, raw.shape[1])
     jobs = [(i, j) for i in range(g0, g1) for j in range(-(-width // REGION_WIDTH))]
 
@@ -299,10 +312,17 @@ def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int,
             # codes to the same bytes alone or in a batch (the first tile's draws, as they were)
             place = np.sort(np.random.default_rng([0, band, j]).choice(place, REGION_SAMPLES, replace=False))
         start = above[i, j]
-        steps, floats, saved = _fit_steps(eng, raw[place], levels[place], start,
-                                          REGION_EVALUATIONS if start.any() else None)
+        if base is None:
+            steps, floats, saved = _fit_steps(eng, raw[place], levels[place], start,
+                                              REGION_EVALUATIONS if start.any() else None)
+            keep = saved * size / len(place) > cost
+        else:  # the stream's offsets are a warm start already
+            steps, floats, _ = _fit_steps(eng, raw[place], levels[place], start, REGION_EVALUATIONS,
+                                          span=(-OFFSET_STEPS - base[i], OFFSET_STEPS - base[i]),
+                                          price=lambda q: _golomb_bits(q) * len(place) / size)
+            keep = steps.any()
         above[i, j] = floats
-        if saved * size / len(place) > cost:
+        if keep:
             regions[i, band, j] = steps
             view[i - g0, :, c0:c1] += _offset_vector(eng, 2, steps)
 
@@ -409,14 +429,17 @@ def choose_mixture_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
 
 
 def _fit_steps(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, start: np.ndarray | None = None,
-               evaluations: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+               evaluations: int | None = None, span: tuple | None = None,
+               price: Callable[[np.ndarray], float] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """(mixture offsets (C, 2, M) int64 in steps of SCALE_UNIT, the float offsets (C, 2 M)
     they were rounded from, the bits they save the sample) for pixels of raw parameters raw
     (k, P) and levels (k, C), channel after channel: the float offsets that minimise the
     sample's code length (:func:`arcodec.codec.adapt.fit_offsets`, from ``start`` (C, 2 M)
-    or zeros, with at most ``evaluations``), rounded to the grid, kept only when the
-    sample's float code length is smaller with them than without (the surprise of the later
-    channels follows the exact tables of the offsets kept)."""
+    or zeros, with at most ``evaluations``), rounded to the grid (within ``span``, a pair of
+    (C, 2, M) bounds, or OFFSET_STEPS either way), kept only when they make the sample's
+    float code length smaller by more than ``price(steps)`` bits (0 when not given) of the
+    channel's steps (2, M) (the surprise of the later channels follows the exact tables of
+    the offsets kept)."""
     from arcodec.codec.adapt import FIT_EVALUATIONS, code_length_fast, fit_offsets
 
     k, C = levels.shape
@@ -430,9 +453,10 @@ def _fit_steps(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, start: np.
         mixtures = [np.ascontiguousarray(a * 2.0 ** -ACT_FRAC) for a in eng.channel_params(raw, levels, ch, freq=freq)]
         floats[ch] = fit_offsets(*mixtures, levels[:, ch], K, OFFSET_STEPS * unit,
                                  None if start is None else start[ch], evaluations or FIT_EVALUATIONS)
-        q = np.clip(np.round(floats[ch] / unit), -OFFSET_STEPS, OFFSET_STEPS).astype(np.int64).reshape(2, M)
+        low, high = (-OFFSET_STEPS, OFFSET_STEPS) if span is None else (span[0][ch], span[1][ch])
+        q = np.clip(np.round(floats[ch] / unit).reshape(2, M), low, high).astype(np.int64)
         before, after = (code_length_fast(o, *mixtures, levels[:, ch], K)[0] for o in (np.zeros(2 * M), q.ravel() * unit))
-        if after < before:
+        if (before - after) * k / np.log(2) > (price(q) if price else 0.0):
             raw = raw.copy()
             raw[:, slice(*lay["logits"])] += q[0] * SCALE_UNIT
             raw[:, slice(*lay["log_scales"])] += q[1] * SCALE_UNIT
@@ -476,11 +500,84 @@ def _offsets_header(adapt: int, steps: np.ndarray | None) -> bytes:
     return b"\x01" + steps.astype(np.int8).tobytes() if steps.any() else b"\x00"
 
 
+GOLOMB_ZEROS = 8  # the most leading zeros of a correction's exp-Golomb code: |step| <= 2 OFFSET_STEPS fits
+
+
+def _golomb(v: int) -> str:
+    """The signed exp-Golomb code of ``v`` (order 0 of its zigzag, 0 1 -1 2 -2 ...) as bits:
+    0 -> 1, 1 -> 010, -1 -> 011, 2 -> 00100, ..."""
+    z = v << 1 if v > 0 else (-v << 1) + 1  # the zigzag's place, plus 1
+    return "0" * (z.bit_length() - 1) + format(z, "b")
+
+
+def _golomb_bits(steps: np.ndarray) -> float:
+    """Bits that a channel's corrections ``steps`` take in engine 4's stream: its flag and
+    each step's exp-Golomb code."""
+    z = np.where(steps > 0, 2 * steps, 1 - 2 * steps).astype(np.int64)
+    return float(1 + (2 * np.floor(np.log2(z)) + 1).sum())
+
+
+def _eligible(h: int, w: int) -> np.ndarray:
+    """(bands, blocks) bool: which regions of an h x w tile may take offsets (engines 3's
+    fits and 4's corrections): those of REGION_MIN_PIXELS pixels or more."""
+    rows = np.minimum(BAND, h - BAND * np.arange(-(-h // BAND)))
+    cols = np.minimum(REGION_WIDTH, w - REGION_WIDTH * np.arange(-(-w // REGION_WIDTH)))
+    return rows[:, None] * cols[None, :] >= REGION_MIN_PIXELS
+
+
+def _corrections_header(steps: np.ndarray, h: int, w: int) -> bytes:
+    """Engine 4's regional corrections (what follows the stream's offsets): for each region
+    of REGION_MIN_PIXELS pixels or more of each tile (tile by tile, band by band, block by
+    block), each channel's bit 0 (no correction) or 1 and its 2 M steps (``steps`` (tiles,
+    bands, blocks, C, 2, M)), logits then log scales, in signed exp-Golomb codes
+    (:func:`_golomb`); the bits most significant first, the last byte filled with zeros."""
+    out = []
+    for place in zip(*np.nonzero(np.broadcast_to(_eligible(h, w), steps.shape[:3]))):
+        for q in steps[place]:
+            out.append("1" + "".join(_golomb(int(v)) for v in q.ravel()) if q.any() else "0")
+    bits = "".join(out)
+    if not bits:
+        return b""
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+class _BitReader:
+    """Bits of ``data`` from byte ``at`` on, most significant first; a clear error past the end."""
+
+    def __init__(self, data: bytes, at: int):
+        self.data, self.bit = data, 8 * at
+
+    def read(self) -> int:
+        byte = self.bit >> 3
+        if byte >= len(self.data):
+            raise FormatError("file is truncated (a stream shorter than its regions' corrections)")
+        self.bit += 1
+        return (self.data[byte] >> (7 - (self.bit - 1 & 7))) & 1
+
+    def golomb(self) -> int:
+        """One signed exp-Golomb code (:func:`_golomb`)."""
+        zeros = 0
+        while not self.read():
+            zeros += 1
+            if zeros > GOLOMB_ZEROS:
+                raise FormatError("corrupt stream (a region's correction is out of range)")
+        z = 1
+        for _ in range(zeros):
+            z = z << 1 | self.read()
+        return -(z >> 1) if z & 1 else z >> 1
+
+    def end(self) -> int:
+        """The byte after the last bit read."""
+        return -(-self.bit // 8)
+
+
 def _split_offsets(payload: bytes, adapt: int, channels: int, components: int, tiles: int = 1, h: int = 1,
                    w: int = 1) -> tuple[np.ndarray | None, bytes]:
     """(the stream's offsets as stored, or None for engine 0, the rest of its payload);
-    engine 3's, for ``tiles`` tiles of h x w, (tiles, bands, blocks, C, 2, M); a clear error
-    for a stream cut inside them or an unknown kind of offsets."""
+    engine 3's, for ``tiles`` tiles of h x w, (tiles, bands, blocks, C, 2, M), and engine 4's
+    the same, each region's the stream's and its corrections added; a clear error for a
+    stream cut inside them, an unknown kind of offsets or offsets out of range."""
     if not adapt:
         return None, payload
     if adapt == 1:
@@ -507,6 +604,17 @@ def _split_offsets(payload: bytes, adapt: int, channels: int, components: int, t
         steps, at = one(0)
         return steps, payload[at:]
     shape = (tiles, -(-h // BAND), -(-w // REGION_WIDTH))
+    if adapt == 4:  # the stream's offsets, then each region's corrections of them
+        stream, at = one(0)
+        steps = np.broadcast_to(stream, shape + stream.shape).copy()
+        bits = _BitReader(payload, at)
+        for place in zip(*np.nonzero(np.broadcast_to(_eligible(h, w), shape))):
+            for ch in range(channels):
+                if bits.read():
+                    steps[place + (ch,)] += np.array([bits.golomb() for _ in range(2 * components)]).reshape(2, -1)
+        if np.abs(steps).max(initial=0) > OFFSET_STEPS:
+            raise FormatError(f"corrupt stream (a region's offsets move more than {OFFSET_STEPS} steps)")
+        return steps, payload[bits.end():]
     steps = np.zeros(shape + (channels, 2, components), dtype=np.int64)
     if not payload:
         raise FormatError("file is truncated (a stream without its mixture offsets)")
@@ -587,7 +695,8 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     bytes a sub-pixel held in all: the levels and the model's float32 input grid). ``naive``
     is accepted for the codec's interface (there is no other decoder to compare with).
     ``adapt``: the engine's offsets at the start of each payload (1: log-scale offsets, 2:
-    mixture offsets, 3: mixture offsets of each region; see :func:`encode_streams`)."""
+    mixture offsets, 3: mixture offsets of each region, 4: a stream's mixture offsets and
+    its regions' corrections; see :func:`encode_streams`)."""
     n = sum(counts)
     hz = model.horizon
     slope = hz + 1
@@ -598,7 +707,7 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
         steps, p = _split_offsets(p, adapt, channels, model.config.components, k, h, w)
         if steps is not None:
             vector = _offset_vector(eng, adapt, steps)
-            shifts.append(vector if adapt == 3 else np.tile(vector, (k, 1, 1, 1)))
+            shifts.append(vector if adapt >= 3 else np.tile(vector, (k, 1, 1, 1)))
         parts = split_parts(p, k * nb, "band")
         decs += [[StreamDecoder(parts[i * nb + b]) for b in range(nb)] for i in range(k)]
     shift = np.concatenate(shifts) if shifts else None  # (n, bands, blocks, P): each region's moves of its raw
@@ -684,7 +793,7 @@ def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int, adapt
 # local models see across tiles' borders only inside a tile, so they take whole images (up to
 # 4096 a side) when the caller names no tile side; engine 0 decodes the files from before
 # the scale offsets, engine 1 those from before the mixture offsets, engine 2 those from
-# before the regions' offsets
-for _engine in (0, 1, 2, 3):
+# before the regions' offsets, engine 3 those from before the regions' corrections
+for _engine in (0, 1, 2, 3, 4):
     register_coder("wavefront", partial(encode_streams, adapt=_engine), partial(decode_streams, adapt=_engine),
                    scan=SCAN_WAVEFRONT, tile=4096, room=partial(room, adapt=_engine), engine=_engine)
