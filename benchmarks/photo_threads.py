@@ -1,7 +1,8 @@
-"""The wavefront decoder's threads: one photo decoded on one thread, on two threads that split
-every line of 128 pixels or more (64 pixels a thread at least: the decoder before
-DECODE_SHARE), and on two threads as shipped (lines split from DECODE_SHARE pixels a thread),
-in one process, one after the other; the encoder's one and two threads beside.
+"""The wavefront decoder's threads: one photo decoded on one thread, on two threads whose
+matrix products run on one BLAS thread where no line is split (the decoder before
+DECODE_BLAS), and on two threads as shipped (lines split from DECODE_SHARE pixels a thread;
+a photo none of whose lines is split gives both threads to the matrix products), in one
+process, one after the other; the encoder's one and two threads beside.
 
     python benchmarks/photo_threads.py                       # kodim04, kodim01 and a held-out photo
     python benchmarks/photo_threads.py --photos a.png b.png
@@ -21,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from _common import command, data_root, machine, md_table, missing, write
+
+
+LABELS = ["1 thread", "2 threads, matrix products on one (before)", "2 threads, as shipped"]
 
 
 def default_photos() -> list[Path]:
@@ -49,11 +53,9 @@ def main():
             raise missing(f"photo {path}", e) from None
         decode_file(encode_images([a[:64, :64]], model=m).data, model=m)  # kernels loaded
         row = {"photo": path.name, "size": f"{a.shape[1]}x{a.shape[0]}"}
-        for label, threads, share in (("1 thread", 1, wavefront.DECODE_SHARE),
-                                      ("2 threads, lines split from 64 pixels a thread (before)", 2, 64),
-                                      ("2 threads, lines split from DECODE_SHARE pixels a thread", 2, wavefront.DECODE_SHARE)):
+        for label, threads, blas in ((LABELS[0], 1, True), (LABELS[1], 2, False), (LABELS[2], 2, True)):
             coders.set_threads(threads)
-            shipped, wavefront.DECODE_SHARE = wavefront.DECODE_SHARE, share
+            shipped, wavefront.DECODE_BLAS = wavefront.DECODE_BLAS, blas
             try:
                 t = time.perf_counter()
                 data = encode_images([a], model=m).data
@@ -61,14 +63,14 @@ def main():
                 _, (b,) = decode_file(data, model=m)
                 t2 = time.perf_counter()
             finally:
-                wavefront.DECODE_SHARE = shipped
+                wavefront.DECODE_BLAS = shipped
             if not np.array_equal(a, b):
                 raise SystemExit(f"error: {path.name} did not decode to its pixels ({label})")
             row[f"encode_s {label}"] = t1 - t
             row[f"decode_s {label}"] = t2 - t1
         rows.append(row)
         print(row, flush=True)
-    labels = ["1 thread", "2 threads, lines split from 64 pixels a thread (before)", "2 threads, lines split from DECODE_SHARE pixels a thread"]
+    labels = LABELS
     table = md_table(["photo", "size", *[f"decode s: {k}" for k in labels], "encode s: 1 thread",
                       "encode s: 2 threads"],
                      [[r["photo"], r["size"], *[f"{r[f'decode_s {k}']:.2f}" for k in labels],
@@ -76,8 +78,9 @@ def main():
     result = {"machine": mach, "command": command(), "model": m.name, "decode_share": wavefront.DECODE_SHARE,
               "rows": rows}
     about = (f"Produced by `{command()}`: `{m.name}`, each photo coded in one process three times, one after "
-             f"the other (the decoder's lines shared from 64 pixels a thread, as before, and from DECODE_SHARE = "
-             f"{wavefront.DECODE_SHARE}, as shipped); load average {result['machine']['load_avg_1min']} at the "
+             f"the other (lines shared among the decoder's threads from DECODE_SHARE = {wavefront.DECODE_SHARE} "
+             f"pixels a thread; the matrix products of a photo none of whose lines is shared on one BLAS thread, as "
+             f"before, and on both, as shipped); load average {result['machine']['load_avg_1min']} at the "
              f"start; every decode compared with the photo.")
     write("photo_threads", result, [about, "", *table])
 
