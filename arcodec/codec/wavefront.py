@@ -128,11 +128,12 @@ SHARE_ROWS = 64  # pixels a thread gets at least: below, the hand-off costs more
 # (`python benchmarks/photo_threads.py`: a 512-wide photo, lines of up to 128 pixels, decoded
 # slower on two threads sharing every line than on one; a 1404-wide one faster)
 DECODE_SHARE = 128
-# a decode none of whose lines is shared (no line of 2 DECODE_SHARE pixels or more: one photo
-# up to 1,024 rows or columns) leaves the other threads idle: its matrix products take them
-# instead, through the BLAS (their sums are integers, exact in any order). Measured on a
-# noisy machine: 1-3 % off Kodak photos in `python benchmarks/photo_threads.py`, 0.79 to
-# 1.02 of the time (4 pairs, median 0.90) on a 768 x 512 crop decoded in turn with and without
+# a decode none of whose lines is shared (no line of 2 DECODE_SHARE pixels or more: with a
+# horizon of 3, one photo up to 1,020 columns wide or 255 rows tall) leaves the other threads
+# idle: its matrix products take them instead, through the BLAS (their sums are integers,
+# exact in any order). Measured on a noisy machine: 1-3 % off Kodak photos in `python
+# benchmarks/photo_threads.py`, 0.79 to 1.02 of the time (4 pairs, median 0.90) on a
+# 768 x 512 crop decoded in turn with and without
 DECODE_BLAS = True
 _POOL: list = []
 
