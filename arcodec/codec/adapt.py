@@ -1,8 +1,8 @@
-"""An image's own mixture offsets: the encoder's search for engines 2 and 3 of the wavefront
+"""An image's own mixture offsets: the encoder's search for engines 2 to 4 of the wavefront
 coder.
 
 A photo model's mixtures were learnt on other photos. An image (or a region of one:
-engine 3) sharper, noisier, smoother or with other colour statistics than those wants its
+engines 3 and 4) sharper, noisier, smoother or with other colour statistics than those wants its
 components weighted and scaled a little differently: a constant added to each component's
 logit and to its log scale, channel by channel (2 C M numbers, 60 for an RGB model of 10
 components). The encoder finds them here, on a sample of the pixels, by minimising the
