@@ -270,6 +270,20 @@ def test_mixture_offsets_beat_scale_offsets_and_decode(monkeypatch):
             wf.room(m, bad, 1, 3, 30, 32, adapt=2)
 
 
+def smooth_and_noisy(monkeypatch):
+    """(x (1, 3, h, w), h, w): a tile whose left 16 columns are smooth and the rest noisy, with
+    regions of 16 columns (24 x 16, 24 x 16 and 24 x 8, the last under REGION_MIN_PIXELS) and
+    offsets searched on streams of any size."""
+    monkeypatch.setattr(wf, "REGION_WIDTH", 16)
+    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 300)
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
+    rng = np.random.default_rng(6)
+    h, w = 24, 40
+    x = rng.uniform(60, 190, (1, 3, 1, 1)) + rng.normal(0, 1.5, (1, 3, h, w))
+    x[..., 16:] += rng.normal(0, 25, (1, 3, h, w - 16))
+    return torch.from_numpy(x.round().clip(0, 255)).long(), h, w
+
+
 def test_regions_take_their_own_offsets_and_decode(monkeypatch):
     """Engine 3: on a model whose mixtures were moved, a tile whose left half is smooth and
     right half noisy gets offsets a region (REGION_WIDTH columns of a band) that differ
@@ -279,14 +293,7 @@ def test_regions_take_their_own_offsets_and_decode(monkeypatch):
     alone); cut or unknown offsets are refused by the decoder and by ``room``."""
     from arcodec.errors import FormatError
 
-    monkeypatch.setattr(wf, "REGION_WIDTH", 16)
-    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 300)
-    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
-    rng = np.random.default_rng(6)
-    h, w = 24, 40  # regions of 24 x 16, 24 x 16 and 24 x 8 (too small)
-    x = rng.uniform(60, 190, (1, 3, 1, 1)) + rng.normal(0, 1.5, (1, 3, h, w))
-    x[..., 16:] += rng.normal(0, 25, (1, 3, h, w - 16))
-    x = torch.from_numpy(x.round().clip(0, 255)).long()
+    x, h, w = smooth_and_noisy(monkeypatch)
     m = moved_mixtures()
     M = m.config.components
     two = wf.encode_streams(m, x, [1], adapt=2)[0][0]
@@ -559,14 +566,7 @@ def test_regions_correct_the_streams_offsets_and_decode(monkeypatch):
     offsets are refused by the decoder and by ``room``."""
     from arcodec.errors import FormatError
 
-    monkeypatch.setattr(wf, "REGION_WIDTH", 16)
-    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 300)
-    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
-    rng = np.random.default_rng(6)
-    h, w = 24, 40  # regions of 24 x 16, 24 x 16 and 24 x 8 (too small)
-    x = rng.uniform(60, 190, (1, 3, 1, 1)) + rng.normal(0, 1.5, (1, 3, h, w))
-    x[..., 16:] += rng.normal(0, 25, (1, 3, h, w - 16))
-    x = torch.from_numpy(x.round().clip(0, 255)).long()
+    x, h, w = smooth_and_noisy(monkeypatch)
     m = moved_mixtures()
     M = m.config.components
     size = 2 * 3 * M

@@ -305,14 +305,13 @@ def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int,
     M = eng.config.components
     cost = 8 * 2 * levels.shape[1] * M  # bits engine 3's offsets take in the stream
     view = raw.reshape(g1 - g0, rows, width, raw.shape[1])
-    jobs = [(i, j) for i in range(g0, g1) for j in range(-(-width // REGION_WIDTH))]
+    fits = _eligible(rows, width)[0]  # the band's blocks that take offsets: the rule the decoder reads by
+    jobs = [(i, j) for i in range(g0, g1) for j in np.flatnonzero(fits).tolist()]
 
     def fit(job: tuple[int, int]) -> None:
         i, j = job
         c0, c1 = j * REGION_WIDTH, min(width, (j + 1) * REGION_WIDTH)
         size = rows * (c1 - c0)
-        if size < REGION_MIN_PIXELS:
-            return
         place = (((i - g0) * rows + np.arange(rows)[:, None]) * width + np.arange(c0, c1)[None, :]).ravel()
         if size > REGION_SAMPLES:
             # seeded by the region's place in its tile, whatever the tile's place in the call: a tile
