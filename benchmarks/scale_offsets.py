@@ -1,6 +1,7 @@
 """What the wavefront coder's offsets give (engine 1: one log-scale offset a channel; engine 2:
 a logit and a log-scale offset a mixture component; engine 3: those of each region of 64
-rows and 256 columns; engine 4: engine 2's for the photo, corrected region by region), on photos the models never trained on and Kodak never saw: the
+rows and 256 columns; engine 4: engine 2's for the photo, corrected region by region; engine 5: engine 4 with
+each region's corrections coded from the region above's), on photos the models never trained on and Kodak never saw: the
 held-out photos of ``../shared/data/photos``.
 
     python benchmarks/scale_offsets.py                  # photo-rgb, the 10 held-out photos
@@ -12,10 +13,10 @@ Beside them, classical codecs on the same photos (JPEG XL e7 by default,
 learnt from, to set beside Kodak (``benchmarks/photos.py``), which is unlike them.
 
 Each held-out photo (the validation and test splits of ``arcodec.training.data``'s folder
-split: 5 + 5 of the 49) is coded whole, as one stream, five times with the same weights:
+split: 5 + 5 of the 49) is coded whole, as one stream, six times with the same weights:
 engine 0 (no offsets), engine 1 (``arcodec.codec.wavefront.choose_scale_offsets``), engine 2
-(``choose_mixture_offsets``), engine 3 (``_fit_regions``) and engine 4, what the encoder
-writes (both). All are real payloads (the offsets' bytes included); every engine-4 payload
+(``choose_mixture_offsets``), engine 3 (``_fit_regions``), engine 4 and engine 5, what the encoder
+writes (all three). All are real payloads (the offsets' bytes included); every engine-4 payload
 is decoded and compared with the photo.
 Writes benchmarks/results/scale_offsets.{json,md}.
 """
@@ -60,7 +61,7 @@ def main() -> None:
         raise missing("the photo folder", e) from None
     split = _split(len(files), (0.8, 0.1))
     held = sorted(split["val"].tolist() + split["test"].tolist())[: args.limit or None]
-    engines = (0, 1, 2, 3, 4)
+    engines = (0, 1, 2, 3, 4, 5)
     new, old = engines[-1], engines[-2]
     rows, records, sums = [], [], np.zeros(1 + len(engines) + len(codecs))
     for i in held:
@@ -107,7 +108,8 @@ def main() -> None:
           "(validation and test splits, never trained on), each whole as one stream; bits per sub-pixel of the "
           "real payloads, the same weights" + ("; the classical codecs' columns: their whole files" if codecs else ""), ""]
     md += md_table(["photo", "size", "engine 0 (no offsets)", "engine 1 (scale offsets)", "engine 2 (mixture offsets)",
-                    "engine 3 (each region's)", "engine 4 (the photo's, corrected by region)", f"engine {new} against {old}", f"engine {new} against 0",
+                    "engine 3 (each region's)", "engine 4 (the photo's, corrected by region)",
+                    "engine 5 (corrections coded from the region above's)", f"engine {new} against {old}", f"engine {new} against 0",
                     f"encode s (engine {old} / {new})", f"round trip (engine {new})", *(c.name for c in codecs)], rows)
     for name, v in pooled_classical.items():
         md += ["", f"{m.name} (engine {new}) against {name} on these photos: {100 * (pooled[-1] / v - 1):+.2f} % "

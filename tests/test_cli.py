@@ -179,7 +179,7 @@ def test_photos_compress_and_decompress_without_torch(tmp_path):
                                          ["decompress", "-k", "p.png.arc", "-o", "back.png"])
     assert codes == [0, 0] and not torch_loaded, log
     assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), image)
-    assert read((tmp_path / "p.png.arc").read_bytes())[0].engine == 4
+    assert read((tmp_path / "p.png.arc").read_bytes())[0].engine == 5
 
 
 def test_a_digit_decompresses_without_torch(tmp_path):

@@ -94,9 +94,10 @@ def test_files_of_an_earlier_engine_still_decode():
     through the model's own stepper, to the same image. So do ``photo-rgb-engine0.arc``,
     written before the wavefront coder's engine 1 (the streams' scale offsets),
     ``photo-rgb-engine1.arc``, written before its engine 2 (the streams' mixture offsets),
-    ``photo-rgb-engine2.arc``, written before its engine 3 (the regions' offsets), and
+    ``photo-rgb-engine2.arc``, written before its engine 3 (the regions' offsets),
     ``photo-rgb-engine3.arc``, written before its engine 4 (the regions' corrections of the
-    stream's offsets)."""
+    stream's offsets), and ``photo-rgb-engine4.arc``, written before its engine 5 (those
+    corrections coded from the region above's)."""
     from arcodec.codec import container
 
     data = (GOLDEN / "mnist-gated-engine0.arc").read_bytes()
@@ -117,7 +118,11 @@ def test_files_of_an_earlier_engine_still_decode():
     assert np.array_equal(arcodec.decompress(data), _photo())
     # photo-rgb's file (id 18) from before the regions' corrections (wavefront engine 3)
     data = (GOLDEN / "photo-rgb-engine3.arc").read_bytes()
-    assert container.read(data)[0].engine == 3 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 4
+    assert container.read(data)[0].engine == 3
+    assert np.array_equal(arcodec.decompress(data), _photo())
+    # photo-rgb's file (id 18) from before the corrections were coded from the region above's (wavefront engine 4)
+    data = (GOLDEN / "photo-rgb-engine4.arc").read_bytes()
+    assert container.read(data)[0].engine == 4 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 5
     assert np.array_equal(arcodec.decompress(data), _photo())
 
 

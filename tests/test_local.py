@@ -124,7 +124,7 @@ def surprising(seed=0, **kw):
     return m
 
 
-@pytest.mark.parametrize("adapt", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("adapt", [0, 1, 2, 3, 4, 5])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
 @pytest.mark.parametrize("channels", [1, 3, "surprise"])
 def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monkeypatch):
@@ -149,16 +149,16 @@ def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monke
     assert all(np.array_equal(enc[(2, *k[1:])], v) for k, v in dec1.items())
 
 
-@pytest.mark.parametrize("surprise, adapt", [(False, 0), (True, 1), (True, 2), (True, 3), (True, 4)])
+@pytest.mark.parametrize("surprise, adapt", [(False, 0), (True, 1), (True, 2), (True, 3), (True, 4), (True, 5)])
 def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatch):
     """A tile taller than a band: the encoder's bands (crops of the rows above) and the
     decoder's windows, at 1 and 2 threads, with and without the compiled kernels (engines 3
-    and 4: each band's regions with their own offsets)."""
+    to 5: each band's regions with their own offsets)."""
     m = set_exact(surprising() if surprise else tiny(3), True)
     monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
     monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 1)
     monkeypatch.setattr(wf, "REGION_WIDTH", 2)
-    monkeypatch.setattr(wf, "_golomb_bits", lambda steps: 0.0)  # engine 4: corrections free, so regions keep them
+    monkeypatch.setattr(wf, "_golomb_bits", lambda *a: 0.0)  # engines 4 and 5: corrections free, so regions keep them
     if adapt:
         encode_streams, decode_streams = (partial(f, adapt=adapt) for f in (wf.encode_streams, wf.decode_streams))
     else:
@@ -544,16 +544,55 @@ def test_engine_from_a_model_file_equals_the_engine_from_the_torch_model(tmp_pat
         assert np.array_equal(a.params(x, 0, 11), b.params(x, 0, 11))
 
 
+def test_regions_code_their_corrections_from_the_region_above(monkeypatch):
+    """Engine 5: on a model whose mixtures were moved, a tile of two bands, smooth on the left
+    and noisy on the right all the way down, corrects the stream's offsets (engine 2's bytes)
+    in each region as engine 4 does, but stores a region's corrections as their changes from
+    those of the region above it (exp-Golomb at GOLOMB_ORDERS), in a smaller stream than
+    engine 4's; the bits are ``_corrections_header(..., 5)``'s, both sides see the same
+    tables, and a hand-made header reads back: a correction of the first band repeated in the
+    second for a flag 1 and codes of zero, a region without corrections for a flag 0."""
+    x, h, w = smooth_and_noisy(monkeypatch)
+    monkeypatch.setattr(wf, "BAND", 12)
+    monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 150)  # regions of 12 x 16 pixels; the last block's (12 x 8) too small
+    m = moved_mixtures()
+    M = m.config.components
+    size = 2 * 3 * M
+    two, four = (wf.encode_streams(m, x, [1], adapt=a)[0][0] for a in (2, 4))
+    enc, dec = {}, {}
+    five = wf.encode_streams(m, x, [1], on_table=record(enc), adapt=5)[0][0]
+    assert len(five) < len(four) < len(two) and five[: 1 + size] == two[: 1 + size]
+    stream = np.frombuffer(five[1: 1 + size], dtype=np.int8).astype(np.int64).reshape(3, 2, M)
+    steps, rest = wf._split_offsets(five, 5, 3, M, 1, h, w)
+    fixes = steps - stream  # (1, 2 bands, 3 blocks, 3, 2, M)
+    assert fixes[0, 1].any() and five[1 + size: len(five) - len(rest)] == wf._corrections_header(fixes, h, w, 5)
+    got = wf.decode_streams(m, [five], [1], 3, h, w, on_table=record(dec), adapt=5)
+    assert np.array_equal(got, x.numpy())
+    assert enc.keys() == dec.keys() and all(np.array_equal(enc[k], dec[k]) for k in enc)
+    made = np.zeros_like(fixes)
+    made[0, :, 1, 2, 1, 0] = -3  # one log scale of the middle region's B, in both bands
+    one = "1" + "100" * M + "001000" + "10" * (M - 1)  # the first band's: -3 at order 1 is 001000
+    same = "1" + "100" * M + "10" * M  # the second band's: no change
+    bits = "0" * 5 + one + "0" * 5 + same
+    head = int(bits + "0" * (-len(bits) % 8), 2).to_bytes(-(-len(bits) // 8), "big")
+    assert wf._corrections_header(made, h, w, 5) == head
+    assert np.array_equal(wf._split_offsets(two[: 1 + size] + head, 5, 3, M, 1, h, w)[0] - stream, made)
+
+
 def test_exp_golomb_codes_read_back():
-    """Engine 4's signed exp-Golomb codes: the shortest for 0, then 1, -1, 2, ...; every step
-    a correction can take reads back from one run of bits, and ``_golomb_bits`` counts them."""
+    """The signed exp-Golomb codes of engines 4 (order 0) and 5 (orders 1 and 2): order 0 the
+    shortest for 0, then 1, -1, 2, ...; a higher order k at least k + 1 bits and its first
+    2^k steps of the zigzag all as short; every step a correction can take reads back from
+    one run of bits, and ``_golomb_bits`` counts them."""
     assert [wf._golomb(v) for v in (0, 1, -1, 2, -2)] == ["1", "010", "011", "00100", "00101"]
+    assert [wf._golomb(v, 2) for v in (0, 1, -1, 2, -2)] == ["100", "101", "110", "111", "01000"]
     values = list(range(-2 * wf.OFFSET_STEPS, 2 * wf.OFFSET_STEPS + 1))
-    bits = "".join(wf._golomb(v) for v in values)
-    assert wf._golomb_bits(np.array(values)) == 1 + len(bits)
-    bits += "0" * (-len(bits) % 8)
-    reader = wf._BitReader(b"\x07" + int(bits, 2).to_bytes(len(bits) // 8, "big"), 1)
-    assert [reader.golomb() for _ in values] == values and reader.end() == 1 + len(bits) // 8
+    for order in (0, 1, 2):
+        bits = "".join(wf._golomb(v, order) for v in values)
+        assert wf._golomb_bits(np.array([values, values]), (order, order)) == 1 + 2 * len(bits)
+        bits += "0" * (-len(bits) % 8)
+        reader = wf._BitReader(b"\x07" + int(bits, 2).to_bytes(len(bits) // 8, "big"), 1)
+        assert [reader.golomb(order) for _ in values] == values and reader.end() == 1 + len(bits) // 8
 
 
 def test_regions_correct_the_streams_offsets_and_decode(monkeypatch):

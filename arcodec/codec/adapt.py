@@ -1,4 +1,4 @@
-"""An image's own mixture offsets: the encoder's search for engines 2 to 4 of the wavefront
+"""An image's own mixture offsets: the encoder's search for engines 2 to 5 of the wavefront
 coder.
 
 A photo model's mixtures were learnt on other photos. An image (or a region of one:

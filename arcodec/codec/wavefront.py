@@ -24,13 +24,15 @@ earlier channels took in theirs.
 Engines (a header field): the model's mixtures were learnt on other photos, and an image
 sharper, noisier or smoother than those wants its own, so each stream carries offsets of its
 own at the start of its payload, in steps of SCALE_UNIT, that both sides add to the raw
-parameters as integers. Engine 4, what the encoder writes, starts with the stream's
+parameters as integers. Engine 5, what the encoder writes, starts with the stream's
 offsets, as engine 2 stores them, and corrects them in each region of a tile (a band's
 rows, REGION_WIDTH columns) of REGION_MIN_PIXELS or more, since a photo is not the same
-everywhere: region by region, channel by channel, a bit 0 (none) or 1 and the channel's
-2 M corrections in signed exp-Golomb codes (:func:`_corrections_header`), so that a
-correction close to the stream's offsets costs a few bits. The encoder fits them once it
-has a band's parameters (:func:`_fit_regions`). Engine 3 (files from before engine 4) gave
+everywhere: region by region, channel by channel, a bit 0 (none) or 1 and the changes of
+the channel's 2 M corrections from those of the region above (none in a tile's first
+band), in signed exp-Golomb codes of orders GOLOMB_ORDERS (:func:`_corrections_header`),
+so that a region like the one above costs a few bits. The encoder fits them once it has a
+band's parameters (:func:`_fit_regions`). Engine 4 (files from before engine 5) stored
+the corrections themselves, at order 0. Engine 3 (files from before engine 4) gave
 each region offsets of its own, with no stream-wide set: a byte 0 (no offsets anywhere),
 or 1 and each region's, tile by tile, band by band, block by block, as engine 2 stores a
 stream's. Engine 2 (files from before engine 3) moves each
@@ -204,7 +206,8 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     (payload, code length in bits of the exact tables) per stream. ``adapt``: the engine's
     offsets (module docstring): 0 none, 1 log-scale offsets and 2 mixture offsets, each
     stream with its own, 3 mixture offsets each region of each tile with its own, 4 the
-    stream's mixture offsets and each region's corrections of them."""
+    stream's mixture offsets and each region's corrections of them, 5 the same, each
+    region's corrections stored as their changes from the region above's."""
     if sum(counts) != len(x):
         raise ValueError(f"stream sizes {counts} do not add up to {len(x)} tiles")
     x = _levels(x)
@@ -213,7 +216,8 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     eng = engine(model)
     bounds = np.cumsum([0, *counts]).tolist()
     adapt = int(adapt)
-    choose = {1: choose_scale_offsets, 2: choose_mixture_offsets, 4: choose_mixture_offsets}.get(adapt)
+    choose = {1: choose_scale_offsets, 2: choose_mixture_offsets, 4: choose_mixture_offsets,
+              5: choose_mixture_offsets}.get(adapt)
     regional = adapt >= 3
     M = model.config.components
     blocks = -(-W // REGION_WIDTH)
@@ -223,7 +227,7 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     chosen = [choose(eng, x[a:b]) if choose else None for a, b in zip(bounds[:-1], bounds[1:])]
     offsets = (np.repeat(np.stack([_offset_vector(eng, adapt, d) for d in chosen]), counts, axis=0)
                if choose else None)  # (n, P): each tile's moves of its raw parameters
-    base = np.repeat(np.stack(chosen), counts, axis=0) if adapt == 4 else None  # (n, C, 2, M): what regions correct
+    base = np.repeat(np.stack(chosen), counts, axis=0) if adapt >= 4 else None  # (n, C, 2, M): what regions correct
     bands = range(0, H, BAND)
     encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
     bits = np.zeros(n)
@@ -246,7 +250,7 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                     per_tile += offsets[g0:g1, None, :]
                 levels = x[g0:g1, :, r0:r1].transpose(0, 2, 3, 1).reshape(-1, C)
                 if regional:
-                    _fit_regions(eng, raw, levels, g0, g1, bi, r1 - r0, W, regions, above, threads, base)
+                    _fit_regions(eng, raw, levels, g0, g1, bi, r1 - r0, W, regions, above, threads, base, adapt)
                 per = max(1, TABLE_ROWS // (g * C))  # pixels whose tables a chunk builds
                 s0 = 0
                 while s0 < len(starts):  # chunks of whole lines
@@ -283,14 +287,15 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     out = []
     for a, b, d in zip(bounds[:-1], bounds[1:], chosen):
         parts = [e.finish() for i in range(a, b) for e in encs[i]]
-        head = (_offsets_header(2, d) + _corrections_header(regions[a:b], H, W) if adapt == 4
+        head = (_offsets_header(2, d) + _corrections_header(regions[a:b], H, W, adapt) if adapt >= 4
                 else _offsets_header(adapt, regions[a:b] if regional else d))
         out.append((head + join_parts(parts), float(bits[a:b].sum())))
     return out
 
 
 def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int, g1: int, band: int, rows: int,
-                 width: int, regions: np.ndarray, above: np.ndarray, threads: int, base: np.ndarray | None = None) -> None:
+                 width: int, regions: np.ndarray, above: np.ndarray, threads: int, base: np.ndarray | None = None,
+                 adapt: int = 4) -> None:
     """Engines 3 and 4: each region of band ``band`` of tiles g0..g1-1 (``rows`` rows of
     ``width`` columns, their raw parameters ``raw`` and ``levels`` row-major, tile after
     tile) its own mixture offsets, fitted by :func:`_fit_steps` on up to REGION_SAMPLES of
@@ -301,7 +306,9 @@ def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int,
     all. Engine 4: ``raw`` already moved by its stream's offsets ``base`` (n, C, 2, M), a
     region fits corrections of them, each channel's kept on its own, priced in the
     exp-Golomb bits that store them (:func:`_corrections_header`), and within OFFSET_STEPS
-    of 0 once added. Regions of fewer than REGION_MIN_PIXELS pixels keep none."""
+    of 0 once added. Engine 5 (``adapt``): as engine 4, but priced in the bits of their
+    changes from the corrections of the region above (:func:`_corrections_header`). Regions
+    of fewer than REGION_MIN_PIXELS pixels keep none."""
     M = eng.config.components
     cost = 8 * 2 * levels.shape[1] * M  # bits engine 3's offsets take in the stream
     view = raw.reshape(g1 - g0, rows, width, raw.shape[1])
@@ -323,9 +330,12 @@ def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int,
                                               REGION_EVALUATIONS if start.any() else None)
             keep = saved * size / len(place) > cost
         else:  # the stream's offsets are a warm start already
+            # engine 5 stores the changes from the corrections of the region above (none in a tile's first band)
+            ref = regions[i, band - 1, j] if adapt == 5 and band else np.zeros_like(regions[i, band, j])
+            orders = GOLOMB_ORDERS if adapt == 5 else (0, 0)
             steps, floats, _ = _fit_steps(eng, raw[place], levels[place], start, REGION_EVALUATIONS,
                                           span=(-OFFSET_STEPS - base[i], OFFSET_STEPS - base[i]),
-                                          price=lambda q: _golomb_bits(q) * len(place) / size)
+                                          price=lambda ch, q: _golomb_bits(q - ref[ch], orders) * len(place) / size)
             keep = steps.any()
         above[i, j] = floats
         if keep:
@@ -443,8 +453,8 @@ def _fit_steps(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, start: np.
     sample's code length (:func:`arcodec.codec.adapt.fit_offsets`, from ``start`` (C, 2 M)
     or zeros, with at most ``evaluations``), rounded to the grid (within ``span``, a pair of
     (C, 2, M) bounds, or OFFSET_STEPS either way), kept only when they make the sample's
-    float code length smaller by more than ``price(steps)`` bits (0 when not given) of the
-    channel's steps (2, M) (the surprise of the later channels follows the exact tables of
+    float code length smaller by more than ``price(channel, steps)`` bits (0 when not given)
+    of the channel's steps (2, M) (the surprise of the later channels follows the exact tables of
     the offsets kept)."""
     from arcodec.codec.adapt import FIT_EVALUATIONS, code_length_fast, fit_offsets
 
@@ -462,7 +472,7 @@ def _fit_steps(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, start: np.
         low, high = (-OFFSET_STEPS, OFFSET_STEPS) if span is None else (span[0][ch], span[1][ch])
         q = np.clip(np.round(floats[ch] / unit).reshape(2, M), low, high).astype(np.int64)
         before, after = (code_length_fast(o, *mixtures, levels[:, ch], K)[0] for o in (np.zeros(2 * M), q.ravel() * unit))
-        if (before - after) * k / np.log(2) > (price(q) if price else 0.0):
+        if (before - after) * k / np.log(2) > (price(ch, q) if price else 0.0):
             raw = raw.copy()
             raw[:, slice(*lay["logits"])] += q[0] * SCALE_UNIT
             raw[:, slice(*lay["log_scales"])] += q[1] * SCALE_UNIT
@@ -507,20 +517,27 @@ def _offsets_header(adapt: int, steps: np.ndarray | None) -> bytes:
 
 
 GOLOMB_ZEROS = 8  # the most leading zeros of a correction's exp-Golomb code: |step| <= 2 OFFSET_STEPS fits
+# engine 5's exp-Golomb orders of the logits' and the log scales' corrections (part of the format): a
+# region's logit corrections run larger (held-out photos: a mean |step| of 11 to 23, log scales' 4 to 10)
+GOLOMB_ORDERS = (2, 1)
 
 
-def _golomb(v: int) -> str:
-    """The signed exp-Golomb code of ``v`` (order 0 of its zigzag, 0 1 -1 2 -2 ...) as bits:
-    0 -> 1, 1 -> 010, -1 -> 011, 2 -> 00100, ..."""
-    z = v << 1 if v > 0 else (-v << 1) + 1  # the zigzag's place, plus 1
-    return "0" * (z.bit_length() - 1) + format(z, "b")
+def _golomb(v: int, order: int = 0) -> str:
+    """The signed exp-Golomb code of ``v`` of order ``order`` (of its zigzag z: 0 1 -1 2 -2
+    ... -> 0 1 2 3 4 ..., z + 2^order in binary after as many zeros as it has bits beyond
+    order + 1) as bits; order 0: 0 -> 1, 1 -> 010, -1 -> 011, 2 -> 00100, ..."""
+    z = ((v << 1) - 1 if v > 0 else -v << 1) + (1 << order)
+    return "0" * (z.bit_length() - 1 - order) + format(z, "b")
 
 
-def _golomb_bits(steps: np.ndarray) -> float:
-    """Bits that a channel's corrections ``steps`` take in engine 4's stream: its flag and
-    each step's exp-Golomb code."""
-    z = np.where(steps > 0, 2 * steps, 1 - 2 * steps).astype(np.int64)
-    return float(1 + (2 * np.floor(np.log2(z)) + 1).sum())
+def _golomb_bits(steps: np.ndarray, orders: tuple[int, int] = (0, 0)) -> float:
+    """Bits that a channel's corrections ``steps`` (2, M) take in a stream, the logits' at
+    exp-Golomb order ``orders[0]``, the log scales' at ``orders[1]``, and its flag."""
+    bits = 1.0
+    for part, order in zip(steps, orders):
+        z = np.where(part > 0, 2 * part - 1, -2 * part).astype(np.int64) + (1 << order)
+        bits += float((2 * np.floor(np.log2(z)) + 1 - order).sum())
+    return bits
 
 
 def _eligible(h: int, w: int) -> np.ndarray:
@@ -531,16 +548,23 @@ def _eligible(h: int, w: int) -> np.ndarray:
     return rows[:, None] * cols[None, :] >= REGION_MIN_PIXELS
 
 
-def _corrections_header(steps: np.ndarray, h: int, w: int) -> bytes:
-    """Engine 4's regional corrections (what follows the stream's offsets): for each region
-    of REGION_MIN_PIXELS pixels or more of each tile (tile by tile, band by band, block by
-    block), each channel's bit 0 (no correction) or 1 and its 2 M steps (``steps`` (tiles,
-    bands, blocks, C, 2, M)), logits then log scales, in signed exp-Golomb codes
-    (:func:`_golomb`); the bits most significant first, the last byte filled with zeros."""
+def _corrections_header(steps: np.ndarray, h: int, w: int, adapt: int = 4) -> bytes:
+    """The regional corrections of engines 4 and 5 (what follows the stream's offsets): for
+    each region of REGION_MIN_PIXELS pixels or more of each tile (tile by tile, band by band,
+    block by block), each channel's bit 0 or 1 and 2 M signed exp-Golomb codes
+    (:func:`_golomb`), logits then log scales (``steps`` (tiles, bands, blocks, C, 2, M): the
+    corrections). Engine 4: a bit 0 for no correction, or 1 and the corrections at order 0.
+    Engine 5: the changes from the corrections of the region above (none in a tile's first
+    band), a bit 0 for none, or 1 and the changes at GOLOMB_ORDERS. The bits most
+    significant first, the last byte filled with zeros."""
     out = []
+    orders = (0, 0) if adapt == 4 else GOLOMB_ORDERS
     for place in zip(*np.nonzero(np.broadcast_to(_eligible(h, w), steps.shape[:3]))):
-        for q in steps[place]:
-            out.append("1" + "".join(_golomb(int(v)) for v in q.ravel()) if q.any() else "0")
+        i, band, j = place
+        ref = steps[i, band - 1, j] if adapt == 5 and band else np.zeros_like(steps[place])
+        for q, r in zip(steps[place], ref):
+            out.append("1" + "".join(_golomb(int(v), order) for part, order in zip(q - r, orders) for v in part)
+                       if q.any() else "0")
     bits = "".join(out)
     if not bits:
         return b""
@@ -561,17 +585,18 @@ class _BitReader:
         self.bit += 1
         return (self.data[byte] >> (7 - (self.bit - 1 & 7))) & 1
 
-    def golomb(self) -> int:
-        """One signed exp-Golomb code (:func:`_golomb`)."""
+    def golomb(self, order: int = 0) -> int:
+        """One signed exp-Golomb code of order ``order`` (:func:`_golomb`)."""
         zeros = 0
         while not self.read():
             zeros += 1
             if zeros > GOLOMB_ZEROS:
                 raise FormatError("corrupt stream (a region's correction is out of range)")
         z = 1
-        for _ in range(zeros):
+        for _ in range(zeros + order):
             z = z << 1 | self.read()
-        return -(z >> 1) if z & 1 else z >> 1
+        z -= 1 << order  # the zigzag: 0 1 2 3 4 ... <- 0 1 -1 2 -2 ...
+        return (z + 1) >> 1 if z & 1 else -(z >> 1)
 
     def end(self) -> int:
         """The byte after the last bit read."""
@@ -581,7 +606,7 @@ class _BitReader:
 def _split_offsets(payload: bytes, adapt: int, channels: int, components: int, tiles: int = 1, h: int = 1,
                    w: int = 1) -> tuple[np.ndarray | None, bytes]:
     """(the stream's offsets as stored, or None for engine 0, the rest of its payload);
-    engine 3's, for ``tiles`` tiles of h x w, (tiles, bands, blocks, C, 2, M), and engine 4's
+    engine 3's, for ``tiles`` tiles of h x w, (tiles, bands, blocks, C, 2, M), and engines 4 and 5's
     the same, each region's the stream's and its corrections added; a clear error for a
     stream cut inside them, an unknown kind of offsets or offsets out of range."""
     if not adapt:
@@ -610,14 +635,19 @@ def _split_offsets(payload: bytes, adapt: int, channels: int, components: int, t
         steps, at = one(0)
         return steps, payload[at:]
     shape = (tiles, -(-h // BAND), -(-w // REGION_WIDTH))
-    if adapt == 4:  # the stream's offsets, then each region's corrections of them
+    if adapt >= 4:  # the stream's offsets, then each region's corrections of them
         stream, at = one(0)
-        steps = np.broadcast_to(stream, shape + stream.shape).copy()
+        corrections = np.zeros(shape + stream.shape, dtype=np.int64)
         bits = _BitReader(payload, at)
+        orders = (0, 0) if adapt == 4 else GOLOMB_ORDERS
         for place in zip(*np.nonzero(np.broadcast_to(_eligible(h, w), shape))):
+            i, band, j = place
             for ch in range(channels):
-                if bits.read():
-                    steps[place + (ch,)] += np.array([bits.golomb() for _ in range(2 * components)]).reshape(2, -1)
+                if bits.read():  # engine 5: changes from the region above's corrections
+                    ref = corrections[i, band - 1, j, ch] if adapt == 5 and band else 0
+                    corrections[place + (ch,)] = ref + np.array([[bits.golomb(order) for _ in range(components)]
+                                                                 for order in orders])
+        steps = stream + corrections
         if np.abs(steps).max(initial=0) > OFFSET_STEPS:
             raise FormatError(f"corrupt stream (a region's offsets move more than {OFFSET_STEPS} steps)")
         return steps, payload[bits.end():]
@@ -701,8 +731,8 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     bytes a sub-pixel held in all: the levels and the model's float32 input grid). ``naive``
     is accepted for the codec's interface (there is no other decoder to compare with).
     ``adapt``: the engine's offsets at the start of each payload (1: log-scale offsets, 2:
-    mixture offsets, 3: mixture offsets of each region, 4: a stream's mixture offsets and
-    its regions' corrections; see :func:`encode_streams`)."""
+    mixture offsets, 3: mixture offsets of each region, 4 and 5: a stream's mixture offsets
+    and its regions' corrections; see :func:`encode_streams`)."""
     n = sum(counts)
     hz = model.horizon
     slope = hz + 1
@@ -809,7 +839,8 @@ def room(model, payload: bytes, tiles: int, channels: int, h: int, w: int, adapt
 # local models see across tiles' borders only inside a tile, so they take whole images (up to
 # 4096 a side) when the caller names no tile side; engine 0 decodes the files from before
 # the scale offsets, engine 1 those from before the mixture offsets, engine 2 those from
-# before the regions' offsets, engine 3 those from before the regions' corrections
-for _engine in (0, 1, 2, 3, 4):
+# before the regions' offsets, engine 3 those from before the regions' corrections, engine 4
+# those from before the corrections were coded from the region above's
+for _engine in (0, 1, 2, 3, 4, 5):
     register_coder("wavefront", partial(encode_streams, adapt=_engine), partial(decode_streams, adapt=_engine),
                    scan=SCAN_WAVEFRONT, tile=4096, room=partial(room, adapt=_engine), engine=_engine)
