@@ -56,6 +56,7 @@ CASES = {
     "photo-rgb-v5": (_photo, "photo-rgb-v5"),  # superseded (id 15)
     "photo-rgb-v6": (_photo, "photo-rgb-v6"),  # superseded (id 16)
     "photo-rgb-v7": (_photo, "photo-rgb-v7"),  # superseded (id 17)
+    "photo-rgb-v8": (_photo, "photo-rgb-v8"),  # superseded (id 18)
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
@@ -116,11 +117,11 @@ def test_files_of_an_earlier_engine_still_decode():
     data = (GOLDEN / "photo-rgb-engine2.arc").read_bytes()
     assert container.read(data)[0].engine == 2
     assert np.array_equal(arcodec.decompress(data), _photo())
-    # photo-rgb's file (id 18) from before the regions' corrections (wavefront engine 3)
+    # photo-rgb's file (id 18, now photo-rgb-v8) from before the regions' corrections (wavefront engine 3)
     data = (GOLDEN / "photo-rgb-engine3.arc").read_bytes()
     assert container.read(data)[0].engine == 3
     assert np.array_equal(arcodec.decompress(data), _photo())
-    # photo-rgb's file (id 18) from before the corrections were coded from the region above's (wavefront engine 4)
+    # photo-rgb's file (id 18, now photo-rgb-v8) from before the corrections were coded from the region above's (wavefront engine 4)
     data = (GOLDEN / "photo-rgb-engine4.arc").read_bytes()
     assert container.read(data)[0].engine == 4 and container.read((GOLDEN / "photo-rgb.arc").read_bytes())[0].engine == 5
     assert np.array_equal(arcodec.decompress(data), _photo())
@@ -145,7 +146,7 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
     old = [c for c in cards() if c.get("superseded_by")]
     assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1", "photo-rgb-v2",
                                         "mnist-gated-v2", "photo-rgb-v3", "photo-rgb-v4", "photo-rgb-v5",
-                                        "photo-rgb-v6", "photo-rgb-v7"]
+                                        "photo-rgb-v6", "photo-rgb-v7", "photo-rgb-v8"]
     assert not any("applies" in c for c in old)
     for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5), ("photo-rgb-v2", "photo-rgb", _photo(), 7),
                                      ("photo-rgb-v3", "photo-rgb", _photo(), 13),
@@ -153,6 +154,7 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
                                      ("photo-rgb-v5", "photo-rgb", _photo(), 15),
                                      ("photo-rgb-v6", "photo-rgb", _photo(), 16),
                                      ("photo-rgb-v7", "photo-rgb", _photo(), 17),
+                                     ("photo-rgb-v8", "photo-rgb", _photo(), 18),
                                      ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2),
                                      ("mnist-gated-v1", "mnist-gated", _digit(), 1),
                                      ("mnist-gated-v2", "mnist-gated", _digit(), 11)):
