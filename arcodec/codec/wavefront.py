@@ -296,7 +296,7 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
 def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int, g1: int, band: int, rows: int,
                  width: int, regions: np.ndarray, above: np.ndarray, threads: int, base: np.ndarray | None = None,
                  adapt: int = 4) -> None:
-    """Engines 3 and 4: each region of band ``band`` of tiles g0..g1-1 (``rows`` rows of
+    """Engines 3 to 5: each region of band ``band`` of tiles g0..g1-1 (``rows`` rows of
     ``width`` columns, their raw parameters ``raw`` and ``levels`` row-major, tile after
     tile) its own mixture offsets, fitted by :func:`_fit_steps` on up to REGION_SAMPLES of
     its pixels (a draw seeded by the region's place in its tile) from the float offsets of
