@@ -224,6 +224,12 @@ def test_scale_offsets_follow_the_models_scales(monkeypatch):
         wf.decode_streams(m, [adapted[0][:2]], [1], 3, 9, 12, adapt=True)
 
 
+def stream_offsets(payload: bytes, components: int) -> np.ndarray:
+    """The stream's mixture offsets (3, 2, M) that a colour payload of engine 2, 4 or 5 starts
+    with (after its byte 1)."""
+    return np.frombuffer(payload[1: 1 + 6 * components], dtype=np.int8).astype(np.int64).reshape(3, 2, components)
+
+
 def moved_mixtures():
     """A tiny colour model whose mixtures were moved (one component's logit up, every log
     scale down), in the exact engine: what offsets have to undo."""
@@ -562,7 +568,7 @@ def test_regions_code_their_corrections_from_the_region_above(monkeypatch):
     enc, dec = {}, {}
     five = wf.encode_streams(m, x, [1], on_table=record(enc), adapt=5)[0][0]
     assert len(five) < len(four) < len(two) and five[: 1 + size] == two[: 1 + size]
-    stream = np.frombuffer(five[1: 1 + size], dtype=np.int8).astype(np.int64).reshape(3, 2, M)
+    stream = stream_offsets(five, M)
     steps, rest = wf._split_offsets(five, 5, 3, M, 1, h, w)
     fixes = steps - stream  # (1, 2 bands, 3 blocks, 3, 2, M)
     assert fixes[0, 1].any() and five[1 + size: len(five) - len(rest)] == wf._corrections_header(fixes, h, w, 5)
@@ -614,7 +620,7 @@ def test_regions_correct_the_streams_offsets_and_decode(monkeypatch):
     four = wf.encode_streams(m, x, [1], on_table=record(enc), adapt=4)[0][0]
     assert len(four) < len(three) and len(four) < len(two)
     assert four[: 1 + size] == two[: 1 + size] and four[0] == 1  # the stream's offsets, as engine 2's
-    stream = np.frombuffer(four[1: 1 + size], dtype=np.int8).astype(np.int64).reshape(3, 2, M)
+    stream = stream_offsets(four, M)
     steps, rest = wf._split_offsets(four, 4, 3, M, 1, h, w)
     assert steps.shape == (1, 1, 3, 3, 2, M)
     fixes = steps - stream

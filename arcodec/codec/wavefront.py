@@ -332,7 +332,7 @@ def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int,
         else:  # the stream's offsets are a warm start already
             # engine 5 stores the changes from the corrections of the region above (none in a tile's first band)
             ref = regions[i, band - 1, j] if adapt == 5 and band else np.zeros_like(regions[i, band, j])
-            orders = GOLOMB_ORDERS if adapt == 5 else (0, 0)
+            orders = _golomb_orders(adapt)
             steps, floats, _ = _fit_steps(eng, raw[place], levels[place], start, REGION_EVALUATIONS,
                                           span=(-OFFSET_STEPS - base[i], OFFSET_STEPS - base[i]),
                                           price=lambda ch, q: _golomb_bits(q - ref[ch], orders) * len(place) / size)
@@ -522,6 +522,12 @@ GOLOMB_ZEROS = 8  # the most leading zeros of a correction's exp-Golomb code: |s
 GOLOMB_ORDERS = (2, 1)
 
 
+def _golomb_orders(adapt: int) -> tuple[int, int]:
+    """The exp-Golomb orders of engine ``adapt``'s corrections (logits, log scales): 0 for
+    engine 4, GOLOMB_ORDERS for engine 5."""
+    return GOLOMB_ORDERS if adapt == 5 else (0, 0)
+
+
 def _golomb(v: int, order: int = 0) -> str:
     """The signed exp-Golomb code of ``v`` of order ``order`` (of its zigzag z: 0 1 -1 2 -2
     ... -> 0 1 2 3 4 ..., z + 2^order in binary after as many zeros as it has bits beyond
@@ -558,7 +564,7 @@ def _corrections_header(steps: np.ndarray, h: int, w: int, adapt: int = 4) -> by
     band), a bit 0 for none, or 1 and the changes at GOLOMB_ORDERS. The bits most
     significant first, the last byte filled with zeros."""
     out = []
-    orders = (0, 0) if adapt == 4 else GOLOMB_ORDERS
+    orders = _golomb_orders(adapt)
     for place in zip(*np.nonzero(np.broadcast_to(_eligible(h, w), steps.shape[:3]))):
         i, band, j = place
         ref = steps[i, band - 1, j] if adapt == 5 and band else np.zeros_like(steps[place])
@@ -639,7 +645,7 @@ def _split_offsets(payload: bytes, adapt: int, channels: int, components: int, t
         stream, at = one(0)
         corrections = np.zeros(shape + stream.shape, dtype=np.int64)
         bits = _BitReader(payload, at)
-        orders = (0, 0) if adapt == 4 else GOLOMB_ORDERS
+        orders = _golomb_orders(adapt)
         for place in zip(*np.nonzero(np.broadcast_to(_eligible(h, w), shape))):
             i, band, j = place
             for ch in range(channels):
