@@ -174,6 +174,7 @@ def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatc
         kernel = mixture._KERNEL[:]
         mixture._KERNEL[:] = [None]  # the numpy references
         monkeypatch.setattr(engine_module, "_COUPLE", [None])
+        monkeypatch.setattr(engine_module, "_KERNELS", {False: None, True: None})
         try:
             got = decode_streams(m, [out[0][0]], [2], 3, wf.BAND + 6, 4, on_table=record(dec))
         finally:
@@ -350,6 +351,34 @@ def test_engine_parameters_from_windows_equal_the_full_pass_in_any_precision():
     for layer in [eng.first, eng.head, *[l for b in eng.blocks for l in b]]:  # exact in the product's type
         bound = np.abs(layer.wt).sum(0).max() * (255 if layer is eng.first else ACT_MAX)
         assert bound < (2**24 if layer.dtype == np.float32 else 2**53)
+
+
+def test_fused_requantisation_equals_numpys_steps(monkeypatch):
+    """The compiled requantisation (one pass: + bias, times the multiplier, rounded half up,
+    clamped; a residual block's sum too) gives numpy's integers: on halves, where rounding
+    half up decides, and through the shipped photo model's whole network on a photo-like
+    image, element for element."""
+    from arcodec.zoo import load_model
+
+    layer = engine_module.IntLayer(np.eye(4), np.zeros(4), 1.0, 1.0, 10, -3, 3)
+    layer.wt, layer.mul = np.eye(4), np.full(4, 0.5)  # identity weights, multiplier 0.5
+    acc = np.arange(-9.0, 11.0).reshape(5, 4)  # odd sums land on halves
+    want = np.clip(np.floor(acc * 0.5 + 0.5), -3, 3)
+    assert np.array_equal(layer.requantize(acc.copy()), want)
+    t = np.full((5, 4), 2.0)
+    layer.lo = layer.hi = None
+    x = np.eye(4)[[0, 1, 2, 3, 0]] * np.array([5, -5, 7, -7, 1])[:, None]  # 2.5, -2.5, 3.5, -3.5, 0.5
+    assert np.array_equal(layer.add_into(t, x, 0, 6), [[5, 2, 2, 2], [2, 0, 2, 2], [2, 2, 6, 2], [2, 2, 2, 0],
+                                                      [3, 2, 2, 2]])  # 2 + 3, 2 - 2, 2 + 4, 2 - 3 -> 0, 2 + 1
+    eng = LocalEngine(load_model("photo-rgb").net)
+    yy, xx = np.mgrid[0:12, 0:40]
+    rng = np.random.default_rng(0)
+    x = np.stack([(yy * 9 + xx * 5 + c * 40) % 256 for c in range(3)])[None] + rng.integers(-6, 7, (1, 3, 12, 40))
+    x = np.clip(x, 0, 255)
+    fast = eng.params(x, 0, 12)
+    assert engine_module._KERNELS[False] is not None and engine_module._KERNELS[True] is not None
+    monkeypatch.setattr(engine_module, "_KERNELS", {False: None, True: None})
+    assert np.array_equal(eng.params(x, 0, 12), fast)
 
 
 def test_float32_products_are_exact_when_the_sums_stay_below_2_24(monkeypatch):

@@ -18,7 +18,9 @@ model (:class:`LocalWeights`), in the manner of integer-only inference (Jacob et
 * requantisation: (acc + bias_q) * M_c, rounded half up, clamped (ReLU and saturation):
   elementwise arithmetic in the product's type with constants computed once from the
   weights, the same IEEE result everywhere (no reduction, so no order to depend on); the
-  residual sum is an integer addition;
+  residual sum is an integer addition. With numba the float64 layers requantise (and add
+  a block's residual) in one compiled pass of the same IEEE operations, numpy's steps
+  without it: the same integers, tested element for element;
 * the head's raw parameters come out as integers on the 2**-12 grid; the colour coupling
   is integer arithmetic too (:meth:`LocalEngine.channel_params`), and
   :mod:`arcodec.codec.mixture` turns the result into the coder's frequency tables;
@@ -139,6 +141,11 @@ class IntLayer:
         if self.tensors:
             y = acc.add_(self.bias).mul_(self.mul).add_(0.5).floor_()
             return y if self.lo is None else y.clamp_(self.lo, self.hi)
+        kernel = _fused(acc)
+        if kernel is not None:  # the same IEEE steps in one pass over acc
+            kernel(acc, self.bias, self.mul, -np.inf if self.lo is None else self.lo,
+                   np.inf if self.hi is None else self.hi)
+            return acc
         acc += self.bias
         acc *= self.mul
         acc += 0.5
@@ -148,6 +155,49 @@ class IntLayer:
     def __call__(self, x):
         """x (N, in) integer-valued -> (N, out) integers (in the layer's type)."""
         return self.requantize(self.accumulate(x))
+
+    def add_into(self, t, x, lo: int, hi: int):
+        """t += self(x), clamped to [lo, hi], in place: a residual block's sum (an integer
+        addition). Numpy layers without clamps of their own only."""
+        acc = self.accumulate(x)
+        kernel = _fused(acc, residual=True)
+        if kernel is not None and t.dtype == acc.dtype and t.flags.c_contiguous and self.lo is None:
+            kernel(acc, self.bias, self.mul, t, lo, hi)
+            return t
+        t += self.requantize(acc)
+        return np.clip(t, lo, hi, out=t)
+
+
+def _requantize(acc, bias, mul, lo, hi):
+    """The kernel of :meth:`IntLayer.requantize` (float64): acc[i, j] = clamp(floor((acc[i, j]
+    + bias[j]) * mul[j] + 0.5), lo, hi), each step one IEEE operation as numpy's (numba
+    contracts nothing into a fused multiply-add without fastmath)."""
+    n, m = acc.shape
+    for i in range(n):
+        for j in range(m):
+            acc[i, j] = min(max(np.floor((acc[i, j] + bias[j]) * mul[j] + 0.5), lo), hi)
+
+
+def _requantize_add(acc, bias, mul, t, lo, hi):
+    """The kernel of :meth:`IntLayer.add_into` (float64): t[i, j] = clamp(t[i, j] + floor((acc[i, j]
+    + bias[j]) * mul[j] + 0.5), lo, hi)."""
+    n, m = acc.shape
+    for i in range(n):
+        for j in range(m):
+            t[i, j] = min(max(t[i, j] + np.floor((acc[i, j] + bias[j]) * mul[j] + 0.5), lo), hi)
+
+
+_KERNELS: dict = {}
+
+
+def _fused(acc, residual: bool = False):
+    """The compiled requantisation kernel for ``acc`` (float64, C-contiguous, 2-D), or None
+    (another type or layout, or no numba): the caller runs numpy's steps."""
+    if not (isinstance(acc, np.ndarray) and acc.dtype == np.float64 and acc.ndim == 2 and acc.flags.c_contiguous):
+        return None
+    if residual not in _KERNELS:
+        _KERNELS[residual] = compile_kernel(_requantize_add if residual else _requantize)
+    return _KERNELS[residual]
 
 
 class JointLayer(IntLayer):
@@ -281,8 +331,7 @@ class LocalEngine:
         """Windows flattened (N, C (h+1) (2h+1)) of input units -> raw parameters (N, P) int64."""
         t = self.first(cols)
         for inner, outer in self.blocks:
-            t += outer(inner(t))
-            np.clip(t, 0, ACT_MAX, out=t)
+            outer.add_into(t, inner(t), 0, ACT_MAX)
         return self.head(t).astype(np.int64)
 
     def input_units(self, x: np.ndarray) -> np.ndarray:
