@@ -174,7 +174,7 @@ def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatc
         kernel = mixture._KERNEL[:]
         mixture._KERNEL[:] = [None]  # the numpy references
         monkeypatch.setattr(engine_module, "_COUPLE", [None])
-        monkeypatch.setattr(engine_module, "_KERNELS", {False: None, True: None})
+        monkeypatch.setattr(engine_module, "_KERNEL", [None])
         try:
             got = decode_streams(m, [out[0][0]], [2], 3, wf.BAND + 6, 4, on_table=record(dec))
         finally:
@@ -376,8 +376,8 @@ def test_fused_requantisation_equals_numpys_steps(monkeypatch):
     x = np.stack([(yy * 9 + xx * 5 + c * 40) % 256 for c in range(3)])[None] + rng.integers(-6, 7, (1, 3, 12, 40))
     x = np.clip(x, 0, 255)
     fast = eng.params(x, 0, 12)
-    assert engine_module._KERNELS[False] is not None and engine_module._KERNELS[True] is not None
-    monkeypatch.setattr(engine_module, "_KERNELS", {False: None, True: None})
+    assert engine_module._KERNEL[0] is not None
+    monkeypatch.setattr(engine_module, "_KERNEL", [None])
     assert np.array_equal(eng.params(x, 0, 12), fast)
 
 

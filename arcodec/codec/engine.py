@@ -144,7 +144,7 @@ class IntLayer:
         kernel = _fused(acc)
         if kernel is not None:  # the same IEEE steps in one pass over acc
             kernel(acc, self.bias, self.mul, -np.inf if self.lo is None else self.lo,
-                   np.inf if self.hi is None else self.hi)
+                   np.inf if self.hi is None else self.hi, acc, False)
             return acc
         acc += self.bias
         acc *= self.mul
@@ -160,44 +160,39 @@ class IntLayer:
         """t += self(x), clamped to [lo, hi], in place: a residual block's sum (an integer
         addition). Numpy layers without clamps of their own only."""
         acc = self.accumulate(x)
-        kernel = _fused(acc, residual=True)
+        kernel = _fused(acc)
         if kernel is not None and t.dtype == acc.dtype and t.flags.c_contiguous and self.lo is None:
-            kernel(acc, self.bias, self.mul, t, lo, hi)
+            kernel(acc, self.bias, self.mul, lo, hi, t, True)
             return t
         t += self.requantize(acc)
         return np.clip(t, lo, hi, out=t)
 
 
-def _requantize(acc, bias, mul, lo, hi):
-    """The kernel of :meth:`IntLayer.requantize` (float64): acc[i, j] = clamp(floor((acc[i, j]
-    + bias[j]) * mul[j] + 0.5), lo, hi), each step one IEEE operation as numpy's (numba
+def _requantize(acc, bias, mul, lo, hi, t, add):
+    """The kernel of :meth:`IntLayer.requantize` and :meth:`IntLayer.add_into` (float64):
+    t[i, j] = clamp(floor((acc[i, j] + bias[j]) * mul[j] + 0.5), plus t[i, j] with ``add``,
+    lo, hi) (``t`` may be ``acc`` itself); each step one IEEE operation as numpy's (numba
     contracts nothing into a fused multiply-add without fastmath)."""
     n, m = acc.shape
     for i in range(n):
         for j in range(m):
-            acc[i, j] = min(max(np.floor((acc[i, j] + bias[j]) * mul[j] + 0.5), lo), hi)
+            y = np.floor((acc[i, j] + bias[j]) * mul[j] + 0.5)
+            if add:
+                y += t[i, j]  # integers below 2**53: exact
+            t[i, j] = min(max(y, lo), hi)
 
 
-def _requantize_add(acc, bias, mul, t, lo, hi):
-    """The kernel of :meth:`IntLayer.add_into` (float64): t[i, j] = clamp(t[i, j] + floor((acc[i, j]
-    + bias[j]) * mul[j] + 0.5), lo, hi)."""
-    n, m = acc.shape
-    for i in range(n):
-        for j in range(m):
-            t[i, j] = min(max(t[i, j] + np.floor((acc[i, j] + bias[j]) * mul[j] + 0.5), lo), hi)
+_KERNEL: list = []
 
 
-_KERNELS: dict = {}
-
-
-def _fused(acc, residual: bool = False):
+def _fused(acc):
     """The compiled requantisation kernel for ``acc`` (float64, C-contiguous, 2-D), or None
     (another type or layout, or no numba): the caller runs numpy's steps."""
     if not (isinstance(acc, np.ndarray) and acc.dtype == np.float64 and acc.ndim == 2 and acc.flags.c_contiguous):
         return None
-    if residual not in _KERNELS:
-        _KERNELS[residual] = compile_kernel(_requantize_add if residual else _requantize)
-    return _KERNELS[residual]
+    if not _KERNEL:
+        _KERNEL.append(compile_kernel(_requantize))
+    return _KERNEL[0]
 
 
 class JointLayer(IntLayer):
