@@ -504,6 +504,41 @@ def test_surprise_in_integers_follows_the_float_model_and_the_kernel_equals_nump
         eng.channel_params(raw, prev, 1)
 
 
+def test_channel_heads_grow_from_a_model_without_them_and_move_only_the_later_channels():
+    """Heads added to a trained model: its bits to the bit; heads that learnt something move
+    G and B (and B through G's code length), never R; causal; enlarging a model's heads is
+    refused (their inputs sit per channel in the trunk's outputs); the integer engine
+    refuses them with one line (it does not code them yet)."""
+    from arcodec.errors import ModelError
+    from arcodec.training.train import load_grown
+
+    base = tiny(3, surprise=True)
+    grown = build_model("local-photo", make_config("local-photo", {**TINY, "surprise": True, "channel_head": 4}))
+    load_grown(grown, base.state_dict())
+    x = torch.randint(0, 256, (2, 3, 9, 10))
+    with torch.no_grad():
+        assert torch.equal(grown.objective(x)[1], base.objective(x)[1])
+        assert torch.equal(grown(x), base(x))
+    grown.objective(x)[0].backward()
+    assert float(grown.head_out.grad.abs().max()) > 0  # the zeros learn
+    with torch.no_grad():
+        grown.head_out.normal_()
+        moved = (grown.objective(x)[1] - base.objective(x)[1]).abs().flatten(2).amax(2)  # (B, C)
+        assert (moved[:, 0] == 0).all() and (moved[:, 1:] > 1e-3).all()
+        y = x.clone()
+        y[:, 1, -1, 6] = 255 - y[:, 1, -1, 6]  # the objective's last pixel's G: its B's head reads it, its R not
+        changed = (grown.objective(y)[1] - grown.objective(x)[1])[:, :, -1, -1].abs()  # (B, C)
+        assert (changed[:, 0] == 0).all() and (changed[:, 2] > 1e-3).all()
+    assert causality.violations(grown) == []
+    wider = build_model("local-photo", make_config("local-photo", {**TINY, "surprise": True, "channel_head": 6}))
+    with pytest.raises(Exception, match="added to a model without them, not enlarged"):
+        load_grown(wider, grown.state_dict())
+    with pytest.raises(ModelError, match="does not code a local-photo model with channel heads"):
+        LocalEngine(grown)
+    with pytest.raises(ValueError, match="0 for one channel"):
+        make_config("local-photo", {**TINY, "channels": 1, "channel_head": 4})
+
+
 def test_fine_tuning_may_switch_the_surprise_on_and_enlarge_and_nothing_else(tmp_path):
     from arcodec.errors import ArcodecError
     from arcodec.training.train import _fine_tuned
@@ -514,8 +549,10 @@ def test_fine_tuning_may_switch_the_surprise_on_and_enlarge_and_nothing_else(tmp
     assert cfg.arch == "local-photo" and config["surprise"] is True and "surprise_gain" not in state
     cfg, config, state = _fine_tuned(TrainConfig(arch="", init=str(path)), {"hidden": 16, "blocks": 2})
     assert (config["hidden"], config["blocks"], config["surprise"]) == (16, 2, False)
+    cfg, config, state = _fine_tuned(TrainConfig(arch="", init=str(path)), {"channel_head": 8})
+    assert (config["channel_head"], config["hidden"]) == (8, 12)
     with pytest.raises(ArcodecError, match=r"cannot set hidden=8 \(it has 12\) \(fine-tuning may switch on "
-                                           r"surprise or enlarge hidden, blocks\)"):
+                                           r"surprise or enlarge hidden, blocks, channel_head\)"):
         _fine_tuned(TrainConfig(arch="", init=str(path)), {"hidden": 8, "surprise": True})
     with pytest.raises(ArcodecError, match=r"cannot set components=4 \(it has 3\)"):
         _fine_tuned(TrainConfig(arch="", init=str(path)), {"components": 4})

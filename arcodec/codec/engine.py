@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from arcodec import fixed
+from arcodec.errors import ModelError
 from arcodec.codec.mixture import TABLE_BITS, compile_kernel, frequencies
 from arcodec.models.local_layout import (SURPRISE_CENTRE, SURPRISE_MAX, LocalPhotoConfig, head_layout, n_params,
                                         pairs)
@@ -276,6 +277,9 @@ class LocalEngine:
     def __init__(self, model):
         w = model if isinstance(model, LocalWeights) else LocalWeights.of(model)
         cfg = w.config
+        if cfg.channel_head:
+            raise ModelError("the integer engine does not code a local-photo model with channel heads "
+                             f"(channel_head={cfg.channel_head}) yet: it trains and evaluates in float only")
         st = w.state
         self.config = cfg
         self.horizon = cfg.horizon

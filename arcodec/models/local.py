@@ -10,9 +10,14 @@ coupled linearly: the mean of G moves with the pixel's R, the mean of B with its
 follows how surprising the pixel's earlier channels were: the code length u = -ln p of each
 earlier channel's level (clamped to [0, 16] nats) moves every component's logit and log
 scale by a learnt gain times (u - 2.5). Where R was a surprise (an edge, texture) G and B
-take their broad components; where it was predictable, their narrow ones. The whole trunk
-runs once per pixel; only the coupling and the surprise differ between the channels of a
-pixel.
+take their broad components; where it was predictable, their narrow ones. With
+``channel_head`` (k units), every channel after the first has a small head of its own on the
+pixel's earlier channels: k units, ReLU of the trunk's k outputs for that channel plus a
+learnt mix of the earlier channels' scaled levels and their centred code lengths (u - 2.5) /
+4, whose mix moves the channel's logits, means and log scales (all 3 M); its output weights
+start at zero, so a model grown with it starts as the one it grew from. The whole trunk runs
+once per pixel; only the coupling, the surprise and the channel heads differ between the
+channels of a pixel.
 
 Because the window is small and the network is fully convolutional, the model codes any
 image size, and a decoder can decode every pixel on a wavefront t = c + (h+1) r at once
@@ -47,6 +52,9 @@ from arcodec.models.local_layout import (SURPRISE_CENTRE, SURPRISE_MAX, LocalPho
 from arcodec.registry import register_model
 
 
+HEAD_U_SCALE = 0.25  # the channel heads read code lengths (nats) as (u - SURPRISE_CENTRE) / 4
+
+
 def scale_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
     """Integer levels -> [-1, 1] (float32 for training)."""
     return x.float() * (2.0 / (levels - 1)) - 1.0
@@ -61,7 +69,7 @@ class LocalPhotoModel(ExactModule):
     # that start at zero, so the grown model starts as the model it grew from
     growable = ("surprise",)
     # sizes that fine-tuning may enlarge: the model starts as the smaller one (grow_from)
-    enlargeable = ("hidden", "blocks")
+    enlargeable = ("hidden", "blocks", "channel_head")
 
     def __init__(self, config: LocalPhotoConfig):
         super().__init__()
@@ -82,6 +90,16 @@ class LocalPhotoModel(ExactModule):
             self.surprise_gain = nn.Parameter(torch.zeros(2, len(self.pairs), m))
         else:
             self.surprise_gain = None
+        if config.channel_head:
+            # each later channel's head: its k units' weights on the earlier channels' levels
+            # and code lengths (features 0..C-2: levels, C-1..2C-3: code lengths), and the
+            # units' weights (zero: the heads change nothing) and biases on the 3 M parameters
+            f = 2 * (c - 1)
+            self.head_in = nn.Parameter(torch.randn(c - 1, config.channel_head, f) / math.sqrt(f))
+            self.head_out = nn.Parameter(torch.zeros(c - 1, config.channel_head, 3 * m))
+            self.head_bias = nn.Parameter(torch.zeros(c - 1, 3 * m))
+        else:
+            self.head_in = self.head_out = self.head_bias = None
         # largest residual-stream and inner activations on training images (the integer
         # engine's scales, set by calibrate(); 0: not calibrated)
         self.register_buffer("act_max", torch.zeros(1 + config.blocks))
@@ -129,7 +147,7 @@ class LocalPhotoModel(ExactModule):
         p = raw[:, : c * 3 * m].reshape(b, c, 3, m, hh, ww).permute(0, 2, 3, 1, 4, 5)  # (B, 3, M, C, H, W)
         pi, mu, log_s = p[:, 0], p[:, 1], p[:, 2]
         if self.pairs:
-            coef = torch.tanh(raw[:, c * 3 * m:].reshape(b, len(self.pairs), m, hh, ww))
+            coef = torch.tanh(raw[:, c * 3 * m: (c * 3 + len(self.pairs)) * m].reshape(b, len(self.pairs), m, hh, ww))
             xs = scale_levels(x, cfg.levels)
             shift = [torch.zeros_like(mu[:, :, 0]) for _ in range(c)]
             for k, (ch, prev) in enumerate(self.pairs):
@@ -159,21 +177,40 @@ class LocalPhotoModel(ExactModule):
         mixture (float path; channel by channel, since a channel's mixture may depend on the
         earlier channels' ln p)."""
         pi, mu, log_s = self.split(raw, x)
-        pis, scales, logps = [], [], []
+        pis, means, scales, logps = [], [], [], []
         for ch in range(self.config.channels):
-            p, s = pi[:, :, ch], log_s[:, :, ch]
+            p, m, s = pi[:, :, ch], mu[:, :, ch], log_s[:, :, ch]
             if self.surprise_gain is not None:
                 for k, (c, prev) in enumerate(self.pairs):
                     if c == ch:
                         u = ((-logps[prev]).clamp(0.0, SURPRISE_MAX) - SURPRISE_CENTRE).unsqueeze(1)
                         p = p + self.surprise_gain[0, k].view(1, -1, 1, 1) * u
                         s = s + self.surprise_gain[1, k].view(1, -1, 1, 1) * u
-            comp = self._component_log_probs(mu[:, :, ch], s, x[:, ch])
+            if self.head_in is not None and ch:
+                d = self._channel_head(raw, x, logps, ch)
+                M = self.config.components
+                p, m, s = p + d[:, :M], m + d[:, M: 2 * M], s + d[:, 2 * M:]
+            comp = self._component_log_probs(m, s, x[:, ch])
             logp = torch.logsumexp(F.log_softmax(p, dim=1) + comp, dim=1)
             logps.append(self._floored(logp))
             pis.append(p)
+            means.append(m)
             scales.append(s)
-        return torch.stack(pis, 2), mu, torch.stack(scales, 2), torch.stack(logps, 1)
+        return torch.stack(pis, 2), torch.stack(means, 2), torch.stack(scales, 2), torch.stack(logps, 1)
+
+    def _channel_head(self, raw: torch.Tensor, x: torch.Tensor, logps: list, ch: int) -> torch.Tensor:
+        """What channel ``ch``'s own head adds to its logits, means and log scales (B, 3 M,
+        H, W): ReLU of its trunk inputs plus its mix of the earlier channels' scaled levels
+        of x and their centred code lengths (from ``logps``, theirs), through its output
+        weights."""
+        c = self.config.channels
+        a, b = self.head_layout()[ch]["head"]
+        levels = scale_levels(x[:, :ch], self.config.levels)
+        u = torch.stack([(-q).clamp(0.0, SURPRISE_MAX) for q in logps[:ch]], 1)
+        feats = torch.cat([levels, (u - SURPRISE_CENTRE) * HEAD_U_SCALE], 1)  # (B, 2 ch, H, W)
+        w_in = self.head_in[ch - 1][:, list(range(ch)) + list(range(c - 1, c - 1 + ch))]  # (k, 2 ch)
+        g = F.relu(raw[:, a:b] + torch.einsum("bfhw,kf->bkhw", feats, w_in))
+        return torch.einsum("bkhw,kp->bphw", g, self.head_out[ch - 1]) + self.head_bias[ch - 1].view(1, -1, 1, 1)
 
     def log_prob_at(self, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """ln p(x) (B, C, H, W) of every sub-pixel under its floored mixture (float path)."""
@@ -203,7 +240,7 @@ class LocalPhotoModel(ExactModule):
         if self.exact:
             raise ModelError("local-photo has no exact-mode forward pass: the codec codes it through its "
                              "integer engine (arcodec.codec.engine); tools that sample or query need a raster model")
-        if self.surprise_gain is not None:
+        if self.surprise_gain is not None or self.head_in is not None:
             pi, mu, log_s, _ = self.mixtures(raw, x)
         else:
             pi, mu, log_s = self.split(raw, x)
@@ -218,25 +255,29 @@ class LocalPhotoModel(ExactModule):
     @torch.no_grad()
     def grow_from(self, state: dict) -> None:
         """Start from the weights ``state`` of a smaller model of this architecture (fewer
-        hidden channels or blocks, or no surprise): every old tensor goes into the leading
+        hidden channels, blocks or channel-head units, or no surprise): every old tensor goes into the leading
         corner of its new one, and the new parts are set so that this model computes exactly
         what the smaller one did. New hidden channels reach no old unit and no output (those
         weights zero), a new block adds zero to the residual stream (its second convolution
-        zero), the surprise gains start at zero. The new units' own weights keep their random
+        zero), the surprise gains and the new channel-head units' outputs start at zero. The new units' own weights keep their random
         start, so they learn. When the network grew, the engine's scales (``act_max``) are
         reset (training calibrates them at every validation). Weights of the same size load as they are."""
         own = self.state_dict()
         extra = sorted(set(state) - set(own))
         if extra:
             raise ModelError(f"the smaller model's weights do not fit: {', '.join(extra[:4])}")
+        if "head_in" in state and state["head_in"].shape != own["head_in"].shape:
+            raise ModelError(f"channel heads are added to a model without them, not enlarged (it has "
+                             f"{state['head_in'].shape[1]} units, not {self.config.channel_head})")
         enlarged = False
         for key, new in own.items():
             if key.endswith("mask") or key == "act_max":
                 continue
             if key not in state:
-                if key == "surprise_gain" or key.startswith("blocks.") and key.split(".")[2] == "1":
-                    new.zero_()  # gains that start neutral, or a new block's output
-                elif not key.startswith("blocks."):  # a new block's first convolution stays random
+                if key in ("surprise_gain", "head_out", "head_bias") or (key.startswith("blocks.")
+                                                                          and key.split(".")[2] == "1"):
+                    new.zero_()  # gains that start neutral, a new block's or channel head's output
+                elif not key.startswith("blocks.") and key != "head_in":  # a new block's or head's input stays random
                     raise ModelError(f"the smaller model's weights lack {key}")
                 enlarged = enlarged or key.startswith("blocks.")
                 continue

@@ -30,6 +30,7 @@ class LocalPhotoConfig:
     blocks: int = 2  # residual blocks of two 1x1 convolutions
     components: int = 10  # logistics in each sub-pixel's mixture
     surprise: bool = False  # channels follow the earlier channels' code lengths (see arcodec.models.local)
+    channel_head: int = 0  # units of each later channel's own small head on the earlier channels (0: none)
 
     def __post_init__(self):
         if self.channels not in (1, 2, 3, 4):
@@ -38,6 +39,9 @@ class LocalPhotoConfig:
             raise ValueError(f"levels must be 2..{fixed.MIXTURE_MAX_LEVELS}, got {self.levels}")
         if self.horizon < 1 or self.hidden < 1 or self.blocks < 0 or not 1 <= self.components <= 64:
             raise ValueError("local-photo needs horizon >= 1, hidden >= 1, blocks >= 0, components 1..64")
+        if self.channel_head < 0 or self.channel_head and self.channels == 1:
+            raise ValueError(f"channel_head is the units of the later channels' heads: 0 or more, and 0 for one "
+                             f"channel, not {self.channel_head}")
 
 
 def floor_eps(levels: int) -> float:
@@ -51,21 +55,27 @@ def pairs(channels: int) -> list[tuple[int, int]]:
 
 
 def n_params(config: LocalPhotoConfig) -> int:
-    """The head's outputs per pixel: 3 M per channel, M per pair."""
-    return config.components * (3 * config.channels + len(pairs(config.channels)))
+    """The head's outputs per pixel: 3 M per channel, M per pair, then ``channel_head``
+    for each channel after the first (its own head's input from the trunk)."""
+    c = config.channels
+    return config.components * (3 * c + len(pairs(c))) + config.channel_head * (c - 1)
 
 
 def head_layout(config: LocalPhotoConfig) -> list[dict]:
     """Where channel c's mixture sits in the head's output columns: ``logits``, ``means``
     and ``log_scales`` (start, stop) ranges, and ``coupling``: (start, stop, earlier
     channel) ranges of coefficients whose tanh times that channel's scaled level moves the
-    means. The integer engine (arcodec.codec.engine) reads the raw parameters by this."""
-    m, c = config.components, config.channels
+    means, and ``head``: the (start, stop) range of the trunk's input to the channel's own
+    head (``channel_head`` > 0, channels after the first; None otherwise). The integer
+    engine (arcodec.codec.engine) reads the raw parameters by this."""
+    m, c, units = config.components, config.channels, config.channel_head
+    heads = m * (3 * c + len(pairs(c)))  # where the heads' inputs start
     out = []
     for ch in range(c):
         base = ch * 3 * m
         out.append({"logits": (base, base + m), "means": (base + m, base + 2 * m),
                     "log_scales": (base + 2 * m, base + 3 * m),
                     "coupling": [(c * 3 * m + k * m, c * 3 * m + (k + 1) * m, prev)
-                                 for k, (cc, prev) in enumerate(pairs(c)) if cc == ch]})
+                                 for k, (cc, prev) in enumerate(pairs(c)) if cc == ch],
+                    "head": (heads + (ch - 1) * units, heads + ch * units) if units and ch else None})
     return out
