@@ -124,15 +124,26 @@ def surprising(seed=0, **kw):
     return m
 
 
+def headed(seed=0):
+    """A tiny colour model with the surprise and channel heads, the heads' weights made
+    large enough to matter."""
+    m = surprising(seed, channel_head=4)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in (m.head_in, m.head_out, m.head_bias):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return m
+
+
 @pytest.mark.parametrize("adapt", [0, 1, 2, 3, 4, 5])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 11), (13, 5)])
-@pytest.mark.parametrize("channels", [1, 3, "surprise"])
+@pytest.mark.parametrize("channels", [1, 3, "surprise", "heads"])
 def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monkeypatch):
     monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)  # tiny tiles search their offsets too
     monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 1)
     monkeypatch.setattr(wf, "REGION_WIDTH", 4)  # several regions a tile
-    if channels == "surprise":
-        m, channels = set_exact(surprising(), True), 3
+    if channels in ("surprise", "heads"):
+        m, channels = set_exact(surprising() if channels == "surprise" else headed(), True), 3
     else:
         m = set_exact(tiny(channels), True)
     rng = np.random.default_rng(sum(shape))
@@ -149,12 +160,14 @@ def test_wavefront_round_trip_and_identical_tables(shape, channels, adapt, monke
     assert all(np.array_equal(enc[(2, *k[1:])], v) for k, v in dec1.items())
 
 
-@pytest.mark.parametrize("surprise, adapt", [(False, 0), (True, 1), (True, 2), (True, 3), (True, 4), (True, 5)])
+@pytest.mark.parametrize("surprise, adapt", [(False, 0), (True, 1), (True, 2), (True, 3), (True, 4), (True, 5),
+                                             ("heads", 5)])
 def test_tables_equal_across_bands_threads_and_numba(surprise, adapt, monkeypatch):
     """A tile taller than a band: the encoder's bands (crops of the rows above) and the
     decoder's windows, at 1 and 2 threads, with and without the compiled kernels (engines 3
-    to 5: each band's regions with their own offsets)."""
-    m = set_exact(surprising() if surprise else tiny(3), True)
+    to 5: each band's regions with their own offsets); with the surprise, and with channel
+    heads too."""
+    m = set_exact(headed() if surprise == "heads" else surprising() if surprise else tiny(3), True)
     monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
     monkeypatch.setattr(wf, "REGION_MIN_PIXELS", 1)
     monkeypatch.setattr(wf, "REGION_WIDTH", 2)
@@ -507,9 +520,7 @@ def test_surprise_in_integers_follows_the_float_model_and_the_kernel_equals_nump
 def test_channel_heads_grow_from_a_model_without_them_and_move_only_the_later_channels():
     """Heads added to a trained model: its bits to the bit; heads that learnt something move
     G and B (and B through G's code length), never R; causal; enlarging a model's heads is
-    refused (their inputs sit per channel in the trunk's outputs); the integer engine
-    refuses them with one line (it does not code them yet)."""
-    from arcodec.errors import ModelError
+    refused (their inputs sit per channel in the trunk's outputs)."""
     from arcodec.training.train import load_grown
 
     base = tiny(3, surprise=True)
@@ -533,10 +544,45 @@ def test_channel_heads_grow_from_a_model_without_them_and_move_only_the_later_ch
     wider = build_model("local-photo", make_config("local-photo", {**TINY, "surprise": True, "channel_head": 6}))
     with pytest.raises(Exception, match="added to a model without them, not enlarged"):
         load_grown(wider, grown.state_dict())
-    with pytest.raises(ModelError, match="does not code a local-photo model with channel heads"):
-        LocalEngine(grown)
     with pytest.raises(ValueError, match="0 for one channel"):
         make_config("local-photo", {**TINY, "channels": 1, "channel_head": 4})
+
+
+def test_channel_heads_in_integers_follow_the_float_model_and_the_kernel_equals_numpy():
+    """The engine's heads: its code length within 0.1 % of the float model's (whose heads move
+    it by more than 0.4 %), and the coupling kernel's parameters equal numpy's to the
+    integer, saturated units and negative sums included; weights whose sums could overflow
+    int64 are refused."""
+    from arcodec.errors import ModelError
+
+    m = headed()
+    x = torch.from_numpy(np.random.default_rng(7).integers(80, 170, (2, 3, 10, 12)))
+    m.calibrate(x)
+    with torch.no_grad():
+        float_bits = float(-m.log_prob_at(m.raw(x), x).sum()) / math.log(2.0)
+        out = m.head_out.clone()
+        m.head_out.zero_()
+        without = float(-m.log_prob_at(m.raw(x), x).sum()) / math.log(2.0)
+        m.head_out.copy_(out)
+    (payload, bits), = wf.encode_streams(set_exact(m, True), x, [2])
+    assert abs(bits - float_bits) < 0.001 * float_bits and abs(without - float_bits) > 0.004 * float_bits
+    eng = LocalEngine(m)
+    rng = np.random.default_rng(8)
+    raw = rng.integers(-(20 << 12), 20 << 12, (300, m.n_params))
+    a, b = eng.layout[2]["head"]
+    raw[:40, a:b] = 300 << 12  # beyond the units' saturation
+    prev = rng.integers(0, 256, (300, 3))
+    freq = rng.integers(1, (1 << 24) + 1, (300, 3))
+    rows = rng.integers(0, 300, 120)
+    rows[:10] = np.arange(10)
+    for ch in range(3):
+        got = eng.channel_params(raw, prev, ch, rows, freq[rows])
+        want = eng._channel_params_numpy(raw[rows], prev[rows], ch, freq[rows])
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    with torch.no_grad():
+        m.head_out[1, 0, 0] = 2.0**20  # a sum that could pass 2**62: refused, not wrapped
+    with pytest.raises(ModelError, match="channel 2's head has weights too large"):
+        LocalEngine(m)
 
 
 def test_fine_tuning_may_switch_the_surprise_on_and_enlarge_and_nothing_else(tmp_path):

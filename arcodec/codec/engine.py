@@ -29,6 +29,12 @@ model (:class:`LocalWeights`), in the manner of integer-only inference (Jacob et
   ln(2**24 / f) for the frequency f of the level each earlier channel took, an integer
   logarithm (:func:`arcodec.fixed.log_q`'s mantissa table), on the 2**-12 grid, times gains
   on the 2**-24 grid. Encoder and decoder hold the same tables, so they get the same u.
+* a model with ``channel_head`` gives each later channel a small head of its own: each unit
+  is its raw input (the head's output, 2**-12 grid) plus integer weights (2**-24 grid) times
+  the earlier channels' levels (2**-12 units) and their u, rounded half up onto the 2**-12
+  grid and clamped to [0, 256] (a saturating ReLU); the units times the output weights
+  (2**-24 grid), rounded the same way, plus the biases move the channel's logits, means and
+  log scales. int64 throughout: the engine refuses weights that could take a sum to 2**62.
 
 The activation scales are calibrated on training images (the model's ``calibrate``, run
 by ``arcodec train`` at every checkpoint and by ``arcodec export``) and stored in the
@@ -49,8 +55,8 @@ import numpy as np
 from arcodec import fixed
 from arcodec.errors import ModelError
 from arcodec.codec.mixture import TABLE_BITS, compile_kernel, frequencies
-from arcodec.models.local_layout import (SURPRISE_CENTRE, SURPRISE_MAX, LocalPhotoConfig, head_layout, n_params,
-                                        pairs)
+from arcodec.models.local_layout import (HEAD_G_MAX, HEAD_U_SCALE, SURPRISE_CENTRE, SURPRISE_MAX, LocalPhotoConfig,
+                                        head_layout, n_params, pairs)
 
 ACT_BITS = 12
 ACT_MAX = (1 << ACT_BITS) - 1
@@ -277,9 +283,6 @@ class LocalEngine:
     def __init__(self, model):
         w = model if isinstance(model, LocalWeights) else LocalWeights.of(model)
         cfg = w.config
-        if cfg.channel_head:
-            raise ModelError("the integer engine does not code a local-photo model with channel heads "
-                             f"(channel_head={cfg.channel_head}) yet: it trains and evaluates in float only")
         st = w.state
         self.config = cfg
         self.horizon = cfg.horizon
@@ -311,15 +314,37 @@ class LocalEngine:
         # the surprise: each channel's earlier channels and their gains (2, terms, M) on the
         # logits and log scales, 2**-24 units
         gains = float64(st["surprise_gain"]) if cfg.surprise and "surprise_gain" in st else None
-        self.surprise = gains is not None
         pair = pairs(cfg.channels)
         self._s_prev, self._s_gain = [], []
         for ch in range(cfg.channels):
-            ks = [k for k, (c, _) in enumerate(pair) if c == ch] if self.surprise else []
+            ks = [k for k, (c, _) in enumerate(pair) if c == ch] if gains is not None else []
             self._s_prev.append(np.array([pair[k][1] for k in ks], dtype=np.int64))
             g = (np.round(gains[:, ks] * 2.0**fixed.TABLE_FRAC).astype(np.int64) if ks
                  else np.zeros((2, 0, cfg.components), dtype=np.int64))
             self._s_gain.append(np.ascontiguousarray(g))
+        # the channel heads: each later channel's input weights (k, 2 ch) on its earlier
+        # channels' levels and centred code lengths (the code lengths' 1/4 folded in) and output
+        # weights (k, 3 M), 2**-24 units; output biases (3 M,), 2**-12 units
+        self._h_in, self._h_out, self._h_bias = [], [], []
+        for ch in range(cfg.channels):
+            m3 = 3 * cfg.components
+            if cfg.channel_head and ch:
+                c1 = cfg.channels - 1
+                w_in = float64(st["head_in"])[ch - 1][:, list(range(ch)) + list(range(c1, c1 + ch))]
+                w_in[:, ch:] *= HEAD_U_SCALE
+                h = (w_in * 2.0**fixed.TABLE_FRAC, float64(st["head_out"])[ch - 1] * 2.0**fixed.TABLE_FRAC,
+                     float64(st["head_bias"])[ch - 1] * 2.0**fixed.ACT_FRAC)
+            else:
+                h = (np.zeros((0, 2 * ch)), np.zeros((0, m3)), np.zeros(m3))
+            for to, v in zip((self._h_in, self._h_out, self._h_bias), h):
+                to.append(np.ascontiguousarray(np.round(v).astype(np.int64)))
+            # the largest sums the kernel forms (features below 2**17, units at most the saturation)
+            if (float(np.abs(h[0]).sum(axis=1, initial=0).max(initial=0)) * 2.0**17 >= 2.0**62
+                    or float(np.abs(h[1]).sum(axis=0, initial=0).max(initial=0)) * _HEAD_G_MAX >= 2.0**62):
+                raise ModelError(f"channel {ch}'s head has weights too large for the integer engine's int64 sums")
+        # whether a channel's mixture reads its earlier channels' table frequencies (the coders
+        # then keep them): the surprise's gains or the channel heads
+        self.surprise = gains is not None or bool(cfg.channel_head)
         self._mant = fixed.log_mantissa_table()
         self._ln2 = int(fixed.ln2_q())
         k = np.arange(K, dtype=np.int64)  # level k on [-1, 1], 2**-12 units, rounded half up (in integers)
@@ -365,14 +390,15 @@ class LocalEngine:
         the table frequency of each earlier channel's level (see the module docstring)."""
         lay = self.layout[ch]
         terms = len(self._s_prev[ch])
-        if terms and (freq is None or len(freq) != (len(raw) if rows is None else len(rows))):
+        heads = len(self._h_in[ch])
+        if (terms or heads) and (freq is None or len(freq) != (len(raw) if rows is None else len(rows))):
             raise ValueError(f"channel {ch} follows the earlier channels' code lengths: give their table "
                              f"frequencies, one row per pixel")
-        if not terms:
+        if not (terms or heads):
             freq = _NO_FREQ
         if not _COUPLE:
             _COUPLE.append(compile_kernel(_couple))
-        if _COUPLE[0] is None or (rows is None and not lay["coupling"] and not terms):  # no kernel, or nothing to compute
+        if _COUPLE[0] is None or (rows is None and not lay["coupling"] and not terms and not heads):  # no kernel, or nothing to compute
             return self._channel_params_numpy(raw if rows is None else raw[rows],
                                               prev if rows is None else prev[rows], ch, freq)
         n = min(len(raw), len(prev))
@@ -387,7 +413,8 @@ class LocalEngine:
         _COUPLE[0](np.ascontiguousarray(raw, dtype=np.int64), np.ascontiguousarray(prev, dtype=np.int64), rows,
                    lay["logits"][0], lay["means"][0], lay["log_scales"][0], self._terms[ch], self._tanh_upper,
                    self._level_q, fixed.TABLE_FRAC, np.ascontiguousarray(freq, dtype=np.int64), self._s_prev[ch],
-                   self._s_gain[ch], self._mant, self._ln2, *_SURPRISE, lg, mu, ls)
+                   self._s_gain[ch], self._mant, self._ln2, *_SURPRISE, lay["head"][0] if heads else 0,
+                   self._h_in[ch], self._h_out[ch], self._h_bias[ch], _HEAD_G_MAX, lg, mu, ls)
         return lg, mu, ls
 
     def surprise_units(self, freq: np.ndarray) -> np.ndarray:
@@ -416,6 +443,14 @@ class LocalEngine:
             gains = self._s_gain[ch]
             lg = lg + ((u @ gains[0] + half) >> fixed.TABLE_FRAC)
             ls = ls + ((u @ gains[1] + half) >> fixed.TABLE_FRAC)
+        if len(self._h_in[ch]):  # the channel's head: its units, then what they add to the 3 M parameters
+            m = lg.shape[1]
+            half = 1 << (fixed.TABLE_FRAC - 1)
+            feats = np.concatenate([self._level_q[prev[:, :ch]], self.surprise_units(freq[:, :ch])], axis=1)
+            g = np.clip(raw[:, slice(*lay["head"])] + ((feats @ self._h_in[ch].T + half) >> fixed.TABLE_FRAC),
+                        0, _HEAD_G_MAX)
+            d = ((g @ self._h_out[ch] + half) >> fixed.TABLE_FRAC) + self._h_bias[ch]
+            lg, mu, ls = lg + d[:, :m], mu + d[:, m: 2 * m], ls + d[:, 2 * m:]
         return lg, mu, ls
 
     def tables(self, raw: np.ndarray, prev: np.ndarray, ch: int, rows: np.ndarray | None = None,
@@ -438,21 +473,27 @@ def _upper_half(tanh: np.ndarray) -> np.ndarray:
 
 
 def _couple(raw, prev, rows, lg_at, mu_at, ls_at, terms, tanh, level_q, frac, freq, s_prev, s_gain, mant, ln2,
-            u_top, u_centre, u_shift, table_bits, mbits, lg, mu, ls):
+            u_top, u_centre, u_shift, table_bits, mbits, h_at, h_in, h_out, h_bias, g_max, lg, mu, ls):
     """The kernel of :meth:`LocalEngine.channel_params`: pixel rows[i] into row i of lg, mu,
     ls; terms: (first coefficient column, earlier channel) of each coupling; tanh: the
     table's upper half up to saturation (:func:`_upper_half`); freq[i], s_prev, s_gain: the
     surprise (u from the frequency of each earlier channel s_prev[k], the integer logarithm of
-    :func:`arcodec.fixed.log_q` with its mantissa table ``mant``)."""
+    :func:`arcodec.fixed.log_q` with its mantissa table ``mant``); h_at, h_in, h_out, h_bias:
+    the channel's head (its units' inputs from raw column h_at on; no rows: none), whose
+    earlier channels are 0..ch-1 (s_prev too, with the surprise)."""
     n, m = lg.shape
     top = len(tanh) - 1
     half = 1 << (frac - 1)
     ns = len(s_prev)
-    us = np.zeros(max(ns, 1), dtype=np.int64)
+    kh = h_in.shape[0]
+    nq = h_in.shape[1] // 2  # the head's earlier channels
+    nu = max(ns, nq if kh else 0)  # earlier channels whose code lengths the mixture reads
+    us = np.zeros(max(nu, 1), dtype=np.int64)
+    g = np.zeros(max(kh, 1), dtype=np.int64)
     for i in range(n):
         s = rows[i]
-        for k in range(ns):
-            f = freq[i, s_prev[k]]
+        for k in range(nu):
+            f = freq[i, k]
             nb = 0
             while (f >> nb) > 0:
                 nb += 1
@@ -479,9 +520,27 @@ def _couple(raw, prev, rows, lg_at, mu_at, ls_at, terms, tanh, level_q, frac, fr
                 v = np.int64(tanh[min(abs(a), top)])
                 acc += (v if a >= 0 else -v) * level_q[prev[s, terms[k, 1]]]
             mu[i, c] = raw[s, mu_at + c] + ((acc + half) >> frac)  # acc = 0 without coupling: + 0
+        if kh:
+            for j in range(kh):
+                acc = 0
+                for q in range(nq):
+                    acc += h_in[j, q] * level_q[prev[s, q]] + h_in[j, nq + q] * us[q]
+                g[j] = min(max(raw[s, h_at + j] + ((acc + half) >> frac), 0), g_max)
+            for c in range(m):
+                a0 = 0
+                a1 = 0
+                a2 = 0
+                for j in range(kh):
+                    a0 += h_out[j, c] * g[j]
+                    a1 += h_out[j, m + c] * g[j]
+                    a2 += h_out[j, 2 * m + c] * g[j]
+                lg[i, c] += ((a0 + half) >> frac) + h_bias[c]
+                mu[i, c] += ((a1 + half) >> frac) + h_bias[m + c]
+                ls[i, c] += ((a2 + half) >> frac) + h_bias[2 * m + c]
 
 
 _COUPLE: list = []
+_HEAD_G_MAX = int(HEAD_G_MAX * (1 << fixed.ACT_FRAC))  # a head unit's saturation, 2**-12 units
 _NO_FREQ = np.zeros((0, 1), dtype=np.int64)
 # the surprise's constants for the kernel: (u's clamp, its centre: 2**-12 units; the shift
 # from 2**-24 to 2**-12 units; the table's bits; the logarithm's mantissa bits)

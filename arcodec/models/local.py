@@ -12,7 +12,7 @@ earlier channel's level (clamped to [0, 16] nats) moves every component's logit 
 scale by a learnt gain times (u - 2.5). Where R was a surprise (an edge, texture) G and B
 take their broad components; where it was predictable, their narrow ones. With
 ``channel_head`` (k units), every channel after the first has a small head of its own on the
-pixel's earlier channels: k units, ReLU of the trunk's k outputs for that channel plus a
+pixel's earlier channels: k units, ReLU (saturating at 256) of the trunk's k outputs for that channel plus a
 learnt mix of the earlier channels' scaled levels and their centred code lengths (u - 2.5) /
 4, whose mix moves the channel's logits, means and log scales (all 3 M); its output weights
 start at zero, so a model grown with it starts as the one it grew from. The whole trunk runs
@@ -47,12 +47,9 @@ from arcodec.errors import ModelError
 from arcodec import exact
 from arcodec.models.heads import DiscretizedLogisticMixture
 from arcodec.models.layers import CausalConv2d, ExactModule, MaskedConv2d, set_exact
-from arcodec.models.local_layout import (SURPRISE_CENTRE, SURPRISE_MAX, LocalPhotoConfig, floor_eps, head_layout,
-                                        n_params, pairs)
+from arcodec.models.local_layout import (HEAD_G_MAX, HEAD_U_SCALE, SURPRISE_CENTRE, SURPRISE_MAX, LocalPhotoConfig,
+                                        floor_eps, head_layout, n_params, pairs)
 from arcodec.registry import register_model
-
-
-HEAD_U_SCALE = 0.25  # the channel heads read code lengths (nats) as (u - SURPRISE_CENTRE) / 4
 
 
 def scale_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
@@ -209,7 +206,7 @@ class LocalPhotoModel(ExactModule):
         u = torch.stack([(-q).clamp(0.0, SURPRISE_MAX) for q in logps[:ch]], 1)
         feats = torch.cat([levels, (u - SURPRISE_CENTRE) * HEAD_U_SCALE], 1)  # (B, 2 ch, H, W)
         w_in = self.head_in[ch - 1][:, list(range(ch)) + list(range(c - 1, c - 1 + ch))]  # (k, 2 ch)
-        g = F.relu(raw[:, a:b] + torch.einsum("bfhw,kf->bkhw", feats, w_in))
+        g = (raw[:, a:b] + torch.einsum("bfhw,kf->bkhw", feats, w_in)).clamp(0.0, HEAD_G_MAX)  # ReLU, saturating
         return torch.einsum("bkhw,kp->bphw", g, self.head_out[ch - 1]) + self.head_bias[ch - 1].view(1, -1, 1, 1)
 
     def log_prob_at(self, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

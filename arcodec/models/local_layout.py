@@ -19,6 +19,8 @@ TABLE_BITS = 24
 
 SURPRISE_CENTRE = 2.5  # nats: the gains act on u - SURPRISE_CENTRE (a typical channel's code length)
 SURPRISE_MAX = 16.0  # nats: u is clamped to [0, SURPRISE_MAX]
+HEAD_U_SCALE = 0.25  # the channel heads read code lengths (nats) as (u - SURPRISE_CENTRE) / 4
+HEAD_G_MAX = 256.0  # a channel head's unit saturates here (the integer engine's products stay in int64)
 
 
 @dataclass(frozen=True)
