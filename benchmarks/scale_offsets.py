@@ -15,7 +15,7 @@ learnt from, to set beside Kodak (``benchmarks/photos.py``), which is unlike the
 Each held-out photo (the validation and test splits of ``arcodec.training.data``'s folder
 split: 5 + 5 of the 49) is coded whole, as one stream, six times with the same weights:
 engine 0 (no offsets), engine 1 (``arcodec.codec.wavefront.choose_scale_offsets``), engine 2
-(``choose_mixture_offsets``), engine 3 (``_fit_regions``), engine 4 and engine 5, what the encoder
+(``choose_mixture_offsets``), engine 3 (``_region_jobs``), engine 4 and engine 5, what the encoder
 writes (all three). All are real payloads (the offsets' bytes included); every engine-4 payload
 is decoded and compared with the photo.
 Writes benchmarks/results/scale_offsets.{json,md}.

@@ -31,7 +31,7 @@ everywhere: region by region, channel by channel, a bit 0 (none) or 1 and the ch
 the channel's 2 M corrections from those of the region above (none in a tile's first
 band), in signed exp-Golomb codes of orders GOLOMB_ORDERS (:func:`_corrections_header`),
 so that a region like the one above costs a few bits. The encoder fits them once it has a
-band's parameters (:func:`_fit_regions`). Engine 4 (files from before engine 5) stored
+band's parameters (:func:`_region_jobs`). Engine 4 (files from before engine 5) stored
 the corrections themselves, at order 0. Engine 3 (files from before engine 4) gave
 each region offsets of its own, with no stream-wide set: a byte 0 (no offsets anywhere),
 or 1 and each region's, tile by tile, band by band, block by block, as engine 2 stores a
@@ -224,66 +224,86 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     if regional:
         regions = np.zeros((n, -(-H // BAND), blocks, C, 2, M), dtype=np.int64)  # chosen band by band
         above = np.zeros((n, blocks, C, 2 * M))  # each block's float offsets (engine 4: corrections) in the band above
-    chosen = [choose(eng, x[a:b]) if choose else None for a, b in zip(bounds[:-1], bounds[1:])]
-    offsets = (np.repeat(np.stack([_offset_vector(eng, adapt, d) for d in chosen]), counts, axis=0)
-               if choose else None)  # (n, P): each tile's moves of its raw parameters
-    base = np.repeat(np.stack(chosen), counts, axis=0) if adapt >= 4 else None  # (n, C, 2, M): what regions correct
+    streams = list(zip(bounds[:-1], bounds[1:]))
     bands = range(0, H, BAND)
     encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
     bits = np.zeros(n)
     group = max(1, ENCODE_POSITIONS // (min(BAND, H) * W))  # tiles whose band parameters fit at once
+    units = [(bi, r0, g0) for bi, r0 in enumerate(bands) for g0 in range(0, n, group)]  # in coding order
     buffer = np.empty((0, model.config.levels))  # one for every chunk: its memory is touched once
+
+    def band_work(unit: int) -> tuple[np.ndarray, list[Callable[[], None]]]:
+        _, r0, g0 = units[unit]
+        return _band_work(eng, model.n_params, x[g0: min(n, g0 + group)], r0, min(H, r0 + BAND))
+
     with _OneThread() as threads:
-        for bi, r0 in enumerate(bands):
+        # the streams' offsets, and beside them the first band's network (the searches of
+        # engines 2, 4 and 5 share no threads of their own; engine 1's does: before it)
+        ahead, jobs = band_work(0)
+        chosen = [None] * len(streams)
+        if choose is not None and choose is not choose_scale_offsets:
+            def fit_stream(k: int) -> Callable[[], None]:
+                return lambda: chosen.__setitem__(k, _mixture_offsets(eng, x[slice(*streams[k])]))
+            jobs = [fit_stream(k) for k in range(len(streams))] + jobs
+        elif choose is not None:
+            chosen = [choose(eng, x[a:b]) for a, b in streams]
+        _shared(_call, jobs, threads)
+        offsets = (np.repeat(np.stack([_offset_vector(eng, adapt, d) for d in chosen]), counts, axis=0)
+                   if choose else None)  # (n, P): each tile's moves of its raw parameters
+        base = np.repeat(np.stack(chosen), counts, axis=0) if adapt >= 4 else None  # (n, C, 2, M): what regions correct
+        for unit, (bi, r0, g0) in enumerate(units):
             r1 = min(H, r0 + BAND)
             rows, cols = _band_order(r0, r1, W, slope)
             t_of = cols + slope * rows
             # symbol order inside the band: (t, channel, row)
             starts = np.flatnonzero(np.r_[True, t_of[1:] != t_of[:-1]])
             ends = np.r_[starts[1:], len(rows)]  # line k holds rows[starts[k]:ends[k]]
-            for g0 in range(0, n, group):
-                g1 = min(n, g0 + group)
-                g = g1 - g0
-                raw = _band_params(eng, model.n_params, x[g0:g1], r0, r1, threads)  # (g (r1 - r0) W, P), row-major
-                if offsets is not None:
-                    per_tile = raw.reshape(g, -1, raw.shape[1])
-                    per_tile += offsets[g0:g1, None, :]
-                levels = x[g0:g1, :, r0:r1].transpose(0, 2, 3, 1).reshape(-1, C)
-                if regional:
-                    _fit_regions(eng, raw, levels, g0, g1, bi, r1 - r0, W, regions, above, threads, base, adapt)
-                per = max(1, TABLE_ROWS // (g * C))  # pixels whose tables a chunk builds
-                s0 = 0
-                while s0 < len(starts):  # chunks of whole lines
-                    s1 = max(s0 + 1, int(np.searchsorted(ends, starts[s0] + per, side="right")))
-                    a, b = starts[s0], ends[s1 - 1]
-                    s0 = s1
-                    r, c = rows[a:b], cols[a:b]
-                    L = b - a
-                    src = (np.arange(g)[:, None] * ((r1 - r0) * W) + ((r - r0) * W + c)[None, :]).ravel()
-                    dest = _stream_places(t_of[a:b], g, C)  # (C, g L)
-                    if len(buffer) < g * L * C:
-                        buffer = np.empty((g * L * C, model.config.levels))
-                    table = buffer[: g * L * C]  # the chunk's tables in stream order
+            g1 = min(n, g0 + group)
+            g = g1 - g0
+            raw = ahead.reshape(-1, model.n_params)  # (g (r1 - r0) W, P), row-major
+            if offsets is not None:
+                per_tile = raw.reshape(g, -1, raw.shape[1])
+                per_tile += offsets[g0:g1, None, :]
+            levels = x[g0:g1, :, r0:r1].transpose(0, 2, 3, 1).reshape(-1, C)
+            # this band's region fits, and beside them the next band's network
+            ahead, jobs = band_work(unit + 1) if unit + 1 < len(units) else (None, [])
+            if regional:
+                jobs = _region_jobs(eng, raw, levels, g0, g1, bi, r1 - r0, W, regions, above, base,
+                                    adapt) + jobs
+            _shared(_call, jobs, threads)
+            per = max(1, TABLE_ROWS // (g * C))  # pixels whose tables a chunk builds
+            s0 = 0
+            while s0 < len(starts):  # chunks of whole lines
+                s1 = max(s0 + 1, int(np.searchsorted(ends, starts[s0] + per, side="right")))
+                a, b = starts[s0], ends[s1 - 1]
+                s0 = s1
+                r, c = rows[a:b], cols[a:b]
+                L = b - a
+                src = (np.arange(g)[:, None] * ((r1 - r0) * W) + ((r - r0) * W + c)[None, :]).ravel()
+                dest = _stream_places(t_of[a:b], g, C)  # (C, g L)
+                if len(buffer) < g * L * C:
+                    buffer = np.empty((g * L * C, model.config.levels))
+                table = buffer[: g * L * C]  # the chunk's tables in stream order
 
-                    def build(piece: tuple[int, int]) -> None:
-                        i, j = piece
-                        freq = np.zeros((j - i, C), dtype=np.int64) if eng.surprise else None
-                        for ch in range(C):
-                            eng.tables(raw, levels, ch, src[i:j], table, dest[ch, i:j], freq)
-                            if freq is not None and ch + 1 < C:  # the frequency of each pixel's level: its code length
-                                freq[:, ch] = table[dest[ch, i:j], levels[src[i:j], ch]]
-
-                    _shared(build, _cuts(len(src), threads), threads)
-                    symbols = np.empty(g * L * C, dtype=np.int64)
+                def build(piece: tuple[int, int]) -> None:
+                    i, j = piece
+                    freq = np.zeros((j - i, C), dtype=np.int64) if eng.surprise else None
                     for ch in range(C):
-                        symbols[dest[ch]] = levels[src, ch]
-                        if on_table is not None:
-                            on_table(np.repeat(np.arange(g0, g1), L), np.tile(r, g), np.tile(c, g), ch,
-                                     table[dest[ch]].astype(np.int64))
-                    bits[g0:g1] += code_lengths(table, symbols).reshape(g, -1).sum(axis=1)
-                    for i in range(g):
-                        part = slice(i * L * C, (i + 1) * L * C)
-                        encs[g0 + i][bi].encode(symbols[part], table[part])
+                        eng.tables(raw, levels, ch, src[i:j], table, dest[ch, i:j], freq)
+                        if freq is not None and ch + 1 < C:  # the frequency of each pixel's level: its code length
+                            freq[:, ch] = table[dest[ch, i:j], levels[src[i:j], ch]]
+
+                _shared(build, _cuts(len(src), threads), threads)
+                symbols = np.empty(g * L * C, dtype=np.int64)
+                for ch in range(C):
+                    symbols[dest[ch]] = levels[src, ch]
+                    if on_table is not None:
+                        on_table(np.repeat(np.arange(g0, g1), L), np.tile(r, g), np.tile(c, g), ch,
+                                 table[dest[ch]].astype(np.int64))
+                bits[g0:g1] += code_lengths(table, symbols).reshape(g, -1).sum(axis=1)
+                for i in range(g):
+                    part = slice(i * L * C, (i + 1) * L * C)
+                    encs[g0 + i][bi].encode(symbols[part], table[part])
     out = []
     for a, b, d in zip(bounds[:-1], bounds[1:], chosen):
         parts = [e.finish() for i in range(a, b) for e in encs[i]]
@@ -293,9 +313,13 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
     return out
 
 
-def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int, g1: int, band: int, rows: int,
-                 width: int, regions: np.ndarray, above: np.ndarray, threads: int, base: np.ndarray | None = None,
-                 adapt: int = 4) -> None:
+def _call(job: Callable[[], None]) -> None:
+    job()
+
+
+def _region_jobs(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int, g1: int, band: int, rows: int,
+                 width: int, regions: np.ndarray, above: np.ndarray, base: np.ndarray | None = None,
+                 adapt: int = 4) -> list[Callable[[], None]]:
     """Engines 3 to 5: each region of band ``band`` of tiles g0..g1-1 (``rows`` rows of
     ``width`` columns, their raw parameters ``raw`` and ``levels`` row-major, tile after
     tile) its own mixture offsets, fitted by :func:`_fit_steps` on up to REGION_SAMPLES of
@@ -342,7 +366,7 @@ def _fit_regions(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, g0: int,
             regions[i, band, j] = steps
             view[i - g0, :, c0:c1] += _offset_vector(eng, 2, steps)
 
-    _shared(fit, jobs, threads)
+    return [partial(fit, job) for job in jobs]
 
 
 def choose_scale_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
@@ -437,11 +461,16 @@ def choose_mixture_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
     offsets, fitted on up to MIXTURE_SAMPLES of the tiles' pixels (a seeded draw) by
     :func:`_fit_steps`; zeros for a stream of fewer than SCALE_MIN_PIXELS pixels. Only the
     encoder runs it: the decoder reads the offsets from the stream."""
+    with _OneThread():
+        return _mixture_offsets(eng, x)
+
+
+def _mixture_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
+    """:func:`choose_mixture_offsets` in the caller's thread (one BLAS thread)."""
     C, M = x.shape[1], eng.config.components
     if not _searched(x):
         return np.zeros((C, 2, M), dtype=np.int64)
-    with _OneThread():
-        return _fit_steps(eng, *_sample(eng, x, MIXTURE_SAMPLES))[0]
+    return _fit_steps(eng, *_sample(eng, x, MIXTURE_SAMPLES))[0]
 
 
 def _fit_steps(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, start: np.ndarray | None = None,
@@ -676,10 +705,11 @@ def _window_index(channels: int, hp: int, wp: int, hz: int) -> np.ndarray:
             + np.arange(2 * hz + 1)[None, None, :]).ravel()
 
 
-def _band_params(eng: LocalEngine, width: int, x: np.ndarray, r0: int, r1: int, threads: int) -> np.ndarray:
-    """The raw parameters (B (r1 - r0) W, P) int64 of rows r0..r1-1 of tiles x (B, C, H, W),
-    pixel by pixel in row-major order, in pieces of about TRUNK_WINDOWS windows shared among
-    ``threads`` threads."""
+def _band_work(eng: LocalEngine, width: int, x: np.ndarray, r0: int, r1: int
+               ) -> tuple[np.ndarray, list[Callable[[], None]]]:
+    """(an array (B, r1 - r0, W, P) int64, the jobs that fill it with the raw parameters of
+    rows r0..r1-1 of tiles x (B, C, H, W): pieces of about TRUNK_WINDOWS windows, in any
+    order, on any threads)."""
     b, _, _, w = x.shape
     out = np.empty((b, r1 - r0, w, width), dtype=np.int64)
     step = max(1, TRUNK_WINDOWS // (b * w))
@@ -687,8 +717,7 @@ def _band_params(eng: LocalEngine, width: int, x: np.ndarray, r0: int, r1: int, 
     def piece(k: int) -> None:
         out[:, k: k + step] = eng.params(x, r0 + k, min(r1, r0 + k + step))
 
-    _shared(piece, list(range(0, r1 - r0, step)), threads)
-    return out.reshape(-1, width)
+    return out, [partial(piece, k) for k in range(0, r1 - r0, step)]
 
 
 def _stream_places(t_of: np.ndarray, tiles: int, channels: int) -> np.ndarray:
