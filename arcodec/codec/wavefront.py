@@ -150,6 +150,13 @@ def _pool() -> ThreadPoolExecutor:
 def _shared(fn: Callable, pieces: list, threads: int) -> None:
     """fn(piece) for every piece, the pieces taken in turn by this thread and up to
     ``threads`` - 1 of the pool's."""
+    _started(fn, pieces, threads)()
+
+
+def _started(fn: Callable, pieces: list, threads: int) -> Callable[[], None]:
+    """:func:`_shared`, begun by up to ``threads`` - 1 of the pool's threads: returns what
+    this thread calls, when it has done its own work, to take the pieces left in turn
+    with them and wait for them all."""
     queue = iter(range(len(pieces)))
     lock = threading.Lock()
 
@@ -162,9 +169,13 @@ def _shared(fn: Callable, pieces: list, threads: int) -> None:
             fn(pieces[k])
 
     futures = [_pool().submit(work) for _ in range(min(threads, len(pieces)) - 1)]
-    work()
-    for f in futures:
-        f.result()
+
+    def finish() -> None:
+        work()
+        for f in futures:
+            f.result()
+
+    return finish
 
 
 def _cuts(n: int, threads: int) -> list[tuple[int, int]]:
@@ -251,6 +262,26 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
         offsets = (np.repeat(np.stack([_offset_vector(eng, adapt, d) for d in chosen]), counts, axis=0)
                    if choose else None)  # (n, P): each tile's moves of its raw parameters
         base = np.repeat(np.stack(chosen), counts, axis=0) if adapt >= 4 else None  # (n, C, 2, M): what regions correct
+
+        def prepared(unit: int, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Callable[[], None]]]:
+            """(unit's raw parameters (rows, P), moved by its streams' offsets; its levels
+            (rows, C); the jobs that fit its regions)."""
+            _, r0, g0 = units[unit]
+            g1 = min(n, g0 + group)
+            raw = raw.reshape(-1, model.n_params)  # (g (r1 - r0) W, P), row-major
+            if offsets is not None:
+                per_tile = raw.reshape(g1 - g0, -1, raw.shape[1])
+                per_tile += offsets[g0:g1, None, :]
+            r1 = min(H, r0 + BAND)
+            levels = x[g0:g1, :, r0:r1].transpose(0, 2, 3, 1).reshape(-1, C)
+            fits = (_region_jobs(eng, raw, levels, g0, g1, units[unit][0], r1 - r0, W, regions, above, base, adapt)
+                    if regional else [])
+            return raw, levels, fits
+
+        # the first band's region fits, and beside them the second band's network
+        raw, levels, fits = prepared(0, ahead)
+        ahead, jobs = band_work(1) if len(units) > 1 else (None, [])
+        _shared(_call, fits + jobs, threads)
         for unit, (bi, r0, g0) in enumerate(units):
             r1 = min(H, r0 + BAND)
             rows, cols = _band_order(r0, r1, W, slope)
@@ -260,17 +291,17 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
             ends = np.r_[starts[1:], len(rows)]  # line k holds rows[starts[k]:ends[k]]
             g1 = min(n, g0 + group)
             g = g1 - g0
-            raw = ahead.reshape(-1, model.n_params)  # (g (r1 - r0) W, P), row-major
-            if offsets is not None:
-                per_tile = raw.reshape(g, -1, raw.shape[1])
-                per_tile += offsets[g0:g1, None, :]
-            levels = x[g0:g1, :, r0:r1].transpose(0, 2, 3, 1).reshape(-1, C)
-            # this band's region fits, and beside them the next band's network
-            ahead, jobs = band_work(unit + 1) if unit + 1 < len(units) else (None, [])
-            if regional:
-                jobs = _region_jobs(eng, raw, levels, g0, g1, bi, r1 - r0, W, regions, above, base,
-                                    adapt) + jobs
-            _shared(_call, jobs, threads)
+            # while this thread builds this band's tables and codes it, the pool's threads fit
+            # the next band's regions and compute the band after's network; then this thread
+            # joins them. The last band's tables are shared out instead.
+            finish = None
+            if unit + 1 < len(units):
+                nxt, nxt_levels, fits = prepared(unit + 1, ahead)
+                ahead, jobs = band_work(unit + 2) if unit + 2 < len(units) else (None, [])
+                if threads > 1 and fits + jobs:
+                    finish = _started(_call, fits + jobs, threads)
+                else:
+                    _shared(_call, fits + jobs, threads)
             per = max(1, TABLE_ROWS // (g * C))  # pixels whose tables a chunk builds
             s0 = 0
             while s0 < len(starts):  # chunks of whole lines
@@ -293,7 +324,10 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                         if freq is not None and ch + 1 < C:  # the frequency of each pixel's level: its code length
                             freq[:, ch] = table[dest[ch, i:j], levels[src[i:j], ch]]
 
-                _shared(build, _cuts(len(src), threads), threads)
+                if finish is None:
+                    _shared(build, _cuts(len(src), threads), threads)
+                else:
+                    build((0, len(src)))
                 symbols = np.empty(g * L * C, dtype=np.int64)
                 for ch in range(C):
                     symbols[dest[ch]] = levels[src, ch]
@@ -304,6 +338,10 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                 for i in range(g):
                     part = slice(i * L * C, (i + 1) * L * C)
                     encs[g0 + i][bi].encode(symbols[part], table[part])
+            if finish is not None:
+                finish()
+            if unit + 1 < len(units):
+                raw, levels = nxt, nxt_levels
     out = []
     for a, b, d in zip(bounds[:-1], bounds[1:], chosen):
         parts = [e.finish() for i in range(a, b) for e in encs[i]]
