@@ -58,6 +58,7 @@ CASES = {
     "photo-rgb-v7": (_photo, "photo-rgb-v7"),  # superseded (id 17)
     "photo-rgb-v8": (_photo, "photo-rgb-v8"),  # superseded (id 18)
     "photo-rgb-v9": (_photo, "photo-rgb-v9"),  # superseded (id 19)
+    "photo-rgb-v10": (_photo, "photo-rgb-v10"),  # superseded (id 20)
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
@@ -147,7 +148,8 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
     old = [c for c in cards() if c.get("superseded_by")]
     assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1", "photo-rgb-v2",
                                         "mnist-gated-v2", "photo-rgb-v3", "photo-rgb-v4", "photo-rgb-v5",
-                                        "photo-rgb-v6", "photo-rgb-v7", "photo-rgb-v8", "photo-rgb-v9"]
+                                        "photo-rgb-v6", "photo-rgb-v7", "photo-rgb-v8", "photo-rgb-v9",
+                                        "photo-rgb-v10"]
     assert not any("applies" in c for c in old)
     for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5), ("photo-rgb-v2", "photo-rgb", _photo(), 7),
                                      ("photo-rgb-v3", "photo-rgb", _photo(), 13),
@@ -157,6 +159,7 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
                                      ("photo-rgb-v7", "photo-rgb", _photo(), 17),
                                      ("photo-rgb-v8", "photo-rgb", _photo(), 18),
                                      ("photo-rgb-v9", "photo-rgb", _photo(), 19),
+                                     ("photo-rgb-v10", "photo-rgb", _photo(), 20),
                                      ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2),
                                      ("mnist-gated-v1", "mnist-gated", _digit(), 1),
                                      ("mnist-gated-v2", "mnist-gated", _digit(), 11)):
