@@ -48,11 +48,11 @@ def test_fit_recovers_the_shift_of_a_known_mixture():
     mu = np.tile([-0.2, 0.3], (n, 1))
     ls = np.full((n, 2), -3.6)
     before = adapt.code_length(np.zeros(4), lg, mu, ls, levels, 256)[0]
-    got = adapt.fit_offsets(lg, mu, ls, levels, 256, reach=5.0)
+    got = adapt.fit_offsets(adapt.sample(lg, mu, ls, levels, 256), reach=5.0)
     assert abs((got[0] - got[1]) - np.log(4)) < 0.1
     assert np.abs(got[2:] - 0.6).max() < 0.05
     assert adapt.code_length(got, lg, mu, ls, levels, 256)[0] < before - 0.05
-    assert not adapt.fit_offsets(lg[:0], mu[:0], ls[:0], levels[:0], 256, reach=5.0).any()
+    assert not adapt.fit_offsets(adapt.sample(lg[:0], mu[:0], ls[:0], levels[:0], 256), reach=5.0).any()
 
 
 def test_kernel_equals_the_reference_where_every_component_underflows():
@@ -66,3 +66,16 @@ def test_kernel_equals_the_reference_where_every_component_underflows():
     a, b = adapt.code_length(at, lg, mu, ls, levels, 256), adapt.code_length_fast(at, lg, mu, ls, levels, 256)
     assert a[0] > 400  # half the pixels near 1,000 nats each: far past where probabilities underflow
     assert abs(a[0] - b[0]) < 1e-9 * a[0] and np.allclose(a[1], b[1], atol=1e-9)
+
+
+@pytest.mark.parametrize("log_scale", [-7.0, -4.0, -1.0, 2.5])
+def test_kernel_equals_the_reference_from_sharp_to_wide_bins(log_scale):
+    """The kernel takes a bin's 1 - e^-width from its two sigmoids' exponentials (levels
+    below, inside and above a component's bin) and from expm1 where the bin is wider than
+    0.01 scales: the same code length and gradient as the reference either way."""
+    lg, mu, ls, levels = mixtures(n=3000, m=5, seed=8)
+    ls = np.full_like(ls, log_scale) + np.random.default_rng(9).normal(0, 0.3, ls.shape)
+    mu[:1000] = (levels[:1000, None] * 2.0 / 255 - 1.0) + np.random.default_rng(10).normal(0, 1 / 255, (1000, 5))
+    at = np.random.default_rng(11).normal(0, 0.3, 10)
+    a, b = adapt.code_length(at, lg, mu, ls, levels, 256), adapt.code_length_fast(at, lg, mu, ls, levels, 256)
+    assert abs(a[0] - b[0]) < 1e-9 * max(1.0, a[0]) and np.allclose(a[1], b[1], atol=1e-9)

@@ -523,7 +523,7 @@ def _fit_steps(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, start: np.
     float code length smaller by more than ``price(channel, steps)`` bits (0 when not given)
     of the channel's steps (2, M) (the surprise of the later channels follows the exact tables of
     the offsets kept)."""
-    from arcodec.codec.adapt import FIT_EVALUATIONS, code_length_fast, fit_offsets
+    from arcodec.codec.adapt import FIT_EVALUATIONS, code_length_of, fit_offsets, sample
 
     k, C = levels.shape
     M, K = eng.config.components, eng.config.levels
@@ -533,12 +533,12 @@ def _fit_steps(eng: LocalEngine, raw: np.ndarray, levels: np.ndarray, start: np.
     freq = np.zeros((k, C), dtype=np.int64) if eng.surprise else None  # the earlier channels', as chosen
     unit = SCALE_UNIT * 2.0 ** -ACT_FRAC
     for ch, lay in enumerate(eng.layout):
-        mixtures = [np.ascontiguousarray(a * 2.0 ** -ACT_FRAC) for a in eng.channel_params(raw, levels, ch, freq=freq)]
-        floats[ch] = fit_offsets(*mixtures, levels[:, ch], K, OFFSET_STEPS * unit,
-                                 None if start is None else start[ch], evaluations or FIT_EVALUATIONS)
+        pixels = sample(*(a * 2.0 ** -ACT_FRAC for a in eng.channel_params(raw, levels, ch, freq=freq)), levels[:, ch], K)
+        floats[ch] = fit_offsets(pixels, OFFSET_STEPS * unit, None if start is None else start[ch],
+                                 evaluations or FIT_EVALUATIONS)
         low, high = (-OFFSET_STEPS, OFFSET_STEPS) if span is None else (span[0][ch], span[1][ch])
         q = np.clip(np.round(floats[ch] / unit).reshape(2, M), low, high).astype(np.int64)
-        before, after = (code_length_fast(o, *mixtures, levels[:, ch], K)[0] for o in (np.zeros(2 * M), q.ravel() * unit))
+        before, after = (code_length_of(o, pixels)[0] for o in (np.zeros(2 * M), q.ravel() * unit))
         if (before - after) * k / np.log(2) > (price(ch, q) if price else 0.0):
             raw = raw.copy()
             raw[:, slice(*lay["logits"])] += q[0] * SCALE_UNIT
