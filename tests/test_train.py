@@ -193,3 +193,37 @@ def test_a_device_this_machine_lacks_is_a_one_line_error(tmp_path):
         assert r.exit_code != 0 and "Traceback" not in r.output, r.output
         assert "device" in r.output.strip().splitlines()[-1], r.output
         assert not out.exists()
+
+
+def test_only_trains_the_named_parameters_and_leaves_the_rest_to_the_bit(tmp_path):
+    """``--set only=head_`` on a model grown with channel heads: the heads learn, every other
+    weight stays exactly the initial model's; a prefix that names nothing is one line, no run."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    (tmp_path / "rgb").mkdir()
+    for i in range(12):
+        yy, xx = np.mgrid[:24, :24]
+        img = np.stack([40 + 3 * xx, 60 + 4 * yy, 90 + 2 * (xx + yy)], -1) + g.integers(0, 20, (24, 24, 3))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(tmp_path / "rgb" / f"{i}.png")
+    common = ["--data", f"folder:{tmp_path / 'rgb'}", "--set", "steps=3", "--set", "threads=1", "--set", "crop=8",
+              "--set", "batch=4", "--set", "val_every=3", "--set", "lr=1e-2"]
+    r = CliRunner().invoke(main, ["train", "--model", "local-photo", "--set", "hidden=4", "--set", "blocks=1",
+                                  "--set", "components=2", *common, "--out", str(tmp_path / "base")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["train", "--init", str(tmp_path / "base" / "last.pt"), "--set", "channel_head=3",
+                                  "--set", "only=head_", *common, "--out", str(tmp_path / "heads")])
+    assert r.exit_code == 0, r.output
+    before = torch.load(tmp_path / "base" / "last.pt", weights_only=True)["model"]
+    after = torch.load(tmp_path / "heads" / "last.pt", weights_only=True)["model"]
+    assert {k for k in after if k not in before} == {"head_in", "head_out", "head_bias"}
+    for k, old in before.items():  # the output layer grew rows for the heads' inputs: its old ones frozen too
+        if k != "act_max":  # the engine's scales, calibrated again
+            assert torch.equal(after[k][tuple(slice(0, n) for n in old.shape)], old), k
+    assert after["head_out"].abs().sum() > 0  # started at zero: learnt
+    r = CliRunner().invoke(main, ["train", "--init", str(tmp_path / "base" / "last.pt"), "--set", "only=nope",
+                                  *common, "--out", str(tmp_path / "none")])
+    assert r.exit_code == 1 and "only=nope: no parameter of the model is named so" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "none").exists()

@@ -61,6 +61,7 @@ class TrainConfig:
     init: str = ""  # fine-tune: start from this model (zoo name, checkpoint or .arcm file)
     qat: bool = False  # train through the integer engine's roundings (arcodec/training/qat.py)
     device: str = "cpu"  # or "cuda" (a GPU: the model, the data and every step there)
+    only: str = ""  # train only the parameters named with one of these comma-separated prefixes, the rest frozen
 
     def data_options(self) -> dict:
         if not self.data.startswith("folder:"):
@@ -145,11 +146,30 @@ def evaluate_objective(model: torch.nn.Module, data: torch.Tensor, batch: int = 
     return total / count
 
 
+def trained_parameters(model: torch.nn.Module, cfg: TrainConfig) -> list[torch.nn.Parameter]:
+    """The parameters a run trains: every one, or with ``only`` (e.g. ``head_``: the parts a
+    fine-tuning run grew, on a trunk left exactly as it was) those whose names start with one
+    of its comma-separated prefixes, the others frozen (no gradients: a cheaper step)."""
+    named = list(model.named_parameters())
+    if not cfg.only:
+        return [p for _, p in named]
+    prefixes = tuple(p.strip() for p in cfg.only.split(",") if p.strip())
+    chosen = [p for name, p in named if name.startswith(prefixes)]
+    if not prefixes or not chosen:
+        tops = sorted({name.split(".")[0] for name, _ in named})
+        raise ArcodecError(f"only={cfg.only}: no parameter of the model is named so (its parameters: "
+                           f"{', '.join(tops[:12])}{', ...' if len(tops) > 12 else ''})")
+    for name, p in named:
+        p.requires_grad_(name.startswith(prefixes))
+    return chosen
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = trained_parameters(model, cfg)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adamw, sgd)")
 
 
