@@ -247,6 +247,10 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
         _, r0, g0 = units[unit]
         return _band_work(eng, model.n_params, x[g0: min(n, g0 + group)], r0, min(H, r0 + BAND))
 
+    if choose is not None:
+        from arcodec.codec.adapt import ready
+
+        ready()  # the search's imports and kernel here, not on the pool's threads (adapt.ready)
     with _OneThread() as threads:
         # the streams' offsets, and beside them the first band's network (the searches of
         # engines 2, 4 and 5 share no threads of their own; engine 1's does: before it)
