@@ -211,8 +211,9 @@ _KERNEL: list = []
 
 
 def code_length_of(offsets: np.ndarray, s: Sample) -> tuple[float, np.ndarray]:
-    """:func:`code_length` of a :class:`Sample` through the numba kernel (about 20x faster),
-    or the numpy reference without numba."""
+    """:func:`code_length` of a :class:`Sample` through the numba kernel (5x faster than
+    the numpy reference on 4,096 pixels of 10 components, one thread), or the reference
+    without numba."""
     if not _KERNEL:
         from arcodec.codec.mixture import compile_kernel
 
