@@ -492,6 +492,30 @@ def test_a_wider_and_deeper_model_grows_from_a_smaller_one_and_starts_as_it():
         load_grown(smaller, base.state_dict())
 
 
+def test_a_wider_window_grows_from_a_smaller_one_starts_as_it_and_codes():
+    """Fine-tuning may widen the window (horizon 3 to 5): the old taps sit in the new
+    kernel's bottom rows, centred, the new ones at zero, so the grown model gives every pixel
+    the smaller one's probabilities to the bit; the new taps learn, it stays causal, and the
+    wavefront coder codes it (its slope grows with the horizon)."""
+    from arcodec.training.train import load_grown
+
+    base = tiny(3)
+    grown = build_model("local-photo", make_config("local-photo", {**TINY, "channels": 3, "horizon": 5}))
+    load_grown(grown, base.state_dict())
+    x = torch.randint(0, 256, (2, 3, 9, 13))
+    with torch.no_grad():
+        assert torch.equal(grown.log_prob_at(grown.raw(x), x), base.log_prob_at(base.raw(x), x))
+    (-grown.log_prob_at(grown.raw(x), x).sum()).backward()
+    new_taps = (grown.inp.conv.weight.grad * grown.inp.mask)[:, :, :2]  # the two rows above the old window
+    assert float(new_taps.abs().max()) > 0
+    assert causality.violations(grown) == []
+    grown.calibrate(x)
+    m = set_exact(grown, True)
+    y = torch.from_numpy(np.random.default_rng(3).integers(90, 140, (1, 3, 11, 14)))
+    (payload, _), = wf.encode_streams(m, y, [1], adapt=5)
+    assert np.array_equal(wf.decode_streams(m, [payload], [1], 3, 11, 14, adapt=5), y.numpy())
+
+
 def test_surprise_in_integers_follows_the_float_model_and_the_kernel_equals_numpy():
     m = surprising(steps=20)
     x = torch.from_numpy(np.random.default_rng(7).integers(80, 170, (2, 3, 10, 12)))
@@ -598,7 +622,7 @@ def test_fine_tuning_may_switch_the_surprise_on_and_enlarge_and_nothing_else(tmp
     cfg, config, state = _fine_tuned(TrainConfig(arch="", init=str(path)), {"channel_head": 8})
     assert (config["channel_head"], config["hidden"]) == (8, 12)
     with pytest.raises(ArcodecError, match=r"cannot set hidden=8 \(it has 12\) \(fine-tuning may switch on "
-                                           r"surprise or enlarge hidden, blocks, channel_head\)"):
+                                           r"surprise or enlarge hidden, blocks, channel_head, horizon\)"):
         _fine_tuned(TrainConfig(arch="", init=str(path)), {"hidden": 8, "surprise": True})
     with pytest.raises(ArcodecError, match=r"cannot set components=4 \(it has 3\)"):
         _fine_tuned(TrainConfig(arch="", init=str(path)), {"components": 4})

@@ -66,7 +66,7 @@ class LocalPhotoModel(ExactModule):
     # that start at zero, so the grown model starts as the model it grew from
     growable = ("surprise",)
     # sizes that fine-tuning may enlarge: the model starts as the smaller one (grow_from)
-    enlargeable = ("hidden", "blocks", "channel_head")
+    enlargeable = ("hidden", "blocks", "channel_head", "horizon")
 
     def __init__(self, config: LocalPhotoConfig):
         super().__init__()
@@ -254,7 +254,8 @@ class LocalPhotoModel(ExactModule):
         """Start from the weights ``state`` of a smaller model of this architecture (fewer
         hidden channels, blocks or channel-head units, or no surprise): every old tensor goes into the leading
         corner of its new one, and the new parts are set so that this model computes exactly
-        what the smaller one did. New hidden channels reach no old unit and no output (those
+        what the smaller one did. A wider window (``horizon``) takes the old taps in its
+        bottom rows, centred, the new taps zero. New hidden channels reach no old unit and no output (those
         weights zero), a new block adds zero to the residual stream (its second convolution
         zero), the surprise gains and the new channel-head units' outputs start at zero. The new units' own weights keep their random
         start, so they learn. When the network grew, the engine's scales (``act_max``) are
@@ -282,7 +283,12 @@ class LocalPhotoModel(ExactModule):
             if old.dim() != new.dim() or any(a > b for a, b in zip(old.shape, new.shape)):
                 raise ModelError(f"{key} is {tuple(old.shape)} in the smaller model, {tuple(new.shape)} here")
             enlarged = enlarged or old.shape != new.shape
-            new[tuple(slice(0, n) for n in old.shape)] = old
+            place = [slice(0, n) for n in old.shape]
+            if key == "inp.conv.weight":  # a wider window: the old taps at its bottom (the pixel's row), centred
+                rows, cols = new.shape[2] - old.shape[2], (new.shape[3] - old.shape[3]) // 2
+                place[2:] = slice(rows, new.shape[2]), slice(cols, cols + old.shape[3])
+                new[: old.shape[0]] = 0.0  # the old units' new taps start at zero (new units' stay random)
+            new[tuple(place)] = old
             if new.dim() >= 2:
                 new[: old.shape[0], old.shape[1]:] = 0.0  # new channels into old units
         if enlarged or "act_max" not in state:
