@@ -8,7 +8,9 @@ all after it.
 Each model is a zoo name or a checkpoint written by ``arcodec train``. The crops are those of
 the photo-rgb training command (``--set crop=48 --set crops=4096 --set val_limit=1024``):
 seeded 48x48 crops of the validation split of ``../shared/data/photos`` (never Kodak), 1,024
-of them evenly spaced, so the half-4:2:0 column repeats the ``val`` that training logs.
+of them evenly spaced, so the half-4:2:0 column repeats the ``val`` that training logs. Two
+models of different windows (``horizon``) score the same pixels: those whose wider window
+lies inside the crop (:func:`common`).
 
 The rule, set before any Kodak run: a candidate ships when its half-4:2:0 NLL is below the
 shipped model's and its plain NLL is at most 0.5 % above it. Writes
@@ -38,6 +40,14 @@ def load_net(name: str) -> torch.nn.Module:
     return net.eval()
 
 
+def common(crops: torch.Tensor, horizon: int, wide: int) -> torch.Tensor:
+    """The crops (N, C, H, W) cut so that a model of ``horizon`` scores the positions a model
+    of the wider ``wide`` scores on the whole crops (rows wide.., columns wide..W-wide-1): the
+    same pixels for both, whatever their windows."""
+    d = wide - horizon
+    return crops[:, :, d:, d: crops.shape[-1] - d]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("candidate")
@@ -53,6 +63,7 @@ def main() -> None:
     from arcodec.training.train import evaluate_nll
 
     nets = {name: load_net(name) for name in (args.candidate, args.shipped)}
+    wide = max(net.config.horizon for net in nets.values())
     nll: dict[str, dict[str, float]] = {name: {} for name in nets}
     for label, chroma in CHROMA.items():
         try:
@@ -61,7 +72,7 @@ def main() -> None:
             raise missing("the photo folder", e) from None
         v = v[torch.arange(0, len(v), max(1, len(v) // args.limit))[: args.limit]]
         for name, net in nets.items():
-            nll[name][label] = evaluate_nll(net, v, batch=64)
+            nll[name][label] = evaluate_nll(net, common(v, net.config.horizon, wide), batch=64)
             print(f"{name:>32}  {label:<11} {nll[name][label]:.4f}", flush=True)
 
     cand, ship = nll[args.candidate], nll[args.shipped]
