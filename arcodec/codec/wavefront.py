@@ -247,7 +247,8 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
         _, r0, g0 = units[unit]
         return _band_work(eng, model.n_params, x[g0: min(n, g0 + group)], r0, min(H, r0 + BAND))
 
-    if choose is not None:
+    fitted = choose is not None and choose is not choose_scale_offsets  # the streams' search: engines 2, 4, 5
+    if fitted or regional:  # adapt's search runs on the pool's threads
         from arcodec.codec.adapt import ready
 
         ready()  # the search's imports and kernel here, not on the pool's threads (adapt.ready)
@@ -256,7 +257,7 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
         # engines 2, 4 and 5 share no threads of their own; engine 1's does: before it)
         ahead, jobs = band_work(0)
         chosen = [None] * len(streams)
-        if choose is not None and choose is not choose_scale_offsets:
+        if fitted:
             def fit_stream(k: int) -> Callable[[], None]:
                 return lambda: chosen.__setitem__(k, _mixture_offsets(eng, x[slice(*streams[k])]))
             jobs = [fit_stream(k) for k in range(len(streams))] + jobs
