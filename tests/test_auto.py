@@ -106,3 +106,47 @@ def test_info_on_an_archive_of_no_images(tmp_path):
     path.write_bytes(container.write(header, b"", []))
     out = CliRunner().invoke(main, ["info", str(path)])
     assert out.exit_code == 0 and "images           0" in out.output
+
+
+
+def test_of_several_photo_models_the_sample_picks_the_one_that_codes_a_large_photo(monkeypatch, tmp_path):
+    """When several local photo models apply to an image of PRESELECT_SUBPIXELS or more, the
+    exact code length of a seeded sample of its pixels picks the one that codes it in full:
+    here photo-rgb against an untrained photo model (a model file of random weights), in
+    either order. The file is photo-rgb's own and decodes; a small image is still coded by
+    both, and auto's file is the smaller."""
+    import torch
+
+    from arcodec.codec import api
+    from arcodec.registry import build_model, make_config, model_file_bytes
+
+    torch.manual_seed(0)
+    untrained = build_model("local-photo", make_config("local-photo", {"channels": 3, "hidden": 16, "blocks": 1}))
+    other = str(tmp_path / "untrained.arcm")
+    (tmp_path / "untrained.arcm").write_bytes(model_file_bytes(untrained, "untrained", {}))
+    g = np.random.default_rng(11)
+    yy, xx = np.mgrid[:300, :320]
+    base = np.stack([60 + xx // 3, 90 + yy // 4, 140 + (xx - yy) // 5], axis=-1)
+    big = np.clip(base + g.integers(-4, 5, size=base.shape), 0, 255).astype(np.uint8)
+    small = big[:40, :50]
+    assert big.size >= api.PRESELECT_SUBPIXELS > small.size
+    alone = {n: arcodec.compress(big, n) for n in ("photo-rgb", other)}
+    assert len(alone["photo-rgb"]) < len(alone[other])
+    coded = []
+    encode = api._encode
+
+    def spy(m, *args, **kwargs):
+        coded.append(m.name)
+        return encode(m, *args, **kwargs)
+
+    monkeypatch.setattr(api, "_encode", spy)
+    for pair in (["photo-rgb", other], [other, "photo-rgb"]):
+        monkeypatch.setattr(api, "_candidates", lambda imgs, planes=False, pair=pair: [(n, ()) for n in pair])
+        coded.clear()
+        data = arcodec.compress(big)
+        assert coded == ["photo-rgb"] and data == alone["photo-rgb"]
+        assert np.array_equal(arcodec.decompress(data), big)
+        coded.clear()
+        data = arcodec.compress(small)
+        assert sorted(coded) == sorted(pair)
+        assert len(data) == min(len(arcodec.compress(small, n)) for n in pair)

@@ -60,6 +60,7 @@ CASES = {
     "photo-rgb-v9": (_photo, "photo-rgb-v9"),  # superseded (id 19)
     "photo-rgb-v10": (_photo, "photo-rgb-v10"),  # superseded (id 20)
     "photo-rgb-v11": (_photo, "photo-rgb-v11"),  # superseded (id 21)
+    "photo-rgb-420": (_photo, "photo-rgb-420"),  # the 4:2:0 specialist (id 23)
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),

@@ -153,3 +153,24 @@ def test_numpy_fallbacks_give_the_same_bytes(monkeypatch):
     monkeypatch.setattr(engine_module, "_KERNEL", [None])
     assert wf.encode_streams(m, x, [1])[0][0] == fast
     assert np.array_equal(wf.decode_streams(m, [fast], [1], 1, 9, 11), x.numpy())
+
+
+@pytest.mark.parametrize("channels,surprise", [(1, False), (3, False), (3, True)])
+def test_sampled_bits_are_the_exact_tables_code_length_of_the_pixels_drawn(channels, surprise):
+    """With a draw as large as the tiles, sampled_bits is the code length the encoder's exact
+    tables give them (no offsets, engine 0), with or without the surprise; a smaller draw
+    comes near it in proportion."""
+    m = tiny(channels)
+    if surprise:
+        torch.manual_seed(1)
+        grown = build_model("local-photo", make_config("local-photo", {**vars(m.config), "surprise": True}))
+        grown.load_state_dict(m.state_dict(), strict=False)
+        with torch.no_grad():
+            grown.surprise_gain.normal_(0, 0.3)
+        m = grown.eval()
+        m.calibrate(torch.randint(0, 256, (2, channels, 12, 12)))
+    x = torch.from_numpy(np.random.default_rng(2).integers(40, 220, (2, channels, 17, 23)))
+    exact = sum(b for _, b in wf.encode_streams(m, x, [1, 1], adapt=0))
+    assert wf.sampled_bits(m, x, count=10 ** 6) == pytest.approx(exact, rel=1e-9)
+    part = wf.sampled_bits(m, x, count=400)
+    assert part == pytest.approx(exact * 400 / (2 * 17 * 23), rel=0.1) and part != wf.sampled_bits(m, x, 401)

@@ -285,6 +285,37 @@ def _candidates(imgs: list[np.ndarray], planes: bool = False) -> list[tuple[str,
     return out
 
 
+# images of this many sub-pixels or more (all of a call's, summed) are coded in full by only one
+# of the local photo models that apply: the one whose exact tables code PRESELECT_SAMPLES pixels
+# drawn from them (each image's share in proportion to its size) in the fewest bits
+PRESELECT_SUBPIXELS = 1 << 16
+PRESELECT_SAMPLES = 8192
+
+
+def _preselect(imgs: list[np.ndarray], cands: list[tuple[str, tuple[int, ...]]],
+               planes: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+    """``cands`` less the local photo models that would lose on the images: when several apply
+    and the images are large (:data:`PRESELECT_SUBPIXELS`), only the one whose exact tables
+    code a seeded sample of the images' pixels in the fewest bits
+    (:func:`arcodec.codec.wavefront.sampled_bits`, no offsets) codes them in full: an
+    encoder's choice, not the format's, as any model decodes its own files. A photo model's
+    full encode takes seconds, its sample a few hundredths. ``planes``: 16-bit images' byte
+    planes, coded plane by plane: all candidates stay."""
+    local = [c for c in cands if load_model(c[0]).card.get("arch") == "local-photo"]
+    total = sum(a.size for a in imgs)
+    if planes or len(local) < 2 or total < PRESELECT_SUBPIXELS:
+        return cands
+    from arcodec.codec.wavefront import sampled_bits
+
+    def bits(name: str, levels: tuple[int, ...]) -> float:
+        m = load_model(name)
+        return sum(sampled_bits(coding(m), a.transpose(2, 0, 1)[None], max(1, PRESELECT_SAMPLES * a.size // total))
+                   for a in _indexed(imgs, levels))
+
+    best = min(local, key=lambda c: bits(*c))
+    return [c for c in cands if c not in local or c == best]
+
+
 def _indexed(imgs: list[np.ndarray], levels: tuple[int, ...]) -> list[np.ndarray]:
     if not levels:
         return imgs
@@ -316,7 +347,7 @@ def encode_images(images: list, names: list[str] | None = None, model=None, tile
             _check(m, a, wide)
         return _encode(m, [(imgs, names, archive)], tile, progress, MAX_BATCH, wide=[wide])[0]
     best = encode_stored(imgs, names, archive, wide)
-    cands = _candidates(imgs, wide)
+    cands = _preselect(imgs, _candidates(imgs, wide), wide)
     for name, levels in cands:
         enc = _encode(resolve(name), [(_indexed(imgs, levels), names, archive)], tile,
                       _scaled(progress, 1 / len(cands)), MAX_BATCH, [levels], [wide])[0]
@@ -344,7 +375,7 @@ def encode_many(images: list, model=None, tile: int | None = None,
             _check(m, a, w)
         return _encode(m, [([a], None, False) for a in imgs], tile, progress, max_tiles or MAX_BATCH, wide=wide)
     best = [encode_stored([a], wide=w) for a, w in coded]
-    cands = [_candidates([a], w) for a, w in coded]
+    cands = [_preselect([a], _candidates([a], w), w) for a, w in coded]
     groups: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
     for i, cs in enumerate(cands):
         for name, levels in cs:

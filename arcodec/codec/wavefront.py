@@ -498,6 +498,20 @@ def _sample(eng: LocalEngine, x: np.ndarray, count: int) -> tuple[np.ndarray, np
     return raw, np.ascontiguousarray(x[t, :, r, c])
 
 
+def sampled_bits(model, x, count: int = MIXTURE_SAMPLES) -> float:
+    """The exact tables' code length in bits, without offsets, of a seeded draw of ``count``
+    pixels of tiles x (n, C, H, W) (all of them when there are no more; :func:`_sample`):
+    how the encoder weighs local photo models against each other on an image without coding
+    it (:func:`arcodec.codec.api._preselect`)."""
+    eng = engine(model)
+    raw, levels = _sample(eng, _levels(x), count)
+    k, C = levels.shape
+    freq = np.zeros((k, C), dtype=np.int64)
+    for ch in range(C):
+        freq[:, ch] = eng.tables(raw, levels, ch, freq=freq if eng.surprise else None)[np.arange(k), levels[:, ch]]
+    return float(np.log2(TABLE_TOTAL / freq).sum())
+
+
 def choose_mixture_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
     """A stream's mixture offsets (C, 2, M) int64 for engine 2, in steps of SCALE_UNIT (at
     most OFFSET_STEPS either way): each channel's M logit offsets, then its M log-scale
