@@ -156,10 +156,10 @@ def test_numpy_fallbacks_give_the_same_bytes(monkeypatch):
 
 
 @pytest.mark.parametrize("channels,surprise", [(1, False), (3, False), (3, True)])
-def test_sampled_bits_are_the_exact_tables_code_length_of_the_pixels_drawn(channels, surprise):
+def test_sampled_bits_are_the_exact_tables_code_length_of_the_pixels_drawn(channels, surprise, monkeypatch):
     """With a draw as large as the tiles, sampled_bits is the code length the encoder's exact
-    tables give them (no offsets, engine 0), with or without the surprise; a smaller draw
-    comes near it in proportion."""
+    tables give them, without offsets (engine 0) or with those it fits (engine 2, one
+    stream), with or without the surprise; a smaller draw comes near it in proportion."""
     m = tiny(channels)
     if surprise:
         torch.manual_seed(1)
@@ -171,6 +171,12 @@ def test_sampled_bits_are_the_exact_tables_code_length_of_the_pixels_drawn(chann
         m.calibrate(torch.randint(0, 256, (2, channels, 12, 12)))
     x = torch.from_numpy(np.random.default_rng(2).integers(40, 220, (2, channels, 17, 23)))
     exact = sum(b for _, b in wf.encode_streams(m, x, [1, 1], adapt=0))
-    assert wf.sampled_bits(m, x, count=10 ** 6) == pytest.approx(exact, rel=1e-9)
-    part = wf.sampled_bits(m, x, count=400)
-    assert part == pytest.approx(exact * 400 / (2 * 17 * 23), rel=0.1) and part != wf.sampled_bits(m, x, 401)
+    assert wf.sampled_bits(m, x, count=10 ** 6, offsets=False) == pytest.approx(exact, rel=1e-9)
+    part = wf.sampled_bits(m, x, count=400, offsets=False)
+    assert part == pytest.approx(exact * 400 / (2 * 17 * 23), rel=0.1)
+    assert part != wf.sampled_bits(m, x, 401, offsets=False)
+    # with the offsets the encoder fits (engine 2, searched here whatever the size): its code length
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
+    fitted = sum(b for _, b in wf.encode_streams(m, x, [2], adapt=2))
+    assert fitted < exact
+    assert wf.sampled_bits(m, x, count=10 ** 6) == pytest.approx(fitted, rel=1e-9)

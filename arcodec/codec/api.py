@@ -286,8 +286,9 @@ def _candidates(imgs: list[np.ndarray], planes: bool = False) -> list[tuple[str,
 
 
 # images of this many sub-pixels or more (all of a call's, summed) are coded in full by only one
-# of the local photo models that apply: the one whose exact tables code PRESELECT_SAMPLES pixels
-# drawn from them (each image's share in proportion to its size) in the fewest bits
+# of the local photo models that apply: the one whose exact tables, with the mixture offsets it
+# would fit on them, code PRESELECT_SAMPLES pixels drawn from them (each image's share in
+# proportion to its size) in the fewest bits
 PRESELECT_SUBPIXELS = 1 << 16
 PRESELECT_SAMPLES = 8192
 
@@ -296,10 +297,11 @@ def _preselect(imgs: list[np.ndarray], cands: list[tuple[str, tuple[int, ...]]],
                planes: bool = False) -> list[tuple[str, tuple[int, ...]]]:
     """``cands`` less the local photo models that would lose on the images: when several apply
     and the images are large (:data:`PRESELECT_SUBPIXELS`), only the one whose exact tables
-    code a seeded sample of the images' pixels in the fewest bits
-    (:func:`arcodec.codec.wavefront.sampled_bits`, no offsets) codes them in full: an
+    code a seeded sample of the images' pixels in the fewest bits, each with the mixture
+    offsets it would fit on the sample (:func:`arcodec.codec.wavefront.sampled_bits`), codes
+    them in full: an
     encoder's choice, not the format's, as any model decodes its own files. A photo model's
-    full encode takes seconds, its sample a few hundredths. ``planes``: 16-bit images' byte
+    full encode takes seconds, its sample a tenth of a second. ``planes``: 16-bit images' byte
     planes, coded plane by plane: all candidates stay."""
     local = [c for c in cands if load_model(c[0]).card.get("arch") == "local-photo"]
     total = sum(a.size for a in imgs)
