@@ -180,3 +180,28 @@ def test_sampled_bits_are_the_exact_tables_code_length_of_the_pixels_drawn(chann
     fitted = sum(b for _, b in wf.encode_streams(m, x, [2], adapt=2))
     assert fitted < exact
     assert wf.sampled_bits(m, x, count=10 ** 6) == pytest.approx(fitted, rel=1e-9)
+
+
+def test_the_stream_fit_of_the_models_choice_is_not_made_twice_and_gives_the_same_bytes(monkeypatch):
+    """sampled_bits fits a stream's mixture offsets on the draw the encoder fits them on; the
+    encoder then takes them from the fits it remembers instead of fitting again (one fit
+    fewer), and writes the same bytes."""
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
+    m = tiny()
+    x = torch.from_numpy(np.random.default_rng(4).integers(50, 210, (1, 3, 40, 37)))
+    calls = []
+    fit = wf._fit_steps
+    monkeypatch.setattr(wf, "_fit_steps", lambda *a, **k: calls.append(1) or fit(*a, **k))
+    wf._fits.clear()
+    fresh = wf.encode_streams(m, x, [1], adapt=5)
+    cold = len(calls)
+    wf._fits.clear()
+    wf.sampled_bits(m, x)
+    calls.clear()
+    assert wf.encode_streams(m, x, [1], adapt=5) == fresh
+    assert len(calls) == cold - 1
+    other = x.clone()
+    other[0, 0, 5, 5] ^= 1  # other pixels: fitted again
+    calls.clear()
+    wf.encode_streams(m, other, [1], adapt=5)
+    assert len(calls) == cold
