@@ -299,10 +299,10 @@ def _preselect(imgs: list[np.ndarray], cands: list[tuple[str, tuple[int, ...]]],
     and the images are large (:data:`PRESELECT_SUBPIXELS`), only the one whose exact tables
     code a seeded sample of the images' pixels in the fewest bits, each with the mixture
     offsets it would fit on the sample (:func:`arcodec.codec.wavefront.sampled_bits`), codes
-    them in full: an
-    encoder's choice, not the format's, as any model decodes its own files. A photo model's
-    full encode takes seconds, its sample a tenth of a second. ``planes``: 16-bit images' byte
-    planes, coded plane by plane: all candidates stay."""
+    them in full: an encoder's choice, not the format's, as any model decodes its own files.
+    A photo model's full encode takes seconds, its sample about 0.3 s (the fit included,
+    which the chosen model's encode then reuses). ``planes``: 16-bit images' byte planes,
+    coded plane by plane: all candidates stay."""
     local = [c for c in cands if load_model(c[0]).card.get("arch") == "local-photo"]
     total = sum(a.size for a in imgs)
     if planes or len(local) < 2 or total < PRESELECT_SUBPIXELS:

@@ -511,7 +511,10 @@ def sampled_bits(model, x, count: int = MIXTURE_SAMPLES, offsets: bool = True) -
     x = _levels(x)
     raw, levels = _sample(eng, x, count)
     if offsets:  # the very fit the encoder makes for a stream of these tiles, when the draw is its
-        fit = lambda: _fit_steps(eng, raw, levels)[0]  # noqa: E731
+
+        def fit() -> np.ndarray:
+            return _fit_steps(eng, raw, levels)[0]
+
         raw = raw + _offset_vector(eng, 2, _stream_fit(eng, x, fit) if count == MIXTURE_SAMPLES else fit())
     k, C = levels.shape
     freq = np.zeros((k, C), dtype=np.int64)
