@@ -108,7 +108,6 @@ def test_info_on_an_archive_of_no_images(tmp_path):
     assert out.exit_code == 0 and "images           0" in out.output
 
 
-
 def test_of_several_photo_models_the_sample_picks_the_one_that_codes_a_large_photo(monkeypatch, tmp_path):
     """When several local photo models apply to an image of PRESELECT_SUBPIXELS or more, the
     exact code length of a seeded sample of its pixels picks the one that codes it in full:
