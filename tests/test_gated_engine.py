@@ -14,7 +14,7 @@ import torch
 
 import arcodec
 from arcodec.codec import container, gated
-from arcodec.codec.api import encode_images
+from arcodec.codec.api import decompress, encode_images, encode_many
 from arcodec.codec.coders import share_out
 from arcodec.errors import FormatError
 from arcodec.models.heads import nll_bits
@@ -358,3 +358,38 @@ def test_the_encoder_groups_tiles_on_two_threads_and_shares_their_gates_without_
     monkeypatch.setattr(autoregressive, "coder_threads", lambda: 2)
     [(two, _)] = _within(60, lambda: gated.encode_streams(net, x, [16]))
     assert two == one
+
+
+@pytest.mark.parametrize("device", ["cpu:0"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_the_engine_on_another_device_writes_and_reads_the_same_files(monkeypatch, device):
+    """use_device: the encoder's pass and the decoder's whole-image pass on another device
+    ("cpu:0" takes that path on any machine; "cuda" where torch sees a GPU) give the CPU's
+    payloads byte for byte and decode the CPU's payloads, and the CPU decodes theirs; the
+    shipped digit model's files made there are the CPU's bytes and decode on both."""
+    net = tiny(dilation="1,2")
+    x = rings(5, 12)
+    counts = [2, 3]
+    shipped = load_model("mnist-gated")
+    digits = [a for a in rings(2, 10)[:, 0].numpy().astype(np.uint8)]
+    reference = gated.encode_streams(net, x, counts)
+    files = [e.data for e in encode_many(digits, model=shipped)]
+    monkeypatch.setattr(gated, "DEVICE", "cpu")  # put back after the test
+    gated.use_device(device)
+    assert gated.DEVICE != "cpu" and gated.engine(net).device == torch.device(device)
+    got = gated.encode_streams(net, x, counts)
+    assert [p for p, _ in got] == [p for p, _ in reference]
+    decoded = gated.decode_streams(net, [p for p, _ in reference], counts, 1, 12, 12)
+    assert torch.equal(torch.as_tensor(decoded), x)
+    assert [e.data for e in encode_many(digits, model=shipped)] == files
+    assert all(np.array_equal(decompress(f, shipped), d) for f, d in zip(files, digits))
+    monkeypatch.setattr(gated, "DEVICE", "cpu")
+    assert torch.equal(torch.as_tensor(gated.decode_streams(net, [p for p, _ in got], counts, 1, 12, 12)), x)
+
+
+def test_use_device_refuses_a_device_the_engine_cannot_use():
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        gated.use_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            gated.use_device("cuda")
+    assert gated.DEVICE == "cpu"

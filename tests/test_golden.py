@@ -43,8 +43,11 @@ CASES = {
     "mnist-gated": (_digit, "mnist-gated"),
     "mnist-gated-v1": (_digit, "mnist-gated-v1"),  # superseded (id 1): its files still decode
     "mnist-gated-v2": (_digit, "mnist-gated-v2"),  # superseded (id 11)
+    "mnist-gated-v3": (_digit, "mnist-gated-v3"),  # superseded (id 12)
     "mnist-gated-small": (_digit, "mnist-gated-small"),  # the frontier's faster sizes, chosen by name
     "mnist-gated-medium": (_digit, "mnist-gated-medium"),
+    "mnist-gated-small-v1": (_digit, "mnist-gated-small-v1"),  # superseded (id 9)
+    "mnist-gated-medium-v1": (_digit, "mnist-gated-medium-v1"),  # superseded (id 10)
     "mnist-idf": (_digit, "mnist-idf"),
     "colour-mnist-made": (lambda: _colour_digit() // 85, "colour-mnist-made"),
     "colour-mnist-made-v1": (lambda: _colour_digit() // 85, "colour-mnist-made-v1"),  # superseded (id 2)
@@ -60,7 +63,8 @@ CASES = {
     "photo-rgb-v9": (_photo, "photo-rgb-v9"),  # superseded (id 19)
     "photo-rgb-v10": (_photo, "photo-rgb-v10"),  # superseded (id 20)
     "photo-rgb-v11": (_photo, "photo-rgb-v11"),  # superseded (id 21)
-    "photo-rgb-420": (_photo, "photo-rgb-420"),  # the 4:2:0 specialist (id 23)
+    "photo-rgb-420": (_photo, "photo-rgb-420"),  # the 4:2:0 specialist (id 24)
+    "photo-rgb-420-v1": (_photo, "photo-rgb-420-v1"),  # superseded (id 23)
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
@@ -149,9 +153,10 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
 
     old = [c for c in cards() if c.get("superseded_by")]
     assert [c["name"] for c in old] == ["mnist-gated-v1", "colour-mnist-made-v1", "photo-rgb-v1", "photo-rgb-v2",
-                                        "mnist-gated-v2", "photo-rgb-v3", "photo-rgb-v4", "photo-rgb-v5",
+                                        "mnist-gated-small-v1", "mnist-gated-medium-v1", "mnist-gated-v2",
+                                        "mnist-gated-v3", "photo-rgb-v3", "photo-rgb-v4", "photo-rgb-v5",
                                         "photo-rgb-v6", "photo-rgb-v7", "photo-rgb-v8", "photo-rgb-v9",
-                                        "photo-rgb-v10", "photo-rgb-v11"]
+                                        "photo-rgb-v10", "photo-rgb-v11", "photo-rgb-420-v1"]
     assert not any("applies" in c for c in old)
     for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5), ("photo-rgb-v2", "photo-rgb", _photo(), 7),
                                      ("photo-rgb-v3", "photo-rgb", _photo(), 13),
@@ -163,11 +168,15 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
                                      ("photo-rgb-v9", "photo-rgb", _photo(), 19),
                                      ("photo-rgb-v10", "photo-rgb", _photo(), 20),
                                      ("photo-rgb-v11", "photo-rgb", _photo(), 21),
+                                     ("photo-rgb-420-v1", "photo-rgb-420", _photo(), 23),
                                      ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2),
                                      ("mnist-gated-v1", "mnist-gated", _digit(), 1),
-                                     ("mnist-gated-v2", "mnist-gated", _digit(), 11)):
+                                     ("mnist-gated-v2", "mnist-gated", _digit(), 11),
+                                     ("mnist-gated-v3", "mnist-gated", _digit(), 12),
+                                     ("mnist-gated-small-v1", "mnist-gated-small", _digit(), 9),
+                                     ("mnist-gated-medium-v1", "mnist-gated-medium", _digit(), 10)):
         names = applicable([image if image.ndim == 3 else image[:, :, None]])
-        assert new in names and name not in names
+        assert name not in names and (new in names or "applies" not in next(c for c in cards() if c["name"] == new))
         data = (GOLDEN / f"{name}.arc").read_bytes()
         assert container.read(data)[0].model_id == old_id != container.read((GOLDEN / f"{new}.arc").read_bytes())[0].model_id
         assert np.array_equal(arcodec.decompress(data), image)

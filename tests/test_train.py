@@ -227,3 +227,28 @@ def test_only_trains_the_named_parameters_and_leaves_the_rest_to_the_bit(tmp_pat
                                   *common, "--out", str(tmp_path / "none")])
     assert r.exit_code == 1 and "only=nope: no parameter of the model is named so" in r.output
     assert "Traceback" not in r.output and not (tmp_path / "none").exists()
+
+
+def test_a_run_of_seconds_stops_on_time_validates_and_cools_its_learning_rate(tmp_path):
+    """--set seconds=S: the run stops at the first step after S seconds (steps only bounds
+    it), validates and saves there; the learning rate follows the clock to about 0; the log
+    and the card say seconds; --resume is refused (the schedule is one leg's clock)."""
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--set", "hidden=8", "--set", "layers=2", "--set", "head=8",
+            "--set", "batch=16", "--set", "val_every=100000", "--set", "warmup=2", "--set", "threads=1",
+            "--set", "steps=100000", "--set", "seconds=3", "--out", str(out)]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    log = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    assert 5 < len(log) < 100000 and "val_bpd" in log[-1] and "val_bpd" not in log[-2]
+    assert log[-1]["seconds"] >= 3 >= log[-2]["seconds"]  # (rounded to 0.01 s)
+    assert log[-1]["lr"] < 0.01 * max(rec["lr"] for rec in log)
+    _, ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["step"] == len(log)
+    r = CliRunner().invoke(main, args + ["--resume"])
+    assert r.exit_code != 0 and "--init" in r.output and "Traceback" not in r.output
+    from arcodec.training.export import model_card_markdown
+
+    card = {"name": "x", "id": 0, "arch": "gated-pixelcnn", "config": {}, "weights": "x.arcm", "size_bytes": 1,
+            "sha256": "0", "step": len(log), "val_bpd": 1.0, "train_config": json.loads(ckpt["train_config"])}
+    assert "3 seconds of training on cpu" in model_card_markdown(card)

@@ -129,6 +129,15 @@ class IntLayer:
             setattr(self, name, [torch.from_numpy(v) for v in value] if isinstance(value, list)
                     else torch.from_numpy(value))
 
+    def to(self, device) -> "IntLayer":
+        """The layer's tensors on ``device`` (in place; a layer built with ``tensors``): the
+        same integers, whose products stay exact wherever float32 (without TF32) or float64
+        sums integers exactly (:func:`arcodec.codec.gated.use_device` turns TF32 off)."""
+        for name in self._arrays:
+            value = getattr(self, name)
+            setattr(self, name, [v.to(device) for v in value] if isinstance(value, list) else value.to(device))
+        return self
+
     @property
     def tensors(self) -> bool:
         return not isinstance(self.mul, np.ndarray)

@@ -121,6 +121,13 @@ class GatedWeights:
     def torch_engine(self) -> "GatedEngine":
         return GatedEngine(self, tensors=True)
 
+    def device_engine(self, device: str) -> "GatedEngine":
+        """The PyTorch engine with its tensors on ``device`` (built once per device)."""
+        engines = self.__dict__.setdefault("_device_engines", {})
+        if device not in engines:
+            engines[device] = GatedEngine(self, tensors=True).to(device)
+        return engines[device]
+
 
 def _gate_tables(scale: float) -> tuple[np.ndarray, np.ndarray]:
     """tanh and sigmoid (int64, 2**-24 units) of k * scale for the integers k in [-ACT, ACT]
@@ -150,6 +157,10 @@ class _Gate:
             import torch
 
             self.tanh, self.sig = torch.from_numpy(self.tanh), torch.from_numpy(self.sig)
+
+    def to(self, device) -> "_Gate":
+        self.tanh, self.sig = self.tanh.to(device), self.sig.to(device)
+        return self
 
     def __call__(self, pre):
         """pre (N, 2f) integer-valued tensor -> (N, f) integers, in pre's type: one compiled
@@ -185,6 +196,9 @@ class _Layer:
         self.out = IntLayer(w("out.conv.weight"), w("out.conv.bias"), 1.0 / GATE, stream, GATE, None, None,
                             WEIGHTS, tensors=tensors)
         self.gate_v, self.gate_h = _Gate(sv, tensors), _Gate(sh, tensors)
+
+    def parts(self) -> tuple:
+        return self.vertical, self.horizontal, self.out, self.gate_v, self.gate_h
 
     def residual(self, h, g):
         """The horizontal stack's output from the gated values g and the layer's input h
@@ -227,6 +241,7 @@ class GatedEngine:
             raise ValueError("the integer engine codes causal gated-pixelcnn models without classes")
         self.weights = w
         self.tensors = tensors  # PyTorch tensors (the encoder, large batches), or numpy (the kernels)
+        self.device = None  # where the tensors are, once moved (to): images go there, logits come back
         self.config = cfg = w.config
         K, n = cfg.levels, cfg.layers
         peaks = _scales(w)
@@ -248,6 +263,23 @@ class GatedEngine:
     def receptive_field(self) -> tuple[int, int]:
         return receptive_field(self.config)
 
+    def to(self, device) -> "GatedEngine":
+        """The PyTorch engine (``tensors``) on ``device``, in place: the same integers there
+        (see :func:`use_device`). ``features`` then takes images from anywhere and keeps its
+        results on the device; ``head_logits`` hands the logits back on the CPU, where the
+        coder makes its tables."""
+        import torch
+
+        if not self.tensors:
+            raise ValueError("only the PyTorch engine (tensors=True) moves to a device")
+        for layer in self.layers:
+            for part in layer.parts():
+                part.to(device)
+        for part in self.head:
+            part.to(device)
+        self.device = torch.device(device)
+        return self
+
     def units(self, x):
         """Integer levels (a tensor) -> the first layer's input units 2k - (K - 1)."""
         import torch
@@ -263,6 +295,8 @@ class GatedEngine:
         """The horizontal stack after the last layer, (B, H, W, f) float32 integers: what
         :meth:`head_logits` turns into logits (f numbers a position where the logits are K)."""
         b, _, hh, ww = x.shape
+        if self.device is not None:
+            x = x.to(self.device)
         v = h = self.units(x).permute(0, 2, 3, 1)  # (B, H, W, C): every layer works on rows of channels
         rows_h = None
         for layer in self.layers:
@@ -275,7 +309,8 @@ class GatedEngine:
     def head_logits(self, features):
         """Features (B, H, W, f) -> logits (B, K, 1, H, W)."""
         b, hh, ww, f = features.shape
-        return self.logits(features.reshape(-1, f)).view(b, hh, ww, -1).permute(0, 3, 1, 2).unsqueeze(2)
+        logits = self.logits(features.reshape(-1, f)).view(b, hh, ww, -1).permute(0, 3, 1, 2).unsqueeze(2)
+        return logits if self.device is None else logits.cpu()
 
     def __call__(self, x):
         return self.head_logits(self.features(torch_levels(x)))
@@ -942,9 +977,37 @@ def weights_of(model) -> GatedWeights:
     return cached[1]
 
 
+DEVICE = "cpu"  # where the engine's PyTorch pass runs (use_device); the coder and its tables stay on the CPU
+
+
+def use_device(name: str) -> None:
+    """Code Gated PixelCNN files with the engine's PyTorch pass on device ``name`` ("cpu",
+    "cuda", "cuda:1", ...): the encoder's teacher-forced pass, and a decoder that runs the
+    whole-image pass at every pixel (the rows its receptive field reaches; the ring-buffer
+    stepper is the CPU's). The integers are the same as on the CPU, so the files are the
+    same bytes and decode on either: float32 products of integers whose partial sums stay
+    below 2**24 are exact in any order, once TF32 (which rounds the factors to 10 bits) is
+    off, which this does for the whole process; the rest is integer arithmetic, look-ups and
+    elementwise IEEE operations. ``benchmarks/cross_device.py`` checks it on a GPU."""
+    import torch
+
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name}: torch sees no CUDA GPU on this machine")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    elif device.type != "cpu":
+        raise ValueError(f"device {name}: the engine runs on cpu or cuda")
+    global DEVICE
+    DEVICE = str(device)
+
+
 def engine(model) -> GatedEngine:
-    """The model's integer engine in PyTorch (the encoder's, and large batches'), built once."""
-    return weights_of(model).torch_engine
+    """The model's integer engine in PyTorch (the encoder's, and large batches'), built once
+    (on :data:`DEVICE`)."""
+    w = weights_of(model)
+    return w.torch_engine if DEVICE == "cpu" else w.device_engine(DEVICE)
 
 
 def numpy_decodes(model) -> bool:
@@ -969,7 +1032,7 @@ def encode_streams(model, x, counts, on_table=None):
     row in compiled calls (:func:`_encode_rows`) where the decoder's kernels exist
     (:func:`numpy_decodes`) and the batch is not too large (ENCODE_POSITIONS), else the
     engine's whole-image pass in PyTorch. The same payloads (tested)."""
-    if NUMPY_ENCODES and numpy_decodes(model) and len(x) * x.shape[-1] <= ENCODE_POSITIONS:
+    if NUMPY_ENCODES and DEVICE == "cpu" and numpy_decodes(model) and len(x) * x.shape[-1] <= ENCODE_POSITIONS:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, user_api="blas"):  # as the decoder's (see decode_streams)
@@ -1039,7 +1102,8 @@ def decode_streams(model, payloads, counts, channels, h, w, naive=False, on_tabl
     """:func:`arcodec.codec.autoregressive.decode_streams` with the integer engine's stepper
     (``naive``: its whole-image pass at every pixel): on the numpy engine where numba is
     installed (:func:`numpy_decodes`: the same integers, without torch), in PyTorch
-    otherwise."""
+    otherwise; on another device (:func:`use_device`) the whole-image pass there."""
+    naive = naive or DEVICE != "cpu"
     numpy = not naive and numpy_decodes(model)
     eng = weights_of(model).engine if numpy else engine(model)
     if not numpy:

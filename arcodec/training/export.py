@@ -183,8 +183,9 @@ def model_card_markdown(card: dict) -> str:
         f"- **Weights**: `{card['weights']}`, {card['size_bytes']} bytes, sha256 `{card['sha256']}` "
         "(verified on every load)",
         f"- **Training data**: {tr.get('data', '?')} training split (see `arcodec/training/data.py`), "
-        f"{tr.get('steps', '?')} steps of batch {tr.get('batch', '?')}, best validation checkpoint at step "
-        f"{card.get('step')}, validation NLL {card.get('val_bpd')} bits/dim",
+        + (f"{tr['seconds']:g} seconds of training on {tr.get('device', 'cpu')} in steps of batch {tr.get('batch', '?')}"
+         if tr.get("seconds") else f"{tr.get('steps', '?')} steps of batch {tr.get('batch', '?')}")
+        + f", best validation checkpoint at step {card.get('step')}, validation NLL {card.get('val_bpd')} bits/dim",
         f"- **Training settings**: {json.dumps(tr)}",
     ]
     if card.get("command"):

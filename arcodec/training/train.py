@@ -42,6 +42,7 @@ class TrainConfig:
     arch: str = "gated-pixelcnn"
     data: str = "mnist"
     steps: int = 4000
+    seconds: float = 0.0  # > 0: train for this long (wall clock, after loading), steps only a bound; lr by time
     batch: int = 64
     lr: float = 1e-3
     warmup: int = 200
@@ -197,10 +198,15 @@ def class_labels(data: str, split: str, classes: int, root: str | None = None,
     return y
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, elapsed: float = 0.0) -> float:
+    """Linear warmup over ``warmup`` steps, then a cosine to 0 at the last step, or with
+    ``seconds`` at that many seconds of training (``elapsed``: the seconds so far)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.seconds:
+        t = elapsed / cfg.seconds
+    else:
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
@@ -310,6 +316,17 @@ class _Dist:
             value /= self.world
         return float(value)
 
+    def elapsed(self, t0: float) -> float:
+        """Seconds since t0 by the main process's clock: every process then sets the same
+        learning rate and stops at the same step."""
+        value = time.time() - t0
+        if self.active:
+            t = torch.tensor([value], dtype=torch.float64,
+                             device="cuda" if self.dist.get_backend() == "nccl" else "cpu")
+            self.dist.broadcast(t, 0)
+            value = float(t)
+        return value
+
     def barrier(self) -> None:
         if self.active:
             self.dist.barrier()
@@ -340,6 +357,11 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     from tqdm import tqdm
 
     d = _Dist()
+    if cfg.seconds and resume:
+        raise ArcodecError("--set seconds=... times one leg, whose learning rate follows its own clock: "
+                           "continue such a run with --init RUN/last.pt, not --resume")
+    if cfg.seconds < 0:
+        raise ArcodecError(f"seconds must be positive (or 0: train for steps), got {cfg.seconds}")
     if cfg.batch % d.world:
         raise ValueError(f"batch {cfg.batch} does not split into {d.world} processes")
     device = _device(cfg.device)
@@ -410,9 +432,11 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     order = _epoch_order(len(train_x), cfg, epoch, d)
     log = (out / "log.jsonl").open("a") if d.main else None
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
+    bar = tqdm(total=None if cfg.seconds else cfg.steps, initial=step, disable=not (progress and d.main), unit="step",
+               dynamic_ncols=True)
     start_step, t0 = step, time.time()
-    while step < cfg.steps:
+    done = step >= cfg.steps
+    while not done:
         if k == per_epoch:
             epoch, k = epoch + 1, 0
             order = _epoch_order(len(train_x), cfg, epoch, d)
@@ -420,7 +444,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         x, y = train_x[idx], (None if train_y is None else train_y[idx])
         k += 1
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr_at(step, cfg, d.elapsed(t0) if cfg.seconds else 0.0)
         loss, _ = objective(scored, x, model, y)
         penalised = loss + 0.5 * cfg.l2 * sum(p.pow(2).sum() for p in core.parameters()) if cfg.l2 else loss
         opt.zero_grad(set_to_none=True)
@@ -430,9 +454,12 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         opt.step()
         step += 1
         train_bpd = d.mean(loss)
-        ips = cfg.batch * (step - start_step) / max(1e-9, time.time() - t0)
-        record = {"step": step, "train_bpd": round(train_bpd, 5), "lr": opt.param_groups[0]["lr"]}
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        elapsed = d.elapsed(t0) if cfg.seconds else time.time() - t0  # with seconds: the main process's clock
+        ips = cfg.batch * (step - start_step) / max(1e-9, elapsed)
+        done = step >= cfg.steps or bool(cfg.seconds and elapsed >= cfg.seconds)
+        record = {"step": step, "train_bpd": round(train_bpd, 5), "lr": opt.param_groups[0]["lr"],
+                  "seconds": round(elapsed, 2)}
+        if step % cfg.val_every == 0 or done:
             if d.main:
                 if hasattr(core, "calibrate"):  # scales of the integer engine, stored with the weights
                     core.calibrate(train_x[:: max(1, len(train_x) // 256)])
