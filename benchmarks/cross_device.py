@@ -6,7 +6,7 @@ off), look-ups, integer shifts. So the encoder's tables are the same numbers on 
 and any device, and so are the files. This script shows it with the shipped ``mnist-gated``
 on the first N MNIST test digits, one file per digit, in three steps on two machines:
 
-    python benchmarks/cross_device.py make DIR --count 1024          # CPU: encode, DIR/*.arc
+    python benchmarks/cross_device.py make DIR --count 512           # CPU: encode, DIR/*.arc
     python benchmarks/cross_device.py device DIR OUT --device cuda   # GPU machine: decode DIR's
         # files there, encode the digits there (OUT/device_files.tar), compare the engine's
         # logits on the GPU and on that machine's CPU element for element (OUT/device.json)
@@ -211,7 +211,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="step", required=True)
     p = sub.add_parser("make")
     p.add_argument("folder", type=Path)
-    p.add_argument("--count", type=int, default=1024)
+    p.add_argument("--count", type=int, default=512)
     p = sub.add_parser("device")
     p.add_argument("folder", type=Path)
     p.add_argument("out", type=Path)

@@ -73,7 +73,10 @@ def main():
     coders.coder_for(m.net, m.name)  # registers every coder
     x = digits(max(args.batch1, args.batch))
     eng = gated.engine(m.net)
-    measure(coders.CODERS["autoregressive", 1], m.net, x[:1], 1)  # warm-up: compiles the kernel
+    # warm-up: compiles the kernels of one digit and of a batch (numba rebuilds its disk cache
+    # after a change to their module)
+    measure(coders.CODERS["autoregressive", 1], m.net, x[:1], 1)
+    measure(coders.CODERS["autoregressive", 1], m.net, x[: args.batch], args.batch)
     rows = []
     for engine in (0, 1):
         coder = coders.CODERS["autoregressive", engine]

@@ -113,7 +113,10 @@ def main():
         net = m.net
         coders.coder_for(net, m.name)  # registers every coder
         coder = coders.CODERS["autoregressive", 1]
-        timed(coder, net, x[:1], 1)  # warm-up: compiles the kernels
+        # warm-up: compiles the kernels (numba's disk cache is rebuilt after a change to their
+        # module), those of one digit and those of a batch (KERNEL_SPLIT tiles or more)
+        timed(coder, net, x[:1], 1)
+        timed(coder, net, x[: args.batch], args.batch)
         cfg = m.config
         row = {"model": m.name, "layers": cfg.layers, "hidden": cfg.hidden, "head": cfg.head,
                "params": sum(p.numel() for p in net.parameters()), "float_nll_bpd": float_nll(net, x),
