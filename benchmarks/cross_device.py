@@ -148,9 +148,12 @@ def device(folder: Path, out: Path, name: str, batch1: int) -> None:
     print(json.dumps(result, indent=2))
 
 
-def _say(what: str, t0: float = time.perf_counter()) -> None:
+_START = time.perf_counter()
+
+
+def _say(what: str) -> None:
     """A timestamped line as each step ends: a run cut short by its time limit shows where."""
-    print(f"[{time.perf_counter() - t0:7.1f} s] {what}", flush=True)
+    print(f"[{time.perf_counter() - _START:7.1f} s] {what}", flush=True)
 
 
 def _sync(name: str) -> None:

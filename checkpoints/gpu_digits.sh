@@ -20,8 +20,11 @@
 # benchmarks/cross_device.py), then a second call on the same machine gave mnist-gated a
 # longer float leg alone on the GPU before its engine leg (185 s and 75 s; the commands in
 # arcodec/zoo/mnist-gated.md):
-#   arcodec train --init /tmp/runs/mnist-gated-gpu/best.pt ... --set threads=4 --set lr=5e-4 --set warmup=100 \
-#       --set seconds=185 --out /tmp/runs/g2   (then --init /tmp/runs/g2/best.pt --set qat=true ... --set seconds=75)
+#   arcodec train --init runs/mnist-gated-gpu/best.pt ... --set threads=4 --set lr=5e-4 --set warmup=100 \
+#       --set seconds=185 --out runs/mnist-gated-gpu2
+#   arcodec train --init runs/mnist-gated-gpu2/best.pt ... --set qat=true --set lr=3e-4 --set warmup=50 \
+#       --set seconds=75 --out runs/mnist-gated-gpu2-qat
+# (there the runs lay under /tmp/runs, as below; this records them by the names in the cards)
 set -u
 OUT=${1:?usage: bash checkpoints/gpu_digits.sh OUT [SECONDS]}
 BUDGET=${2:-480}
