@@ -54,6 +54,8 @@ def train(ctx, arch, data, sets, out, data_root, download, resume, init):
       arcodec train --set steps=8000 --out runs/mnist --resume   # the run's settings, steps raised
       arcodec train --init mnist-gated --data folder:my-digits --set steps=300 --set lr=3e-4 --out runs/mine
       torchrun --standalone --nproc_per_node=2 -m arcodec train --data mnist --out runs/ddp
+      arcodec train --init mnist-gated --set device=cuda --set seconds=300 --set steps=1000000 --out runs/gpu
+        # a run timed by the clock: the lr's cosine follows the seconds (steps: only a bound)
     """
     from arcodec.registry import coerce
     from arcodec.training.train import TrainConfig, train as run
