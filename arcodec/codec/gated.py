@@ -88,6 +88,7 @@ class GatedWeights:
         self.state = state
         self.shapes = layer_shapes(config)
         self._torch_model = torch_model  # the model itself, or a function that loads it
+        self._device_engines: dict[str, GatedEngine] = {}  # device_engine's, by device
 
     @classmethod
     def read(cls, path: Path | str, config: dict, torch_model=None) -> "GatedWeights":
@@ -123,10 +124,9 @@ class GatedWeights:
 
     def device_engine(self, device: str) -> "GatedEngine":
         """The PyTorch engine with its tensors on ``device`` (built once per device)."""
-        engines = self.__dict__.setdefault("_device_engines", {})
-        if device not in engines:
-            engines[device] = GatedEngine(self, tensors=True).to(device)
-        return engines[device]
+        if device not in self._device_engines:
+            self._device_engines[device] = GatedEngine(self, tensors=True).to(device)
+        return self._device_engines[device]
 
 
 def _gate_tables(scale: float) -> tuple[np.ndarray, np.ndarray]:

@@ -434,7 +434,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
     model.train()
     bar = tqdm(total=None if cfg.seconds else cfg.steps, initial=step, disable=not (progress and d.main), unit="step",
                dynamic_ncols=True)
-    start_step, t0 = step, time.time()
+    start_step, t0, elapsed = step, time.time(), 0.0
     done = step >= cfg.steps
     while not done:
         if k == per_epoch:
@@ -444,7 +444,7 @@ def train(cfg: TrainConfig, model_settings: dict, out: str | Path, resume: bool 
         x, y = train_x[idx], (None if train_y is None else train_y[idx])
         k += 1
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg, d.elapsed(t0) if cfg.seconds else 0.0)
+            group["lr"] = lr_at(step, cfg, elapsed)  # elapsed: at the end of the step before
         loss, _ = objective(scored, x, model, y)
         penalised = loss + 0.5 * cfg.l2 * sum(p.pow(2).sum() for p in core.parameters()) if cfg.l2 else loss
         opt.zero_grad(set_to_none=True)
