@@ -145,6 +145,16 @@ def test_curves_png_is_drawn(tmp_path):
     assert r.exit_code == 1 and "no training log" in r.output
 
 
+def test_the_curves_say_what_validation_measured():
+    from arcodec.explore.plots import validation_label
+
+    assert validation_label({"train": {"data": "mnist", "val_limit": 0}}) == "validation (whole split)"
+    assert validation_label({"train": {"data": "folder:photos", "val_limit": 1024}}) == "validation (1024 crops)"
+    assert validation_label({"train": {"data": "mnist", "val_limit": 500, "qat": True}}) == \
+        "validation (500 images), through the engine"
+    assert validation_label(None) == "validation"
+
+
 def test_torchrun_two_processes_match_one(tmp_path):
     """DDP on 2 gloo processes, each with half of every batch, trains the same weights as
     one process with the whole batch (up to float summation order)."""

@@ -23,6 +23,18 @@ def read_log(run: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def validation_label(cfg: dict | None) -> str:
+    """What a run's validation NLL was measured on, from its ``config.json`` (None: unknown):
+    the whole validation split, or ``val_limit`` images (crops of a folder's photos) of it, and
+    through the integer engine's roundings for a quantisation-aware run."""
+    train = (cfg or {}).get("train", {})
+    limit = train.get("val_limit") or 0
+    what = "validation" if cfg is None else (
+        f"validation ({limit} {'crops' if str(train.get('data', '')).startswith('folder:') else 'images'})"
+        if limit else "validation (whole split)")
+    return what + (", through the engine" if train.get("qat") else "")
+
+
 def plot_curves(run: str | Path, out: str | Path | None = None) -> Path:
     """Train NLL of every minibatch (faint), its running mean and the validation NLL, in
     bits/dim against steps, on one plot: ``RUN/curves.png`` unless ``out`` is given."""
@@ -35,6 +47,8 @@ def plot_curves(run: str | Path, out: str | Path | None = None) -> Path:
     steps = np.array([r["step"] for r in log])
     train = np.array([r["train_bpd"] for r in log])
     val = [(r["step"], r["val_bpd"]) for r in log if r.get("val_bpd") is not None]
+    cfg_path = run / "config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     ax.plot(steps, train, color="tab:blue", alpha=0.25, lw=0.7, label="train (minibatch)")
@@ -44,7 +58,7 @@ def plot_curves(run: str | Path, out: str | Path | None = None) -> Path:
         ax.plot(steps[k - 1:], smooth, color="tab:blue", lw=1.6, label=f"train (mean of {k})")
     if val:
         vs, vv = zip(*val)
-        ax.plot(vs, vv, "o-", color="tab:orange", lw=1.6, ms=4, label="validation (whole set)")
+        ax.plot(vs, vv, "o-", color="tab:orange", lw=1.6, ms=4, label=validation_label(cfg))
         best = int(np.argmin(vv))
         ax.annotate(f"best {vv[best]:.4f}", (vs[best], vv[best]), textcoords="offset points",
                     xytext=(0, 10), ha="right" if best == len(vv) - 1 else "center", fontsize=8, color="tab:orange")
@@ -55,10 +69,8 @@ def plot_curves(run: str | Path, out: str | Path | None = None) -> Path:
     ax.set_ylim(lo - 0.1 * (hi - lo + 1e-3), hi + 0.25 * (hi - lo + 1e-3))
     ax.set_xlabel("step")
     ax.set_ylabel("NLL (bits/dim)")
-    cfg_path = run / "config.json"
     title = run.name
-    if cfg_path.is_file():
-        cfg = json.loads(cfg_path.read_text())
+    if cfg is not None:
         title = f"{run.name}: {cfg['train']['arch']} on {cfg['train']['data']}"
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
