@@ -46,6 +46,41 @@ def ops_per_pixel(stepper, x: torch.Tensor, r: int = 14) -> float:
     return count.ops / x.shape[3]
 
 
+def macs_per_pixel(eng) -> int:
+    """Multiply-adds of one pixel through the engine: every layer's matrix products (the
+    vertical and horizontal stacks, the gate's output) and the head."""
+    layers = [q for layer in eng.layers for q in (layer.vertical, layer.horizontal, layer.out)] + list(eng.head)
+    return sum(w.shape[0] * w.shape[1] for q in layers for w in (q.parts if hasattr(q, "parts") else [q.wt]))
+
+
+def product_peaks(threads: int, rows: int = 128 * 28, inner: int = 192, cols: int = 64) -> dict:
+    """Multiply-adds a second of one matrix product the size of a row of the encoder's widest
+    layer (rows = tiles x columns): numpy float32 (what the engine's kernels use) and float64,
+    and torch's int8 product (torch._int_mm), each at ``threads`` threads, best of 5."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a8 = torch.from_numpy(rng.integers(-127, 128, (rows, inner), dtype=np.int8))
+    b8 = torch.from_numpy(rng.integers(-127, 128, (inner, cols), dtype=np.int8))
+    a32, b32 = a8.numpy().astype(np.float32), b8.numpy().astype(np.float32)
+    a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
+
+    def rate(fn) -> float:
+        fn()
+        best = np.inf
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(20):
+                fn()
+            best = min(best, (time.perf_counter() - t) / 20)
+        return rows * inner * cols / best
+
+    with threadpool_limits(threads, user_api="blas"):
+        out = {"float32": rate(lambda: a32 @ b32), "float64": rate(lambda: a64 @ b64)}
+    out["int8"] = rate(lambda: torch._int_mm(a8, b8))
+    return out
+
+
 def measure(coder, net, x: torch.Tensor, batch: int) -> dict:
     n = len(x)
     t = time.perf_counter()
@@ -94,17 +129,30 @@ def main():
     steppers["engine 1 PyTorch step"] = plain
     ops = {k: ops_per_pixel(s, x[:1]) for k, s in steppers.items()}
     print(ops)
+    macs = macs_per_pixel(eng) * 28 * 28
+    peaks = product_peaks(args.threads)
+    print({"macs_per_image": macs, **{k: v / 1e9 for k, v in peaks.items()}})
     result = {"machine": machine(args.threads), "command": command(), "threads": args.threads, "batch": args.batch,
-              "batch1_images": args.batch1, "rows": rows, "ops_per_pixel": ops}
+              "batch1_images": args.batch1, "rows": rows, "ops_per_pixel": ops,
+              "macs_per_image": macs, "product_macs_per_s": peaks}
     table = md_table(["engine", "batch-1 decode img/s", "batch-1 encode img/s", f"batch-{args.batch} decode img/s",
                       f"batch-{args.batch} encode img/s", "payload bits/dim", "round trips"],
                      [[r["engine"], f"{r['batch1_decode_img_s']:.2f}", f"{r['batch1_encode_img_s']:.1f}",
                        f"{r['batch_decode_img_s']:.1f}", f"{r['batch_encode_img_s']:.1f}",
                        f"{r['payload_bits_per_dim']:.4f}", "ok" if r["roundtrip_ok"] else "FAILED"] for r in rows])
     ops_table = md_table(["decoder", "torch operations per decoded pixel"], [[k, f"{v:.0f}"] for k, v in ops.items()])
+    encode = rows[1]["batch_encode_img_s"]
+    bound = [f"What the hardware allows: a digit is {macs / 1e6:.0f} M multiply-adds through the engine "
+             f"(`macs_per_pixel`); one matrix product the size of an encoder row's widest layer runs at "
+             f"{peaks['float32'] / 1e9:.0f} G multiply-adds/s in float32 (the engine's type), "
+             f"{peaks['float64'] / 1e9:.0f} G in float64 and {peaks['int8'] / 1e9:.0f} G in int8 (`torch._int_mm`) "
+             f"at {args.threads} thread(s). At those rates the products alone would encode at most "
+             f"{peaks['float32'] / macs:.0f} digits/s in float32 and {peaks['int8'] / macs:.0f} in int8; engine 1's "
+             f"batch encode ({encode:.0f}/s) runs its products at {encode * macs / peaks['float32']:.0%} of the "
+             f"float32 rate, beside its gates, head, tables and coder."]
     about = (f"Produced by `{command()}`: `mnist-gated`, {args.threads} torch thread(s), load average "
              f"{result['machine']['load_avg_1min']} at the start; every decoded image compared with its original.")
-    write("engine_speed", result, [about, "", *table, "", *ops_table])
+    write("engine_speed", result, [about, "", *table, "", *ops_table, "", *bound])
 
 
 if __name__ == "__main__":
