@@ -1,6 +1,8 @@
 """The Gated PixelCNN's integer engine (engine 1) against the float64 fixed point (engine 0),
 in one run: decode and encode images/s of the shipped ``mnist-gated`` at batch 1 and in a
-large batch, and the PyTorch operations dispatched per decoded pixel.
+large batch, the PyTorch operations dispatched per decoded pixel, and what the hardware
+allows: the model's multiply-adds a digit against this machine's rates of matrix products of
+an encoder row's size (float32, float64, int8), run as the engine runs them (one a thread).
 
     python benchmarks/engine_speed.py                 # quick: 4 images at batch 1, 64 batched
     python benchmarks/engine_speed.py --batch1 20 --batch 512
@@ -54,30 +56,40 @@ def macs_per_pixel(eng) -> int:
 
 
 def product_peaks(threads: int, rows: int = 128 * 28, inner: int = 192, cols: int = 64) -> dict:
-    """Multiply-adds a second of one matrix product the size of a row of the encoder's widest
-    layer (rows = tiles x columns): numpy float32 (what the engine's kernels use) and float64,
-    and torch's int8 product (torch._int_mm), each at ``threads`` threads, best of 5."""
+    """Multiply-adds a second of matrix products the size of a row of the encoder's widest
+    layer (rows = tiles x columns), run as the engine's kernels run theirs: ``threads``
+    threads at once, each its own products on one BLAS (or torch) thread; numpy float32 (the
+    engine's type), float64, and torch's int8 product (``torch._int_mm``). Best of 5 rounds of
+    20 products a thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
-    a8 = torch.from_numpy(rng.integers(-127, 128, (rows, inner), dtype=np.int8))
+    a8 = [torch.from_numpy(rng.integers(-127, 128, (rows, inner), dtype=np.int8)) for _ in range(threads)]
     b8 = torch.from_numpy(rng.integers(-127, 128, (inner, cols), dtype=np.int8))
-    a32, b32 = a8.numpy().astype(np.float32), b8.numpy().astype(np.float32)
-    a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
+    kinds = {"float32": ([a.numpy().astype(np.float32) for a in a8], b8.numpy().astype(np.float32), np.matmul),
+             "float64": ([a.numpy().astype(np.float64) for a in a8], b8.numpy().astype(np.float64), np.matmul),
+             "int8": (a8, b8, torch._int_mm)}
+    out = {}
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            for kind, (left, right, mm) in kinds.items():
+                def work(a, mm=mm, right=right):
+                    for _ in range(20):
+                        mm(a, right)
 
-    def rate(fn) -> float:
-        fn()
-        best = np.inf
-        for _ in range(5):
-            t = time.perf_counter()
-            for _ in range(20):
-                fn()
-            best = min(best, (time.perf_counter() - t) / 20)
-        return rows * inner * cols / best
-
-    with threadpool_limits(threads, user_api="blas"):
-        out = {"float32": rate(lambda: a32 @ b32), "float64": rate(lambda: a64 @ b64)}
-    out["int8"] = rate(lambda: torch._int_mm(a8, b8))
+                list(pool.map(work, left))  # warm-up
+                best = np.inf
+                for _ in range(5):
+                    t = time.perf_counter()
+                    list(pool.map(work, left))
+                    best = min(best, time.perf_counter() - t)
+                out[kind] = threads * 20 * rows * inner * cols / best
+    finally:
+        torch.set_num_threads(torch_threads)
     return out
 
 
@@ -143,10 +155,10 @@ def main():
     ops_table = md_table(["decoder", "torch operations per decoded pixel"], [[k, f"{v:.0f}"] for k, v in ops.items()])
     encode = rows[1]["batch_encode_img_s"]
     bound = [f"What the hardware allows: a digit is {macs / 1e6:.0f} M multiply-adds through the engine "
-             f"(`macs_per_pixel`); one matrix product the size of an encoder row's widest layer runs at "
+             f"(`macs_per_pixel`); matrix products the size of an encoder row's widest layer, one a thread, run at "
              f"{peaks['float32'] / 1e9:.0f} G multiply-adds/s in float32 (the engine's type), "
              f"{peaks['float64'] / 1e9:.0f} G in float64 and {peaks['int8'] / 1e9:.0f} G in int8 (`torch._int_mm`) "
-             f"at {args.threads} thread(s). At those rates the products alone would encode at most "
+             f"on {args.threads} thread(s) together. At those rates the products alone would encode at most "
              f"{peaks['float32'] / macs:.0f} digits/s in float32 and {peaks['int8'] / macs:.0f} in int8; engine 1's "
              f"batch encode ({encode:.0f}/s) runs its products at {encode * macs / peaks['float32']:.0%} of the "
              f"float32 rate, beside its gates, head, tables and coder."]
