@@ -77,16 +77,13 @@ def product_peaks(threads: int, rows: int = 128 * 28, inner: int = 192, cols: in
     try:
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
             for kind, (left, right, mm) in kinds.items():
-                def work(a, mm=mm, right=right):
-                    for _ in range(20):
-                        mm(a, right)
-
-                list(pool.map(work, left))  # warm-up
-                best = np.inf
-                for _ in range(5):
+                def run() -> float:
                     t = time.perf_counter()
-                    list(pool.map(work, left))
-                    best = min(best, time.perf_counter() - t)
+                    list(pool.map(lambda a: [mm(a, right) for _ in range(20)], left))
+                    return time.perf_counter() - t
+
+                run()  # warm-up
+                best = min(run() for _ in range(5))
                 out[kind] = threads * 20 * rows * inner * cols / best
     finally:
         torch.set_num_threads(torch_threads)

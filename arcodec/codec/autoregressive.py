@@ -99,17 +99,19 @@ class FullPassStepper:
 
     def __init__(self, model, batch: int, height: int, width: int):
         self.model = model
+        # only the rows the receptive field reaches (exact arithmetic: same numbers as the full image)
+        self.reach = model.receptive_field()[0] if hasattr(model, "receptive_field") else None
+        # the integer engine: the head of this pixel only (the logits of every position, a
+        # number per level each, would cost more than the network, and on a GPU the copy back)
+        self.head_only = hasattr(model, "features") and hasattr(model, "head_logits")
 
     def begin_row(self, x, r):
         pass
 
     @no_grad
     def step(self, x, r, c):
-        # only the rows the receptive field reaches (exact arithmetic: same numbers as the full image)
-        lo = max(0, r - self.model.receptive_field()[0]) if hasattr(self.model, "receptive_field") else 0
-        if hasattr(self.model, "features") and hasattr(self.model, "head_logits"):
-            # the integer engine: the head of this pixel only (the logits of every position, a
-            # number per level each, would cost more than the network, and on a GPU the copy back)
+        lo = 0 if self.reach is None else max(0, r - self.reach)
+        if self.head_only:
             features = self.model.features(x[:, :, lo: r + 1])
             return self.model.head_logits(features[:, r - lo: r - lo + 1, c: c + 1])[:, :, :, 0, 0]
         return self.model(x[:, :, lo: r + 1])[:, :, :, r - lo, c]

@@ -27,11 +27,12 @@ def validation_label(cfg: dict | None) -> str:
     """What a run's validation NLL was measured on, from its ``config.json`` (None: unknown):
     the whole validation split, or ``val_limit`` images (crops of a folder's photos) of it, and
     through the integer engine's roundings for a quantisation-aware run."""
-    train = (cfg or {}).get("train", {})
+    if cfg is None:
+        return "validation"
+    train = cfg.get("train", {})
     limit = train.get("val_limit") or 0
-    what = "validation" if cfg is None else (
-        f"validation ({limit} {'crops' if str(train.get('data', '')).startswith('folder:') else 'images'})"
-        if limit else "validation (whole split)")
+    kind = "crops" if str(train.get("data", "")).startswith("folder:") else "images"
+    what = f"validation ({limit} {kind})" if limit else "validation (whole split)"
     return what + (", through the engine" if train.get("qat") else "")
 
 
