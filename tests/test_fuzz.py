@@ -167,7 +167,7 @@ def test_seeds_are_the_kinds_they_claim():
     assert set(s) == set(STORED) | set(MODEL)
     read = {k: container.read(d)[0] for k, (d, _) in s.items()}
     assert {read[k].method for k in STORED} == {container.METHOD_RAW, container.METHOD_DEFLATE}
-    assert {read[k].model_id for k in MODEL} == {30, 3, 8} and read["level-map"].levels
+    assert {read[k].model_id for k in MODEL} == {31, 3, 8} and read["level-map"].levels
     assert read["archive"].archive and read["archive-stored"].archive
     for kind, (d, images) in s.items():
         assert not assert_refused_or_exact(d, images), kind

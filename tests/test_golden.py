@@ -45,6 +45,7 @@ CASES = {
     "mnist-gated-v2": (_digit, "mnist-gated-v2"),  # superseded (id 11)
     "mnist-gated-v3": (_digit, "mnist-gated-v3"),  # superseded (id 12)
     "mnist-gated-v4": (_digit, "mnist-gated-v4"),  # superseded (id 25)
+    "mnist-gated-v5": (_digit, "mnist-gated-v5"),  # superseded (id 30)
     "mnist-gated-small": (_digit, "mnist-gated-small"),  # the frontier's faster sizes, chosen by name
     "mnist-gated-medium": (_digit, "mnist-gated-medium"),
     "mnist-gated-small-v1": (_digit, "mnist-gated-small-v1"),  # superseded (id 9)
@@ -160,7 +161,8 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
                                         "mnist-gated-v3", "photo-rgb-v3", "photo-rgb-v4", "photo-rgb-v5",
                                         "photo-rgb-v6", "photo-rgb-v7", "photo-rgb-v8", "photo-rgb-v9",
                                         "photo-rgb-v10", "photo-rgb-v11", "photo-rgb-420-v1",
-                                        "photo-rgb-420-v2", "mnist-gated-v4", "photo-rgb-420-v3"]
+                                        "photo-rgb-420-v2", "mnist-gated-v4", "photo-rgb-420-v3",
+                                        "mnist-gated-v5"]
     assert not any("applies" in c for c in old)
     for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5), ("photo-rgb-v2", "photo-rgb", _photo(), 7),
                                      ("photo-rgb-v3", "photo-rgb", _photo(), 13),
@@ -180,6 +182,7 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
                                      ("mnist-gated-v2", "mnist-gated", _digit(), 11),
                                      ("mnist-gated-v3", "mnist-gated", _digit(), 12),
                                      ("mnist-gated-v4", "mnist-gated", _digit(), 25),
+                                     ("mnist-gated-v5", "mnist-gated", _digit(), 30),
                                      ("mnist-gated-small-v1", "mnist-gated-small", _digit(), 9),
                                      ("mnist-gated-medium-v1", "mnist-gated-medium", _digit(), 10)):
         names = applicable([image if image.ndim == 3 else image[:, :, None]])

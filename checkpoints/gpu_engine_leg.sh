@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The second GPU session's script for the digit models (one short loan, about nine minutes of
+# an H200), run from the checkout's root there:
+#
+#   bash checkpoints/gpu_engine_leg.sh OUT [SECONDS]
+#
+# It expects, beside the checkout's files: .whl/ (wheels of what that machine lacks:
+# constriction, pypng, for Python 3.12), .gpu/mnist/*.gz (MNIST's four files, gzipped) and
+# .gpu/cpu_files/ (from `python benchmarks/cross_device.py make .gpu/cpu_files`). In
+# SECONDS (default 500) of wall time it
+#   1. runs benchmarks/cross_device.py's device step alone on the GPU (OUT/cross/: the CPU's
+#      files decoded there, the GPU's own files, the GPU's decode speed), then
+#      tests/test_gated_engine.py's device tests in the background;
+#   2. trains the shipped mnist-gated further through the integer engine's roundings
+#      (--set qat=true), three legs at once from the same weights with three learning rates
+#      and batch sizes, each validated through the engine every 500 steps;
+# and leaves OUT/qat.tar (each run's best.pt, config.json, log.jsonl, curves.png) and
+# OUT/logs.tar. The commands it ran are printed; the chosen one goes to the model card.
+set -u
+OUT=${1:?usage: bash checkpoints/gpu_engine_leg.sh OUT [SECONDS]}
+BUDGET=${2:-500}
+DEVICE=${DEVICE:-cuda}
+export PYTHONUNBUFFERED=1
+START=$SECONDS
+mkdir -p "$OUT/cross" /tmp/runs /tmp/data/MNIST/raw
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+for f in .gpu/mnist/*.gz; do gunzip -c "$f" > "/tmp/data/MNIST/raw/$(basename "$f" .gz)"; done
+export ARCODEC_DATA=/tmp/data
+python3 - <<'PY' || { echo "numba does not run here: ARCODEC_NO_NUMBA=1"; export ARCODEC_NO_NUMBA=1; }
+import numba, numpy as np
+print("numba", numba.__version__, "numpy", np.__version__)
+assert numba.njit(lambda a: a.sum())(np.arange(4)) == 6
+PY
+python3 -c "import torch, arcodec; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
+
+# 1. the engine on an idle GPU (the timings are the decoder's)
+timeout 150 python3 benchmarks/cross_device.py device .gpu/cpu_files "$OUT/cross" --device "$DEVICE" \
+    > /tmp/runs/cross.log 2>&1
+echo "cross-device: exit $? after $((SECONDS - START)) s"; grep '^\[' /tmp/runs/cross.log | cut -c1-300
+(timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_gated_engine.py -k device > /tmp/runs/pytest.log 2>&1;
+ echo "pytest exit $?" >> /tmp/runs/pytest.log) &
+
+# 2. three engine legs at once, in the time left less the start and the packing
+LEFT=$((BUDGET - (SECONDS - START) - 45))
+COMMON="--init mnist-gated --data mnist --set device=$DEVICE --set qat=true --set steps=1000000 --set val_every=500"
+COMMON="$COMMON --set threads=4 --set warmup=50 --set seconds=$LEFT"
+run() {  # name, then arcodec train's arguments
+    local name=$1; shift
+    echo "arcodec train $COMMON $* --out runs/$name"
+    python3 -m arcodec train $COMMON "$@" --out "/tmp/runs/$name" > "/tmp/runs/$name.log" 2>&1 &
+}
+run mnist-gated-qat-a --set batch=128 --set lr=1e-4
+run mnist-gated-qat-b --set batch=256 --set lr=2e-4
+run mnist-gated-qat-c --set batch=128 --set lr=3e-4
+wait
+echo "legs done after $((SECONDS - START)) s"
+for m in a b c; do
+    echo "leg $m:"; grep -o '"val[^}]*' "/tmp/runs/mnist-gated-qat-$m/log.jsonl" | tail -20 | tr '\n' ' '; echo
+done
+cd /tmp/runs
+tar cf "$OUT/qat.tar" --exclude=last.pt ./mnist-gated-qat-*/
+tar cf "$OUT/logs.tar" ./*.log
+tail -3 pytest.log
+echo "all done after $((SECONDS - START)) s"
