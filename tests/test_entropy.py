@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from arcodec.codec.entropy import Decoder, Encoder, decode, encode
+from arcodec.codec.entropy import Decoder, Decoders, Encoder, decode, encode
+from arcodec.errors import FormatError
 
 RNG = np.random.default_rng(1)
 
@@ -62,3 +63,33 @@ def test_empty_and_bad_arguments():
         encode(np.array([4]), np.ones((1, 4)))
     with pytest.raises(ValueError):
         encode(np.array([1, 2]), np.ones((1, 4)))
+
+
+def test_streams_read_side_by_side_give_each_stream_its_symbols_and_refuse_a_cut_one():
+    """Decoders: a batch of streams of 1, 3 and 2 rows a step, decoded step after step in
+    one call each, gives what each stream's own Decoder gives; a cut stream among whole
+    ones is refused once it has given more information than its bytes hold."""
+    k, steps, counts = 256, 40, [1, 3, 2]
+    tables = [RNG.random((sum(counts), k)) ** 8 for _ in range(steps)]
+    symbols = [RNG.integers(0, k, sum(counts)) for _ in range(steps)]
+    bounds = np.cumsum([0, *counts])
+    payloads = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        enc = Encoder()
+        for s, w in zip(symbols, tables):
+            enc.encode(s[a:b], w[a:b])
+        payloads.append(enc.finish())
+    decs = Decoders(payloads, counts)
+    alone = [Decoder(p) for p in payloads]
+    for s, w in zip(symbols, tables):
+        out = decs.decode(w)
+        assert np.array_equal(out, s)
+        assert np.array_equal(np.concatenate([d.decode(w[a:b]) for d, a, b in zip(alone, bounds[:-1], bounds[1:])]), s)
+    cut = Decoders([payloads[0], payloads[1][:8], payloads[2]], counts)
+    with pytest.raises(FormatError, match="more symbols than its bytes"):
+        for w in tables:
+            cut.decode(w)
+    with pytest.raises(ValueError):
+        Decoders(payloads, [1, 3])
+    with pytest.raises(ValueError):
+        decs.decode(tables[0][:5])

@@ -20,7 +20,7 @@ import numpy as np
 
 from arcodec import fixed
 from arcodec.codec.coders import coder_threads, pool_map, register_coder
-from arcodec.codec.entropy import Decoder as StreamDecoder
+from arcodec.codec.entropy import Decoders
 from arcodec.codec.entropy import Encoder as StreamEncoder
 from arcodec.codec.entropy import check_room
 from arcodec.codec.mixture import compile_kernel
@@ -252,23 +252,22 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     stream and pixel. The tiles come back as an int64 tensor, or as a numpy array from a
     stepper that works on numpy images (its ``numpy``: the Gated PixelCNN's kernels, which
     need no torch)."""
-    decs = [StreamDecoder(p) for p in payloads]
-    bounds = np.cumsum([0, *counts]).tolist()
-    n = bounds[-1]
+    decs = Decoders(payloads, counts)
+    n = sum(counts)
     stepper = make_stepper(model, n, channels, h, w, naive)
     if getattr(stepper, "numpy", False):
         x = np.zeros((n, channels, h, w), dtype=np.int64)
-        _decode_rows(stepper, x, decs, bounds, on_table, progress, lambda a: a)
+        _decode_rows(stepper, x, decs, on_table, progress, lambda a: a)
         return x
     import torch
 
     x = torch.zeros(n, channels, h, w, dtype=torch.long)
     with torch.no_grad():
-        _decode_rows(stepper, x, decs, bounds, on_table, progress, torch.from_numpy)
+        _decode_rows(stepper, x, decs, on_table, progress, torch.from_numpy)
     return x
 
 
-def _decode_rows(stepper, x, decs, bounds, on_table, progress, convert) -> None:
+def _decode_rows(stepper, x, decs, on_table, progress, convert) -> None:
     """Every row of x (n, C, h, w) in turn, pixel after pixel, channel after channel:
     ``convert`` turns a decoded numpy column into x's kind."""
     n, channels, h, w = x.shape
@@ -282,8 +281,7 @@ def _decode_rows(stepper, x, decs, bounds, on_table, progress, convert) -> None:
                     weights = tables(x, r, c, ch)
                     if on_table is not None:  # a copy: a compiled stepper reuses its table's buffer
                         on_table(r, c, ch, weights.copy())
-                    out = np.concatenate([d.decode(weights[a:b]) for d, a, b in zip(decs, bounds[:-1], bounds[1:])])
-                    x[:, ch, r, c] = convert(out)
+                    x[:, ch, r, c] = convert(decs.decode(weights))
             if progress is not None:
                 progress(w * n * channels)
     finally:
