@@ -85,6 +85,8 @@ def test_streams_read_side_by_side_give_each_stream_its_symbols_and_refuse_a_cut
         out = decs.decode(w)
         assert np.array_equal(out, s)
         assert np.array_equal(np.concatenate([d.decode(w[a:b]) for d, a, b in zip(alone, bounds[:-1], bounds[1:])]), s)
+    one = Decoders([payloads[1]], [3])  # a single stream: its own decoder's path
+    assert all(np.array_equal(one.decode(w[1:4]), s[1:4]) for s, w in zip(symbols, tables))
     cut = Decoders([payloads[0], payloads[1][:8], payloads[2]], counts)
     with pytest.raises(FormatError, match="more symbols than its bytes"):
         for w in tables:

@@ -135,6 +135,7 @@ class Decoders:
         if len(payloads) != len(counts) or min(counts, default=1) < 1:
             raise ValueError(f"{len(payloads)} streams but counts {counts}")
         streams = [Decoder(p) for p in payloads]
+        self._one = streams[0] if len(streams) == 1 else None  # one file: its decoder's scalar path
         self._decs = [d._dec for d in streams]
         self._budget = np.array([d._budget for d in streams])
         self._spent = np.zeros(len(streams))
@@ -148,6 +149,8 @@ class Decoders:
         b = self._bounds
         if len(w) != b[-1]:
             raise ValueError(f"{len(w)} table rows for streams of {b[-1]}")
+        if self._one is not None:
+            return self._one.decode(w)
         try:
             out = np.concatenate([d.decode(_FAMILY, w[lo:hi]) for d, lo, hi in zip(self._decs, b[:-1], b[1:])])
         except Exception as e:  # constriction reports invalid data with various types
