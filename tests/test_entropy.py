@@ -95,3 +95,74 @@ def test_streams_read_side_by_side_give_each_stream_its_symbols_and_refuse_a_cut
         Decoders(payloads, [1, 3])
     with pytest.raises(ValueError):
         decs.decode(tables[0][:5])
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_compiled_range_decoder_reads_what_constriction_wrote(monkeypatch, compiled):
+    """Decoders' compiled range decoder (numba) against constriction's own, on tables of an
+    extreme dynamic range, near-certain symbols, unnormalised rows, streams of 0 to 3 words
+    and streams of random bytes: the same symbols, or the same refusal. Without numba (or
+    compiled=False) Decoders runs constriction itself."""
+    from arcodec.codec import entropy
+
+    if not compiled:
+        monkeypatch.setattr(entropy, "compiled_decoder", lambda: None)
+    elif entropy._RANGE_DECODE is None:
+        pytest.skip("numba is not installed")
+    else:  # with numba, the compiled decoder passes its own check against constriction
+        assert entropy.compiled_decoder() is entropy._RANGE_DECODE
+    k, steps, counts = 256, 60, [2, 1, 3, 1]
+    n = sum(counts)
+    tables = [RNG.random((n, k)) ** 40 * 10.0 ** RNG.integers(-30, 30, (n, 1)) for _ in range(steps)]
+    tables[3][:, 7] = 1e300  # symbol 7 almost certain
+    symbols = [np.array([RNG.choice(k, p=row / row.sum()) if i % 2 else RNG.integers(0, k) for i, row in enumerate(w)])
+               for w in tables]
+    bounds = np.cumsum([0, *counts])
+    payloads = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        enc = Encoder()
+        for s, w in zip(symbols, tables):
+            enc.encode(s[a:b], w[a:b])
+        payloads.append(enc.finish())
+    decs = Decoders(payloads, counts)
+    for s, w in zip(symbols, tables):
+        assert np.array_equal(decs.decode(w), s)
+    # short and random streams: whatever constriction makes of them, the compiled decoder makes too
+    for trial in range(20):
+        junk = [RNG.bytes(int(RNG.integers(0, 13))) for _ in counts]
+        theirs = [Decoder(p) for p in junk]
+        ours = Decoders(junk, counts)
+        for w in tables[:6]:
+            try:
+                expected = np.concatenate([d.decode(w[a:b]) for d, a, b in zip(theirs, bounds[:-1], bounds[1:])])
+            except FormatError:
+                expected = None
+            if expected is None:
+                with pytest.raises(FormatError):
+                    ours.decode(w)
+                break
+            assert np.array_equal(ours.decode(w), expected), trial
+
+
+def test_a_compiled_decoder_that_reads_another_constriction_is_not_used(monkeypatch):
+    """compiled_decoder() checks the compiled decoder against this constriction's encoder
+    first: one that decodes otherwise (here: every symbol one too high) is never used, and
+    the decoders fall back to constriction with the same symbols."""
+    from arcodec.codec import entropy
+
+    if entropy._RANGE_DECODE is None:
+        pytest.skip("numba is not installed")
+    right = entropy._RANGE_DECODE
+
+    def off_by_one(*args):
+        code = right(*args)
+        args[8][:] += 1
+        return code
+
+    monkeypatch.setattr(entropy, "_RANGE_DECODE", off_by_one)
+    monkeypatch.setattr(entropy, "_CHECKED", None)
+    assert entropy.compiled_decoder() is None
+    w = RNG.random((4, 16))
+    s = RNG.integers(0, 16, 4)
+    payloads = [encode(s[:2], w[:2]), encode(s[2:], w[2:])]
+    assert np.array_equal(Decoders(payloads, [2, 2]).decode(w), s)

@@ -6,6 +6,10 @@ normalised. ``Categorical(perfect=False)`` quantises them to fixed point and giv
 symbol at least the smallest representable probability, so any symbol stays codable: an
 unlikely image costs more bits but never fails. Encoder and decoder must pass bit-identical
 weights (see :mod:`arcodec.exact`).
+
+A batch of streams decodes in one compiled call a step (:class:`Decoders`): constriction's
+range decoder and table quantiser written again in numba, used only after it has read back
+what this constriction wrote (:func:`compiled_decoder`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import math
 import numpy as np
 import constriction
 
+from arcodec.codec.mixture import compile_kernel
 from arcodec.errors import FormatError
 
 Categorical = constriction.stream.model.Categorical
@@ -123,13 +128,117 @@ class Decoder:
         return out
 
 
+def _range_decode(words, pos, end, lower, span, point, bounds, w, out, spent):  # pragma: no cover - compiled
+    """numba: constriction's range decoder and its ``Categorical(perfect=False)`` model, for
+    several streams at once. Stream i decodes rows bounds[i]..bounds[i+1]-1 of the table w
+    (n, K) into out, reading its 32-bit words[pos[i]:end[i]]; (lower, span, point, pos) is
+    its state, kept between calls. The same integer and float64 operations in the same order
+    as constriction 0.5 (``queue::RangeDecoder::decode_symbol``, 64-bit state, 32-bit words,
+    24-bit probabilities; ``LazyContiguousCategoricalEntropyModel``: the row's sum from the
+    left, scale (2^24 - K) / sum, cumulative k = floor(sum of the first k weights x scale) + k,
+    the last symbol's right edge 2^24), so the same symbols: tests/test_entropy.py compares
+    them with constriction's. Adds to spent[i] the information stream i's symbols carry, as
+    :meth:`Decoder.decode` counts it. Returns -1, or the first stream whose data is invalid."""
+    K = w.shape[1]
+    top = np.uint64(1) << np.uint64(24)
+    word = np.uint64(32)
+    low_span = np.uint64(1) << word
+    free = float(16777216 - K)
+    for i in range(len(bounds) - 1):
+        lo, sp, pt, ps = lower[i], span[i], point[i], pos[i]
+        for j in range(bounds[i], bounds[i + 1]):
+            total = 0.0
+            for k in range(K):
+                total += w[j, k]
+            if not (total >= 2.2250738585072014e-308 and total < np.inf):  # a normal float, as constriction asks
+                return i
+            scale_f = free / total
+            scale = sp >> np.uint64(24)
+            quantile = (pt - lo) // scale
+            if quantile >= top:
+                return i
+            cum = 0.0
+            left = np.uint64(0)
+            prob = np.uint64(0)
+            symbol = K - 1
+            for k in range(K - 1):
+                cum += w[j, k]
+                right = np.uint64(np.int64(cum * scale_f)) + np.uint64(k + 1)
+                if right > quantile:
+                    symbol = k
+                    prob = right - left
+                    break
+                left = right
+            if symbol == K - 1:
+                prob = top - left
+            out[j] = symbol
+            spent[i] -= np.log2(min(1.0, w[j, symbol] / total + 2.0 ** -22))
+            lo = lo + scale * left
+            sp = scale * prob
+            if sp < low_span:
+                lo = lo << word
+                sp = sp << word
+                pt = pt << word
+                if ps < end[i]:
+                    pt = pt | np.uint64(words[ps])
+                    ps += 1
+        lower[i], span[i], point[i], pos[i] = lo, sp, pt, ps
+    return -1
+
+
+_RANGE_DECODE = compile_kernel(_range_decode)
+_CHECKED: bool | None = None  # whether _RANGE_DECODE reads this constriction's streams (None: not yet tried)
+
+
+def _start(payloads: list[bytes]) -> tuple[np.ndarray, ...]:
+    """The compiled decoder's arguments for these streams before their first symbol: their
+    words one after the other, and each stream's (pos, end, lower, span, point) as
+    constriction starts them (the first two words read into the point)."""
+    padded = [p + b"\0" * (-len(p) % 4) for p in payloads]
+    words = np.frombuffer(b"".join(padded), dtype="<u4").astype(np.uint32)
+    sizes = [len(p) // 4 for p in padded]
+    end = np.cumsum(sizes, dtype=np.int64)
+    pos = end - sizes
+    point = np.zeros(len(payloads), dtype=np.uint64)
+    for i, size in enumerate(sizes):
+        for _ in range(min(2, size)):
+            point[i] = (point[i] << np.uint64(32)) | np.uint64(words[pos[i]])
+            pos[i] += 1
+        if size == 1:
+            point[i] <<= np.uint64(32)
+    lower = np.zeros(len(payloads), dtype=np.uint64)
+    span = np.full(len(payloads), np.iinfo(np.uint64).max, dtype=np.uint64)
+    return words, pos, end, lower, span, point
+
+
+def compiled_decoder():
+    """The compiled range decoder, once it has read back what this constriction wrote on a
+    fixed sample (tables of an extreme dynamic range); None without numba, or where it reads
+    something else (a constriction that quantises its tables otherwise): then the decoders
+    call constriction itself."""
+    global _CHECKED
+    if _CHECKED is None:
+        _CHECKED = False
+        if _RANGE_DECODE is not None:
+            rng = np.random.default_rng(0)
+            w = rng.random((400, 256)) ** 20 * 10.0 ** rng.integers(-20, 20, (400, 1))
+            w[::7, 3] = 1e300  # near-certain symbols, 3 or not
+            s = np.where(rng.random(400) < 0.5, 3, rng.integers(0, 256, 400))
+            payloads = [encode(s[:150], w[:150]), encode(s[150:], w[150:])]
+            out = np.empty(400, dtype=np.int64)
+            code = _RANGE_DECODE(*_start(payloads), np.array([0, 150, 400]), w, out, np.zeros(2))
+            _CHECKED = code < 0 and bool(np.array_equal(out, s))
+    return _RANGE_DECODE if _CHECKED else None
+
+
 class Decoders:
     """Several streams read side by side, one symbol run of each per call: the decoder of a
     batch of files, where every stream (file) holds ``counts[i]`` consecutive table rows of
-    each step. The same symbols and the same refusals as a :class:`Decoder` per stream, but
-    the information the streams have spent is counted for all of them at once: with one
-    digit a file, a batch of 512 would otherwise pay 512 rounds of Python arithmetic a pixel
-    (about as much as the range decoder's own calls)."""
+    each step. The same symbols and the same refusals as a :class:`Decoder` per stream, in
+    one compiled call a step (:func:`compiled_decoder`: constriction's decoder and model in
+    numba, the information spent counted in the same loop) or, without it, one constriction
+    call a stream and the counting for all streams in one numpy pass. With one digit a file,
+    a batch of 512 would otherwise pay 512 rounds of Python a pixel."""
 
     def __init__(self, payloads: list[bytes], counts: list[int]):
         if len(payloads) != len(counts) or min(counts, default=1) < 1:
@@ -141,6 +250,10 @@ class Decoders:
         self._spent = np.zeros(len(streams))
         self._bounds = np.cumsum([0, *counts]).tolist()
         self._stream_of_row = np.repeat(np.arange(len(counts)), counts)
+        self._compiled = compiled_decoder() if self._one is None else None
+        if self._compiled is not None:
+            self._state = _start(payloads)
+            self._rows = np.array(self._bounds, dtype=np.int64)
 
     def decode(self, weights) -> np.ndarray:
         """One symbol per table row (n, K), the rows of stream i being ``counts[i]`` long in
@@ -151,14 +264,19 @@ class Decoders:
             raise ValueError(f"{len(w)} table rows for streams of {b[-1]}")
         if self._one is not None:
             return self._one.decode(w)
-        try:
-            out = np.concatenate([d.decode(_FAMILY, w[lo:hi]) for d, lo, hi in zip(self._decs, b[:-1], b[1:])])
-        except Exception as e:  # constriction reports invalid data with various types
-            raise FormatError(f"corrupt payload ({e})") from None
-        out = out.astype(np.int64, copy=False)
-        p = w[np.arange(len(w)), out] / w.sum(axis=1)
-        bits = -np.log2(np.minimum(1.0, p + 2.0 ** -22))
-        self._spent += np.bincount(self._stream_of_row, weights=bits, minlength=len(self._decs))
+        if self._compiled is not None:
+            out = np.empty(len(w), dtype=np.int64)
+            if self._compiled(*self._state, self._rows, w, out, self._spent) >= 0:
+                raise FormatError("corrupt payload (invalid data)")
+        else:
+            try:
+                out = np.concatenate([d.decode(_FAMILY, w[lo:hi]) for d, lo, hi in zip(self._decs, b[:-1], b[1:])])
+            except Exception as e:  # constriction reports invalid data with various types
+                raise FormatError(f"corrupt payload ({e})") from None
+            out = out.astype(np.int64, copy=False)
+            p = w[np.arange(len(w)), out] / w.sum(axis=1)
+            bits = -np.log2(np.minimum(1.0, p + 2.0 ** -22))
+            self._spent += np.bincount(self._stream_of_row, weights=bits, minlength=len(self._decs))
         if (self._spent > self._budget).any():
             raise FormatError("corrupt payload (more symbols than its bytes can hold: truncated, "
                               "or a header that claims too many pixels)")
