@@ -16,6 +16,14 @@
 #      and batch sizes, each validated through the engine every 500 steps;
 # and leaves OUT/qat.tar (each run's best.pt, config.json, log.jsonl, curves.png) and
 # OUT/logs.tar. The commands it ran are printed; the chosen one goes to the model card.
+#
+# Run once so far (2026-12-04, `bash checkpoints/gpu_engine_leg.sh $OUT 520`: 492 s, the
+# cross-device step 88 s of it), then a second call on the same machine, 232 s, continued
+# legs b and c from their best checkpoints (there the runs lay under /tmp/runs):
+#   arcodec train --init runs/mnist-gated-qat-b/best.pt --data mnist --set device=cuda --set qat=true \
+#       --set steps=1000000 --set val_every=500 --set threads=4 --set warmup=50 --set seconds=215 \
+#       --set batch=256 --set lr=1e-4 --out runs/mnist-gated-qat-b2     (and the same from -c: -c2)
+# b2's best checkpoint is mnist-gated id 31 (arcodec/zoo/mnist-gated.md).
 set -u
 OUT=${1:?usage: bash checkpoints/gpu_engine_leg.sh OUT [SECONDS]}
 BUDGET=${2:-500}
