@@ -248,8 +248,8 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
                    naive: bool = False, on_table: Callable | None = None,
                    progress: Callable[[int], None] | None = None):
     """Decode consecutive streams of ``counts[i]`` tiles of (channels, h, w) in raster order,
-    every tile of every stream in one batch: one model step per pixel, one coder call per
-    stream and pixel. The tiles come back as an int64 tensor, or as a numpy array from a
+    every tile of every stream in one batch: one model step and one call of the streams'
+    decoder (:class:`arcodec.codec.entropy.Decoders`) per pixel and channel. The tiles come back as an int64 tensor, or as a numpy array from a
     stepper that works on numpy images (its ``numpy``: the Gated PixelCNN's kernels, which
     need no torch)."""
     decs = Decoders(payloads, counts)
