@@ -29,24 +29,7 @@ set -u
 OUT=${1:?usage: bash checkpoints/gpu_digits.sh OUT [SECONDS]}
 BUDGET=${2:-480}
 DEVICE=${DEVICE:-cuda}
-export PYTHONUNBUFFERED=1
-START=$SECONDS
-mkdir -p "$OUT/cross" /tmp/runs /tmp/data/MNIST/raw
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
-for f in .gpu/mnist/*.gz; do gunzip -c "$f" > "/tmp/data/MNIST/raw/$(basename "$f" .gz)"; done
-export ARCODEC_DATA=/tmp/data
-python3 - <<'EOF' || { echo "numba does not run here: ARCODEC_NO_NUMBA=1"; export ARCODEC_NO_NUMBA=1; }
-import numba, numpy as np
-print("numba", numba.__version__, "numpy", np.__version__)
-assert numba.njit(lambda a: a.sum())(np.arange(4)) == 6
-EOF
-python3 -c "import torch, arcodec; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
+. checkpoints/gpu_setup.sh
 
 # 1. the engine on the GPU, on an idle GPU (the timings are the decoder's)
 timeout 150 python3 benchmarks/cross_device.py device .gpu/cpu_files "$OUT/cross" --device "$DEVICE" \

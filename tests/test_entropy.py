@@ -65,13 +65,9 @@ def test_empty_and_bad_arguments():
         encode(np.array([1, 2]), np.ones((1, 4)))
 
 
-def test_streams_read_side_by_side_give_each_stream_its_symbols_and_refuse_a_cut_one():
-    """Decoders: a batch of streams of 1, 3 and 2 rows a step, decoded step after step in
-    one call each, gives what each stream's own Decoder gives; a cut stream among whole
-    ones is refused once it has given more information than its bytes hold."""
-    k, steps, counts = 256, 40, [1, 3, 2]
-    tables = [RNG.random((sum(counts), k)) ** 8 for _ in range(steps)]
-    symbols = [RNG.integers(0, k, sum(counts)) for _ in range(steps)]
+def _streams(symbols, tables, counts):
+    """Streams of counts[i] rows of every step, each written by constriction's encoder: the
+    payloads, and the rows' bounds."""
     bounds = np.cumsum([0, *counts])
     payloads = []
     for a, b in zip(bounds[:-1], bounds[1:]):
@@ -79,6 +75,17 @@ def test_streams_read_side_by_side_give_each_stream_its_symbols_and_refuse_a_cut
         for s, w in zip(symbols, tables):
             enc.encode(s[a:b], w[a:b])
         payloads.append(enc.finish())
+    return payloads, bounds
+
+
+def test_streams_read_side_by_side_give_each_stream_its_symbols_and_refuse_a_cut_one():
+    """Decoders: a batch of streams of 1, 3 and 2 rows a step, decoded step after step in
+    one call each, gives what each stream's own Decoder gives; a cut stream among whole
+    ones is refused once it has given more information than its bytes hold."""
+    k, steps, counts = 256, 40, [1, 3, 2]
+    tables = [RNG.random((sum(counts), k)) ** 8 for _ in range(steps)]
+    symbols = [RNG.integers(0, k, sum(counts)) for _ in range(steps)]
+    payloads, bounds = _streams(symbols, tables, counts)
     decs = Decoders(payloads, counts)
     alone = [Decoder(p) for p in payloads]
     for s, w in zip(symbols, tables):
@@ -117,13 +124,7 @@ def test_the_compiled_range_decoder_reads_what_constriction_wrote(monkeypatch, c
     tables[3][:, 7] = 1e300  # symbol 7 almost certain
     symbols = [np.array([RNG.choice(k, p=row / row.sum()) if i % 2 else RNG.integers(0, k) for i, row in enumerate(w)])
                for w in tables]
-    bounds = np.cumsum([0, *counts])
-    payloads = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        enc = Encoder()
-        for s, w in zip(symbols, tables):
-            enc.encode(s[a:b], w[a:b])
-        payloads.append(enc.finish())
+    payloads, bounds = _streams(symbols, tables, counts)
     decs = Decoders(payloads, counts)
     for s, w in zip(symbols, tables):
         assert np.array_equal(decs.decode(w), s)

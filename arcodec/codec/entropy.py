@@ -243,17 +243,17 @@ class Decoders:
     def __init__(self, payloads: list[bytes], counts: list[int]):
         if len(payloads) != len(counts) or min(counts, default=1) < 1:
             raise ValueError(f"{len(payloads)} streams but counts {counts}")
-        streams = [Decoder(p) for p in payloads]
-        self._one = streams[0] if len(streams) == 1 else None  # one file: its decoder's scalar path
-        self._decs = [d._dec for d in streams]
-        self._budget = np.array([d._budget for d in streams])
-        self._spent = np.zeros(len(streams))
+        self._one = Decoder(payloads[0]) if len(payloads) == 1 else None  # one file: its decoder's scalar path
+        self._budget = np.array([capacity_bits(len(p)) for p in payloads])  # as Decoder's, see its docstring
+        self._spent = np.zeros(len(payloads))
         self._bounds = np.cumsum([0, *counts]).tolist()
-        self._stream_of_row = np.repeat(np.arange(len(counts)), counts)
         self._compiled = compiled_decoder() if self._one is None else None
         if self._compiled is not None:
             self._state = _start(payloads)
             self._rows = np.array(self._bounds, dtype=np.int64)
+        elif self._one is None:
+            self._decs = [Decoder(p)._dec for p in payloads]
+            self._stream_of_row = np.repeat(np.arange(len(counts)), counts)
 
     def decode(self, weights) -> np.ndarray:
         """One symbol per table row (n, K), the rows of stream i being ``counts[i]`` long in
@@ -276,7 +276,7 @@ class Decoders:
             out = out.astype(np.int64, copy=False)
             p = w[np.arange(len(w)), out] / w.sum(axis=1)
             bits = -np.log2(np.minimum(1.0, p + 2.0 ** -22))
-            self._spent += np.bincount(self._stream_of_row, weights=bits, minlength=len(self._decs))
+            self._spent += np.bincount(self._stream_of_row, weights=bits, minlength=len(self._spent))
         if (self._spent > self._budget).any():
             raise FormatError("corrupt payload (more symbols than its bytes can hold: truncated, "
                               "or a header that claims too many pixels)")
