@@ -1,6 +1,6 @@
-# Sourced by the GPU sessions' scripts (gpu_digits.sh, gpu_engine_leg.sh) from the checkout's
+# Sourced by the GPU sessions' scripts (gpu_digits.sh, gpu_engine_leg.sh, gpu_photo.sh) from the checkout's
 # root on the GPU machine, with OUT set: installs the wheels of what that machine lacks
-# (.whl/), unpacks MNIST (.gpu/mnist/*.gz) under /tmp/data, turns numba off where it does not
+# (.whl/), unpacks MNIST (.gpu/mnist/*.gz, where carried) under /tmp/data, turns numba off where it does not
 # run, and prints the versions and the GPU. Sets START (the script's clock) and PYTHONPATH.
 export PYTHONUNBUFFERED=1
 START=$SECONDS
@@ -12,7 +12,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 else
     export PYTHONPATH=$PWD
 fi
-for f in .gpu/mnist/*.gz; do gunzip -c "$f" > "/tmp/data/MNIST/raw/$(basename "$f" .gz)"; done
+for f in .gpu/mnist/*.gz; do [ -e "$f" ] || continue; gunzip -c "$f" > "/tmp/data/MNIST/raw/$(basename "$f" .gz)"; done
 export ARCODEC_DATA=/tmp/data
 python3 - <<'PY' || { echo "numba does not run here: ARCODEC_NO_NUMBA=1"; export ARCODEC_NO_NUMBA=1; }
 import numba, numpy as np

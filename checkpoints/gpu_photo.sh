@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The photo models' GPU script (one short loan of an H200), run from the checkout's root there:
+#
+#   bash checkpoints/gpu_photo.sh OUT [PHASE1_SECONDS] [PHASE2_SECONDS]
+#
+# It expects, beside the checkout's files: .whl/ (wheels of what that machine lacks, for
+# Python 3.12: pypng reads the photos) and .gpu/photos/ (python checkpoints/pack_photos.py
+# .gpu/photos: the validation photos whole, the training photos cut to part of their area,
+# the same names, so the same split). Three runs at once on the one GPU, each grown from the
+# shipped photo-rgb (which they compute exactly at their start, LocalPhoto.grow_from):
+#   a: the same size (128 channels, 4 blocks): what more steps alone give;
+#   b: 192 channels, 4 blocks;   c: 256 channels, 4 blocks;
+# phase 1 trains them on crops half of them 4:2:0 (as photo-rgb), phase 2 fine-tunes each
+# one's best checkpoint on crops all 4:2:0 (as photo-rgb-420 from photo-rgb). It leaves
+# OUT/runs.tar (each run's best.pt, config.json, log.jsonl) and OUT/logs.tar; the commands it
+# ran are printed, and go to the model cards.
+set -u
+OUT=${1:?usage: bash checkpoints/gpu_photo.sh OUT [PHASE1_SECONDS] [PHASE2_SECONDS]}
+P1=${2:-270}
+mkdir -p runs
+P2=${3:-150}
+DEVICE=${DEVICE:-cuda}
+. checkpoints/gpu_setup.sh
+
+COMMON="--data folder:.gpu/photos --set device=$DEVICE --set steps=1000000 --set crop=48 --set crops=4096"
+COMMON="$COMMON --set flip=true --set val_limit=1024 --set val_every=250 --set threads=4 --set batch=128"
+run() {  # name, then arcodec train's arguments
+    local name=$1; shift
+    echo "arcodec train $COMMON $* --out runs/$name"
+    python3 -m arcodec train $COMMON "$@" --out "runs/$name" > "runs/$name.log" 2>&1 &
+}
+show() {
+    for m in "$@"; do
+        echo "$m: $(tail -1 "runs/$m.log" | cut -c1-200)"
+        grep -o '"val_bpd": [0-9.]*' "runs/$m/log.jsonl" | cut -d' ' -f2 | cut -c1-6 | tr '\n' ' '; echo
+    done
+}
+
+P1SET="--set chroma=0.5 --set lr=2e-4 --set warmup=100 --set seconds=$P1"
+run photo-a --init photo-rgb $P1SET
+run photo-b --init photo-rgb --set hidden=192 $P1SET
+run photo-c --init photo-rgb --set hidden=256 $P1SET
+wait
+echo "phase 1 done after $((SECONDS - START)) s"; show photo-a photo-b photo-c
+
+P2SET="--set chroma=1.0 --set lr=1e-4 --set warmup=50 --set seconds=$P2"
+for m in a b c; do
+    [ -f "runs/photo-$m/best.pt" ] && run "photo-$m-420" --init "runs/photo-$m/best.pt" $P2SET
+done
+wait
+echo "phase 2 done after $((SECONDS - START)) s"; show photo-a-420 photo-b-420 photo-c-420
+
+cd runs
+tar cf "$OUT/runs.tar" --exclude=last.pt ./photo-*/
+tar cf "$OUT/logs.tar" ./*.log
+nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null
+echo "all done after $((SECONDS - START)) s"
