@@ -14,6 +14,17 @@
 # one's best checkpoint on crops all 4:2:0 (as photo-rgb-420 from photo-rgb). It leaves
 # OUT/runs.tar (each run's best.pt, config.json, log.jsonl) and OUT/logs.tar; the commands it
 # ran are printed, and go to the model cards.
+#
+# Run once so far (2026-12-04, `bash checkpoints/gpu_photo.sh $OUT 270 150` with .whl and
+# .gpu/photos carried: 479 s; phase 1 best validations a 2.9449, b 2.9425, c 2.9412; phase 2
+# a 2.3958, b 2.3918, c 2.3917). The working tree that travels is at most 64 MiB: for that
+# call the files the GPU does not read (the zoo's other weights, checkpoints/photo-rgb*,
+# docs/, benchmarks/results/, tests/golden/) were taken out of git's index and ignored, and
+# put back after. A second call on the same machine (244 s, runs/ kept there) trained on:
+#   arcodec train --init runs/photo-a/best.pt ... --set chroma=0.5 --set lr=1e-4 --set warmup=50 --set seconds=215 --out runs/photo-a2
+#   arcodec train --init runs/photo-a-420/best.pt ... --set chroma=1.0 --set lr=5e-5 --set warmup=50 --set seconds=215 --out runs/photo-a-420b
+#   arcodec train --init photo-rgb-420 ... --set chroma=1.0 --set lr=5e-5 --set warmup=50 --set seconds=215 --out runs/photo-x
+# (... the COMMON settings below); photo-a2 is photo-rgb id 32, photo-a-420b photo-rgb-420 id 33.
 set -u
 OUT=${1:?usage: bash checkpoints/gpu_photo.sh OUT [PHASE1_SECONDS] [PHASE2_SECONDS]}
 P1=${2:-270}

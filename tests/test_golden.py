@@ -65,10 +65,12 @@ CASES = {
     "photo-rgb-v9": (_photo, "photo-rgb-v9"),  # superseded (id 19)
     "photo-rgb-v10": (_photo, "photo-rgb-v10"),  # superseded (id 20)
     "photo-rgb-v11": (_photo, "photo-rgb-v11"),  # superseded (id 21)
-    "photo-rgb-420": (_photo, "photo-rgb-420"),  # the 4:2:0 specialist (id 29)
+    "photo-rgb-v12": (_photo, "photo-rgb-v12"),  # superseded (id 22)
+    "photo-rgb-420": (_photo, "photo-rgb-420"),  # the 4:2:0 specialist (id 33)
     "photo-rgb-420-v1": (_photo, "photo-rgb-420-v1"),  # superseded (id 23)
     "photo-rgb-420-v2": (_photo, "photo-rgb-420-v2"),  # superseded (id 24)
     "photo-rgb-420-v3": (_photo, "photo-rgb-420-v3"),  # superseded (id 28)
+    "photo-rgb-420-v4": (_photo, "photo-rgb-420-v4"),  # superseded (id 29)
     "photo-gray": (lambda: _photo()[:, :, 1], "photo-gray"),
     "auto-levels": (_colour_digit, "auto"),
     "auto-noise": (lambda: np.random.default_rng(3).integers(0, 256, (9, 11, 3)).astype(np.uint8), "auto"),
@@ -160,9 +162,9 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
                                         "mnist-gated-small-v1", "mnist-gated-medium-v1", "mnist-gated-v2",
                                         "mnist-gated-v3", "photo-rgb-v3", "photo-rgb-v4", "photo-rgb-v5",
                                         "photo-rgb-v6", "photo-rgb-v7", "photo-rgb-v8", "photo-rgb-v9",
-                                        "photo-rgb-v10", "photo-rgb-v11", "photo-rgb-420-v1",
+                                        "photo-rgb-v10", "photo-rgb-v11", "photo-rgb-v12", "photo-rgb-420-v1",
                                         "photo-rgb-420-v2", "mnist-gated-v4", "photo-rgb-420-v3",
-                                        "mnist-gated-v5"]
+                                        "photo-rgb-420-v4", "mnist-gated-v5"]
     assert not any("applies" in c for c in old)
     for name, new, image, old_id in (("photo-rgb-v1", "photo-rgb", _photo(), 5), ("photo-rgb-v2", "photo-rgb", _photo(), 7),
                                      ("photo-rgb-v3", "photo-rgb", _photo(), 13),
@@ -174,9 +176,11 @@ def test_a_superseded_model_still_decodes_its_files_and_is_never_picked():
                                      ("photo-rgb-v9", "photo-rgb", _photo(), 19),
                                      ("photo-rgb-v10", "photo-rgb", _photo(), 20),
                                      ("photo-rgb-v11", "photo-rgb", _photo(), 21),
+                                     ("photo-rgb-v12", "photo-rgb", _photo(), 22),
                                      ("photo-rgb-420-v1", "photo-rgb-420", _photo(), 23),
                                      ("photo-rgb-420-v2", "photo-rgb-420", _photo(), 24),
                                      ("photo-rgb-420-v3", "photo-rgb-420", _photo(), 28),
+                                     ("photo-rgb-420-v4", "photo-rgb-420", _photo(), 29),
                                      ("colour-mnist-made-v1", "colour-mnist-made", _colour_digit() // 85, 2),
                                      ("mnist-gated-v1", "mnist-gated", _digit(), 1),
                                      ("mnist-gated-v2", "mnist-gated", _digit(), 11),
