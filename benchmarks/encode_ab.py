@@ -5,10 +5,12 @@ between runs, so only times measured side by side compare).
     git worktree add ../before HEAD~1                      # the code before the change
     python benchmarks/encode_ab.py --against ../before     # kodim05, 3 rounds
     python benchmarks/encode_ab.py --against ../before --photos kodim05.png kodim13.png --rounds 5
+    python benchmarks/encode_ab.py --against ../before --cold   # each process's first encode
 
 Each round encodes each photo once with each checkout, alternating, every encode in a fresh
 process (the checkout's own package and zoo, ``arcodec compress``'s default model, 2
-threads, after a small warm-up encode that loads the model and the compiled kernels). Prints
+threads, after a small warm-up encode that loads the model and the compiled kernels; with
+``--cold``, without it: the process's first encode, what ``arcodec compress`` makes). Prints
 every time and the mean ratio; writes benchmarks/results/encode_ab.{json,md}. The photos
 are Kodak's (``../shared/data/kodak``): timing only, nothing is selected on them.
 """
@@ -35,16 +37,17 @@ from arcodec.codec.coders import set_threads
 from arcodec.imageio import read_image
 set_threads(2)
 a = read_image(Path(sys.argv[1]).read_bytes(), sys.argv[1])
-encode_images([a[:128, :512]])  # big enough for the offset fits: every kernel loaded
+if sys.argv[2] == "warm":
+    encode_images([a[:128, :512]])  # big enough for the offset fits: every kernel loaded
 t = time.perf_counter()
 data = encode_images([a]).data
 print(json.dumps({"seconds": time.perf_counter() - t, "bytes": len(data), "package": arcodec.__file__}))
 """
 
 
-def encode(checkout: Path, photo: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", ONE, str(photo)], capture_output=True, text=True, cwd=checkout,
-                         env={**os.environ, "PYTHONPATH": str(checkout)})
+def encode(checkout: Path, photo: Path, cold: bool = False) -> dict:
+    out = subprocess.run([sys.executable, "-c", ONE, str(photo), "cold" if cold else "warm"], capture_output=True,
+                         text=True, cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)})
     if out.returncode:
         raise SystemExit(f"error: encoding {photo.name} with {checkout} failed: {out.stderr.strip().splitlines()[-1]}")
     got = json.loads(out.stdout.strip().splitlines()[-1])
@@ -58,6 +61,7 @@ def main() -> None:
     p.add_argument("--against", required=True, type=Path, help="the other checkout (e.g. a git worktree)")
     p.add_argument("--photos", nargs="+", default=["kodim05.png"])
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cold", action="store_true", help="time each process's first encode (no warm-up encode)")
     args = p.parse_args()
     other = args.against.resolve()
     if not (other / "arcodec" / "__init__.py").is_file():
@@ -71,7 +75,7 @@ def main() -> None:
     for r in range(args.rounds):
         for photo in photos:
             for name, checkout in (("other", other), ("this", ROOT)):
-                got = encode(checkout, photo)
+                got = encode(checkout, photo, args.cold)
                 times[name].append(got["seconds"])
                 sizes[(name, photo.name)] = got["bytes"]
                 print(f"round {r + 1}  {photo.name}  {name:>5}  {got['seconds']:.2f} s  {got['bytes']:,} bytes", flush=True)
@@ -81,9 +85,11 @@ def main() -> None:
     print(f"this / other: {ratio:.3f} (mean {this.mean():.2f} s against {that.mean():.2f} s; "
           f"this faster in {wins} of {len(this)} pairs)")
     res = {"command": command(), "machine": machine(2), "against": args.against.name, "photos": args.photos,
+           "cold": args.cold,
            "this_s": times["this"], "other_s": times["other"], "ratio": ratio, "pairs_faster": wins,
            "same_bytes": all(sizes[("this", ph.name)] == sizes[("other", ph.name)] for ph in photos)}
-    md = [f"`{command()}`: encode seconds, each photo alternately with each checkout, fresh processes, 2 threads", ""]
+    md = [f"`{command()}`: encode seconds, each photo alternately with each checkout, fresh processes, 2 threads"
+          + (", each process's first encode" if args.cold else ", after a warm-up encode"), ""]
     md += md_table(["checkout", "mean encode s", "every encode (s)"],
                    [["this", f"{this.mean():.2f}", " ".join(f"{t:.2f}" for t in this)],
                     [args.against.name, f"{that.mean():.2f}", " ".join(f"{t:.2f}" for t in that)]])

@@ -149,3 +149,24 @@ def test_of_several_photo_models_the_sample_picks_the_one_that_codes_a_large_pho
         data = arcodec.compress(small)
         assert sorted(coded) == sorted(pair)
         assert len(data) == min(len(arcodec.compress(small, n)) for n in pair)
+
+
+def test_a_photo_encode_starts_loading_what_it_needs_on_a_thread_of_its_own():
+    """In a fresh process, warm_up (which a photo's encode starts) loads the offset search's
+    optimiser and the engine's compiled kernel on its own thread, once a process."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from arcodec.codec import engine, wavefront
+assert "scipy.optimize" not in sys.modules and not engine._KERNEL
+wavefront.warm_up(); wavefront.warm_up()
+assert len(wavefront._WARMING) == 1
+wavefront._WARMING[0].join(120)
+assert "scipy.optimize" in sys.modules
+assert engine._KERNEL[0] is None or engine._KERNEL[0].signatures
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

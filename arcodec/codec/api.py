@@ -307,15 +307,27 @@ def _preselect(imgs: list[np.ndarray], cands: list[tuple[str, tuple[int, ...]]],
     total = sum(a.size for a in imgs)
     if planes or len(local) < 2 or total < PRESELECT_SUBPIXELS:
         return cands
-    from arcodec.codec.wavefront import sampled_bits
+    from arcodec.codec.coders import pool_map
+    from arcodec.codec.wavefront import OneThread, sampled_bits
 
-    def bits(name: str, levels: tuple[int, ...]) -> float:
-        m = load_model(name)
+    def bits(cand: tuple[str, tuple[int, ...]]) -> float:
+        m = load_model(cand[0])
         return sum(sampled_bits(coding(m), a.transpose(2, 0, 1)[None], max(1, PRESELECT_SAMPLES * a.size // total))
-                   for a in _indexed(imgs, levels))
+                   for a in _indexed(imgs, cand[1]))
 
-    best = min(local, key=lambda c: bits(*c))
+    with OneThread() as threads:  # the models' samples side by side, each on one thread
+        scores = pool_map(bits, local, threads)
+    best = local[scores.index(min(scores))]
     return [c for c in cands if c not in local or c == best]
+
+
+def _warm_up(imgs: list[np.ndarray]) -> None:
+    """Photos (:data:`PRESELECT_SUBPIXELS` or more): start loading what their encode will
+    load on its way, beside the work before it (:func:`arcodec.codec.wavefront.warm_up`)."""
+    if sum(a.size for a in imgs) >= PRESELECT_SUBPIXELS:
+        from arcodec.codec.wavefront import warm_up
+
+        warm_up()
 
 
 def _indexed(imgs: list[np.ndarray], levels: tuple[int, ...]) -> list[np.ndarray]:
@@ -343,6 +355,7 @@ def encode_images(images: list, names: list[str] | None = None, model=None, tile
     if archive and wide:
         raise ArcodecError("an archive holds 8-bit images only (its images share one header): "
                            "compress 16-bit images one file each")
+    _warm_up(imgs)
     if not is_auto(model):
         m = resolve(model)
         for a in imgs:
@@ -371,6 +384,7 @@ def encode_many(images: list, model=None, tile: int | None = None,
     :func:`encode_images` codes it)."""
     coded = [_coded(a) for a in images]
     imgs, wide = [a for a, _ in coded], [w for _, w in coded]
+    _warm_up(imgs)
     if not is_auto(model):
         m = resolve(model)
         for a, w in coded:

@@ -206,6 +206,12 @@ def _fused(acc):
     (another type or layout, or no numba): the caller runs numpy's steps."""
     if not (isinstance(acc, np.ndarray) and acc.dtype == np.float64 and acc.ndim == 2 and acc.flags.c_contiguous):
         return None
+    return requantize_kernel()
+
+
+def requantize_kernel():
+    """The compiled requantisation kernel, loaded (from numba's cache) on first use, or None
+    without numba."""
     if not _KERNEL:
         _KERNEL.append(compile_kernel(_requantize))
     return _KERNEL[0]

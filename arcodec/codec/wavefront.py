@@ -253,7 +253,7 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
         from arcodec.codec.adapt import ready
 
         ready()  # the search's imports and kernel here, not on the pool's threads (adapt.ready)
-    with _OneThread() as threads:
+    with OneThread() as threads:
         # the streams' offsets, and beside them the first band's network (the searches of
         # engines 2, 4 and 5 share no threads of their own; engine 1's does: before it)
         ahead, jobs = band_work(0)
@@ -421,7 +421,7 @@ def choose_scale_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
     side of the best; 0 when none does better); zeros for a stream of fewer than
     SCALE_MIN_PIXELS pixels. Only the encoder runs it: the decoder reads the offsets from the
     stream."""
-    with _OneThread() as threads:
+    with OneThread() as threads:
         return _search_offsets(eng, x, threads)
 
 
@@ -529,7 +529,7 @@ def choose_mixture_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
     offsets, fitted on up to MIXTURE_SAMPLES of the tiles' pixels (a seeded draw) by
     :func:`_fit_steps`; zeros for a stream of fewer than SCALE_MIN_PIXELS pixels. Only the
     encoder runs it: the decoder reads the offsets from the stream."""
-    with _OneThread():
+    with OneThread():
         return _mixture_offsets(eng, x)
 
 
@@ -539,6 +539,36 @@ def _mixture_offsets(eng: LocalEngine, x: np.ndarray) -> np.ndarray:
     if not _searched(x):
         return np.zeros((C, 2, M), dtype=np.int64)
     return _stream_fit(eng, x, lambda: _fit_steps(eng, *_sample(eng, x, MIXTURE_SAMPLES))[0])
+
+
+_WARMING: list[threading.Thread] = []
+
+
+def warm_up() -> None:
+    """Start loading, on a thread of its own, what a process's first photo encode loads on
+    its way (once a process): scipy's optimiser and the offset search's kernel
+    (:func:`arcodec.codec.adapt.ready`), and numba's compiler with the engine's first kernel
+    (the other kernels then load from numba's cache in milliseconds). The caller goes on
+    meanwhile (the stored method's DEFLATE, the models' loading and their samples' matrix
+    products release the GIL that the imports hold). The same bytes are coded either way."""
+    if _WARMING:
+        return
+
+    def load() -> None:
+        from arcodec.codec.adapt import ready
+        from arcodec.codec.engine import requantize_kernel
+
+        try:
+            ready()
+            kernel = requantize_kernel()
+            if kernel is not None:  # a call loads it, and numba's compiler with it
+                one = np.zeros((1, 1))
+                kernel(one, np.zeros(1), np.ones(1), -np.inf, np.inf, one, False)
+        except Exception:  # noqa: BLE001 - the encode itself meets and reports whatever failed here
+            pass
+
+    _WARMING.append(threading.Thread(target=load, name="arcodec-warm-up", daemon=True))
+    _WARMING[0].start()
 
 
 FITS_KEPT = 4  # streams whose fitted offsets are remembered (:func:`_stream_fit`)
@@ -824,7 +854,7 @@ def _stream_places(t_of: np.ndarray, tiles: int, channels: int) -> np.ndarray:
     return np.stack([(tile + inside + ch * size).ravel() for ch in range(channels)])
 
 
-class _OneThread:
+class OneThread:
     """The BLAS (numpy's matrix products) and torch, when loaded, at one thread inside the
     coders: the coders share out their pieces among their own threads (a decoder line's
     products are too small to share, and two threads each running a two-thread BLAS cost a
@@ -877,7 +907,7 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     xpad = np.zeros((n, channels, h + hz, w + 2 * hz), dtype=np.float32)  # input units, 0 outside
     x = np.zeros((n, channels, h, w), dtype=np.uint8)
     longest = n * min(h, (w - 1) // slope + 1)  # the most pixels a line holds
-    with _OneThread() as threads:
+    with OneThread() as threads:
         blas = threads if DECODE_BLAS and longest < 2 * DECODE_SHARE else 1  # see DECODE_BLAS
         with _blas_threads(blas):
             _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, progress, shift)
