@@ -322,9 +322,11 @@ def _preselect(imgs: list[np.ndarray], cands: list[tuple[str, tuple[int, ...]]],
 
 
 def _warm_up(imgs: list[np.ndarray]) -> None:
-    """Photos (:data:`PRESELECT_SUBPIXELS` or more): start loading what their encode will
-    load on its way, beside the work before it (:func:`arcodec.codec.wavefront.warm_up`)."""
-    if sum(a.size for a in imgs) >= PRESELECT_SUBPIXELS:
+    """A photo among the images (one of :data:`PRESELECT_SUBPIXELS` sub-pixels or more; many
+    small images, digits say, are not coded by the photo models): start loading what its
+    encode will load on its way, beside the work before it
+    (:func:`arcodec.codec.wavefront.warm_up`)."""
+    if any(a.size >= PRESELECT_SUBPIXELS for a in imgs):
         from arcodec.codec.wavefront import warm_up
 
         warm_up()
