@@ -31,31 +31,22 @@ BUDGET=${2:-480}
 DEVICE=${DEVICE:-cuda}
 . checkpoints/gpu_setup.sh
 
-# 1. the engine on the GPU, on an idle GPU (the timings are the decoder's)
-timeout 150 python3 benchmarks/cross_device.py device .gpu/cpu_files "$OUT/cross" --device "$DEVICE" \
-    > /tmp/runs/cross.log 2>&1
-echo "cross-device: exit $? after $((SECONDS - START)) s"; tail -5 /tmp/runs/cross.log
-(timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_gated_engine.py -k device > /tmp/runs/pytest.log 2>&1;
- echo "pytest exit $?" >> /tmp/runs/pytest.log) &
+# 1. the engine on the GPU, on an idle GPU
+cross_device_step
 
 # 2.-3. float, then qat: the time left split 70 / 30, less each phase's start and the packing
 LEFT=$((BUDGET - (SECONDS - START) - 75))
 FLOAT=$((LEFT * 7 / 10))
 QAT=$((LEFT - FLOAT))
 COMMON="--data mnist --set device=$DEVICE --set batch=128 --set steps=1000000 --set val_every=1000 --set threads=2"
-run() {  # name, then arcodec train's arguments
-    local name=$1; shift
-    echo "arcodec train $* --out runs/$name"
-    python3 -m arcodec train "$@" --out "/tmp/runs/$name" > "/tmp/runs/$name.log" 2>&1 &
-}
 for m in mnist-gated mnist-gated-medium mnist-gated-small; do
-    run "$m-gpu" --init "$m" $COMMON --set lr=1e-3 --set warmup=200 --set seconds=$FLOAT
+    train_in_background "$m-gpu" --init "$m" $COMMON --set lr=1e-3 --set warmup=200 --set seconds=$FLOAT
 done
 wait
 echo "float done after $((SECONDS - START)) s"
 for m in mnist-gated mnist-gated-medium mnist-gated-small; do
     tail -c 300 "/tmp/runs/$m-gpu.log" | tr '\r' '\n' | tail -2
-    run "$m-gpu-qat" --init "/tmp/runs/$m-gpu/best.pt" $COMMON --set qat=true --set lr=3e-4 --set warmup=50 \
+    train_in_background "$m-gpu-qat" --init "/tmp/runs/$m-gpu/best.pt" $COMMON --set qat=true --set lr=3e-4 --set warmup=50 \
         --set seconds=$QAT
 done
 wait

@@ -30,25 +30,16 @@ BUDGET=${2:-500}
 DEVICE=${DEVICE:-cuda}
 . checkpoints/gpu_setup.sh
 
-# 1. the engine on an idle GPU (the timings are the decoder's)
-timeout 150 python3 benchmarks/cross_device.py device .gpu/cpu_files "$OUT/cross" --device "$DEVICE" \
-    > /tmp/runs/cross.log 2>&1
-echo "cross-device: exit $? after $((SECONDS - START)) s"; grep '^\[' /tmp/runs/cross.log | cut -c1-300
-(timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_gated_engine.py -k device > /tmp/runs/pytest.log 2>&1;
- echo "pytest exit $?" >> /tmp/runs/pytest.log) &
+# 1. the engine on an idle GPU
+cross_device_step
 
 # 2. three engine legs at once, in the time left less the start and the packing
 LEFT=$((BUDGET - (SECONDS - START) - 45))
 COMMON="--init mnist-gated --data mnist --set device=$DEVICE --set qat=true --set steps=1000000 --set val_every=500"
 COMMON="$COMMON --set threads=4 --set warmup=50 --set seconds=$LEFT"
-run() {  # name, then arcodec train's arguments
-    local name=$1; shift
-    echo "arcodec train $COMMON $* --out runs/$name"
-    python3 -m arcodec train $COMMON "$@" --out "/tmp/runs/$name" > "/tmp/runs/$name.log" 2>&1 &
-}
-run mnist-gated-qat-a --set batch=128 --set lr=1e-4
-run mnist-gated-qat-b --set batch=256 --set lr=2e-4
-run mnist-gated-qat-c --set batch=128 --set lr=3e-4
+train_in_background mnist-gated-qat-a $COMMON --set batch=128 --set lr=1e-4
+train_in_background mnist-gated-qat-b $COMMON --set batch=256 --set lr=2e-4
+train_in_background mnist-gated-qat-c $COMMON --set batch=128 --set lr=3e-4
 wait
 echo "legs done after $((SECONDS - START)) s"
 for m in a b c; do

@@ -28,18 +28,13 @@
 set -u
 OUT=${1:?usage: bash checkpoints/gpu_photo.sh OUT [PHASE1_SECONDS] [PHASE2_SECONDS]}
 P1=${2:-270}
-mkdir -p runs
 P2=${3:-150}
 DEVICE=${DEVICE:-cuda}
+RUNS=runs  # in the checkout there: the runs' --init paths are relative, as the cards record them
 . checkpoints/gpu_setup.sh
 
 COMMON="--data folder:.gpu/photos --set device=$DEVICE --set steps=1000000 --set crop=48 --set crops=4096"
 COMMON="$COMMON --set flip=true --set val_limit=1024 --set val_every=250 --set threads=4 --set batch=128"
-run() {  # name, then arcodec train's arguments
-    local name=$1; shift
-    echo "arcodec train $COMMON $* --out runs/$name"
-    python3 -m arcodec train $COMMON "$@" --out "runs/$name" > "runs/$name.log" 2>&1 &
-}
 show() {
     for m in "$@"; do
         echo "$m: $(tail -1 "runs/$m.log" | cut -c1-200)"
@@ -48,15 +43,15 @@ show() {
 }
 
 P1SET="--set chroma=0.5 --set lr=2e-4 --set warmup=100 --set seconds=$P1"
-run photo-a --init photo-rgb $P1SET
-run photo-b --init photo-rgb --set hidden=192 $P1SET
-run photo-c --init photo-rgb --set hidden=256 $P1SET
+train_in_background photo-a $COMMON --init photo-rgb $P1SET
+train_in_background photo-b $COMMON --init photo-rgb --set hidden=192 $P1SET
+train_in_background photo-c $COMMON --init photo-rgb --set hidden=256 $P1SET
 wait
 echo "phase 1 done after $((SECONDS - START)) s"; show photo-a photo-b photo-c
 
 P2SET="--set chroma=1.0 --set lr=1e-4 --set warmup=50 --set seconds=$P2"
 for m in a b c; do
-    [ -f "runs/photo-$m/best.pt" ] && run "photo-$m-420" --init "runs/photo-$m/best.pt" $P2SET
+    [ -f "runs/photo-$m/best.pt" ] && train_in_background "photo-$m-420" $COMMON --init "runs/photo-$m/best.pt" $P2SET
 done
 wait
 echo "phase 2 done after $((SECONDS - START)) s"; show photo-a-420 photo-b-420 photo-c-420
