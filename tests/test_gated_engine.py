@@ -169,6 +169,54 @@ def test_a_large_batch_steps_by_matrix_products_with_the_kernels_tables(monkeypa
         assert torch.equal(y, x) and all(np.array_equal(tables[k], runs[-1][1][k]) for k in tables)
 
 
+def blank_beginnings(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Tiles whose first nonzero pixel lies anywhere: at (0, 0), mid-row, at a row's last
+    pixel, at the very last pixel, or nowhere (all 0); random pixels after it."""
+    g = torch.Generator().manual_seed(seed)
+    firsts = [0, 1, w - 1, w, w + 2, 2 * w - 1, 3 * w + 3, h * w - 1, h * w, h * w]
+    x = torch.randint(0, 256, (n, h * w), generator=g)
+    for k in range(n):
+        first = firsts[k % len(firsts)] if k < 2 * len(firsts) else int(torch.randint(0, h * w + 1, (1,), generator=g))
+        x[k, :first] = 0
+        if first < h * w and x[k, first] == 0:
+            x[k, first] = 1
+    return x.view(n, 1, h, w)
+
+
+def test_tiles_blank_so_far_take_a_blank_tiles_state_with_the_same_tables(monkeypatch):
+    """A large batch's tiles whose pixels so far are all 0 (a digit's blank top rows) skip
+    the stacks and take a blank tile's state, computed once: the decoder's tables equal the
+    encoder's and those of the decoder that computes every tile, element for element, on
+    one thread and on two; the encoder that skips writes the same bytes."""
+    if gated._FUSED is None:
+        pytest.skip("numba or scipy is not installed: no matrix-product kernels")
+    net = tiny(dilation="1,2,4")
+    n, h, w = 3 * gated.BLAS_BATCH + 3, 6, 7
+    x = blank_beginnings(n, h, w)
+    enc = {}
+
+    def keep(r0, r1, weights):
+        weights = weights.reshape(r1 - r0, w, n, -1)
+        for r in range(r0, r1):
+            for c in range(w):
+                enc[r, c] = weights[r - r0, c]
+    [(payload, _)] = gated.encode_streams(net, x, [n], on_table=keep)
+    eng = gated.weights_of(net).engine
+    assert (h, w) in eng.blanks  # the encoder skipped: it made the blank tile's state
+    assert gated.GatedStepper(eng, n, h, w).first[0] == h * w  # and so does the decoder
+    runs = []
+    for threads in (1, 2):
+        monkeypatch.setattr(gated, "coder_threads", lambda threads=threads: threads)
+        runs.append(decoded_tables(net, [payload], [n], h, w))
+    monkeypatch.setattr(gated, "BLANK_POSITIONS", 0)  # every tile computed
+    assert gated.GatedStepper(eng, n, h, w).first[0] == -1
+    assert gated.encode_streams(net, x, [n])[0][0] == payload
+    runs.append(decoded_tables(net, [payload], [n], h, w))
+    for y, tables in runs:
+        assert torch.equal(y, x)
+        assert all(np.array_equal(tables[k], enc[k]) for k in enc)
+
+
 def test_a_crew_stops_when_its_decode_fails_and_when_it_is_collected(monkeypatch):
     """A corrupt payload stops a decode with a FormatError: its crew's threads stop too (no
     thread left spinning); so do those of a stepper that is dropped without closing."""

@@ -408,12 +408,18 @@ class GatedStepper:
         self.arrays = tuple(np.asarray(a) for a in (self.cols_all, self.links, self.logits, self.table))
         self.row_buffers = tuple(np.asarray(b) for b in self.rows) if self.fused else None
         self.row_args = _row_args(engine) if self.fused else None
+        # a tile's first nonzero pixel (raster order; height x width while none is known):
+        # a large batch's tiles blank so far take a blank image's state instead of computing it
+        skip = self.fused_steps and height * width <= BLANK_POSITIONS
+        self.first = np.full(batch, height * width if skip else -1, dtype=np.int64)
+        self.blank = (_blank_arrays(engine, height, width) if skip else _no_blank(self.row_buffers, engine)) \
+            if self.fused else None
 
     def begin_row(self, x, r: int) -> None:
         if self.row_args is not None:
             images = np.asarray(x)
             args = (images, r, self.engine.config.levels, self.row_buffers, *self.row_args, self.arrays[1],
-                    self.arrays[0], ACT, np.float32(ACT), GATE)
+                    self.arrays[0], ACT, np.float32(ACT), GATE, self.first, self.blank)
             self.spread(images, _FUSED_ROW, args, ROW_COMMAND, r)
             return
         import torch
@@ -455,7 +461,7 @@ class GatedStepper:
         """What :func:`_serve` passes on to the row and the step kernels, after its slice."""
         return (images, self.engine.config.levels, self.row_buffers, *self.row_args, self.left, *self.arrays[:2],
                 *self.kernel, ACT, np.float32(ACT), GATE, np.float32(LOGIT_MAX), self.arrays[2], _EXP_WEIGHTS,
-                self.arrays[3])
+                self.arrays[3], self.first, self.blank)
 
     def close(self) -> None:
         """Stop the crew's threads, if any (a decode's end; also when the stepper is collected)."""
@@ -546,7 +552,7 @@ def _run_kernel(stepper: GatedStepper, x, r: int, c: int) -> None:
     args = (c, images, r, stepper.engine.config.levels, stepper.left, cols, links, *stepper.kernel, ACT,
             np.float32(ACT), GATE, np.float32(LOGIT_MAX), logits, _EXP_WEIGHTS, table)
     if stepper.fused_steps:
-        stepper.spread(images, _FUSED, args, STEP_COMMAND, r, c)
+        stepper.spread(images, _FUSED, (*args, stepper.first, stepper.blank), STEP_COMMAND, r, c)
         return
     share_out(lambda b0, b1: _STEP(b0, b1, *args), batch, 1 if batch < KERNEL_SPLIT else coder_threads())
 
@@ -633,24 +639,38 @@ HEAD_SHARE = 1024  # positions an encoder's thread takes at the least in the hea
 
 
 def _fused_row_kernel(b0, b1_, x, r, levels, rows, geometry, wv, bias_v, mul_v, tanh, sig, w_link, links, cols,
-                      act_int, act, gate):
+                      act_int, act, gate, first, blank):
     """The start of row r (:meth:`GatedStepper._begin_row`'s arithmetic) in one compiled
     call (:func:`_row_args`): for tiles b0..b1_-1, every layer's ring of rows moved up and
     its newest row filled (the levels of row r - 1 of the images x, zeros on row 0, for the
     first layer; the previous layer's gate for the others), the windows of the row
     gathered into one block, one float32 matrix product, its requantisation
     (:func:`_requant_clamp`), the link part of the horizontal accumulators (stored by
-    column) and the gate (:func:`_gate_kernel`)."""
-    nb = b1_ - b0
+    column) and the gate (:func:`_gate_kernel`).
+
+    ``first`` (B,): each tile's first nonzero pixel in raster order (h w while none is
+    known, -1: never skipped); a tile whose rows above row r are all 0 takes its rings and
+    links from ``blank`` (:func:`_blank_arrays`: a blank image's, the same integers) instead."""
+    w = links.shape[1]
+    tiles = _ACTIVE(b0, b1_, first, r * w, x, r - 1, 0, w)
+    nb = len(tiles)
     n_layers = len(rows)
     f2 = wv.shape[2]
-    w = links.shape[1]
     new = np.zeros((nb * w, f2 // 2), dtype=np.float32)
+    if nb < b1_ - b0:
+        blank_rows, blank_links = blank[0], blank[1]
+        for b in range(b0, b1_):
+            if first[b] >= r * w:
+                for i in range(n_layers):
+                    rows[i][b] = blank_rows[i][r]
+                    for col in range(w):
+                        links[i, col, b] = blank_links[i, r, col]
     for i in range(n_layers):
         buf = rows[i]
         kh, kw, dil, side = geometry[i, 0], geometry[i, 1], geometry[i, 2], geometry[i, 3]
         span, cin = buf.shape[1], buf.shape[3]
-        for b in range(b0, b1_):
+        for k in range(nb):
+            b = tiles[k]
             for a in range(span - 1):
                 buf[b, a] = buf[b, a + 1]
             if i == 0:
@@ -660,28 +680,94 @@ def _fused_row_kernel(b0, b1_, x, r, levels, rows, geometry, wv, bias_v, mul_v, 
             else:
                 for col in range(w):
                     for ch in range(cin):
-                        buf[b, span - 1, side + col, ch] = new[(b - b0) * w + col, ch]
+                        buf[b, span - 1, side + col, ch] = new[k * w + col, ch]
         n_in = kh * kw * cin
         win = np.empty((nb * w, n_in), dtype=np.float32)
-        for b in range(nb):
+        for k in range(nb):
+            b = tiles[k]
             for col in range(w):
-                k = 0
+                j = 0
                 for a in range(kh):
                     for t in range(kw):
                         for ch in range(cin):
-                            win[b * w + col, k] = buf[b0 + b, a * dil, col + t * dil, ch]
-                            k += 1
+                            win[k * w + col, j] = buf[b, a * dil, col + t * dil, ch]
+                            j += 1
         pre = np.dot(win, np.ascontiguousarray(wv[i, :n_in]))
         _REQ_CLAMP(pre, bias_v[i], mul_v[i], -act, act)
         lk = np.dot(pre, np.ascontiguousarray(w_link[i]))
-        for b in range(nb):
+        for k in range(nb):
+            b = tiles[k]
             for col in range(w):
                 for o in range(f2):
-                    links[i, col, b0 + b, o] = lk[b * w + col, o]
+                    links[i, col, b, o] = lk[k * w + col, o]
         _GATE(pre, tanh[i], sig[i], act_int, gate, new)
     for i in range(cols.shape[0]):
         for b in range(b0, b1_):
             cols[i, b] = np.float32(0.0)
+
+
+def _active(b0, b1_, first, start, x, r, c0, c1):
+    """The tiles of b0..b1_-1 not blank before raster position ``start`` (an array): ``first``
+    updated first from pixels c0..c1-1 of row r of x for the tiles without a known nonzero
+    pixel (none on row -1)."""
+    none = x.shape[2] * x.shape[3]
+    tiles = np.empty(b1_ - b0, dtype=np.int64)
+    n = 0
+    for b in range(b0, b1_):
+        if first[b] == none and r >= 0:
+            for col in range(c0, c1):
+                if x[b, 0, r, col] != 0:
+                    first[b] = r * x.shape[3] + col
+                    break
+        if first[b] < start:
+            tiles[n] = b
+            n += 1
+    return tiles[:n]
+
+
+BLANK_POSITIONS = 4096  # tiles of up to this many pixels skip their blank beginning (its state: ~5 KB a pixel)
+
+
+def _blank_arrays(engine: GatedEngine, height: int, width: int) -> tuple:
+    """What the decoder's kernels hold for a tile of height x width whose pixels so far are
+    all 0 (a digit's blank top rows): per row the rings (a tuple, per layer (height, ...)) and
+    the links (layers, height, width, 2f) at its start; per pixel the horizontal stack's
+    outputs (height, width, layers, f), the logits (height, width, K) and the coder's table
+    (height, width, K). Computed once per engine and tile shape by the encoder's kernels on a
+    blank tile: the integers every such tile computes, whatever its batch."""
+    cache = engine.__dict__.setdefault("blanks", {})
+    if (height, width) in cache:
+        return cache[height, width]
+    st = GatedStepper(engine, 1, height, width)  # one tile: never skips
+    x = np.zeros((1, 1, height, width), dtype=np.int64)
+    n, f, K = len(engine.layers), engine.config.hidden, engine.config.levels
+    rows = tuple(np.empty((height, *b.shape[1:]), dtype=np.float32) for b in st.row_buffers)
+    links = np.empty((n, height, width, 2 * f), dtype=np.float32)
+    hs = np.empty((height, width, n, f), dtype=np.float32)
+    logits = np.empty((height, width, K), dtype=np.float32)
+    table = np.empty((height, width, K))
+    features = np.empty((1, width, f), dtype=np.float32)
+    cols, lk = st.arrays[:2]
+    for r in range(height):
+        _ENCODE_ROW(0, 1, x, r, K, st.row_buffers, *st.row_args, st.left, cols, lk, *st.kernel[:9], ACT,
+                    np.float32(ACT), GATE, features, st.first, st.blank)
+        for ring, buf in zip(rows, st.row_buffers):
+            ring[r] = buf[0]
+        links[:, r] = lk[:, :, 0]
+        hs[r, :, : n - 1] = cols[1:, 0, 0, st.left: st.left + width].transpose(1, 0, 2)
+        hs[r, :, n - 1] = features[0]
+        _HEAD(0, width, features[0], *st.kernel[9:], np.float32(ACT), np.float32(LOGIT_MAX), logits[r], _EXP_WEIGHTS,
+              table[r])
+    cache[height, width] = (rows, links, hs, logits, table)
+    return cache[height, width]
+
+
+def _no_blank(row_buffers: tuple, engine: GatedEngine) -> tuple:
+    """:func:`_blank_arrays`' types, empty: for a stepper that never skips (``first`` -1)."""
+    n, f, K = len(engine.layers), engine.config.hidden, engine.config.levels
+    return (tuple(np.empty((0, *b.shape[1:]), dtype=np.float32) for b in row_buffers),
+            np.empty((n, 0, 0, 2 * f), dtype=np.float32), np.empty((0, 0, n, f), dtype=np.float32),
+            np.empty((0, 0, K), dtype=np.float32), np.empty((0, 0, K)))
 
 
 def _row_args(engine: GatedEngine) -> tuple:
@@ -705,46 +791,81 @@ def _row_args(engine: GatedEngine) -> tuple:
 
 def _fused_step_kernel(b0, b1_, c, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig,
                        w_out, bias_out, mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits,
-                       exp_weights, table):
-    """:func:`_step_kernel`'s arithmetic for a large batch, in one compiled call (the same
-    arguments): the pixel left of c enters the first layer's buffer, the horizontal stack
-    at column c (:func:`_horizontal_kernel`: one float32 matrix product a layer over the
-    slice), the head and the tables (:func:`_head_kernel`). Nothing in it holds the GIL, so
-    the coder's threads each run a slice of the batch at once however thin."""
+                       exp_weights, table, first, blank):
+    """:func:`_step_kernel`'s arithmetic for a large batch, in one compiled call (its
+    arguments, then ``first`` and ``blank`` as :func:`_fused_row_kernel`'s): the pixel left
+    of c enters the first layer's buffer, the horizontal stack at column c
+    (:func:`_horizontal_kernel`: one float32 matrix product a layer over the slice), the
+    head and the tables (:func:`_head_kernel`); a tile whose pixels before (r, c) are all 0
+    takes its buffers' column, logits and table from ``blank`` instead. Nothing in it holds
+    the GIL, so the coder's threads each run a slice of the batch at once however thin."""
     if c > 0:
         for b in range(b0, b1_):
             cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * x[b, 0, r, c - 1] - (levels - 1))
-    h = _HORIZONTAL(b0, b1_, c, c + 1, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
+    start = r * links.shape[1] + c
+    tiles = _ACTIVE(b0, b1_, first, start, x, r if c > 0 else -1, c - 1, c)
+    if len(tiles) == b1_ - b0:
+        h = _HORIZONTAL(tiles, c, c + 1, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
+                        bias_out, mul_out, act_int, act, gate)
+        _HEAD(0, b1_ - b0, h, w1, b1, m1, w2, b2, m2, act, logit_max, logits[b0:b1_], exp_weights, table[b0:b1_])
+        return
+    blank_h, blank_logits, blank_table = blank[2], blank[3], blank[4]
+    for b in range(b0, b1_):
+        if first[b] >= start:
+            for i in range(cols.shape[0] - 1):
+                cols[i + 1, b, 0, left_all + c] = blank_h[r, c, i]
+            logits[b] = blank_logits[r, c]
+            table[b] = blank_table[r, c]
+    if len(tiles) == 0:
+        return
+    h = _HORIZONTAL(tiles, c, c + 1, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
                     bias_out, mul_out, act_int, act, gate)
-    _HEAD(0, b1_ - b0, h, w1, b1, m1, w2, b2, m2, act, logit_max, logits[b0:b1_], exp_weights, table[b0:b1_])
+    lg = np.empty((len(tiles), logits.shape[1]), dtype=np.float32)
+    tb = np.empty((len(tiles), table.shape[1]))
+    _HEAD(0, len(tiles), h, w1, b1, m1, w2, b2, m2, act, logit_max, lg, exp_weights, tb)
+    for k in range(len(tiles)):
+        logits[tiles[k]] = lg[k]
+        table[tiles[k]] = tb[k]
 
 
 def _fused_line_kernel(b0, b1_, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig,
-                       w_out, bias_out, mul_out, act_int, act, gate, features):
+                       w_out, bias_out, mul_out, act_int, act, gate, features, first, blank):
     """Every column of row r at once, for tiles b0..b1_-1 whose pixels are all known (the
     encoder's teacher forcing): the row's pixels enter the first layer's buffer (column c
     reads those left of it), then the horizontal stack over the whole row
     (:func:`_horizontal_kernel`). Writes the last layer's output, ``features`` (B, W, f):
-    the integers the decoder's steps give the head."""
+    the integers the decoder's steps give the head. A tile blank up to the row's last pixel
+    takes them from ``blank`` (as :func:`_fused_step_kernel`)."""
     w = links.shape[1]
     for b in range(b0, b1_):
         for col in range(w):
             cols[0, b, 0, left_all + col, 0] = np.float32(2 * x[b, 0, r, col] - (levels - 1))
-    h = _HORIZONTAL(b0, b1_, 0, w, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out,
+    start = r * w + w - 1
+    tiles = _ACTIVE(b0, b1_, first, start, x, r, 0, w)
+    if len(tiles) < b1_ - b0:
+        blank_h = blank[2]
+        for b in range(b0, b1_):
+            if first[b] >= start:
+                for col in range(w):  # (its buffers' row: read by none of its columns)
+                    features[b, col] = blank_h[r, col, cols.shape[0] - 1]
+    if len(tiles) == 0:
+        return
+    h = _HORIZONTAL(tiles, 0, w, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out,
                     mul_out, act_int, act, gate)
-    features[b0:b1_] = h.reshape(b1_ - b0, w, h.shape[1])
+    for k in range(len(tiles)):
+        features[tiles[k]] = h[k * w: (k + 1) * w]
 
 
-def _horizontal_kernel(b0, b1_, c0, c1, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
+def _horizontal_kernel(tiles, c0, c1, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
                        bias_out, mul_out, act_int, act, gate):
-    """The horizontal stack of every layer at columns c0..c1-1 of tiles b0..b1_-1, from the
+    """The horizontal stack of every layer at columns c0..c1-1 of the batch's ``tiles``, from the
     row buffers ``cols`` (the first layer's pixels already in) and the row's vertical links:
     per layer the windows gathered into one block over the (tile, column) positions, one
     float32 matrix product (``np.dot``: BLAS, exact integers in any order), the step
     kernel's element-wise steps (:func:`_requant_gate`, :func:`_requant_residual`), the
     output written into the next layer's buffer. Returns the last layer's output
-    (positions p = tile * (c1 - c0) + column - c0, f)."""
-    nb, span = b1_ - b0, c1 - c0
+    (positions p = k * (c1 - c0) + column - c0 of tiles[k], f)."""
+    nb, span = len(tiles), c1 - c0
     n_layers = cols.shape[0]
     f = wh.shape[2] // 2
     m = nb * span
@@ -756,35 +877,37 @@ def _horizontal_kernel(b0, b1_, c0, c1, left_all, cols, links, geometry, wh, bia
         cin = n_in // kw
         win = np.empty((m, n_in), dtype=np.float32)
         for b in range(nb):
+            tile = tiles[b]
             for col in range(c0, c1):
                 p = b * span + col - c0
                 base = left_all - left + col  # the window's first column in the row buffer
                 for t in range(kw):
                     for ch in range(cin):
-                        win[p, t * cin + ch] = cols[i, b0 + b, 0, base + t * dil, ch]
+                        win[p, t * cin + ch] = cols[i, tile, 0, base + t * dil, ch]
                 for o in range(2 * f):
-                    link[p, o] = links[i, col, b0 + b, o]
+                    link[p, o] = links[i, col, tile, o]
         acc = np.dot(win, np.ascontiguousarray(wh[i, :n_in]))
         _REQ_GATE(acc, link, bias_h[i], mul_h[i], tanh[i], sig[i], act_int, act, gate, g)
         out = np.dot(g, np.ascontiguousarray(w_out[i]))
         _REQ_RES(out, bias_out[i], mul_out[i], h, i == 0, act, h)  # h: the layer's input, then its output
         if i + 1 < n_layers:
             for b in range(nb):
+                tile = tiles[b]
                 for col in range(c0, c1):
                     for o in range(f):
-                        cols[i + 1, b0 + b, 0, left_all + col, o] = h[b * span + col - c0, o]
+                        cols[i + 1, tile, 0, left_all + col, o] = h[b * span + col - c0, o]
     return h
 
 
 def _encode_row_kernel(b0, b1_, x, r, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v, sig_v, w_link, left_all,
                        cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out, act_int, act,
-                       gate, features):
+                       gate, features, first, blank):
     """Row r of tiles b0..b1_-1 for the encoder, in one call: its start
     (:func:`_fused_row_kernel`) and all its columns (:func:`_fused_line_kernel`)."""
     _FUSED_ROW(b0, b1_, x, r, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v, sig_v, w_link, links, cols,
-               act_int, act, gate)
+               act_int, act, gate, first, blank)
     _FUSED_LINE(b0, b1_, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
-                bias_out, mul_out, act_int, act, gate, features)
+                bias_out, mul_out, act_int, act, gate, features, first, blank)
 
 
 def _head_kernel(a, b1_, features, w1, b1, m1, w2, b2, m2, act, logit_max, logits, exp_weights, table):
@@ -800,7 +923,7 @@ ROW_COMMAND, STEP_COMMAND = 1, 2  # a crew's commands (crew.EXIT stops it)
 
 def _serve(control, claims, generation, spins, chunk, n, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
            sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out,
-           w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table):
+           w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table, first, blank):
     """A crew worker's loop (:class:`~arcodec.codec.crew.Crew`): wait for a new generation of
     the control array, run the chunks of its command (the start of a row, or a step) that
     it claims; return the last generation seen after ``spins`` loads without a command (the
@@ -823,23 +946,24 @@ def _serve(control, claims, generation, spins, chunk, n, x, levels, rows, geomet
             return EXIT
         _CHUNKS(claims, generation, command, r, c, chunk, n, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
                 sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out,
-                mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table)
+                mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table, first,
+                blank)
 
 
 def _lead(claims, generation, command, r, c, chunk, n, spins, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
           sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out,
-          w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table):
+          w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table, first, blank):
     """The caller's part of a crew's command: run the chunks it claims, then wait until every
     chunk is done; False if ``spins`` loads passed first."""
     _CHUNKS(claims, generation, command, r, c, chunk, n, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
             sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out,
-            w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table)
+            w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table, first, blank)
     return all_done(claims, (n + chunk - 1) // chunk, spins)
 
 
 def _chunks(claims, generation, command, r, c, chunk, n, x, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v,
             sig_v, w_link, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out, bias_out, mul_out,
-            w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table):
+            w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights, table, first, blank):
     """Claim chunks of ``chunk`` tiles of the batch of ``n`` and run the command on each, until
     none is left (a worker's and the caller's share of one command)."""
     chunks = (n + chunk - 1) // chunk
@@ -851,11 +975,11 @@ def _chunks(claims, generation, command, r, c, chunk, n, x, levels, rows, geomet
         b1_ = min(n, b0 + chunk)
         if command == ROW_COMMAND:
             _FUSED_ROW(b0, b1_, x, r, levels, rows, geometry_v, wv, bias_v, mul_v, tanh_v, sig_v, w_link, links, cols,
-                       act_int, act, gate)
+                       act_int, act, gate, first, blank)
         else:
             _FUSED(b0, b1_, c, x, r, levels, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
                    bias_out, mul_out, w1, b1, m1, w2, b2, m2, act_int, act, gate, logit_max, logits, exp_weights,
-                   table)
+                   table, first, blank)
         chunk_done(claims)
 
 
@@ -941,6 +1065,7 @@ _SERVE = compile_kernel(_serve) if _CHUNKS is not None else None
 _LEAD = compile_kernel(_lead) if _CHUNKS is not None else None
 CREW = True  # several threads share a step through a crew (False: through the coder's pool, for comparison)
 _GATE = compile_kernel(_gate_kernel)
+_ACTIVE = compile_kernel(_active)
 _REQ_GATE = compile_kernel(_requant_gate)
 _REQ_RES = compile_kernel(_requant_residual)
 _REQ_CLAMP = compile_kernel(_requant_clamp)
@@ -1062,7 +1187,7 @@ def _encode_rows(eng: GatedEngine, x, counts: list[int], on_table=None) -> list[
     cols, links = stepper.arrays[:2]
     features = np.empty((n, w, eng.config.hidden), dtype=np.float32)
     row_args = (images, 0, K, stepper.row_buffers, *stepper.row_args, stepper.left, cols, links,
-                *stepper.kernel[:9], ACT, np.float32(ACT), GATE, features)
+                *stepper.kernel[:9], ACT, np.float32(ACT), GATE, features, stepper.first, stepper.blank)
     w1, bias1, m1, w2, bias2, m2 = stepper.kernel[9:]
     span = max(1, min(w, autoregressive.TABLE_POSITIONS // n))  # columns a chunk of tables holds
     logits = np.empty((span * n, K), dtype=np.float32)
