@@ -157,8 +157,9 @@ def main():
              f"{peaks['float64'] / 1e9:.0f} G in float64 and {peaks['int8'] / 1e9:.0f} G in int8 (`torch._int_mm`) "
              f"on {args.threads} thread(s) together. At those rates the products alone would encode at most "
              f"{peaks['float32'] / macs:.0f} digits/s in float32 and {peaks['int8'] / macs:.0f} in int8; engine 1's "
-             f"batch encode ({encode:.0f}/s) runs its products at {encode * macs / peaks['float32']:.0%} of the "
-             f"float32 rate, beside its gates, head, tables and coder."]
+             f"batch encode ({encode:.0f}/s) reaches {encode * macs / peaks['float32']:.0%} of that float32 cap, "
+             f"beside its gates, head, tables and coder (and copying, not computing, what the digits' blank "
+             f"beginnings give)."]
     about = (f"Produced by `{command()}`: `mnist-gated`, {args.threads} torch thread(s), load average "
              f"{result['machine']['load_avg_1min']} at the start; every decoded image compared with its original.")
     write("engine_speed", result, [about, "", *table, "", *ops_table, "", *bound])

@@ -25,9 +25,11 @@ on the pieces of :mod:`arcodec.codec.engine` (one exact arithmetic for every eng
 :class:`GatedEngine` computes whole images (the encoder's teacher-forced pass);
 :class:`GatedStepper` decodes in raster order with ring buffers: per row the vertical stack
 of every layer on that row only, per pixel the horizontal stack on the few columns each
-layer's kernel covers, from preallocated buffers (no lists, no concatenation). Files coded
-this way carry engine 1 in their header (``docs/format.md``); files of engine 0 (the
-float64 fixed-point path of :mod:`arcodec.exact`) still decode with the model's own stepper.
+layer's kernel covers, from preallocated buffers (no lists, no concatenation); in a large
+batch, a tile whose pixels so far are all 0 copies a blank tile's state instead
+(:func:`_blank_arrays`). Files coded this way carry engine 1 in their header
+(``docs/format.md``); files of engine 0 (the float64 fixed-point path of
+:mod:`arcodec.exact`) still decode with the model's own stepper.
 
 The engine exists twice, with the same integers: in PyTorch (the encoder's whole-image
 pass, and the decoder where numba is missing) and in numpy for the decoder's compiled
@@ -725,7 +727,8 @@ def _active(b0, b1_, first, start, x, r, c0, c1):
     return tiles[:n]
 
 
-BLANK_POSITIONS = 4096  # tiles of up to this many pixels skip their blank beginning (its state: ~5 KB a pixel)
+BLANK_POSITIONS = 4096  # tiles of up to this many pixels skip their blank beginning (its state: ~10 KB a pixel)
+BLANK_SHAPES = 4  # tile shapes whose blank state an engine keeps (the oldest goes first)
 
 
 def _blank_arrays(engine: GatedEngine, height: int, width: int) -> tuple:
@@ -738,6 +741,8 @@ def _blank_arrays(engine: GatedEngine, height: int, width: int) -> tuple:
     cache = engine.__dict__.setdefault("blanks", {})
     if (height, width) in cache:
         return cache[height, width]
+    while len(cache) >= BLANK_SHAPES:
+        cache.pop(next(iter(cache)), None)
     st = GatedStepper(engine, 1, height, width)  # one tile: never skips
     x = np.zeros((1, 1, height, width), dtype=np.int64)
     n, f, K = len(engine.layers), engine.config.hidden, engine.config.levels
