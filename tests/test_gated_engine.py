@@ -52,19 +52,27 @@ def decoded_tables(net, payloads, counts, h, w):
     return torch.as_tensor(x), tables  # numpy from the numpy engine (a few tiles), a tensor otherwise
 
 
+def encoded_tables(net, x):
+    """The payload of tiles x (n, 1, h, w) as one stream, and the encoder's tables by pixel:
+    {(r, c): (n, K)}."""
+    n, _, _, w = x.shape
+    enc = {}
+
+    def keep(r0, r1, weights):
+        weights = weights.reshape(r1 - r0, w, n, -1)  # decoder order: row, column, tile
+        for r in range(r0, r1):
+            for c in range(w):
+                enc[r, c] = weights[r - r0, c]
+    [(payload, _)] = gated.encode_streams(net, x, [n], on_table=keep)
+    return payload, enc
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (5, 7), (13, 11)])
 def test_decoder_tables_equal_the_encoders_for_every_shape_batch_and_thread_count(shape):
     net = tiny()
     h, w = shape
     x = torch.randint(0, 256, (5, 1, h, w))
-    enc = {}
-
-    def keep(r0, r1, weights):
-        weights = weights.reshape(r1 - r0, w, 5, -1)  # decoder order: row, column, tile
-        for r in range(r0, r1):
-            for c in range(w):
-                enc[r, c] = weights[r - r0, c]
-    [(payload, _)] = gated.encode_streams(net, x, [5], on_table=keep)
+    payload, enc = encoded_tables(net, x)
     threads = torch.get_num_threads()
     try:
         for n_threads in (1, 2):
@@ -193,14 +201,7 @@ def test_tiles_blank_so_far_take_a_blank_tiles_state_with_the_same_tables(monkey
     net = tiny(dilation="1,2,4")
     n, h, w = 3 * gated.BLAS_BATCH + 3, 6, 7
     x = blank_beginnings(n, h, w)
-    enc = {}
-
-    def keep(r0, r1, weights):
-        weights = weights.reshape(r1 - r0, w, n, -1)
-        for r in range(r0, r1):
-            for c in range(w):
-                enc[r, c] = weights[r - r0, c]
-    [(payload, _)] = gated.encode_streams(net, x, [n], on_table=keep)
+    payload, enc = encoded_tables(net, x)
     eng = gated.weights_of(net).engine
     assert (h, w) in eng.blanks  # the encoder skipped: it made the blank tile's state
     assert gated.GatedStepper(eng, n, h, w).first[0] == h * w  # and so does the decoder

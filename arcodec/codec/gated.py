@@ -809,22 +809,21 @@ def _fused_step_kernel(b0, b1_, c, x, r, levels, left_all, cols, links, geometry
             cols[0, b, 0, left_all + c - 1, 0] = np.float32(2 * x[b, 0, r, c - 1] - (levels - 1))
     start = r * links.shape[1] + c
     tiles = _ACTIVE(b0, b1_, first, start, x, r if c > 0 else -1, c - 1, c)
-    if len(tiles) == b1_ - b0:
-        h = _HORIZONTAL(tiles, c, c + 1, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
-                        bias_out, mul_out, act_int, act, gate)
-        _HEAD(0, b1_ - b0, h, w1, b1, m1, w2, b2, m2, act, logit_max, logits[b0:b1_], exp_weights, table[b0:b1_])
-        return
-    blank_h, blank_logits, blank_table = blank[2], blank[3], blank[4]
-    for b in range(b0, b1_):
-        if first[b] >= start:
-            for i in range(cols.shape[0] - 1):
-                cols[i + 1, b, 0, left_all + c] = blank_h[r, c, i]
-            logits[b] = blank_logits[r, c]
-            table[b] = blank_table[r, c]
-    if len(tiles) == 0:
-        return
+    if len(tiles) < b1_ - b0:
+        blank_h, blank_logits, blank_table = blank[2], blank[3], blank[4]
+        for b in range(b0, b1_):
+            if first[b] >= start:
+                for i in range(cols.shape[0] - 1):
+                    cols[i + 1, b, 0, left_all + c] = blank_h[r, c, i]
+                logits[b] = blank_logits[r, c]
+                table[b] = blank_table[r, c]
+        if len(tiles) == 0:
+            return
     h = _HORIZONTAL(tiles, c, c + 1, left_all, cols, links, geometry, wh, bias_h, mul_h, tanh, sig, w_out,
                     bias_out, mul_out, act_int, act, gate)
+    if len(tiles) == b1_ - b0:  # the slice's rows in place
+        _HEAD(0, b1_ - b0, h, w1, b1, m1, w2, b2, m2, act, logit_max, logits[b0:b1_], exp_weights, table[b0:b1_])
+        return
     lg = np.empty((len(tiles), logits.shape[1]), dtype=np.float32)
     tb = np.empty((len(tiles), table.shape[1]))
     _HEAD(0, len(tiles), h, w1, b1, m1, w2, b2, m2, act, logit_max, lg, exp_weights, tb)
