@@ -48,6 +48,31 @@ def test_kernel_equals_the_numpy_reference_for_broad_narrow_and_extreme_componen
     assert ref.min() >= 1 and (ref.sum(axis=1) == 1 << mixture.TABLE_BITS).all()
 
 
+@pytest.mark.parametrize("levels", [2, 3, 17, 256, 1024])
+def test_edges_are_the_tables_sum_before_each_symbol_and_its_frequency(levels):
+    """mixture.edges, for symbols at both ends, the likeliest and any other, written to
+    scattered places: the sums of the table's frequencies before the symbol and its own
+    frequency, exactly, also for broad components (sampled strides) and saturated ones."""
+    if not mixture.edges_compiled():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(levels + 1)
+    lg, mu, ls = random_mixtures(rng, 3000, 7)
+    tables = mixture.frequencies_numpy(lg, mu, ls, levels)
+    symbols = rng.integers(0, levels, len(tables))
+    symbols[::5], symbols[1::5], symbols[2::5] = 0, levels - 1, tables[2::5].argmax(axis=1)
+    dest = rng.permutation(len(tables) + 9)[: len(tables)]
+    left, own = np.full(len(tables) + 9, -1), np.full(len(tables) + 9, -1)
+    mixture.edges(lg, mu, ls, levels, symbols, left, own, dest)
+    rows = np.arange(len(tables))
+    assert np.array_equal(own[dest], tables[rows, symbols])
+    assert np.array_equal(left[dest], np.cumsum(tables, axis=1)[rows, symbols] - tables[rows, symbols])
+    assert (np.delete(own, dest) == -1).all() and (np.delete(left, dest) == -1).all()
+    with pytest.raises(ValueError):
+        mixture.edges(lg, mu, ls, levels, np.full(len(tables), levels), left, own, dest)
+    with pytest.raises(ValueError):
+        mixture.edges(lg, mu, ls, levels, symbols, left[:10], own, dest)
+
+
 def test_kernel_tables_hold_the_same_numbers_in_fewer_bytes():
     sig = mixture.sigmoid_table()
     upper, wt, inv_t = mixture.kernel_tables()
@@ -144,11 +169,73 @@ def test_threads_give_the_same_bytes_and_pixels(monkeypatch):
     assert np.array_equal(got, x.numpy())
 
 
+def surprising(m):
+    """The tiny model ``m`` grown a surprise (each channel's mixture moved by the earlier
+    channels' code lengths), its gains drawn at random."""
+    torch.manual_seed(1)
+    grown = build_model("local-photo", make_config("local-photo", {**vars(m.config), "surprise": True}))
+    grown.load_state_dict(m.state_dict(), strict=False)
+    with torch.no_grad():
+        grown.surprise_gain.normal_(0, 0.3)
+    grown.eval().calibrate(torch.randint(0, 256, (2, m.config.channels, 12, 12)))
+    return grown
+
+
+@pytest.mark.parametrize("adapt,surprise", [(0, False), (5, True)])
+def test_the_encoder_fed_edges_writes_the_bytes_of_the_encoder_fed_tables(adapt, surprise, monkeypatch):
+    """The encoder gives the range coder each symbol's two table edges (mixture.edges, the
+    compiled range encoder), not its table: the same payloads and code lengths as with whole
+    tables for constriction (what it does when the caller watches the tables), for tiles
+    of several bands and chunks, two threads, offsets and the surprise."""
+    from arcodec.codec import entropy
+
+    if not entropy.compiled_encoder():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
+    monkeypatch.setattr(wf, "TABLE_ROWS", 300)
+    monkeypatch.setattr(wf, "WORKERS", 2)
+    m = surprising(tiny()) if surprise else tiny()
+    x = torch.from_numpy(np.random.default_rng(8).integers(30, 230, (3, 3, wf.BAND + 9, 14)))
+    by_edges = wf.encode_streams(m, x, [2, 1], adapt=adapt)
+    seen = []
+    by_tables = wf.encode_streams(m, x, [2, 1], adapt=adapt, on_table=lambda *a: seen.append(1))
+    assert seen and [p for p, _ in by_edges] == [p for p, _ in by_tables]
+    assert [b for _, b in by_edges] == pytest.approx([b for _, b in by_tables], rel=1e-12)
+    assert np.array_equal(wf.decode_streams(m, [p for p, _ in by_edges], [2, 1], 3, wf.BAND + 9, 14,
+                                            adapt=adapt), x.numpy())
+
+
+def test_a_compiled_encoder_that_writes_other_bytes_is_not_used(monkeypatch):
+    """compiled_encoder() checks the compiled encoder against constriction first: one that
+    writes otherwise (here: its last word one higher) is never used, and the photo encoder
+    builds whole tables for constriction instead, with the same payload."""
+    from arcodec.codec import entropy
+
+    if not entropy.compiled_encoder():
+        pytest.skip("numba is not installed")
+    m = tiny(1)
+    x = np.random.default_rng(9).integers(0, 256, (1, 1, 10, 9))
+    right = wf.encode_streams(m, x, [1])
+    real = entropy._RANGE_ENCODE
+
+    def off(*args):
+        at = real(*args)
+        if at:
+            args[5][at - 1] += 1
+        return at
+
+    monkeypatch.setattr(entropy, "_RANGE_ENCODE", off)
+    monkeypatch.setattr(entropy, "_ENCODER_CHECKED", None)
+    assert not entropy.compiled_encoder()
+    monkeypatch.setattr(wf, "compiled_encoder", entropy.compiled_encoder)
+    assert wf.encode_streams(m, x, [1]) == right
+
 def test_numpy_fallbacks_give_the_same_bytes(monkeypatch):
     m = tiny(1, seed=1)
     x = torch.from_numpy(np.random.default_rng(6).integers(0, 256, (1, 1, 9, 11)))
     fast = wf.encode_streams(m, x, [1])[0][0]
     monkeypatch.setattr(mixture, "_KERNEL", [None])
+    monkeypatch.setattr(mixture, "_EDGE_KERNEL", [None])
     monkeypatch.setattr(engine_module, "_COUPLE", [None])
     monkeypatch.setattr(engine_module, "_KERNEL", [None])
     assert wf.encode_streams(m, x, [1])[0][0] == fast
@@ -160,15 +247,7 @@ def test_sampled_bits_are_the_exact_tables_code_length_of_the_pixels_drawn(chann
     """With a draw as large as the tiles, sampled_bits is the code length the encoder's exact
     tables give them, without offsets (engine 0) or with those it fits (engine 2, one
     stream), with or without the surprise; a smaller draw comes near it in proportion."""
-    m = tiny(channels)
-    if surprise:
-        torch.manual_seed(1)
-        grown = build_model("local-photo", make_config("local-photo", {**vars(m.config), "surprise": True}))
-        grown.load_state_dict(m.state_dict(), strict=False)
-        with torch.no_grad():
-            grown.surprise_gain.normal_(0, 0.3)
-        m = grown.eval()
-        m.calibrate(torch.randint(0, 256, (2, channels, 12, 12)))
+    m = surprising(tiny(channels)) if surprise else tiny(channels)
     x = torch.from_numpy(np.random.default_rng(2).integers(40, 220, (2, channels, 17, 23)))
     exact = sum(b for _, b in wf.encode_streams(m, x, [1, 1], adapt=0))
     assert wf.sampled_bits(m, x, count=10 ** 6, offsets=False) == pytest.approx(exact, rel=1e-9)

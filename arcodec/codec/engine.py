@@ -54,7 +54,7 @@ import numpy as np
 
 from arcodec import fixed
 from arcodec.errors import ModelError
-from arcodec.codec.mixture import TABLE_BITS, compile_kernel, frequencies
+from arcodec.codec.mixture import TABLE_BITS, compile_kernel, edges, frequencies
 from arcodec.models.local_layout import (HEAD_G_MAX, HEAD_U_SCALE, SURPRISE_CENTRE, SURPRISE_MAX, LocalPhotoConfig,
                                         head_layout, n_params, pairs)
 
@@ -474,6 +474,14 @@ class LocalEngine:
         """The coder's integer frequency tables (N, K) of channel ``ch`` (see :meth:`channel_params`;
         ``out`` and ``dest`` as in :func:`arcodec.codec.mixture.frequencies`)."""
         return frequencies(*self.channel_params(raw, prev, ch, rows, freq), self.config.levels, out, dest)
+
+    def edges(self, raw: np.ndarray, prev: np.ndarray, ch: int, rows: np.ndarray, left: np.ndarray,
+              own: np.ndarray, dest: np.ndarray, freq: np.ndarray | None = None) -> None:
+        """What :meth:`tables` would hold at each pixel's level of channel ``ch`` (prev[rows,
+        ch]) alone: the sum of the frequencies before it into ``left[dest]``, its own into
+        ``own[dest]`` (:func:`arcodec.codec.mixture.edges`: with numba only)."""
+        symbols = prev[rows, ch]
+        edges(*self.channel_params(raw, prev, ch, rows, freq), self.config.levels, symbols, left, own, dest)
 
 
 def _upper_half(tanh: np.ndarray) -> np.ndarray:

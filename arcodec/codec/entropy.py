@@ -9,7 +9,10 @@ weights (see :mod:`arcodec.exact`).
 
 A batch of streams decodes in one compiled call a step (:class:`Decoders`): constriction's
 range decoder and table quantiser written again in numba, used only after it has read back
-what this constriction wrote (:func:`compiled_decoder`).
+what this constriction wrote (:func:`compiled_decoder`). A photo encoder, whose tables are
+integers summing to 2**24, codes each symbol from its two table edges alone
+(:class:`EdgeEncoder`: constriction's range encoder and quantiser in numba, used only after
+it has written this constriction's bytes, :func:`compiled_encoder`).
 """
 
 from __future__ import annotations
@@ -229,6 +232,152 @@ def compiled_decoder():
             code = _RANGE_DECODE(*_start(payloads), np.array([0, 150, 400]), w, out, np.zeros(2))
             _CHECKED = code < 0 and bool(np.array_equal(out, s))
     return _RANGE_DECODE if _CHECKED else None
+
+
+def _range_encode(symbols, left, freq, K, state, words, at):  # pragma: no cover - compiled
+    """numba: constriction's range encoder (``queue::RangeEncoder::encode_symbol``, 64-bit
+    state, 32-bit words) and its ``Categorical(perfect=False)`` model, for symbols of integer
+    tables that sum to 2**24, each given by its edges alone: left[j] the sum of the table's
+    frequencies before symbols[j], freq[j] its own (:func:`arcodec.codec.mixture.edges`).
+    The model's cumulatives: floor(sum before k x (2^24 - K) / 2^24) + k, the last symbol's
+    right edge 2^24, in float64 as constriction computes them from such a table (its sums
+    of integers are exact). state (uint64): lower, range, words held back (the "inverted"
+    situation: a carry still undecided) and the first of them, how often that happened;
+    writes words from ``at`` on and returns where it stopped (at most one word a symbol)."""
+    word = np.uint64(32)
+    low_span = np.uint64(1) << word
+    mask = np.uint64(0xFFFFFFFF)
+    top = np.uint64(1) << np.uint64(24)
+    scale_f = float(16777216 - K) / 16777216.0
+    lower, span, held, first = state[0], state[1], state[2], state[3]
+    for j in range(len(symbols)):
+        s = symbols[j]
+        below = float(left[j])
+        lo = np.uint64(np.int64(below * scale_f)) + np.uint64(s)
+        if s == K - 1:
+            hi = top
+        else:
+            hi = np.uint64(np.int64((below + float(freq[j])) * scale_f)) + np.uint64(s + 1)
+        scale = span >> np.uint64(24)
+        span = scale * (hi - lo)
+        new_lower = lower + scale * lo  # wraps, as constriction's wrapping_add
+        if held > 0 and new_lower + span > new_lower:  # the carry is decided: the held words go out
+            if new_lower < lower:
+                words[at] = np.uint32((first + np.uint64(1)) & mask)
+                rest = np.uint32(0)
+            else:
+                words[at] = np.uint32(first)
+                rest = np.uint32(0xFFFFFFFF)
+            at += 1
+            for _ in range(1, held):
+                words[at] = rest
+                at += 1
+            held = np.uint64(0)
+        lower = new_lower
+        if span < low_span:
+            span = span << word
+            lower_word = lower >> word
+            lower = lower << word
+            if held > 0:
+                held += np.uint64(1)
+            elif lower + span > lower:
+                words[at] = np.uint32(lower_word)
+                at += 1
+            else:
+                held = np.uint64(1)
+                first = lower_word
+                state[4] += np.uint64(1)
+    state[0], state[1], state[2], state[3] = lower, span, held, first
+    return at
+
+
+_RANGE_ENCODE = compile_kernel(_range_encode)
+_ENCODER_CHECKED: bool | None = None  # whether _RANGE_ENCODE writes this constriction's bytes (None: not yet tried)
+
+
+class EdgeEncoder:
+    """An :class:`Encoder` for integer tables that sum to 2**24, fed each symbol's two edges
+    instead of its table (:func:`arcodec.codec.mixture.edges`): constriction's range coder
+    written again in numba (:func:`_range_encode`), the same bytes. Use it only where
+    :func:`compiled_encoder` says so."""
+
+    def __init__(self, levels: int):
+        self._levels = levels
+        self._state = np.array([0, np.iinfo(np.uint64).max, 0, 0, 0], dtype=np.uint64)
+        self._words = np.empty(1024, dtype=np.uint32)
+        self._at = 0
+
+    @property
+    def held_back(self) -> int:
+        """How often a carry held words back (the tests' check that the path ran)."""
+        return int(self._state[4])
+
+    def encode(self, symbols, left, freq) -> None:
+        """Encode ``symbols`` (n,) given the sums before them and their frequencies (n,)."""
+        s = np.ascontiguousarray(symbols, dtype=np.int64)
+        if len(s) and (s.min() < 0 or s.max() >= self._levels):
+            raise ValueError(f"symbol out of range 0..{self._levels - 1}")
+        need = self._at + len(s) + int(self._state[2]) + 4
+        if need > len(self._words):
+            self._words = np.concatenate([self._words[: self._at], np.empty(max(need, 2 * len(self._words)), np.uint32)])
+        self._at = _RANGE_ENCODE(s, np.ascontiguousarray(left, dtype=np.int64),
+                                 np.ascontiguousarray(freq, dtype=np.int64), self._levels, self._state,
+                                 self._words, self._at)
+
+    def finish(self) -> bytes:
+        """The payload, as :meth:`Encoder.finish` gives it: the words written, then those
+        constriction's seal adds (the held-back words, a point inside the range and, when the
+        range's upper end shares that word, a zero word), the trailing zero bytes dropped."""
+        lower, span, held, first = (int(v) for v in self._state[:4])
+        out = [self._words[: self._at].astype("<u4").tobytes()]
+        if span != (1 << 64) - 1:  # nothing encoded: no words
+            point = (lower + (1 << 32) - 1) & ((1 << 64) - 1)
+            if held:
+                lead, rest = (first, 0xFFFFFFFF) if point >= lower else ((first + 1) & 0xFFFFFFFF, 0)
+                out.append(np.array([lead] + [rest] * (held - 1), dtype="<u4").tobytes())
+            point_word = point >> 32
+            tail = [point_word] + ([0] if ((lower + span) & ((1 << 64) - 1)) >> 32 == point_word else [])
+            out.append(np.array(tail, dtype="<u4").tobytes())
+        data = b"".join(out)
+        cut = 0
+        while cut < 3 and cut < len(data) and data[-1 - cut] == 0:
+            cut += 1
+        return data[: len(data) - cut]
+
+
+def compiled_encoder() -> bool:
+    """Whether :class:`EdgeEncoder` writes what this constriction writes, checked once on a
+    fixed sample (integer tables of 256 entries summing to 2**24, from near-certain symbols
+    to 2**-24 ones, enough of them that carries are held back); False without numba: then
+    the encoders build whole tables for constriction."""
+    global _ENCODER_CHECKED
+    if _ENCODER_CHECKED is None:
+        _ENCODER_CHECKED = False
+        if _RANGE_ENCODE is not None:
+            tables, symbols = _sample_tables(np.random.default_rng(0), 3000, 256)
+            enc = EdgeEncoder(256)
+            left, freq = _edges_of(tables, symbols)
+            enc.encode(symbols[:1000], left[:1000], freq[:1000])
+            enc.encode(symbols[1000:], left[1000:], freq[1000:])
+            _ENCODER_CHECKED = enc.finish() == encode(symbols, tables.astype(np.float64))
+    return _ENCODER_CHECKED
+
+
+def _sample_tables(rng, n: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """n integer tables of K entries (each >= 1, summing to 2**24) of a wide dynamic range,
+    and a symbol each: the table's likeliest in a third of them, any entry otherwise."""
+    w = rng.random((n, K)) ** 30 * 10.0 ** rng.integers(0, 8, (n, 1))
+    q = np.floor(np.cumsum(w, axis=1) / w.sum(axis=1, keepdims=True) * ((1 << 24) - K)).astype(np.int64)
+    q[:, -1] = (1 << 24) - K
+    tables = np.diff(np.concatenate([np.zeros((n, 1), np.int64), q], axis=1), axis=1) + 1
+    symbols = np.where(rng.random(n) < 1 / 3, tables.argmax(axis=1), rng.integers(0, K, n))
+    return tables, symbols
+
+
+def _edges_of(tables: np.ndarray, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the sum of each table before its symbol, the symbol's frequency)."""
+    rows = np.arange(len(tables))
+    return np.cumsum(tables, axis=1)[rows, symbols] - tables[rows, symbols], tables[rows, symbols]
 
 
 class Decoders:

@@ -27,6 +27,11 @@ divisions; inside it, an addition and a shift per edge) and reads the sigmoid fr
 upper half of its table (sig(-t) = 2**16 - sig(t) exactly: half the table, in 16 bits, stays
 in a core's cache), the default when numba is installed; and a numpy one over every edge
 (the reference, and the fallback).
+
+An encoder knows each symbol before it codes it and needs only two numbers of its table:
+the sum of the frequencies before the symbol, q_{k-1}, and its own, q_k - q_{k-1}. Each q_j
+depends on cdf_j alone, so :func:`edges` computes just the symbol's two edges (a broad stride's
+two sampled points around each): O(M) a symbol instead of the whole table, the same integers.
 """
 
 from __future__ import annotations
@@ -176,8 +181,57 @@ def compile_kernel(fn):
     return numba.njit(cache=True, nogil=True)(fn)
 
 
+def _weights_of(lg, i, n_sig, wt, ws):  # pragma: no cover - compiled
+    """Mixture i's weights into ws (M,): round(2**15 exp(logit - max)) normalised by floor
+    to sum 2**15, the largest component taking the rest (see the module docstring)."""
+    m = lg.shape[1]
+    mx = lg[i, 0]
+    top_c = 0
+    for c in range(1, m):
+        if lg[i, c] > mx:
+            mx = lg[i, c]
+            top_c = c
+    vsum = 0
+    for c in range(m):
+        d = mx - lg[i, c]
+        if d <= n_sig:
+            vsum += np.int64(wt[d])
+    rest = 1 << 15
+    for c in range(m):
+        if c == top_c:
+            continue
+        d = mx - lg[i, c]
+        if d <= n_sig:
+            ws[c] = (np.int64(wt[d]) << 15) // vsum
+        else:
+            ws[c] = 0
+        rest -= ws[c]
+    ws[top_c] = rest
+
+
+def _slope_of(mean, log_s, K, inv_t, r_scale, mu_limit):  # pragma: no cover - compiled
+    """(num_0 A, the step of num A from edge to edge, the stride shift) of one component:
+    t_j = (p0 + j step) >> 36 at edge j; a broad component (shift 1..3) is sampled at every
+    2**shift-th edge."""
+    log_s = min(max(log_s, -r_scale), r_scale)
+    mean = min(max(mean, -mu_limit), mu_limit)
+    a = (np.int64(inv_t[r_scale - log_s]) << 16) // (K - 1)
+    p0 = ((2 - K) << 12) * a - mean * (K - 1) * a  # num_0 A
+    step = a << 13  # num rises by 2**13 per edge
+    dt = step >> 36
+    return p0, step, 3 if dt < 128 else (2 if dt < 256 else (1 if dt < 512 else 0))
+
+
+def _span_of(p0, step, lo_bound, hi_bound, points):  # pragma: no cover - compiled
+    """(first point of ``points`` with t >= t_first, first with t >= t_full, first with
+    t >= 0): ceiling divisions, the last two at least the first."""
+    start = min(max(-((p0 - lo_bound) // step), 0), points)
+    stop = min(max(-((p0 - hi_bound) // step), start), points)
+    return start, stop, min(max(-(p0 // step), start), stop)
+
+
 def _kernel(lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first, t_full, r_scale, mu_limit, table_bits, sig_bits,
-            dest, out):
+            dest, out):  # pragma: no cover - compiled
     """The tables of the N mixtures (lg, mu, ls) into rows dest[i] of ``out`` (int64 or
     float64; rows 0..N-1 when ``dest`` is empty); sig, wt, inv_t: :func:`kernel_tables`. One
     thread: the callers share the rows out themselves."""
@@ -197,51 +251,20 @@ def _kernel(lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first, t_full, r_scale, mu_l
         cdf[:] = 0
         tail[:] = 0
         broad[:] = False
-        mx = lg[i, 0]
-        top_c = 0
-        for c in range(1, m):
-            if lg[i, c] > mx:
-                mx = lg[i, c]
-                top_c = c
-        vsum = 0
-        for c in range(m):
-            d = mx - lg[i, c]
-            if d <= n_sig:
-                vsum += np.int64(wt[d])
-        rest = 1 << 15
-        for c in range(m):
-            if c == top_c:
-                continue
-            d = mx - lg[i, c]
-            if d <= n_sig:
-                ws[c] = (np.int64(wt[d]) << 15) // vsum
-            else:
-                ws[c] = 0
-            rest -= ws[c]
-        ws[top_c] = rest
+        _weights_of(lg, i, n_sig, wt, ws)
         for c in range(m):
             w = ws[c]
             if w == 0:
                 continue
-            log_s = min(max(ls[i, c], -r_scale), r_scale)
-            mean = min(max(mu[i, c], -mu_limit), mu_limit)
-            a = (np.int64(inv_t[r_scale - log_s]) << 16) // (K - 1)
-            p0 = ((2 - K) << 12) * a - mean * (K - 1) * a  # num_0 A
-            step = a << 13  # num rises by 2**13 per edge
-            dt = step >> 36
-            sh = 3 if dt < 128 else (2 if dt < 256 else (1 if dt < 512 else 0))
+            p0, step, sh = _slope_of(mu[i, c], ls[i, c], K, inv_t, r_scale, mu_limit)
             if sh > 0:  # a broad component: sampled at every 2**sh-th edge, summed per stride
                 k = sh - 1
                 if not broad[k]:
                     coarse[k, :] = 0
                     ctail[k, :] = 0
                     broad[k] = True
-                npts = ((K - 2) >> sh) + 2
                 step <<= sh
-                # first point with t >= t_first, first with t >= t_full: ceiling divisions
-                start = min(max(-((p0 - lo_bound) // step), 0), npts)
-                stop = min(max(-((p0 - hi_bound) // step), start), npts)
-                mid = min(max(-(p0 // step), start), stop)  # the first point with t >= 0
+                start, stop, mid = _span_of(p0, step, lo_bound, hi_bound, ((K - 2) >> sh) + 2)
                 p = p0 + start * step
                 for q in range(start, mid):
                     coarse[k, q] += w * (centre - np.int64(sig[-(p >> 36)]))
@@ -251,9 +274,7 @@ def _kernel(lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first, t_full, r_scale, mu_l
                     p += step
                 ctail[k, stop] += w * full
                 continue
-            start = min(max(-((p0 - lo_bound) // step), 0), K - 1)
-            stop = min(max(-((p0 - hi_bound) // step), start), K - 1)
-            mid = min(max(-(p0 // step), start), stop)  # the first edge with t >= 0
+            start, stop, mid = _span_of(p0, step, lo_bound, hi_bound, K - 1)
             p = p0 + start * step
             for j in range(start, mid):
                 cdf[j] += w * (centre - np.int64(sig[-(p >> 36)]))  # sig(t) = 2**16 - sig(-t)
@@ -283,7 +304,70 @@ def _kernel(lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first, t_full, r_scale, mu_l
         out[r, K - 1] = (1 << table_bits) - prev
 
 
+def _edge_kernel(lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first, t_full, r_scale, mu_limit, table_bits, sig_bits,
+                 symbols, dest, left, freq):  # pragma: no cover - compiled
+    """What :func:`_kernel`'s table of mixture i holds at symbols[i] alone, into place
+    dest[i] (i when ``dest`` is empty): left[.] the sum of the frequencies before it (q of
+    the symbol's lower edge), freq[.] its own. The same integers from two edges, each the sum
+    of every component's term there: a narrow component's sigmoid, or a broad stride's
+    linear interpolation between its two sampled points, each point summed over the stride's
+    components as the table kernel sums them; O(M) a symbol instead of O(M K)."""
+    n, m = lg.shape
+    full = 1 << sig_bits
+    centre = 1 << (sig_bits - 1)
+    top = (1 << table_bits) - K
+    lo_bound = t_first << 36
+    hi_bound = t_full << 36
+    ws = np.empty(m, dtype=np.int64)
+    at = np.zeros((2, 4, 2), dtype=np.int64)  # [edge, stride shift, point]: the strides' sampled sums
+    q = np.zeros(2, dtype=np.int64)
+    for i in range(n):
+        s = symbols[i]
+        _weights_of(lg, i, n_sig, wt, ws)
+        at[:] = 0
+        for c in range(m):
+            w = ws[c]
+            if w == 0:
+                continue
+            p0, step, sh = _slope_of(mu[i, c], ls[i, c], K, inv_t, r_scale, mu_limit)
+            step <<= sh
+            start, stop, mid = _span_of(p0, step, lo_bound, hi_bound, ((K - 2) >> sh) + 2 if sh else K - 1)
+            for e in range(2):
+                j = s - 1 + e  # the symbol's lower edge (j = s - 1), then its upper (j = s)
+                if j < 0 or j > K - 2:
+                    continue
+                for h in range(2 if sh else 1):  # a broad stride's two points around the edge
+                    pt = (j >> sh) + h
+                    if pt < start:
+                        v = 0
+                    elif pt >= stop:
+                        v = full
+                    elif pt < mid:
+                        v = centre - np.int64(sig[-((p0 + pt * step) >> 36)])
+                    else:
+                        v = centre + np.int64(sig[(p0 + pt * step) >> 36])
+                    at[e, sh, h] += w * v
+        for e in range(2):
+            j = s - 1 + e
+            if j < 0:
+                q[e] = 0
+            elif j > K - 2:
+                q[e] = 1 << table_bits
+            else:
+                cdf = at[e, 0, 0]
+                for sh in range(1, 4):
+                    lo = j >> sh
+                    cdf += at[e, sh, 0] + (((at[e, sh, 1] - at[e, sh, 0]) * (j - (lo << sh))) >> sh)
+                q[e] = ((cdf * top) >> (15 + sig_bits)) + j + 1
+        r = dest[i] if len(dest) else i
+        left[r] = q[0]
+        freq[r] = q[1] - q[0]
+
+
+# the kernels' helpers compiled first, so that the kernels call them compiled (unused without numba)
+_weights_of, _slope_of, _span_of = (compile_kernel(f) or f for f in (_weights_of, _slope_of, _span_of))
 _KERNEL: list = []
+_EDGE_KERNEL: list = []
 _NO_DEST = np.zeros(0, dtype=np.int64)
 
 
@@ -320,6 +404,39 @@ def frequencies(logits, mu, log_s, levels: int, out: np.ndarray | None = None,
         kernel(lg, mu, ls, levels, *kernel_tables(),
                _N, t_first, t_full, _R, MU_LIMIT, TABLE_BITS, SIG_BITS, dest, out)
     return out
+
+
+def edges(logits, mu, log_s, levels: int, symbols, left: np.ndarray, freq: np.ndarray,
+          dest: np.ndarray | None = None) -> None:
+    """What :func:`frequencies`' table of mixture i holds at level symbols[i], without the
+    rest of the table: ``left[dest[i]]`` receives the sum of the table's frequencies before
+    the symbol, ``freq[dest[i]]`` the symbol's own (places 0..N-1 without ``dest``), the same
+    integers. An encoder needs no more (a decoder searches the whole table). A numba kernel
+    only: without numba the caller builds the tables (:func:`edges_compiled`)."""
+    if not 2 <= levels <= fixed.MIXTURE_MAX_LEVELS:
+        raise ValueError(f"levels must be 2..{fixed.MIXTURE_MAX_LEVELS}, got {levels}")
+    if not edges_compiled():
+        raise RuntimeError("the edges kernel needs numba")
+    lg, mu, ls = _prepare(logits, mu, log_s)
+    sym = np.ascontiguousarray(symbols, dtype=np.int64)
+    dest = _NO_DEST if dest is None else np.ascontiguousarray(dest, dtype=np.int64)
+    places = len(dest) if len(dest) else len(lg)
+    if len(sym) != len(lg) or places != len(lg) or (len(sym) and not 0 <= sym.min() <= sym.max() < levels):
+        raise ValueError(f"{len(lg)} mixtures need as many symbols (0..{levels - 1}) and places")
+    for a in (left, freq):
+        if a.dtype != np.int64 or a.ndim != 1 or (len(lg) and (dest.max() if len(dest) else len(lg) - 1) >= len(a)):
+            raise ValueError(f"no room for {len(lg)} edges in an array of shape {a.shape} ({a.dtype})")
+    if len(lg):
+        t_first, t_full = _saturation()
+        _EDGE_KERNEL[0](lg, mu, ls, levels, *kernel_tables(), _N, t_first, t_full, _R, MU_LIMIT, TABLE_BITS,
+                        SIG_BITS, sym, dest, left, freq)
+
+
+def edges_compiled() -> bool:
+    """Whether :func:`edges` runs here (numba is installed and not turned off)."""
+    if not _EDGE_KERNEL:
+        _EDGE_KERNEL.append(compile_kernel(_edge_kernel))
+    return _EDGE_KERNEL[0] is not None
 
 
 def code_lengths(freq: np.ndarray, symbols: np.ndarray) -> np.ndarray:

@@ -4,7 +4,9 @@ A local model's pixel (r, c) depends on rows r-h..r-1 (columns c-h..c+h) and on 
 to column c-1. With slope s = h + 1, every pixel on the line t = c + s r depends only on
 pixels of earlier lines, so a decoder decodes a whole line, of every tile of the call, in
 one step: a W x H tile takes (W - 1) + s (H - 1) + 1 steps instead of W H. The encoder
-needs no steps: one teacher-forced pass gives every table.
+needs no steps: one teacher-forced pass gives every table, and of each table it computes only
+the coded level's two edges (:func:`arcodec.codec.mixture.edges`), all the range coder needs
+(:class:`arcodec.codec.entropy.EdgeEncoder`; whole tables for constriction without numba).
 
 Symbol order (part of the file format, ``docs/format.md``): a tile's rows are cut into
 bands of ``BAND`` rows, each band its own range-coder sub-stream; inside a band the symbols
@@ -74,9 +76,10 @@ from arcodec.codec.coders import coder_threads, register_coder
 from arcodec.codec.container import SCAN_WAVEFRONT, join_parts, split_parts
 from arcodec.codec.engine import LocalEngine, LocalWeights
 from arcodec.codec.entropy import Decoder as StreamDecoder
+from arcodec.codec.entropy import EdgeEncoder
 from arcodec.codec.entropy import Encoder as StreamEncoder
-from arcodec.codec.entropy import check_room
-from arcodec.codec.mixture import TABLE_BITS, code_lengths
+from arcodec.codec.entropy import check_room, compiled_encoder
+from arcodec.codec.mixture import TABLE_BITS, code_lengths, edges_compiled
 from arcodec.errors import FormatError
 from arcodec.fixed import ACT_FRAC
 
@@ -238,11 +241,15 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
         above = np.zeros((n, blocks, C, 2 * M))  # each block's float offsets (engine 4: corrections) in the band above
     streams = list(zip(bounds[:-1], bounds[1:]))
     bands = range(0, H, BAND)
-    encs = [[StreamEncoder() for _ in bands] for _ in range(n)]
+    # the coder fed each symbol's two table edges, not its table (the same bytes), unless the
+    # caller watches the tables or numba is missing
+    by_edges = on_table is None and edges_compiled() and compiled_encoder()
+    encs = [[EdgeEncoder(model.config.levels) if by_edges else StreamEncoder() for _ in bands] for _ in range(n)]
     bits = np.zeros(n)
     group = max(1, ENCODE_POSITIONS // (min(BAND, H) * W))  # tiles whose band parameters fit at once
     units = [(bi, r0, g0) for bi, r0 in enumerate(bands) for g0 in range(0, n, group)]  # in coding order
     buffer = np.empty((0, model.config.levels))  # one for every chunk: its memory is touched once
+    left, own = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)  # the same, coding by edges
 
     def band_work(unit: int) -> tuple[np.ndarray, list[Callable[[], None]]]:
         _, r0, g0 = units[unit]
@@ -318,7 +325,9 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                 L = b - a
                 src = (np.arange(g)[:, None] * ((r1 - r0) * W) + ((r - r0) * W + c)[None, :]).ravel()
                 dest = _stream_places(t_of[a:b], g, C)  # (C, g L)
-                if len(buffer) < g * L * C:
+                if by_edges and len(left) < g * L * C:
+                    left, own = np.empty(g * L * C, dtype=np.int64), np.empty(g * L * C, dtype=np.int64)
+                elif not by_edges and len(buffer) < g * L * C:
                     buffer = np.empty((g * L * C, model.config.levels))
                 table = buffer[: g * L * C]  # the chunk's tables in stream order
 
@@ -326,9 +335,13 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                     i, j = piece
                     freq = np.zeros((j - i, C), dtype=np.int64) if eng.surprise else None
                     for ch in range(C):
-                        eng.tables(raw, levels, ch, src[i:j], table, dest[ch, i:j], freq)
+                        if by_edges:
+                            eng.edges(raw, levels, ch, src[i:j], left, own, dest[ch, i:j], freq)
+                        else:
+                            eng.tables(raw, levels, ch, src[i:j], table, dest[ch, i:j], freq)
                         if freq is not None and ch + 1 < C:  # the frequency of each pixel's level: its code length
-                            freq[:, ch] = table[dest[ch, i:j], levels[src[i:j], ch]]
+                            freq[:, ch] = (own[dest[ch, i:j]] if by_edges
+                                           else table[dest[ch, i:j], levels[src[i:j], ch]])
 
                 if finish is None:
                     _shared(build, _cuts(len(src), threads), threads)
@@ -340,10 +353,16 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                     if on_table is not None:
                         on_table(np.repeat(np.arange(g0, g1), L), np.tile(r, g), np.tile(c, g), ch,
                                  table[dest[ch]].astype(np.int64))
-                bits[g0:g1] += code_lengths(table, symbols).reshape(g, -1).sum(axis=1)
+                if by_edges:
+                    bits[g0:g1] += (TABLE_BITS - np.log2(own[: g * L * C])).reshape(g, -1).sum(axis=1)
+                else:
+                    bits[g0:g1] += code_lengths(table, symbols).reshape(g, -1).sum(axis=1)
                 for i in range(g):
                     part = slice(i * L * C, (i + 1) * L * C)
-                    encs[g0 + i][bi].encode(symbols[part], table[part])
+                    if by_edges:
+                        encs[g0 + i][bi].encode(symbols[part], left[part], own[part])
+                    else:
+                        encs[g0 + i][bi].encode(symbols[part], table[part])
             if finish is not None:
                 finish()
             if unit + 1 < len(units):
