@@ -73,6 +73,98 @@ def test_edges_are_the_tables_sum_before_each_symbol_and_its_frequency(levels):
         mixture.edges(lg, mu, ls, levels, symbols, left[:10], own, dest)
 
 
+
+def test_the_decoder_searching_the_mixtures_reads_the_symbols_of_their_tables():
+    """MixtureDecoders (the symbols found on the mixtures by bisection, no tables) against
+    constriction's decoder given the tables, for broad, narrow, one-component and extreme
+    mixtures, two streams read in interleaved pieces: the same symbols and frequencies; a
+    stream cut short or of random bytes: the same refusal, or the same symbols as far as
+    constriction reads them."""
+    from arcodec.codec import entropy
+    from arcodec.errors import FormatError
+
+    if entropy._RANGE_DECODE_MIXTURES is None:
+        pytest.skip("numba is not installed")
+    assert entropy.compiled_mixture_decoder()  # with numba, the search passes its own check
+    rng = np.random.default_rng(11)
+    lg, mu, ls = random_mixtures(rng, 2000, 6)
+    tables = mixture.frequencies_numpy(lg, mu, ls, 256)
+    symbols = np.where(rng.random(2000) < 0.5, tables.argmax(axis=1), rng.integers(0, 256, 2000))
+    symbols[:7] = [0, 255, 0, 255, 1, 254, 128]
+    payloads = [entropy.encode(symbols[:900], tables[:900]), entropy.encode(symbols[900:], tables[900:])]
+    decs = entropy.MixtureDecoders(payloads, 256)
+    out, own = np.full(2000, -1), np.full(2000, -1)
+    for a, b in [(0, 5), (900, 1300), (5, 900), (1300, 2000)]:
+        decs.decode(np.array([[int(a >= 900), a, b]]), lg, mu, ls, out, own)
+    assert np.array_equal(out, symbols) and np.array_equal(own, tables[np.arange(2000), symbols])
+    for trial in range(12):
+        junk = payloads[0][: int(rng.integers(0, 40))] if trial % 2 else rng.bytes(int(rng.integers(0, 30)))
+        theirs = entropy.Decoder(junk)
+        ours = entropy.MixtureDecoders([junk], 256)
+        for a in range(0, 900, 60):
+            try:
+                want = theirs.decode(tables[a: a + 60], 2.0 ** 24)
+            except FormatError:
+                with pytest.raises(FormatError):
+                    ours.decode(np.array([[0, a, a + 60]]), lg, mu, ls, out, own)
+                break
+            ours.decode(np.array([[0, a, a + 60]]), lg, mu, ls, out, own)
+            assert np.array_equal(out[a: a + 60], want), trial
+
+
+@pytest.mark.parametrize("surprise", [False, True])
+def test_the_decoder_searching_the_mixtures_decodes_the_pixels_of_the_decoder_with_tables(surprise, monkeypatch):
+    """decode_streams without tables (the symbols searched on the mixtures) and with them
+    (what it does when the caller watches the tables): the same pixels, for tiles of several
+    bands on two threads, with offsets and the surprise; a cut payload is refused by both."""
+    from arcodec.codec import entropy
+    from arcodec.errors import FormatError
+
+    if entropy._RANGE_DECODE_MIXTURES is None:
+        pytest.skip("numba is not installed")
+    assert entropy.compiled_mixture_decoder()  # with numba, the search passes its own check
+    monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
+    monkeypatch.setattr(wf, "WORKERS", 2)
+    monkeypatch.setattr(wf, "DECODE_SHARE", 1)
+    m = surprising(tiny()) if surprise else tiny()
+    h, w = wf.BAND + 9, 14
+    x = torch.from_numpy(np.random.default_rng(12).integers(30, 230, (3, 3, h, w)))
+    payloads = [p for p, _ in wf.encode_streams(m, x, [2, 1], adapt=5)]
+    seen = []
+    searched = wf.decode_streams(m, payloads, [2, 1], 3, h, w, adapt=5)
+    tabled = wf.decode_streams(m, payloads, [2, 1], 3, h, w, adapt=5, on_table=lambda *a: seen.append(1))
+    assert seen and np.array_equal(searched, x.numpy()) and np.array_equal(tabled, searched)
+    cut = [payloads[0][: len(payloads[0]) // 2], payloads[1]]
+    for watch in (None, lambda *a: None):
+        with pytest.raises(FormatError):
+            wf.decode_streams(m, cut, [2, 1], 3, h, w, adapt=5, on_table=watch)
+
+
+def test_a_compiled_mixture_decoder_that_reads_other_symbols_is_not_used(monkeypatch):
+    """compiled_mixture_decoder() checks the search against constriction first: one that
+    reads otherwise (here: every symbol one too high) is never used, and the photo decoder
+    builds the tables for constriction instead, with the same pixels."""
+    from arcodec.codec import entropy
+
+    if entropy._RANGE_DECODE_MIXTURES is None:
+        pytest.skip("numba is not installed")
+    assert entropy.compiled_mixture_decoder()  # with numba, the search passes its own check
+    real = entropy._RANGE_DECODE_MIXTURES
+
+    def off(*args):
+        code = real(*args)
+        args[-3][:] += 1
+        return code
+
+    monkeypatch.setattr(entropy, "_RANGE_DECODE_MIXTURES", off)
+    monkeypatch.setattr(entropy, "_MIXTURES_CHECKED", None)
+    assert not entropy.compiled_mixture_decoder()
+    monkeypatch.setattr(wf, "compiled_mixture_decoder", entropy.compiled_mixture_decoder)
+    m = tiny(1)
+    x = np.random.default_rng(13).integers(0, 256, (1, 1, 10, 9))
+    payloads = [p for p, _ in wf.encode_streams(m, x, [1])]
+    assert np.array_equal(wf.decode_streams(m, payloads, [1], 1, 10, 9), x)
+
 def test_kernel_tables_hold_the_same_numbers_in_fewer_bytes():
     sig = mixture.sigmoid_table()
     upper, wt, inv_t = mixture.kernel_tables()
@@ -189,8 +281,9 @@ def test_the_encoder_fed_edges_writes_the_bytes_of_the_encoder_fed_tables(adapt,
     of several bands and chunks, two threads, offsets and the surprise."""
     from arcodec.codec import entropy
 
-    if not entropy.compiled_encoder():
+    if entropy._RANGE_ENCODE is None:
         pytest.skip("numba is not installed")
+    assert entropy.compiled_encoder()  # with numba, the compiled encoder passes its own check
     monkeypatch.setattr(wf, "SCALE_MIN_PIXELS", 1)
     monkeypatch.setattr(wf, "TABLE_ROWS", 300)
     monkeypatch.setattr(wf, "WORKERS", 2)
@@ -211,8 +304,9 @@ def test_a_compiled_encoder_that_writes_other_bytes_is_not_used(monkeypatch):
     builds whole tables for constriction instead, with the same payload."""
     from arcodec.codec import entropy
 
-    if not entropy.compiled_encoder():
+    if entropy._RANGE_ENCODE is None:
         pytest.skip("numba is not installed")
+    assert entropy.compiled_encoder()  # with numba, the compiled encoder passes its own check
     m = tiny(1)
     x = np.random.default_rng(9).integers(0, 256, (1, 1, 10, 9))
     right = wf.encode_streams(m, x, [1])
@@ -236,6 +330,7 @@ def test_numpy_fallbacks_give_the_same_bytes(monkeypatch):
     fast = wf.encode_streams(m, x, [1])[0][0]
     monkeypatch.setattr(mixture, "_KERNEL", [None])
     monkeypatch.setattr(mixture, "_EDGE_KERNEL", [None])
+    monkeypatch.setattr(wf, "compiled_mixture_decoder", lambda: False)
     monkeypatch.setattr(engine_module, "_COUPLE", [None])
     monkeypatch.setattr(engine_module, "_KERNEL", [None])
     assert wf.encode_streams(m, x, [1])[0][0] == fast

@@ -22,7 +22,8 @@ import math
 import numpy as np
 import constriction
 
-from arcodec.codec.mixture import compile_kernel
+from arcodec.codec import mixture
+from arcodec.codec.mixture import compile_kernel, components_of, q_at
 from arcodec.errors import FormatError
 
 Categorical = constriction.stream.model.Categorical
@@ -232,6 +233,117 @@ def compiled_decoder():
             code = _RANGE_DECODE(*_start(payloads), np.array([0, 150, 400]), w, out, np.zeros(2))
             _CHECKED = code < 0 and bool(np.array_equal(out, s))
     return _RANGE_DECODE if _CHECKED else None
+
+
+def _range_decode_mixtures(words, pos, end, lower, span, point, pieces, lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first,
+                           t_full, r_scale, mu_limit, table_bits, sig_bits, out, own,
+                           spent):  # pragma: no cover - compiled
+    """numba: :func:`_range_decode` for symbols of :func:`arcodec.codec.mixture.frequencies`'
+    tables given by their mixtures (lg, mu, ls: (N, M)), without building the tables: the
+    symbol whose right cumulative first exceeds the coder's quantile, found by bisection,
+    each cumulative from the table's q at one edge (:func:`arcodec.codec.mixture.q_at`,
+    O(M)), quantised as constriction's ``Categorical(perfect=False)`` quantises a table of
+    integers that sum to 2**24. pieces (P, 3): (stream, first row, end row); out[j] the
+    symbol of row j, own[j] its frequency in the table. Returns -1, or the first stream whose
+    data is invalid."""
+    m = lg.shape[1]
+    ws = np.empty(m, dtype=np.int64)
+    geo = np.empty((m, 3), dtype=np.int64)
+    top = np.uint64(1) << np.uint64(24)
+    word = np.uint64(32)
+    low_span = np.uint64(1) << word
+    scale_f = float(16777216 - K) / 16777216.0
+    for k in range(len(pieces)):
+        i = pieces[k, 0]
+        lo, sp, pt, ps = lower[i], span[i], point[i], pos[i]
+        for j in range(pieces[k, 1], pieces[k, 2]):
+            components_of(lg, mu, ls, j, K, wt, inv_t, n_sig, r_scale, mu_limit, ws, geo)
+            scale = sp >> np.uint64(24)
+            quantile = (pt - lo) // scale
+            if quantile >= top:
+                return i
+            # the symbol: the first whose right cumulative exceeds the quantile; below: q of
+            # the edge below a, upto: q at b (q_{-1} = 0, q_{K-1} = 2**24)
+            a, b, below, upto = 0, K - 1, np.int64(0), np.int64(1) << table_bits
+            while a < b:
+                c = (a + b) >> 1
+                q = q_at(c, ws, geo, K, sig, t_first, t_full, sig_bits, table_bits)
+                if np.uint64(np.int64(float(q) * scale_f)) + np.uint64(c + 1) > quantile:
+                    b, upto = c, q
+                else:
+                    a, below = c + 1, q
+            left = np.uint64(np.int64(float(below) * scale_f)) + np.uint64(a)
+            right = top if a == K - 1 else np.uint64(np.int64(float(upto) * scale_f)) + np.uint64(a + 1)
+            out[j] = a
+            own[j] = upto - below
+            spent[i] -= np.log2(min(1.0, (upto - below) / 16777216.0 + 2.0 ** -22))
+            lo = lo + scale * left
+            sp = scale * (right - left)
+            if sp < low_span:
+                lo = lo << word
+                sp = sp << word
+                pt = pt << word
+                if ps < end[i]:
+                    pt = pt | np.uint64(words[ps])
+                    ps += 1
+        lower[i], span[i], point[i], pos[i] = lo, sp, pt, ps
+    return -1
+
+
+_RANGE_DECODE_MIXTURES = compile_kernel(_range_decode_mixtures)
+_MIXTURES_CHECKED: bool | None = None  # whether it reads this constriction's streams (None: not yet tried)
+
+
+class MixtureDecoders:
+    """Streams of symbols coded with :func:`arcodec.codec.mixture.frequencies`' tables,
+    decoded from the mixtures' parameters instead of their tables (the photo decoder): the
+    same symbols and refusals as a :class:`Decoder` a stream given the tables (its
+    information count included). Several threads may decode at once, each its own streams.
+    Use it only where :func:`compiled_mixture_decoder` says so."""
+
+    def __init__(self, payloads: list[bytes], levels: int):
+        self._levels = levels
+        self._state = _start(payloads)
+        self._budget = np.array([capacity_bits(len(p)) for p in payloads])  # as Decoder's, see its docstring
+        self._spent = np.zeros(len(payloads))
+
+    def decode(self, pieces: np.ndarray, logits, mu, log_s, out: np.ndarray, own: np.ndarray) -> None:
+        """Rows pieces[k, 1]..pieces[k, 2]-1 of the mixtures (N, M) from stream pieces[k, 0],
+        piece after piece: their symbols into ``out``, their frequencies into ``own`` (N,)."""
+        code = _RANGE_DECODE_MIXTURES(*self._state, pieces, logits, mu, log_s,
+                                      *mixture.kernel_constants(self._levels), out, own, self._spent)
+        if code >= 0:
+            raise FormatError("corrupt payload (invalid data)")
+        streams = pieces[:, 0]
+        if (self._spent[streams] > self._budget[streams]).any():
+            raise FormatError("corrupt payload (more symbols than its bytes can hold: truncated, "
+                              "or a header that claims too many pixels)")
+
+
+def compiled_mixture_decoder() -> bool:
+    """Whether :class:`MixtureDecoders` reads back what this constriction wrote with the
+    tables of a fixed sample of mixtures (broad, narrow and near-certain ones, two streams);
+    False without numba: then the decoders build the tables."""
+    global _MIXTURES_CHECKED
+    if _MIXTURES_CHECKED is None:
+        _MIXTURES_CHECKED = False
+        if _RANGE_DECODE_MIXTURES is not None and mixture.edges_compiled():
+            rng = np.random.default_rng(0)
+            n, m = 600, 5
+            lg = rng.integers(-12 << 12, 12 << 12, (n, m))
+            mu = rng.integers(-2 << 12, 2 << 12, (n, m))
+            ls = rng.integers(-9 << 12, 2 << 12, (n, m))
+            tables = mixture.frequencies(lg, mu, ls, 256)
+            symbols = np.where(rng.random(n) < 0.5, tables.argmax(axis=1), rng.integers(0, 256, n))
+            decs = MixtureDecoders([encode(symbols[:250], tables[:250]), encode(symbols[250:], tables[250:])], 256)
+            out, own = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+            try:
+                decs.decode(np.array([[0, 0, 100], [1, 250, 400], [0, 100, 250], [1, 400, 600]]), lg, mu, ls,
+                            out, own)
+            except FormatError:
+                return False
+            _MIXTURES_CHECKED = bool(np.array_equal(out, symbols))
+    return _MIXTURES_CHECKED
 
 
 def _range_encode(symbols, left, freq, K, state, words, at):  # pragma: no cover - compiled

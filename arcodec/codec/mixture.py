@@ -304,68 +304,93 @@ def _kernel(lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first, t_full, r_scale, mu_l
         out[r, K - 1] = (1 << table_bits) - prev
 
 
+def components_of(lg, mu, ls, i, K, wt, inv_t, n_sig, r_scale, mu_limit, ws, geo):  # pragma: no cover - compiled
+    """Mixture i's weights into ws (M,) and each component's geometry into geo (M, 3): p0,
+    the step of num A from one sampled point to the next, the stride shift (:func:`_kernel`'s)."""
+    _weights_of(lg, i, n_sig, wt, ws)
+    for c in range(lg.shape[1]):
+        p0, step, sh = _slope_of(mu[i, c], ls[i, c], K, inv_t, r_scale, mu_limit)
+        geo[c, 0], geo[c, 1], geo[c, 2] = p0, step << sh, sh
+
+
+def _term(pt, w, geo, c, sig, t_first, t_full, centre, full):  # pragma: no cover - compiled
+    """Component c's weighted sigmoid at its sampled point pt (an edge, if it is narrow):
+    what :func:`_kernel` adds there (0 below t_first, saturated from t_full on; t rises
+    with pt, so these are its spans' bounds)."""
+    t = (geo[c, 0] + pt * geo[c, 1]) >> 36
+    if t < t_first:
+        return 0
+    if t >= t_full:
+        return w * full
+    if t < 0:
+        return w * (centre - np.int64(sig[-t]))  # sig(t) = 2**16 - sig(-t)
+    return w * (centre + np.int64(sig[t]))
+
+
+def q_at(j, ws, geo, K, sig, t_first, t_full, sig_bits, table_bits):  # pragma: no cover - compiled
+    """q_j of the mixture that :func:`components_of` described (0 for j = -1, 2**24 for
+    j = K - 1): every narrow component's term at edge j, each broad stride's linear
+    interpolation between its two points around j, summed over the stride's components
+    first, as :func:`_kernel` sums them."""
+    if j < 0:
+        return np.int64(0)
+    if j > K - 2:
+        return np.int64(1) << table_bits
+    full = np.int64(1) << sig_bits
+    centre = np.int64(1) << (sig_bits - 1)
+    cdf = np.int64(0)
+    a1, b1, a2, b2, a3, b3 = 0, 0, 0, 0, 0, 0
+    for c in range(len(ws)):
+        w = ws[c]
+        if w == 0:
+            continue
+        sh = geo[c, 2]
+        if sh == 0:
+            cdf += _term(j, w, geo, c, sig, t_first, t_full, centre, full)
+            continue
+        lo = j >> sh
+        ta = _term(lo, w, geo, c, sig, t_first, t_full, centre, full)
+        tb = _term(lo + 1, w, geo, c, sig, t_first, t_full, centre, full)
+        if sh == 1:
+            a1, b1 = a1 + ta, b1 + tb
+        elif sh == 2:
+            a2, b2 = a2 + ta, b2 + tb
+        else:
+            a3, b3 = a3 + ta, b3 + tb
+    cdf += a1 + (((b1 - a1) * (j & 1)) >> 1)
+    cdf += a2 + (((b2 - a2) * (j & 3)) >> 2)
+    cdf += a3 + (((b3 - a3) * (j & 7)) >> 3)
+    return ((cdf * ((np.int64(1) << table_bits) - K)) >> (15 + sig_bits)) + j + 1
+
+
 def _edge_kernel(lg, mu, ls, K, sig, wt, inv_t, n_sig, t_first, t_full, r_scale, mu_limit, table_bits, sig_bits,
                  symbols, dest, left, freq):  # pragma: no cover - compiled
     """What :func:`_kernel`'s table of mixture i holds at symbols[i] alone, into place
     dest[i] (i when ``dest`` is empty): left[.] the sum of the frequencies before it (q of
-    the symbol's lower edge), freq[.] its own. The same integers from two edges, each the sum
-    of every component's term there: a narrow component's sigmoid, or a broad stride's
-    linear interpolation between its two sampled points, each point summed over the stride's
-    components as the table kernel sums them; O(M) a symbol instead of O(M K)."""
+    the symbol's lower edge), freq[.] its own; O(M) a symbol instead of O(M K)."""
     n, m = lg.shape
-    full = 1 << sig_bits
-    centre = 1 << (sig_bits - 1)
-    top = (1 << table_bits) - K
-    lo_bound = t_first << 36
-    hi_bound = t_full << 36
     ws = np.empty(m, dtype=np.int64)
-    at = np.zeros((2, 4, 2), dtype=np.int64)  # [edge, stride shift, point]: the strides' sampled sums
-    q = np.zeros(2, dtype=np.int64)
+    geo = np.empty((m, 3), dtype=np.int64)
     for i in range(n):
         s = symbols[i]
-        _weights_of(lg, i, n_sig, wt, ws)
-        at[:] = 0
-        for c in range(m):
-            w = ws[c]
-            if w == 0:
-                continue
-            p0, step, sh = _slope_of(mu[i, c], ls[i, c], K, inv_t, r_scale, mu_limit)
-            step <<= sh
-            start, stop, mid = _span_of(p0, step, lo_bound, hi_bound, ((K - 2) >> sh) + 2 if sh else K - 1)
-            for e in range(2):
-                j = s - 1 + e  # the symbol's lower edge (j = s - 1), then its upper (j = s)
-                if j < 0 or j > K - 2:
-                    continue
-                for h in range(2 if sh else 1):  # a broad stride's two points around the edge
-                    pt = (j >> sh) + h
-                    if pt < start:
-                        v = 0
-                    elif pt >= stop:
-                        v = full
-                    elif pt < mid:
-                        v = centre - np.int64(sig[-((p0 + pt * step) >> 36)])
-                    else:
-                        v = centre + np.int64(sig[(p0 + pt * step) >> 36])
-                    at[e, sh, h] += w * v
-        for e in range(2):
-            j = s - 1 + e
-            if j < 0:
-                q[e] = 0
-            elif j > K - 2:
-                q[e] = 1 << table_bits
-            else:
-                cdf = at[e, 0, 0]
-                for sh in range(1, 4):
-                    lo = j >> sh
-                    cdf += at[e, sh, 0] + (((at[e, sh, 1] - at[e, sh, 0]) * (j - (lo << sh))) >> sh)
-                q[e] = ((cdf * top) >> (15 + sig_bits)) + j + 1
+        components_of(lg, mu, ls, i, K, wt, inv_t, n_sig, r_scale, mu_limit, ws, geo)
+        below = q_at(s - 1, ws, geo, K, sig, t_first, t_full, sig_bits, table_bits)
         r = dest[i] if len(dest) else i
-        left[r] = q[0]
-        freq[r] = q[1] - q[0]
+        left[r] = below
+        freq[r] = q_at(s, ws, geo, K, sig, t_first, t_full, sig_bits, table_bits) - below
 
 
 # the kernels' helpers compiled first, so that the kernels call them compiled (unused without numba)
-_weights_of, _slope_of, _span_of = (compile_kernel(f) or f for f in (_weights_of, _slope_of, _span_of))
+_weights_of, _slope_of, _span_of, components_of, _term, q_at = (
+    compile_kernel(f) or f for f in (_weights_of, _slope_of, _span_of, components_of, _term, q_at))
+
+
+def kernel_constants(levels: int) -> tuple:
+    """The constants that the table and edge kernels (and a kernel that calls
+    :func:`components_of` and :func:`q_at`) take after the mixtures: levels, the kernel
+    tables, the saturation bounds, the clamps and the bit widths."""
+    t_first, t_full = _saturation()
+    return (levels, *kernel_tables(), _N, t_first, t_full, _R, MU_LIMIT, TABLE_BITS, SIG_BITS)
 _KERNEL: list = []
 _EDGE_KERNEL: list = []
 _NO_DEST = np.zeros(0, dtype=np.int64)
@@ -400,9 +425,7 @@ def frequencies(logits, mu, log_s, levels: int, out: np.ndarray | None = None,
     if kernel is None:
         out[np.arange(len(lg)) if not len(dest) else dest] = frequencies_numpy(lg, mu, ls, levels)
     elif len(lg):
-        t_first, t_full = _saturation()
-        kernel(lg, mu, ls, levels, *kernel_tables(),
-               _N, t_first, t_full, _R, MU_LIMIT, TABLE_BITS, SIG_BITS, dest, out)
+        kernel(lg, mu, ls, *kernel_constants(levels), dest, out)
     return out
 
 
@@ -427,9 +450,7 @@ def edges(logits, mu, log_s, levels: int, symbols, left: np.ndarray, freq: np.nd
         if a.dtype != np.int64 or a.ndim != 1 or (len(lg) and (dest.max() if len(dest) else len(lg) - 1) >= len(a)):
             raise ValueError(f"no room for {len(lg)} edges in an array of shape {a.shape} ({a.dtype})")
     if len(lg):
-        t_first, t_full = _saturation()
-        _EDGE_KERNEL[0](lg, mu, ls, levels, *kernel_tables(), _N, t_first, t_full, _R, MU_LIMIT, TABLE_BITS,
-                        SIG_BITS, sym, dest, left, freq)
+        _EDGE_KERNEL[0](lg, mu, ls, *kernel_constants(levels), sym, dest, left, freq)
 
 
 def edges_compiled() -> bool:

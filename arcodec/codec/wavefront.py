@@ -76,9 +76,9 @@ from arcodec.codec.coders import coder_threads, register_coder
 from arcodec.codec.container import SCAN_WAVEFRONT, join_parts, split_parts
 from arcodec.codec.engine import LocalEngine, LocalWeights
 from arcodec.codec.entropy import Decoder as StreamDecoder
-from arcodec.codec.entropy import EdgeEncoder
+from arcodec.codec.entropy import EdgeEncoder, MixtureDecoders
 from arcodec.codec.entropy import Encoder as StreamEncoder
-from arcodec.codec.entropy import check_room, compiled_encoder
+from arcodec.codec.entropy import check_room, compiled_encoder, compiled_mixture_decoder
 from arcodec.codec.mixture import TABLE_BITS, code_lengths, edges_compiled
 from arcodec.errors import FormatError
 from arcodec.fixed import ACT_FRAC
@@ -912,14 +912,17 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
     slope = hz + 1
     nb = -(-h // BAND)
     eng = engine(model)
-    decs, shifts = [], []
+    subs, shifts = [], []  # every tile's band sub-streams, tile after tile
     for p, k in zip(payloads, counts):
         steps, p = _split_offsets(p, adapt, channels, model.config.components, k, h, w)
         if steps is not None:
             vector = _offset_vector(eng, adapt, steps)
             shifts.append(vector if adapt >= 3 else np.tile(vector, (k, 1, 1, 1)))
-        parts = split_parts(p, k * nb, "band")
-        decs += [[StreamDecoder(parts[i * nb + b]) for b in range(nb)] for i in range(k)]
+        subs += split_parts(p, k * nb, "band")
+    # the symbols searched on the mixtures, without their tables (the same symbols), unless
+    # the caller watches the tables or numba is missing
+    decs = (MixtureDecoders(subs, model.config.levels) if on_table is None and compiled_mixture_decoder()
+            else [StreamDecoder(part) for part in subs])
     shift = np.concatenate(shifts) if shifts else None  # (n, bands, blocks, P): each region's moves of its raw
     # parameters (one region a tile before engine 3)
     lut = eng.input_units(np.arange(model.config.levels))
@@ -948,9 +951,11 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
     thread, in order)."""
     n, channels = x.shape[:2]
     hp, wp = xpad.shape[2:]
+    nb = -(-h // BAND)  # bands a tile
     flat = xpad.reshape(-1)
     offsets = _window_index(channels, hp, wp, hz)
-    table = np.empty((n * min(h, (w - 1) // slope + 1), eng.config.levels))  # a line's tables, at most
+    # a line's tables, at most (none when the symbols are searched on the mixtures)
+    table = np.empty((n * min(h, (w - 1) // slope + 1) if isinstance(decs, list) else 0, eng.config.levels))
     for t in range(steps(h, w, slope)):
         rows = line(t, h, w, slope)
         cols = t - slope * rows
@@ -975,17 +980,28 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
                 raw += shift[tiles, np.minimum(r // BAND, shift.shape[1] - 1),
                              np.minimum(c // REGION_WIDTH, shift.shape[2] - 1)]
             levels = np.zeros((len(pix), channels), dtype=np.int64)
-            weights = table[first: first + len(pix)]
             freq = np.zeros((len(pix), channels), dtype=np.int64) if eng.surprise else None
+            ends = np.cumsum([pieces[k][3] - pieces[k][2] for k in group])
+            starts = ends - [pieces[k][3] - pieces[k][2] for k in group]
+            subs = [pieces[k][0] * nb + pieces[k][1] for k in group]  # each piece's sub-stream
+            if not isinstance(decs, list):  # searched on the mixtures
+                runs = np.stack([subs, starts, ends], axis=1)
+                own = np.empty(len(pix), dtype=np.int64)
+                symbols = np.empty(len(pix), dtype=np.int64)
+                for ch in range(channels):
+                    decs.decode(runs, *eng.channel_params(raw, levels, ch, freq=freq), symbols, own)
+                    levels[:, ch] = symbols
+                    if freq is not None and ch + 1 < channels:
+                        freq[:, ch] = own
+                got[tiles, pix] = levels
+                return
+            weights = table[first: first + len(pix)]
             for ch in range(channels):
                 eng.tables(raw, levels, ch, out=weights, freq=freq)
                 if on_table is not None:
                     on_table(tiles, r, c, ch, weights.astype(np.int64))
-                at = 0
-                for k in group:
-                    i, band, a, b = pieces[k]
-                    levels[at: at + b - a, ch] = decs[i][band].decode(weights[at: at + b - a], TABLE_TOTAL)
-                    at += b - a
+                for sub, a, b in zip(subs, starts, ends):
+                    levels[a:b, ch] = decs[sub].decode(weights[a:b], TABLE_TOTAL)
                 if freq is not None and ch + 1 < channels:
                     freq[:, ch] = weights[np.arange(len(pix)), levels[:, ch]]
             got[tiles, pix] = levels
