@@ -262,9 +262,39 @@ def _range_decode_mixtures(words, pos, end, lower, span, point, pieces, lg, mu, 
             quantile = (pt - lo) // scale
             if quantile >= top:
                 return i
-            # the symbol: the first whose right cumulative exceeds the quantile; below: q of
-            # the edge below a, upto: q at b (q_{-1} = 0, q_{K-1} = 2**24)
+            # the symbol: the first whose right cumulative exceeds the quantile, between a
+            # and b; below: q of the edge below a, upto: q at b (q_{-1} = 0, q_{K-1} = 2**24).
+            # First a bracket, in steps doubling away from the heaviest component's mean
+            # (most symbols lie a level or two from it), then bisection inside it.
             a, b, below, upto = 0, K - 1, np.int64(0), np.int64(1) << table_bits
+            heavy = 0
+            for c in range(1, m):
+                if ws[c] > ws[heavy]:
+                    heavy = c
+            mean = min(max(mu[j, heavy], -4096), 4096)
+            c = min(max(((mean + 4096) * (K - 1) + 4096) >> 13, 0), K - 2)
+            step = 1
+            q = q_at(c, ws, geo, K, sig, t_first, t_full, sig_bits, table_bits)
+            if np.uint64(np.int64(float(q) * scale_f)) + np.uint64(c + 1) > quantile:
+                b, upto = c, q
+                while b > 0:  # down: the bracket's lower end
+                    c = max(b - step, 0)
+                    q = q_at(c - 1, ws, geo, K, sig, t_first, t_full, sig_bits, table_bits)
+                    if c == 0 or np.uint64(np.int64(float(q) * scale_f)) + np.uint64(c) <= quantile:
+                        a, below = c, q
+                        break
+                    b, upto = c - 1, q
+                    step *= 2
+            else:
+                a, below = c + 1, q
+                while a < K - 1:  # up: the bracket's upper end
+                    c = min(a + step - 1, K - 1)
+                    q = q_at(c, ws, geo, K, sig, t_first, t_full, sig_bits, table_bits)
+                    if c == K - 1 or np.uint64(np.int64(float(q) * scale_f)) + np.uint64(c + 1) > quantile:
+                        b, upto = c, q
+                        break
+                    a, below = c + 1, q
+                    step *= 2
             while a < b:
                 c = (a + b) >> 1
                 q = q_at(c, ws, geo, K, sig, t_first, t_full, sig_bits, table_bits)
