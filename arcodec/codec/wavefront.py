@@ -54,10 +54,10 @@ Threads: as many threads as the coder may use (:func:`arcodec.codec.coders.coder
 most :data:`WORKERS`; the BLAS and torch, when loaded, run one thread inside the coders)
 share out what is independent (the matrix products and the table kernels release the GIL):
 the encoder's matrix products, in pieces of a band's rows small enough to stay in the cores'
-caches, and its tables, each written straight to its place in the
+caches, and its tables' edges, each written straight to its place in the
 stream order; the decoder's lines, in groups of pieces (a piece: the pixels of one tile in
-one band, a sub-stream of its own), each group's windows, parameters, tables and symbols
-in a thread.
+one band, a sub-stream of its own), each group's windows, parameters and symbols (searched
+on the mixtures, :class:`arcodec.codec.entropy.MixtureDecoders`) in a thread.
 """
 
 from __future__ import annotations
@@ -920,7 +920,7 @@ def decode_streams(model, payloads: list[bytes], counts: list[int], channels: in
             shifts.append(vector if adapt >= 3 else np.tile(vector, (k, 1, 1, 1)))
         subs += split_parts(p, k * nb, "band")
     # the symbols searched on the mixtures, without their tables (the same symbols), unless
-    # the caller watches the tables or numba is missing
+    # the caller watches the tables or numba is missing: then a constriction decoder a sub-stream
     decs = (MixtureDecoders(subs, model.config.levels) if on_table is None and compiled_mixture_decoder()
             else [StreamDecoder(part) for part in subs])
     shift = np.concatenate(shifts) if shifts else None  # (n, bands, blocks, P): each region's moves of its raw
@@ -945,17 +945,19 @@ def _blas_threads(threads: int):
 
 def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, progress, shift) -> None:
     """Decode every line of the tiles in turn. A line's pixels fall in pieces, those of one
-    tile in one band (one sub-stream each): (tile, band, first, end); and the pieces in groups
-    of about equal size, one a thread: a group's windows, raw parameters, tables and symbols,
-    channel by channel. With ``on_table``, one group (the callback is called from this
-    thread, in order)."""
+    tile in one band (one sub-stream each, decs[tile * bands + band]): (tile, band, first,
+    end); and the pieces in groups of about equal size, one a thread: a group's windows, raw
+    parameters and symbols, channel by channel, the symbols searched on the mixtures
+    (``decs`` a :class:`MixtureDecoders`) or read with tables (a list of decoders). With
+    ``on_table``, one group (the callback is called from this thread, in order)."""
     n, channels = x.shape[:2]
     hp, wp = xpad.shape[2:]
     nb = -(-h // BAND)  # bands a tile
     flat = xpad.reshape(-1)
     offsets = _window_index(channels, hp, wp, hz)
+    searched = isinstance(decs, MixtureDecoders)
     # a line's tables, at most (none when the symbols are searched on the mixtures)
-    table = np.empty((n * min(h, (w - 1) // slope + 1) if isinstance(decs, list) else 0, eng.config.levels))
+    table = np.empty((0 if searched else n * min(h, (w - 1) // slope + 1), eng.config.levels))
     for t in range(steps(h, w, slope)):
         rows = line(t, h, w, slope)
         cols = t - slope * rows
@@ -984,7 +986,7 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
             ends = np.cumsum([pieces[k][3] - pieces[k][2] for k in group])
             starts = ends - [pieces[k][3] - pieces[k][2] for k in group]
             subs = [pieces[k][0] * nb + pieces[k][1] for k in group]  # each piece's sub-stream
-            if not isinstance(decs, list):  # searched on the mixtures
+            if searched:
                 runs = np.stack([subs, starts, ends], axis=1)
                 own = np.empty(len(pix), dtype=np.int64)
                 symbols = np.empty(len(pix), dtype=np.int64)
