@@ -132,6 +132,23 @@ class Decoder:
         return out
 
 
+def _consume(lower, below, span, point, pos, words, end):  # pragma: no cover - compiled
+    """A range decoder's state after a symbol (constriction's ``decode_symbol``): the range
+    moved up by ``below`` and cut to ``span`` (both already scaled), then, if the span fell
+    under 2**32, the state shifted by a word and the stream's next word (if any: zeros past
+    its end) read into the point. Returns (lower, span, point, pos)."""
+    word = np.uint64(32)
+    lower = lower + below
+    if span < (np.uint64(1) << word):
+        lower = lower << word
+        span = span << word
+        point = point << word
+        if pos < end:
+            point = point | np.uint64(words[pos])
+            pos += 1
+    return lower, span, point, pos
+
+
 def _range_decode(words, pos, end, lower, span, point, bounds, w, out, spent):  # pragma: no cover - compiled
     """numba: constriction's range decoder and its ``Categorical(perfect=False)`` model, for
     several streams at once. Stream i decodes rows bounds[i]..bounds[i+1]-1 of the table w
@@ -145,8 +162,6 @@ def _range_decode(words, pos, end, lower, span, point, bounds, w, out, spent):  
     :meth:`Decoder.decode` counts it. Returns -1, or the first stream whose data is invalid."""
     K = w.shape[1]
     top = np.uint64(1) << np.uint64(24)
-    word = np.uint64(32)
-    low_span = np.uint64(1) << word
     free = float(16777216 - K)
     for i in range(len(bounds) - 1):
         lo, sp, pt, ps = lower[i], span[i], point[i], pos[i]
@@ -177,19 +192,12 @@ def _range_decode(words, pos, end, lower, span, point, bounds, w, out, spent):  
                 prob = top - left
             out[j] = symbol
             spent[i] -= np.log2(min(1.0, w[j, symbol] / total + 2.0 ** -22))
-            lo = lo + scale * left
-            sp = scale * prob
-            if sp < low_span:
-                lo = lo << word
-                sp = sp << word
-                pt = pt << word
-                if ps < end[i]:
-                    pt = pt | np.uint64(words[ps])
-                    ps += 1
+            lo, sp, pt, ps = _consume(lo, scale * left, scale * prob, pt, ps, words, end[i])
         lower[i], span[i], point[i], pos[i] = lo, sp, pt, ps
     return -1
 
 
+_consume = compile_kernel(_consume) or _consume  # compiled before the kernels that call it
 _RANGE_DECODE = compile_kernel(_range_decode)
 _CHECKED: bool | None = None  # whether _RANGE_DECODE reads this constriction's streams (None: not yet tried)
 
@@ -250,8 +258,6 @@ def _range_decode_mixtures(words, pos, end, lower, span, point, pieces, lg, mu, 
     ws = np.empty(m, dtype=np.int64)
     geo = np.empty((m, 3), dtype=np.int64)
     top = np.uint64(1) << np.uint64(24)
-    word = np.uint64(32)
-    low_span = np.uint64(1) << word
     scale_f = float(16777216 - K) / 16777216.0
     for k in range(len(pieces)):
         i = pieces[k, 0]
@@ -307,15 +313,7 @@ def _range_decode_mixtures(words, pos, end, lower, span, point, pieces, lg, mu, 
             out[j] = a
             own[j] = upto - below
             spent[i] -= np.log2(min(1.0, (upto - below) / 16777216.0 + 2.0 ** -22))
-            lo = lo + scale * left
-            sp = scale * (right - left)
-            if sp < low_span:
-                lo = lo << word
-                sp = sp << word
-                pt = pt << word
-                if ps < end[i]:
-                    pt = pt | np.uint64(words[ps])
-                    ps += 1
+            lo, sp, pt, ps = _consume(lo, scale * left, scale * (right - left), pt, ps, words, end[i])
         lower[i], span[i], point[i], pos[i] = lo, sp, pt, ps
     return -1
 
