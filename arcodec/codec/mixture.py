@@ -391,6 +391,8 @@ def kernel_constants(levels: int) -> tuple:
     tables, the saturation bounds, the clamps and the bit widths."""
     t_first, t_full = _saturation()
     return (levels, *kernel_tables(), _N, t_first, t_full, _R, MU_LIMIT, TABLE_BITS, SIG_BITS)
+
+
 _KERNEL: list = []
 _EDGE_KERNEL: list = []
 _NO_DEST = np.zeros(0, dtype=np.int64)
