@@ -28,8 +28,9 @@ def seed_files() -> dict[str, tuple[bytes, tuple[np.ndarray, ...]]]:
     and deflated), a model-coded digit (mnist-gated), a two-channel image coded plane by
     plane, 2-bit colour (colour-mnist-made), a level map (colour-mnist-made coding indices),
     the integer flow (mnist-idf, 28x28), archives (model-coded with several streams and their
-    checksums, and stored), a 16-bit image (its byte planes) and a palette image (indices,
-    with palette and transparency records)."""
+    checksums, and stored), a 16-bit image (its byte planes), a palette image (indices,
+    with palette and transparency records) and photos (photo-rgb and photo-gray: the
+    wavefront coder, its bands and engine header; too small for offsets)."""
     from arcodec.codec import api as codec
     from arcodec.codec import container
 
@@ -66,6 +67,10 @@ def seed_files() -> dict[str, tuple[bytes, tuple[np.ndarray, ...]]]:
     palette = container.Metadata(palette=("RGB", bytes(range(9))), transparency=b"\x00\xff")
     add("palette", [indices], container.with_metadata(codec.encode_images([indices], model="mnist-gated").data,
                                                       palette, [indices]))
+    photo = rng.integers(90, 160, (4, 5, 3), dtype=np.uint8)
+    add("photo", [photo], codec.encode_images([photo], model="photo-rgb").data)
+    gray = rng.integers(0, 256, (3, 4, 1), dtype=np.uint8) // 16 * 16
+    add("photo-gray", [gray], codec.encode_images([gray], model="photo-gray").data)
     return out
 
 

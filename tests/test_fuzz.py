@@ -44,7 +44,7 @@ def fuzz_settings(n: int) -> settings:
 
 
 STORED = ["stored-raw", "stored-deflate", "archive-stored", "16-bit"]
-MODEL = ["digit", "gray-alpha", "colour", "level-map", "idf", "archive", "palette"]
+MODEL = ["digit", "gray-alpha", "colour", "level-map", "idf", "archive", "palette", "photo", "photo-gray"]
 ops = st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 1 << 16),
                          st.one_of(st.sampled_from(INTERESTING), st.integers(0, 255))), min_size=1, max_size=4)
 
@@ -167,7 +167,7 @@ def test_seeds_are_the_kinds_they_claim():
     assert set(s) == set(STORED) | set(MODEL)
     read = {k: container.read(d)[0] for k, (d, _) in s.items()}
     assert {read[k].method for k in STORED} == {container.METHOD_RAW, container.METHOD_DEFLATE}
-    assert {read[k].model_id for k in MODEL} == {31, 3, 8} and read["level-map"].levels
+    assert {read[k].model_id for k in MODEL} == {31, 3, 8, 32, 6} and read["level-map"].levels
     assert read["archive"].archive and read["archive-stored"].archive
     for kind, (d, images) in s.items():
         assert not assert_refused_or_exact(d, images), kind
