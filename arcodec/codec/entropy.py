@@ -277,8 +277,8 @@ def _range_decode_mixtures(words, pos, end, lower, span, point, pieces, lg, mu, 
             for c in range(1, m):
                 if ws[c] > ws[heavy]:
                     heavy = c
-            mean = min(max(mu[j, heavy], -4096), 4096)
-            c = min(max(((mean + 4096) * (K - 1) + 4096) >> 13, 0), K - 2)
+            mean = min(max(mu[j, heavy], -4096), 4096)  # 2**-12 units: levels 0..K-1 at -1..1
+            c = min(max(((mean + 4096) * (K - 1) + 4096) >> 13, 0), K - 2)  # its level, rounded
             step = 1
             q = q_at(c, ws, geo, K, sig, t_first, t_full, sig_bits, table_bits)
             if np.uint64(np.int64(float(q) * scale_f)) + np.uint64(c + 1) > quantile:
@@ -338,7 +338,8 @@ class MixtureDecoders:
     def decode(self, pieces: np.ndarray, logits, mu, log_s, out: np.ndarray, own: np.ndarray) -> None:
         """Rows pieces[k, 1]..pieces[k, 2]-1 of the mixtures (N, M) from stream pieces[k, 0],
         piece after piece: their symbols into ``out``, their frequencies into ``own`` (N,)."""
-        code = _RANGE_DECODE_MIXTURES(*self._state, pieces, logits, mu, log_s,
+        lg, mu, ls = (np.ascontiguousarray(a, dtype=np.int64) for a in (logits, mu, log_s))  # one compiled type
+        code = _RANGE_DECODE_MIXTURES(*self._state, np.ascontiguousarray(pieces, dtype=np.int64), lg, mu, ls,
                                       *mixture.kernel_constants(self._levels), out, own, self._spent)
         if code >= 0:
             raise FormatError("corrupt payload (invalid data)")
