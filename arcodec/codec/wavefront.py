@@ -353,10 +353,8 @@ def encode_streams(model, x, counts: list[int], on_table: OnTable | None = None,
                     if on_table is not None:
                         on_table(np.repeat(np.arange(g0, g1), L), np.tile(r, g), np.tile(c, g), ch,
                                  table[dest[ch]].astype(np.int64))
-                if by_edges:
-                    bits[g0:g1] += (TABLE_BITS - np.log2(own[: g * L * C])).reshape(g, -1).sum(axis=1)
-                else:
-                    bits[g0:g1] += code_lengths(table, symbols).reshape(g, -1).sum(axis=1)
+                coded = own[: g * L * C] if by_edges else table[np.arange(g * L * C), symbols]  # each level's frequency
+                bits[g0:g1] += (TABLE_BITS - np.log2(coded)).reshape(g, -1).sum(axis=1)
                 for i in range(g):
                     part = slice(i * L * C, (i + 1) * L * C)
                     if by_edges:
@@ -983,8 +981,9 @@ def _decode_lines(eng, decs, xpad, x, lut, h, w, slope, hz, threads, on_table, p
                              np.minimum(c // REGION_WIDTH, shift.shape[2] - 1)]
             levels = np.zeros((len(pix), channels), dtype=np.int64)
             freq = np.zeros((len(pix), channels), dtype=np.int64) if eng.surprise else None
-            ends = np.cumsum([pieces[k][3] - pieces[k][2] for k in group])
-            starts = ends - [pieces[k][3] - pieces[k][2] for k in group]
+            sizes = [pieces[k][3] - pieces[k][2] for k in group]
+            ends = np.cumsum(sizes)
+            starts = ends - sizes
             subs = [pieces[k][0] * nb + pieces[k][1] for k in group]  # each piece's sub-stream
             if searched:
                 runs = np.stack([subs, starts, ends], axis=1)
